@@ -1,0 +1,164 @@
+//! The `kvault` command line: the programs (`server`, `dev`) and the people's client
+//! commands (`secret`, `token`).
+
+mod secret;
+
+use crate::dev::{DevOptions, TokenRequest};
+use crate::server::config::{ServerConfig, ServerOptions};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "kvault", version, about = "A key vault for Kubernetes")]
+pub struct Cli {
+    /// Log format: human text or one JSON object per line.
+    #[arg(long, global = true, env = "KVAULT_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one vault's data plane (HTTPS key-vault API).
+    Server(ServerOptions),
+    /// Run a vault on this machine with embedded defaults (state in ./.kvault).
+    Dev(DevOptions),
+    /// Mint a token from a dev vault's local issuer.
+    Token(TokenArgs),
+    /// Work with secrets.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The dev vault's state directory.
+    #[arg(long, env = "KVAULT_STATE_DIR", default_value = crate::dev::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// A service account: NAMESPACE/NAME.
+    #[arg(long)]
+    sa: Option<String>,
+    /// A user id.
+    #[arg(long)]
+    user: Option<String>,
+    /// A group the caller belongs to (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// The application the token was issued to.
+    #[arg(long)]
+    app: Option<String>,
+    /// Lifetime, e.g. 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: std::time::Duration,
+    /// Audience (default: the vault URL).
+    #[arg(long)]
+    audience: Option<String>,
+}
+
+/// `90s`, `30m`, `1h`, `7d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86_400),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 90s, 30m, 1h or 7d"))?;
+    Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Parses the command line and runs it. Errors print one line and exit non-zero.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::install_crypto_provider();
+    let level = match cli.command {
+        Command::Server(_) | Command::Dev(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, level);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kvault: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = rt.block_on(async move {
+        match cli.command {
+            Command::Server(opts) => {
+                let config = ServerConfig::from_options(opts)?;
+                crate::server::run(config).await?;
+                Ok(())
+            }
+            Command::Dev(opts) => crate::dev::run(opts).await,
+            Command::Token(t) => {
+                let token = crate::dev::mint_token(
+                    &t.state_dir,
+                    &TokenRequest {
+                        sa: t.sa,
+                        user: t.user,
+                        groups: t.groups,
+                        app: t.app,
+                        ttl: t.ttl,
+                        audience: t.audience,
+                    },
+                )?;
+                println!("{}", token.as_str());
+                Ok(())
+            }
+            Command::Secret(cmd) => secret::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kvault: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("30m").unwrap().as_secs(), 1800);
+        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 604_800);
+        assert_eq!(parse_duration("15").unwrap().as_secs(), 15);
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,372 @@
+//! The typed async client for the vault API — the one the CLI, the provider, the operator
+//! and the tests use.
+
+use crate::wire::{
+    BackupBlob, DeletedSecretBundle, DeletedSecretItem, ErrorEnvelope, Page, SecretBundle,
+    SecretItem, SecretSetParameters, SecretUpdateParameters,
+};
+use reqwest::{Certificate, ClientBuilder, Method, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The api-version this client speaks.
+pub const API_VERSION: &str = "2026-04-01";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The vault answered with an error envelope.
+    #[error("{code}: {message} (HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("cannot reach the vault: {0}")]
+    Transport(String),
+    #[error("unexpected response from the vault: {0}")]
+    Decode(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<Certificate>, ClientError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| ClientError::Config(format!("reading CA file {}: {e}", path.display())))?;
+    Certificate::from_pem_bundle(&pem)
+        .map_err(|e| ClientError::Config(format!("parsing CA file {}: {e}", path.display())))
+}
+
+/// An HTTPS client builder on rustls (aws-lc-rs) trusting the system roots plus `extra_ca`.
+pub fn http_client_builder(extra_ca: &[PathBuf]) -> Result<ClientBuilder, ClientError> {
+    let mut b = reqwest::Client::builder()
+        .https_only(true)
+        .connect_timeout(Duration::from_secs(10));
+    for path in extra_ca {
+        b = b.tls_certs_merge(read_certs(path)?);
+    }
+    Ok(b)
+}
+
+/// How to reach a vault.
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub url: String,
+    pub token: Zeroizing<String>,
+    /// Trust only this CA bundle (a vault's CA); system roots otherwise.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+pub struct VaultClient {
+    http: reqwest::Client,
+    origin: Url,
+    token: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for VaultClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultClient")
+            .field("origin", &self.origin.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VaultClient {
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        crate::install_crypto_provider();
+        let origin = Url::parse(&config.url)
+            .map_err(|e| ClientError::Config(format!("invalid vault URL '{}': {e}", config.url)))?;
+        if origin.scheme() != "https" {
+            return Err(ClientError::Config(format!(
+                "the vault URL must be https:// (got '{}')",
+                config.url
+            )));
+        }
+        let host = origin
+            .host_str()
+            .ok_or_else(|| ClientError::Config("the vault URL has no host".into()))?
+            .to_string();
+        let mut b = reqwest::Client::builder()
+            .https_only(true)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60));
+        if let Some(ca) = &config.ca_file {
+            b = b.tls_certs_only(read_certs(ca)?);
+        }
+        // RFC 6761: *.localhost names are loopback, whatever the resolver says.
+        if host.ends_with(".localhost") {
+            b = b.resolve(&host, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        }
+        let http = b
+            .build()
+            .map_err(|e| ClientError::Config(format!("building the HTTPS client: {e}")))?;
+        Ok(Self {
+            http,
+            origin,
+            token: config.token,
+        })
+    }
+
+    /// The same vault with another token.
+    pub fn with_token(&self, token: Zeroizing<String>) -> Self {
+        Self {
+            token,
+            ..self.clone()
+        }
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
+        let mut u = self.origin.clone();
+        u.set_path(path);
+        {
+            let mut q = u.query_pairs_mut();
+            q.clear();
+            q.append_pair("api-version", API_VERSION);
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        u
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response, ClientError> {
+        // Never send the token anywhere but the vault we were configured for.
+        if url.origin() != self.origin.origin() {
+            return Err(ClientError::Decode(format!(
+                "refusing to follow a link to another origin: {}",
+                url.origin().ascii_serialization()
+            )));
+        }
+        let mut req = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.token.as_str());
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        Err(match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+            Ok(env) => ClientError::Api {
+                status,
+                code: env.error.code,
+                message: env.error.message,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                code: format!("HTTP{status}"),
+                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            },
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let body = match body {
+            Some(b) => Some(
+                serde_json::to_vec(b).map_err(|e| ClientError::Decode(format!("encoding: {e}")))?,
+            ),
+            None => None,
+        };
+        let resp = self.send(method, self.url(path, query), body).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Follows `nextLink` until the listing ends.
+    async fn list_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ClientError> {
+        let mut out = Vec::new();
+        let mut url = self.url(path, &[]);
+        loop {
+            let resp = self.send(Method::GET, url, None).await?;
+            let page: Page<T> = resp
+                .json()
+                .await
+                .map_err(|e| ClientError::Decode(e.without_url().to_string()))?;
+            out.extend(page.value);
+            match page.next_link {
+                Some(link) => {
+                    url = Url::parse(&link)
+                        .map_err(|e| ClientError::Decode(format!("bad nextLink: {e}")))?
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+
+    fn seg(s: &str) -> String {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    }
+
+    pub async fn set_secret(
+        &self,
+        name: &str,
+        params: &SecretSetParameters,
+    ) -> Result<SecretBundle, ClientError> {
+        self.call(Method::PUT, &format!("/secrets/{}", Self::seg(name)), &[], Some(params))
+            .await
+    }
+
+    /// The latest version when `version` is `None`.
+    pub async fn get_secret(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<SecretBundle, ClientError> {
+        let path = format!(
+            "/secrets/{}/{}",
+            Self::seg(name),
+            Self::seg(version.unwrap_or(""))
+        );
+        self.call(Method::GET, &path, &[], None::<&()>).await
+    }
+
+    pub async fn update_secret(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        params: &SecretUpdateParameters,
+    ) -> Result<SecretBundle, ClientError> {
+        let path = format!(
+            "/secrets/{}/{}",
+            Self::seg(name),
+            Self::seg(version.unwrap_or(""))
+        );
+        self.call(Method::PATCH, &path, &[], Some(params)).await
+    }
+
+    pub async fn list_secrets(&self) -> Result<Vec<SecretItem>, ClientError> {
+        self.list_all("/secrets").await
+    }
+
+    pub async fn list_secret_versions(&self, name: &str) -> Result<Vec<SecretItem>, ClientError> {
+        self.list_all(&format!("/secrets/{}/versions", Self::seg(name)))
+            .await
+    }
+
+    pub async fn delete_secret(&self, name: &str) -> Result<DeletedSecretBundle, ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/secrets/{}", Self::seg(name)),
+            &[],
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn get_deleted_secret(&self, name: &str) -> Result<DeletedSecretBundle, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/deletedsecrets/{}", Self::seg(name)),
+            &[],
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn list_deleted_secrets(&self) -> Result<Vec<DeletedSecretItem>, ClientError> {
+        self.list_all("/deletedsecrets").await
+    }
+
+    pub async fn recover_deleted_secret(&self, name: &str) -> Result<SecretBundle, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/deletedsecrets/{}/recover", Self::seg(name)),
+            &[],
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn purge_deleted_secret(&self, name: &str) -> Result<(), ClientError> {
+        let url = self.url(&format!("/deletedsecrets/{}", Self::seg(name)), &[]);
+        self.send(Method::DELETE, url, None).await.map(|_| ())
+    }
+
+    /// The backup blob (base64url).
+    pub async fn backup_secret(&self, name: &str) -> Result<String, ClientError> {
+        let b: BackupBlob = self
+            .call(
+                Method::POST,
+                &format!("/secrets/{}/backup", Self::seg(name)),
+                &[],
+                None::<&()>,
+            )
+            .await?;
+        Ok(b.value)
+    }
+
+    pub async fn restore_secret(&self, blob: &str) -> Result<SecretBundle, ClientError> {
+        self.call(
+            Method::POST,
+            "/secrets/restore",
+            &[],
+            Some(&BackupBlob {
+                value: blob.to_string(),
+            }),
+        )
+        .await
+    }
+
+    /// `GET /_kvault/health` (no token needed).
+    pub async fn health(&self) -> Result<(), ClientError> {
+        let mut u = self.origin.clone();
+        u.set_path("/_kvault/health");
+        let resp = self
+            .http
+            .get(u)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(ClientError::Api {
+                status: resp.status().as_u16(),
+                code: "Unhealthy".into(),
+                message: "the vault is not serving".into(),
+            })
+        }
+    }
+}

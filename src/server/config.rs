@@ -1,0 +1,360 @@
+//! `kvault server` configuration: flags and environment variables, over an optional YAML
+//! file, validated into a [`ServerConfig`] before anything listens.
+
+use crate::clock::SharedClock;
+use crate::crypto::MasterKey;
+use crate::server::auth::IssuerConfig;
+use crate::server::objects::{MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, SoftDelete};
+use crate::server::tls::TlsMinVersion;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options as given on the command line, in the environment or in the YAML file (same
+/// names, kebab-case). The command line wins over the file.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerOptions {
+    /// YAML file with any of these options.
+    #[arg(long, env = "KVAULT_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "KVAULT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The vault's URL as clients use it, e.g. https://payments.team-a.svc.
+    #[arg(long, env = "KVAULT_URL")]
+    pub url: Option<String>,
+    /// The challenge's `resource` (default: https:// + the URL host's parent domain [+ port]).
+    #[arg(long, env = "KVAULT_RESOURCE")]
+    pub resource: Option<String>,
+    /// PEM certificate chain for HTTPS (re-read when it changes).
+    #[arg(long, env = "KVAULT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, env = "KVAULT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Oldest TLS version accepted: 1.2 (default) or 1.3.
+    #[arg(long, env = "KVAULT_TLS_MIN_VERSION")]
+    pub tls_min_version: Option<String>,
+    /// Directory of the embedded database.
+    #[arg(long, env = "KVAULT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// File holding the 32-byte master key (raw or base64).
+    #[arg(long, env = "KVAULT_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Trusted token issuer: ISSUER=JWKS_FILE, ISSUER=https://JWKS_URL, or ISSUER alone for
+    /// OIDC discovery. Repeatable.
+    #[arg(long = "issuer", env = "KVAULT_ISSUERS", value_delimiter = ',')]
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Accepted token audience. Repeatable. Default: the vault URL and the challenge resource.
+    #[arg(long = "audience", env = "KVAULT_AUDIENCES", value_delimiter = ',')]
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Days a deleted object stays recoverable (7-90, default 90).
+    #[arg(long, env = "KVAULT_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+    /// Refuse purges; deleted objects are only removed when their retention ends.
+    #[arg(long, env = "KVAULT_PURGE_PROTECTION")]
+    #[serde(default)]
+    pub purge_protection: bool,
+}
+
+impl ServerOptions {
+    /// Reads the YAML file named by `--config` (if any) and lays these options over it.
+    pub fn resolve(self) -> Result<ServerOptions, ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let file: ServerOptions = serde_saphyr::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(ServerOptions {
+            config: self.config,
+            listen: self.listen.or(file.listen),
+            url: self.url.or(file.url),
+            resource: self.resource.or(file.resource),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_min_version: self.tls_min_version.or(file.tls_min_version),
+            data_dir: self.data_dir.or(file.data_dir),
+            master_key_file: self.master_key_file.or(file.master_key_file),
+            issuers: if self.issuers.is_empty() { file.issuers } else { self.issuers },
+            audiences: if self.audiences.is_empty() { file.audiences } else { self.audiences },
+            retention_days: self.retention_days.or(file.retention_days),
+            purge_protection: self.purge_protection || file.purge_protection,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("missing required setting --{0}")]
+    Missing(&'static str),
+    #[error("invalid --{name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("master key file {path}: {reason}")]
+    MasterKey { path: String, reason: String },
+}
+
+/// The vault's own URL, split into what the ids, the certificate and the challenge need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultUrl {
+    /// `https://host[:port]`, lower-case, no trailing slash, `:443` omitted.
+    pub origin: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl VaultUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let url = reqwest::Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
+        if url.scheme() != "https" {
+            return Err(format!("'{s}' must be an https:// URL"));
+        }
+        if url.path() != "/" && !url.path().is_empty() {
+            return Err(format!("'{s}' must not have a path"));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("'{s}' has no host"))?
+            .to_ascii_lowercase();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let origin = if port == 443 {
+            format!("https://{host}")
+        } else {
+            format!("https://{host}:{port}")
+        };
+        Ok(Self { origin, host, port })
+    }
+
+    /// `https://<parent domain>[:port]`: the SDKs require the vault host to be a strict
+    /// subdomain of the resource host (and Python compares ports off 443). Hosts without a
+    /// parent (an IP, `localhost`) fall back to the origin, which the SDKs will refuse unless
+    /// they disable challenge verification.
+    pub fn default_resource(&self) -> String {
+        let parent = match self.host.parse::<std::net::IpAddr>() {
+            Ok(_) => None,
+            Err(_) => self
+                .host
+                .split_once('.')
+                .map(|(_, p)| p)
+                .filter(|p| !p.is_empty()),
+        };
+        match parent {
+            Some(p) if self.port == 443 => format!("https://{p}"),
+            Some(p) => format!("https://{p}:{}", self.port),
+            None => self.origin.clone(),
+        }
+    }
+}
+
+pub enum MasterKeySource {
+    File(PathBuf),
+    Given(MasterKey),
+}
+
+/// A validated server configuration.
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub url: VaultUrl,
+    pub resource: String,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub tls_min_version: TlsMinVersion,
+    pub data_dir: PathBuf,
+    pub master_key: MasterKeySource,
+    pub issuers: Vec<IssuerConfig>,
+    pub audiences: Vec<String>,
+    pub soft_delete: SoftDelete,
+    /// CA bundle for fetching remote JWKS (besides the system roots).
+    pub extra_ca: Vec<PathBuf>,
+    pub tls_reload_interval: Duration,
+    pub jwks_refresh_interval: Duration,
+    pub sweep_interval: Duration,
+    pub clock: SharedClock,
+}
+
+impl ServerConfig {
+    pub fn from_options(o: ServerOptions) -> Result<Self, ConfigError> {
+        let o = o.resolve()?;
+        let url = VaultUrl::parse(o.url.as_deref().ok_or(ConfigError::Missing("url"))?)
+            .map_err(|reason| ConfigError::Invalid { name: "url", reason })?;
+        let resource = match o.resource {
+            Some(r) => VaultUrl::parse(&r)
+                .map_err(|reason| ConfigError::Invalid { name: "resource", reason })?
+                .origin,
+            None => url.default_resource(),
+        };
+        let tls_min_version = match o.tls_min_version {
+            None => TlsMinVersion::Tls12,
+            Some(v) => v
+                .parse()
+                .map_err(|reason| ConfigError::Invalid { name: "tls-min-version", reason })?,
+        };
+        let retention_days = o.retention_days.unwrap_or(MAX_RETENTION_DAYS);
+        if !(MIN_RETENTION_DAYS..=MAX_RETENTION_DAYS).contains(&retention_days) {
+            return Err(ConfigError::Invalid {
+                name: "retention-days",
+                reason: format!(
+                    "{retention_days} is outside {MIN_RETENTION_DAYS}-{MAX_RETENTION_DAYS}"
+                ),
+            });
+        }
+        let issuers = o
+            .issuers
+            .iter()
+            .map(|s| IssuerConfig::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| ConfigError::Invalid { name: "issuer", reason })?;
+        if issuers.is_empty() {
+            return Err(ConfigError::Missing("issuer"));
+        }
+        let audiences = if o.audiences.is_empty() {
+            default_audiences(&url, &resource)
+        } else {
+            o.audiences
+        };
+        Ok(Self {
+            listen: o.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
+            resource,
+            tls_cert: o.tls_cert.ok_or(ConfigError::Missing("tls-cert"))?,
+            tls_key: o.tls_key.ok_or(ConfigError::Missing("tls-key"))?,
+            tls_min_version,
+            data_dir: o.data_dir.ok_or(ConfigError::Missing("data-dir"))?,
+            master_key: MasterKeySource::File(
+                o.master_key_file.ok_or(ConfigError::Missing("master-key-file"))?,
+            ),
+            issuers,
+            audiences,
+            soft_delete: SoftDelete {
+                retention_days,
+                purge_protection: o.purge_protection,
+            },
+            url,
+            extra_ca: Vec::new(),
+            tls_reload_interval: Duration::from_secs(5),
+            jwks_refresh_interval: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(300),
+            clock: crate::clock::system(),
+        })
+    }
+
+    pub fn load_master_key(&self) -> Result<MasterKey, ConfigError> {
+        match &self.master_key {
+            MasterKeySource::Given(k) => MasterKey::from_file_contents(k.to_base64().as_bytes())
+                .map_err(|e| ConfigError::MasterKey {
+                    path: "(given)".into(),
+                    reason: e.to_string(),
+                }),
+            MasterKeySource::File(p) => {
+                let bytes = zeroize::Zeroizing::new(std::fs::read(p).map_err(|e| {
+                    ConfigError::MasterKey {
+                        path: p.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?);
+                MasterKey::from_file_contents(&bytes).map_err(|e| ConfigError::MasterKey {
+                    path: p.display().to_string(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Tokens for the vault URL or for the challenge resource (what an SDK's credential asks
+/// for, with or without `/.default`).
+pub fn default_audiences(url: &VaultUrl, resource: &str) -> Vec<String> {
+    let mut a = vec![
+        url.origin.clone(),
+        format!("{}/", url.origin),
+        resource.to_string(),
+        format!("{resource}/"),
+        format!("{resource}/.default"),
+    ];
+    a.dedup();
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_resource_is_the_parent_domain_with_the_port() {
+        let u = VaultUrl::parse("https://Dev.KVault.localhost:8443/").unwrap();
+        assert_eq!(u.origin, "https://dev.kvault.localhost:8443");
+        assert_eq!(u.default_resource(), "https://kvault.localhost:8443");
+        let u = VaultUrl::parse("https://payments.team-a.svc").unwrap();
+        assert_eq!(u.default_resource(), "https://team-a.svc");
+        assert_eq!(u.origin, "https://payments.team-a.svc");
+        let u = VaultUrl::parse("https://127.0.0.1:8443").unwrap();
+        assert_eq!(u.default_resource(), "https://127.0.0.1:8443");
+        assert!(VaultUrl::parse("http://x.y").is_err());
+        assert!(VaultUrl::parse("https://x.y/path").is_err());
+    }
+
+    #[test]
+    fn missing_and_invalid_settings_are_named() {
+        let base = ServerOptions {
+            url: Some("https://v.ns.svc".into()),
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            data_dir: Some("d".into()),
+            master_key_file: Some("m".into()),
+            issuers: vec!["https://issuer=/jwks.json".into()],
+            ..Default::default()
+        };
+        assert!(ServerConfig::from_options(base.clone()).is_ok());
+        let e = ServerConfig::from_options(ServerOptions { url: None, ..base.clone() })
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "missing required setting --url");
+        let e = ServerConfig::from_options(ServerOptions {
+            retention_days: Some(5),
+            ..base.clone()
+        })
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("retention-days"));
+        let e = ServerConfig::from_options(ServerOptions {
+            tls_min_version: Some("1.1".into()),
+            ..base
+        })
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("tls-min-version"));
+    }
+
+    #[test]
+    fn yaml_file_is_overridden_by_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "url: https://a.b.c\nretention-days: 30\npurge-protection: true\nissuers: [\"https://i=/j\"]\n",
+        )
+        .unwrap();
+        let o = ServerOptions {
+            config: Some(f),
+            url: Some("https://x.y.z".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(o.url.as_deref(), Some("https://x.y.z"));
+        assert_eq!(o.retention_days, Some(30));
+        assert!(o.purge_protection);
+        assert_eq!(o.issuers, vec!["https://i=/j".to_string()]);
+    }
+}

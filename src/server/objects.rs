@@ -1,0 +1,292 @@
+//! Rules shared by every object family: names, tags, JSON bodies, soft-delete settings
+//! and sealed backups.
+
+use crate::crypto::SealKey;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::store::{Head, Kind};
+use crate::wire::{MAX_TAG_NAME_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, Tags};
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+pub const MAX_NAME_LEN: usize = 127;
+/// The cloud refuses to back up objects with more versions than this.
+pub const MAX_BACKUP_VERSIONS: usize = 500;
+
+/// Object names: 1–127 characters of letters, digits and hyphens.
+pub fn validate_name(name: &str) -> ApiResult<()> {
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ApiError::bad(format!(
+            "The request URI contains an invalid name: '{}'. Names are 1-{MAX_NAME_LEN} characters of letters, digits and '-'.",
+            printable(name)
+        )));
+    }
+    Ok(())
+}
+
+/// A caller-supplied string made safe to echo in an error (bounded, no control chars).
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .take(MAX_NAME_LEN + 1)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+pub fn validate_tags(tags: &Option<Tags>) -> ApiResult<()> {
+    let Some(tags) = tags else { return Ok(()) };
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::bad(format!("At most {MAX_TAGS} tags are allowed.")));
+    }
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > MAX_TAG_NAME_LEN {
+            return Err(ApiError::bad(format!(
+                "Tag names must be 1-{MAX_TAG_NAME_LEN} characters."
+            )));
+        }
+        if v.chars().count() > MAX_TAG_VALUE_LEN {
+            return Err(ApiError::bad(format!(
+                "Tag values must be at most {MAX_TAG_VALUE_LEN} characters."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a JSON body. The error names the position and the kind of problem but never
+/// echoes the input, which may hold a secret.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    if body.is_empty() {
+        return Err(ApiError::bad("The request body is empty; a JSON object is required."));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        let what = match e.classify() {
+            Category::Syntax | Category::Eof => "is not valid JSON",
+            Category::Data => "has a missing field or a field of the wrong type",
+            Category::Io => "could not be read",
+        };
+        ApiError::bad(format!(
+            "The request body {what} (line {}, column {}).",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// The vault's soft-delete settings, which fix `recoveryLevel` and `recoverableDays`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoftDelete {
+    pub retention_days: u32,
+    pub purge_protection: bool,
+}
+
+pub const MIN_RETENTION_DAYS: u32 = 7;
+pub const MAX_RETENTION_DAYS: u32 = 90;
+
+impl Default for SoftDelete {
+    fn default() -> Self {
+        Self {
+            retention_days: MAX_RETENTION_DAYS,
+            purge_protection: false,
+        }
+    }
+}
+
+impl SoftDelete {
+    pub fn recovery_level(&self) -> &'static str {
+        match (self.retention_days >= MAX_RETENTION_DAYS, self.purge_protection) {
+            (true, false) => "Recoverable+Purgeable",
+            (true, true) => "Recoverable",
+            (false, false) => "CustomizedRecoverable+Purgeable",
+            (false, true) => "CustomizedRecoverable",
+        }
+    }
+
+    pub fn retention_secs(&self) -> i64 {
+        i64::from(self.retention_days) * 86_400
+    }
+}
+
+pub fn purge_protected() -> ApiError {
+    ApiError::Forbidden {
+        message: "Operation \"purge\" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge it after the retention period has passed.".into(),
+        inner: None,
+    }
+}
+
+const BACKUP_MAGIC: &[u8] = b"KVB1";
+
+/// The plaintext inside a backup blob: one object with all its versions.
+#[derive(Serialize, Deserialize)]
+pub struct Backup<M> {
+    kind: String,
+    pub head: Head<M>,
+    values: Vec<BackupValue>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BackupValue {
+    version: String,
+    /// Standard base64 of the value.
+    value: String,
+}
+
+impl Drop for BackupValue {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.value);
+    }
+}
+
+fn invalid_backup() -> ApiError {
+    ApiError::bad(
+        "The backup blob is invalid: it is corrupted, or it was made by a vault with another master key.",
+    )
+}
+
+impl<M: Serialize + DeserializeOwned + Clone> Backup<M> {
+    /// Seals an object and its versions' values into a base64url blob.
+    pub fn seal(
+        key: &SealKey,
+        kind: Kind,
+        head: &Head<M>,
+        values: Vec<(String, Zeroizing<Vec<u8>>)>,
+    ) -> ApiResult<String> {
+        if head.versions.len() > MAX_BACKUP_VERSIONS {
+            return Err(ApiError::bad(format!(
+                "Backup is limited to {MAX_BACKUP_VERSIONS} versions per object."
+            )));
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let backup = Backup {
+            kind: kind.as_str().to_string(),
+            head: head.clone(),
+            values: values
+                .iter()
+                .map(|(version, v)| BackupValue {
+                    version: version.clone(),
+                    value: b64.encode(v.as_slice()),
+                })
+                .collect(),
+        };
+        let plain = Zeroizing::new(serde_json::to_vec(&backup).map_err(|_| ApiError::Internal)?);
+        let mut out = BACKUP_MAGIC.to_vec();
+        out.extend(
+            key.seal(&backup_aad(kind), &plain)
+                .map_err(|_| ApiError::Internal)?,
+        );
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Opens a blob; anything tampered, foreign or of another object kind is a 400.
+    pub fn open(key: &SealKey, kind: Kind, blob: &str) -> ApiResult<Self> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(blob.trim_end_matches('='))
+            .map_err(|_| invalid_backup())?;
+        let sealed = raw.strip_prefix(BACKUP_MAGIC).ok_or_else(invalid_backup)?;
+        let plain = key
+            .open(&backup_aad(kind), sealed)
+            .map_err(|_| invalid_backup())?;
+        let backup: Backup<M> = serde_json::from_slice(&plain).map_err(|_| invalid_backup())?;
+        if backup.kind != kind.as_str() {
+            return Err(invalid_backup());
+        }
+        validate_name(&backup.head.name).map_err(|_| invalid_backup())?;
+        // Every version must come with its value, and nothing else.
+        let complete = backup.values.len() == backup.head.versions.len()
+            && backup
+                .head
+                .versions
+                .iter()
+                .all(|v| backup.values.iter().any(|b| b.version == v.id));
+        if !complete || backup.head.versions.is_empty() {
+            return Err(invalid_backup());
+        }
+        Ok(backup)
+    }
+
+    /// The versions' values, decoded.
+    pub fn values(&self) -> Vec<(String, Zeroizing<Vec<u8>>)> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        self.values
+            .iter()
+            .filter_map(|b| {
+                b64.decode(&b.value)
+                    .ok()
+                    .map(|v| (b.version.clone(), Zeroizing::new(v)))
+            })
+            .collect()
+    }
+}
+
+fn backup_aad(kind: Kind) -> Vec<u8> {
+    format!("kvault/v1/backup/{}", kind.as_str()).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "A-1", &"x".repeat(127)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a_b", "a b", "é", &"x".repeat(128), "a/b", "a.b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn recovery_levels_follow_the_settings() {
+        let sd = |d, p| SoftDelete {
+            retention_days: d,
+            purge_protection: p,
+        };
+        assert_eq!(sd(90, false).recovery_level(), "Recoverable+Purgeable");
+        assert_eq!(sd(90, true).recovery_level(), "Recoverable");
+        assert_eq!(sd(7, false).recovery_level(), "CustomizedRecoverable+Purgeable");
+        assert_eq!(sd(7, true).recovery_level(), "CustomizedRecoverable");
+        assert_eq!(sd(7, true).retention_secs(), 7 * 86_400);
+    }
+
+    #[test]
+    fn json_errors_never_echo_the_input() {
+        let err = parse_json::<crate::wire::SecretSetParameters>(br#"{"value": 123456789}"#)
+            .unwrap_err();
+        assert!(!err.to_string().contains("123456789"), "{err}");
+        assert!(parse_json::<crate::wire::SecretSetParameters>(b"{").is_err());
+        assert!(parse_json::<crate::wire::SecretSetParameters>(b"").is_err());
+    }
+
+    #[test]
+    fn backups_open_only_under_their_key_and_kind() {
+        let key = SealKey::from_bytes(&[1; 32]).unwrap();
+        let other = SealKey::from_bytes(&[2; 32]).unwrap();
+        let head: Head<()> = Head {
+            name: "s".into(),
+            versions: vec![crate::server::store::Version::new("v1".into(), 1, ())],
+            deleted: None,
+        };
+        let blob = Backup::seal(
+            &key,
+            Kind::Secret,
+            &head,
+            vec![("v1".into(), Zeroizing::new(b"x".to_vec()))],
+        )
+        .unwrap();
+        let back = Backup::<()>::open(&key, Kind::Secret, &blob).unwrap();
+        assert_eq!(back.values()[0].1.as_slice(), b"x");
+        assert!(Backup::<()>::open(&other, Kind::Secret, &blob).is_err());
+        assert!(Backup::<()>::open(&key, Kind::Key, &blob).is_err());
+        let mut chars: Vec<char> = blob.chars().collect();
+        let mid = chars.len() / 2;
+        chars[mid] = if chars[mid] == 'A' { 'B' } else { 'A' };
+        let tampered: String = chars.into_iter().collect();
+        assert!(Backup::<()>::open(&key, Kind::Secret, &tampered).is_err());
+        assert!(Backup::<()>::open(&key, Kind::Secret, "!!!").is_err());
+    }
+}

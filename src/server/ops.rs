@@ -1,0 +1,214 @@
+//! The API's operations and the pure routing from method + path to an operation.
+//!
+//! Authorization, audit and metrics all speak in these operations, so the mapping from
+//! URL shapes to meaning lives in exactly one place.
+
+use axum::http::Method;
+use percent_encoding::percent_decode_str;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    SetSecret { name: String },
+    /// `version` is `None` for the latest (empty version segment).
+    GetSecret { name: String, version: Option<String> },
+    UpdateSecret { name: String, version: Option<String> },
+    DeleteSecret { name: String },
+    ListSecrets,
+    ListSecretVersions { name: String },
+    ListDeletedSecrets,
+    GetDeletedSecret { name: String },
+    PurgeDeletedSecret { name: String },
+    RecoverDeletedSecret { name: String },
+    BackupSecret { name: String },
+    RestoreSecret,
+}
+
+impl Operation {
+    /// The operation's name in logs and metrics (the API's operation ids).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::SetSecret { .. } => "SetSecret",
+            Operation::GetSecret { .. } => "GetSecret",
+            Operation::UpdateSecret { .. } => "UpdateSecret",
+            Operation::DeleteSecret { .. } => "DeleteSecret",
+            Operation::ListSecrets => "GetSecrets",
+            Operation::ListSecretVersions { .. } => "GetSecretVersions",
+            Operation::ListDeletedSecrets => "GetDeletedSecrets",
+            Operation::GetDeletedSecret { .. } => "GetDeletedSecret",
+            Operation::PurgeDeletedSecret { .. } => "PurgeDeletedSecret",
+            Operation::RecoverDeletedSecret { .. } => "RecoverDeletedSecret",
+            Operation::BackupSecret { .. } => "BackupSecret",
+            Operation::RestoreSecret => "RestoreSecret",
+        }
+    }
+
+    /// The object the operation touches, if any (`/secrets/<name>`).
+    pub fn object(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Operation::SetSecret { name }
+            | Operation::GetSecret { name, .. }
+            | Operation::UpdateSecret { name, .. }
+            | Operation::DeleteSecret { name }
+            | Operation::ListSecretVersions { name }
+            | Operation::GetDeletedSecret { name }
+            | Operation::PurgeDeletedSecret { name }
+            | Operation::RecoverDeletedSecret { name }
+            | Operation::BackupSecret { name } => Some(("secrets", name)),
+            Operation::ListSecrets | Operation::ListDeletedSecrets | Operation::RestoreSecret => {
+                None
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    NotFound,
+    MethodNotAllowed,
+}
+
+fn version(seg: &str) -> Option<String> {
+    (!seg.is_empty()).then(|| seg.to_string())
+}
+
+/// Maps a request to its operation. Collection names match case-insensitively, path
+/// segments are percent-decoded, and an empty last segment addresses the latest version.
+pub fn route(method: &Method, path: &str) -> Result<Operation, RouteError> {
+    let raw: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let segs: Vec<String> = raw
+        .iter()
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let name = |i: usize| segs[i].clone();
+    let m = method.clone();
+    use Operation as O;
+    let op = match l.as_slice() {
+        ["secrets"] | ["secrets", ""] => match m {
+            Method::GET => O::ListSecrets,
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["secrets", "restore"] if m == Method::POST => O::RestoreSecret,
+        ["secrets", _] => match m {
+            Method::PUT => O::SetSecret { name: name(1) },
+            Method::DELETE => O::DeleteSecret { name: name(1) },
+            Method::GET => O::GetSecret {
+                name: name(1),
+                version: None,
+            },
+            Method::PATCH => O::UpdateSecret {
+                name: name(1),
+                version: None,
+            },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["secrets", _, "versions"] if m == Method::GET => O::ListSecretVersions { name: name(1) },
+        ["secrets", _, "backup"] if m == Method::POST => O::BackupSecret { name: name(1) },
+        ["secrets", _, v] => match m {
+            Method::GET => O::GetSecret {
+                name: name(1),
+                version: version(v),
+            },
+            Method::PATCH => O::UpdateSecret {
+                name: name(1),
+                version: version(v),
+            },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["deletedsecrets"] | ["deletedsecrets", ""] => match m {
+            Method::GET => O::ListDeletedSecrets,
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["deletedsecrets", _] => match m {
+            Method::GET => O::GetDeletedSecret { name: name(1) },
+            Method::DELETE => O::PurgeDeletedSecret { name: name(1) },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["deletedsecrets", _, "recover"] if m == Method::POST => {
+            O::RecoverDeletedSecret { name: name(1) }
+        }
+        _ => return Err(RouteError::NotFound),
+    };
+    Ok(op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Operation as O;
+
+    fn r(m: Method, p: &str) -> Result<Operation, RouteError> {
+        route(&m, p)
+    }
+
+    #[test]
+    fn secret_routes() {
+        assert_eq!(r(Method::PUT, "/secrets/a"), Ok(O::SetSecret { name: "a".into() }));
+        assert_eq!(
+            r(Method::GET, "/secrets/a/"),
+            Ok(O::GetSecret {
+                name: "a".into(),
+                version: None
+            })
+        );
+        assert_eq!(
+            r(Method::GET, "/Secrets/A/0123"),
+            Ok(O::GetSecret {
+                name: "A".into(),
+                version: Some("0123".into())
+            })
+        );
+        assert_eq!(
+            r(Method::PATCH, "/secrets/a/"),
+            Ok(O::UpdateSecret {
+                name: "a".into(),
+                version: None
+            })
+        );
+        assert_eq!(r(Method::GET, "/secrets"), Ok(O::ListSecrets));
+        assert_eq!(r(Method::GET, "/secrets/"), Ok(O::ListSecrets));
+        assert_eq!(
+            r(Method::GET, "/secrets/a/versions"),
+            Ok(O::ListSecretVersions { name: "a".into() })
+        );
+        assert_eq!(r(Method::POST, "/secrets/restore"), Ok(O::RestoreSecret));
+        // A secret may be called "restore": only POST means the restore operation.
+        assert_eq!(
+            r(Method::PUT, "/secrets/restore"),
+            Ok(O::SetSecret {
+                name: "restore".into()
+            })
+        );
+        assert_eq!(
+            r(Method::POST, "/secrets/a/backup"),
+            Ok(O::BackupSecret { name: "a".into() })
+        );
+        assert_eq!(r(Method::DELETE, "/secrets/a"), Ok(O::DeleteSecret { name: "a".into() }));
+        assert_eq!(r(Method::GET, "/deletedsecrets"), Ok(O::ListDeletedSecrets));
+        assert_eq!(
+            r(Method::DELETE, "/deletedsecrets/a"),
+            Ok(O::PurgeDeletedSecret { name: "a".into() })
+        );
+        assert_eq!(
+            r(Method::POST, "/deletedsecrets/a/recover"),
+            Ok(O::RecoverDeletedSecret { name: "a".into() })
+        );
+        assert_eq!(
+            r(Method::GET, "/secrets/bad%20name"),
+            Ok(O::GetSecret {
+                name: "bad name".into(),
+                version: None
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_paths_and_methods() {
+        assert_eq!(r(Method::GET, "/nothing"), Err(RouteError::NotFound));
+        assert_eq!(r(Method::GET, "/secrets/a/b/c"), Err(RouteError::NotFound));
+        assert_eq!(r(Method::POST, "/secrets"), Err(RouteError::MethodNotAllowed));
+        assert_eq!(r(Method::PUT, "/secrets/a/v1"), Err(RouteError::MethodNotAllowed));
+        assert_eq!(r(Method::POST, "/deletedsecrets/a"), Err(RouteError::MethodNotAllowed));
+    }
+}

@@ -1,0 +1,504 @@
+//! The secrets API: set, get, update, list, versions, delete, deleted, recover, purge,
+//! backup and restore — wire-compatible with the official SDKs' `SecretClient`.
+
+use crate::server::AppState;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::http::{PageRequest, Reply, RequestContext, paginate};
+use crate::server::objects::{self, Backup};
+use crate::server::ops::Operation;
+use crate::server::store::{Change, Deleted, Head, Kind, Version};
+use crate::wire::{
+    BackupBlob, DeletedSecretBundle, DeletedSecretItem, DeletionInfo, MAX_CONTENT_TYPE_LEN,
+    MAX_SECRET_VALUE_LEN, SecretAttributes, SecretBundle, SecretItem, SecretSetParameters,
+    SecretUpdateParameters,
+};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+const KIND: Kind = Kind::Secret;
+
+/// What a secret version has beyond the common attributes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SecretMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Certificate-backed secrets are managed by their certificate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+}
+
+type SecretHead = Head<SecretMeta>;
+
+pub async fn handle(
+    state: &AppState,
+    ctx: &RequestContext,
+    op: Operation,
+    body: &[u8],
+) -> ApiResult<Reply> {
+    use Operation as O;
+    match op {
+        O::SetSecret { name } => set(state, ctx, &name, body).await,
+        O::GetSecret { name, version } => get(state, ctx, &name, version.as_deref()).await,
+        O::UpdateSecret { name, version } => {
+            update(state, ctx, &name, version.as_deref(), body).await
+        }
+        O::DeleteSecret { name } => delete(state, ctx, &name).await,
+        O::ListSecrets => list(state, ctx).await,
+        O::ListSecretVersions { name } => versions(state, ctx, &name).await,
+        O::ListDeletedSecrets => list_deleted(state, ctx).await,
+        O::GetDeletedSecret { name } => get_deleted(state, ctx, &name).await,
+        O::PurgeDeletedSecret { name } => purge(state, &name).await,
+        O::RecoverDeletedSecret { name } => recover(state, ctx, &name).await,
+        O::BackupSecret { name } => backup(state, &name).await,
+        O::RestoreSecret => restore(state, ctx, body).await,
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "SecretNotFound",
+        message: format!("A secret with (name/id) {name} was not found in this key vault."),
+    }
+}
+
+fn version_not_found(name: &str, version: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "SecretNotFound",
+        message: format!(
+            "A secret with (name/id) {name}/{} was not found in this key vault.",
+            objects::printable(version)
+        ),
+    }
+}
+
+fn deleted_not_found(name: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "SecretNotFound",
+        message: format!("Deleted Secret not found: {name}"),
+    }
+}
+
+fn deleted_conflict(name: &str) -> ApiError {
+    ApiError::Conflict {
+        message: format!(
+            "Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged."
+        ),
+        inner: Some("ObjectIsDeletedButRecoverable"),
+    }
+}
+
+fn validate_attributes(a: &SecretAttributes) -> ApiResult<()> {
+    if let (Some(nbf), Some(exp)) = (a.nbf, a.exp)
+        && exp < nbf
+    {
+        return Err(ApiError::bad(
+            "The expiration time (exp) must not be before the activation time (nbf).",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_content_type(ct: &Option<String>) -> ApiResult<()> {
+    match ct {
+        Some(c) if c.chars().count() > MAX_CONTENT_TYPE_LEN => Err(ApiError::bad(format!(
+            "contentType must be at most {MAX_CONTENT_TYPE_LEN} characters."
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn attributes(state: &AppState, v: &Version<SecretMeta>) -> SecretAttributes {
+    SecretAttributes {
+        enabled: Some(v.enabled),
+        nbf: v.nbf,
+        exp: v.exp,
+        created: Some(v.created),
+        updated: Some(v.updated),
+        recovery_level: Some(state.soft_delete.recovery_level().to_string()),
+        recoverable_days: Some(state.soft_delete.retention_days),
+    }
+}
+
+fn bundle(
+    state: &AppState,
+    ctx: &RequestContext,
+    head: &SecretHead,
+    v: &Version<SecretMeta>,
+    value: Option<String>,
+) -> SecretBundle {
+    SecretBundle {
+        value,
+        id: format!("{}/secrets/{}/{}", ctx.origin, head.name, v.id),
+        content_type: v.meta.content_type.clone(),
+        attributes: attributes(state, v),
+        tags: v.tags.clone(),
+        kid: v.meta.kid.clone(),
+        managed: v.meta.managed.then_some(true),
+        previous_version: None,
+    }
+}
+
+fn item(state: &AppState, ctx: &RequestContext, head: &SecretHead, v: &Version<SecretMeta>, versioned: bool) -> SecretItem {
+    let id = if versioned {
+        format!("{}/secrets/{}/{}", ctx.origin, head.name, v.id)
+    } else {
+        format!("{}/secrets/{}", ctx.origin, head.name)
+    };
+    SecretItem {
+        id,
+        attributes: attributes(state, v),
+        tags: v.tags.clone(),
+        content_type: v.meta.content_type.clone(),
+        managed: v.meta.managed.then_some(true),
+    }
+}
+
+fn deletion(ctx: &RequestContext, head: &SecretHead) -> DeletionInfo {
+    let d = head.deleted.unwrap_or(Deleted {
+        deleted_date: 0,
+        scheduled_purge_date: 0,
+    });
+    DeletionInfo {
+        recovery_id: Some(format!("{}/deletedsecrets/{}", ctx.origin, head.name)),
+        deleted_date: Some(d.deleted_date),
+        scheduled_purge_date: Some(d.scheduled_purge_date),
+    }
+}
+
+async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    let params: SecretSetParameters = objects::parse_json(body)?;
+    // The value is a secret: make sure our copy of it is wiped once written.
+    let value = Zeroizing::new(params.value);
+    if value.len() > MAX_SECRET_VALUE_LEN {
+        return Err(ApiError::bad(format!(
+            "The secret value is too large: the maximum is {MAX_SECRET_VALUE_LEN} bytes."
+        )));
+    }
+    validate_content_type(&params.content_type)?;
+    objects::validate_tags(&params.tags)?;
+    let attrs = params.attributes.unwrap_or_default();
+    validate_attributes(&attrs)?;
+    let now = state.clock.now();
+    let version_id = crate::crypto::new_version_id().map_err(|_| ApiError::Internal)?;
+    let (head, version) = state
+        .store
+        .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
+            let mut head = match current {
+                Some(h) if h.deleted.is_some() => return Err(deleted_conflict(&h.name)),
+                Some(h) => h,
+                None => Head {
+                    name: name.to_string(),
+                    versions: Vec::new(),
+                    deleted: None,
+                },
+            };
+            let mut v = Version::new(
+                version_id.clone(),
+                now,
+                SecretMeta {
+                    content_type: params.content_type.clone(),
+                    managed: false,
+                    kid: None,
+                },
+            );
+            v.enabled = attrs.enabled.unwrap_or(true);
+            v.nbf = attrs.nbf;
+            v.exp = attrs.exp;
+            v.tags = params.tags.clone();
+            head.versions.push(v.clone());
+            Ok((
+                Change::Put {
+                    head: head.clone(),
+                    values: vec![(
+                        version_id.clone(),
+                        Zeroizing::new(value.as_bytes().to_vec()),
+                    )],
+                },
+                (head, v),
+            ))
+        })
+        .await?;
+    Reply::ok(&bundle(state, ctx, &head, &version, Some(value.to_string())))
+}
+
+async fn live_head(state: &AppState, name: &str) -> ApiResult<SecretHead> {
+    objects::validate_name(name)?;
+    match state.store.head::<SecretMeta>(KIND, name).await? {
+        Some(h) if h.deleted.is_none() => Ok(h),
+        _ => Err(not_found(name)),
+    }
+}
+
+fn pick<'h>(head: &'h SecretHead, name: &str, version: Option<&str>) -> ApiResult<&'h Version<SecretMeta>> {
+    match version {
+        None => head.current().ok_or_else(|| not_found(name)),
+        Some(v) => head.version(v).ok_or_else(|| version_not_found(name, v)),
+    }
+}
+
+async fn get(state: &AppState, ctx: &RequestContext, name: &str, version: Option<&str>) -> ApiResult<Reply> {
+    let head = live_head(state, name).await?;
+    let v = pick(&head, name, version)?;
+    if !v.enabled {
+        return Err(ApiError::Forbidden {
+            message: "Operation get is not allowed on a disabled secret.".into(),
+            inner: Some("SecretDisabled"),
+        });
+    }
+    let raw = state.store.value(KIND, &head.name, &v.id).await?;
+    let value = String::from_utf8(raw.to_vec()).map_err(|_| ApiError::Integrity)?;
+    Reply::ok(&bundle(state, ctx, &head, v, Some(value)))
+}
+
+async fn update(
+    state: &AppState,
+    ctx: &RequestContext,
+    name: &str,
+    version: Option<&str>,
+    body: &[u8],
+) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    let params: SecretUpdateParameters = objects::parse_json(body)?;
+    validate_content_type(&params.content_type)?;
+    objects::validate_tags(&params.tags)?;
+    let now = state.clock.now();
+    let (head, v) = state
+        .store
+        .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
+            let mut head = match current {
+                Some(h) if h.deleted.is_none() => h,
+                _ => return Err(not_found(name)),
+            };
+            let id = pick(&head, name, version)?.id.clone();
+            let Some(v) = head.version_mut(&id) else {
+                return Err(not_found(name));
+            };
+            if v.meta.managed && (params.content_type.is_some() || params.attributes.as_ref().is_some_and(|a| a.enabled.is_some() || a.nbf.is_some() || a.exp.is_some())) {
+                return Err(ApiError::Forbidden {
+                    message: format!("Secret {name} is managed by its certificate; update the certificate instead."),
+                    inner: None,
+                });
+            }
+            if let Some(a) = &params.attributes {
+                let merged = SecretAttributes {
+                    nbf: a.nbf.or(v.nbf),
+                    exp: a.exp.or(v.exp),
+                    ..Default::default()
+                };
+                validate_attributes(&merged)?;
+                if let Some(e) = a.enabled {
+                    v.enabled = e;
+                }
+                if a.nbf.is_some() {
+                    v.nbf = a.nbf;
+                }
+                if a.exp.is_some() {
+                    v.exp = a.exp;
+                }
+            }
+            if let Some(ct) = &params.content_type {
+                v.meta.content_type = Some(ct.clone());
+            }
+            if let Some(tags) = &params.tags {
+                v.tags = Some(tags.clone());
+            }
+            v.updated = now;
+            let v = v.clone();
+            Ok((
+                Change::Put {
+                    head: head.clone(),
+                    values: vec![],
+                },
+                (head, v),
+            ))
+        })
+        .await?;
+    Reply::ok(&bundle(state, ctx, &head, &v, None))
+}
+
+async fn delete(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    let now = state.clock.now();
+    let retention = state.soft_delete.retention_secs();
+    let head = state
+        .store
+        .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
+            let mut head = match current {
+                Some(h) if h.deleted.is_none() => h,
+                _ => return Err(not_found(name)),
+            };
+            head.deleted = Some(Deleted {
+                deleted_date: now,
+                scheduled_purge_date: now + retention,
+            });
+            Ok((
+                Change::Put {
+                    head: head.clone(),
+                    values: vec![],
+                },
+                head,
+            ))
+        })
+        .await?;
+    deleted_reply(state, ctx, &head)
+}
+
+fn deleted_reply(state: &AppState, ctx: &RequestContext, head: &SecretHead) -> ApiResult<Reply> {
+    let v = head.current().ok_or(ApiError::Integrity)?;
+    Reply::ok(&DeletedSecretBundle {
+        secret: bundle(state, ctx, head, v, None),
+        deletion: deletion(ctx, head),
+    })
+}
+
+async fn list(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply> {
+    let page = PageRequest::from_query(&ctx.query)?;
+    let heads = state.store.heads::<SecretMeta>(KIND).await?;
+    let items: Vec<(String, SecretItem)> = heads
+        .iter()
+        .filter(|h| h.deleted.is_none())
+        .filter_map(|h| {
+            h.current()
+                .map(|v| (h.name.to_ascii_lowercase(), item(state, ctx, h, v, false)))
+        })
+        .collect();
+    Reply::ok(&paginate(items, &page, &format!("{}/secrets", ctx.origin), &ctx.api_version))
+}
+
+async fn versions(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    let page = PageRequest::from_query(&ctx.query)?;
+    let items: Vec<(String, SecretItem)> = match state.store.head::<SecretMeta>(KIND, name).await? {
+        Some(h) if h.deleted.is_none() => h
+            .versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{i:010}"), item(state, ctx, &h, v, true)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let base = format!("{}/secrets/{}/versions", ctx.origin, name);
+    Reply::ok(&paginate(items, &page, &base, &ctx.api_version))
+}
+
+async fn list_deleted(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply> {
+    let page = PageRequest::from_query(&ctx.query)?;
+    let heads = state.store.heads::<SecretMeta>(KIND).await?;
+    let items: Vec<(String, DeletedSecretItem)> = heads
+        .iter()
+        .filter(|h| h.deleted.is_some())
+        .filter_map(|h| {
+            h.current().map(|v| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    DeletedSecretItem {
+                        item: item(state, ctx, h, v, false),
+                        deletion: deletion(ctx, h),
+                    },
+                )
+            })
+        })
+        .collect();
+    Reply::ok(&paginate(
+        items,
+        &page,
+        &format!("{}/deletedsecrets", ctx.origin),
+        &ctx.api_version,
+    ))
+}
+
+async fn deleted_head(state: &AppState, name: &str) -> ApiResult<SecretHead> {
+    objects::validate_name(name)?;
+    match state.store.head::<SecretMeta>(KIND, name).await? {
+        Some(h) if h.deleted.is_some() => Ok(h),
+        _ => Err(deleted_not_found(name)),
+    }
+}
+
+async fn get_deleted(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
+    let head = deleted_head(state, name).await?;
+    deleted_reply(state, ctx, &head)
+}
+
+async fn purge(state: &AppState, name: &str) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    if state.soft_delete.purge_protection {
+        return Err(objects::purge_protected());
+    }
+    state
+        .store
+        .modify::<SecretMeta, _, ApiError>(KIND, name, |current| match current {
+            Some(h) if h.deleted.is_some() => Ok((Change::Purge, ())),
+            _ => Err(deleted_not_found(name)),
+        })
+        .await?;
+    Ok(Reply::NoContent)
+}
+
+async fn recover(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    let head = state
+        .store
+        .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
+            let mut head = match current {
+                Some(h) if h.deleted.is_some() => h,
+                _ => return Err(deleted_not_found(name)),
+            };
+            head.deleted = None;
+            Ok((
+                Change::Put {
+                    head: head.clone(),
+                    values: vec![],
+                },
+                head,
+            ))
+        })
+        .await?;
+    let v = head.current().ok_or(ApiError::Integrity)?;
+    Reply::ok(&bundle(state, ctx, &head, v, None))
+}
+
+async fn backup(state: &AppState, name: &str) -> ApiResult<Reply> {
+    let head = live_head(state, name).await?;
+    let mut values = Vec::with_capacity(head.versions.len());
+    for v in &head.versions {
+        values.push((v.id.clone(), state.store.value(KIND, &head.name, &v.id).await?));
+    }
+    let blob = Backup::seal(state.store.backup_key(), KIND, &head, values)?;
+    Reply::ok(&BackupBlob { value: blob })
+}
+
+async fn restore(state: &AppState, ctx: &RequestContext, body: &[u8]) -> ApiResult<Reply> {
+    let req: BackupBlob = objects::parse_json(body)?;
+    let backup = Backup::<SecretMeta>::open(state.store.backup_key(), KIND, &req.value)?;
+    let name = backup.head.name.clone();
+    let head = state
+        .store
+        .modify::<SecretMeta, _, ApiError>(KIND, &name, |current| {
+            match current {
+                Some(h) if h.deleted.is_some() => return Err(deleted_conflict(&h.name)),
+                Some(h) => {
+                    return Err(ApiError::Conflict {
+                        message: format!("Secret {} already exists; restore refused.", h.name),
+                        inner: None,
+                    });
+                }
+                None => {}
+            }
+            let mut head = backup.head.clone();
+            head.deleted = None;
+            Ok((
+                Change::Put {
+                    head: head.clone(),
+                    values: backup.values(),
+                },
+                head,
+            ))
+        })
+        .await?;
+    let v = head.current().ok_or(ApiError::Integrity)?;
+    Reply::ok(&bundle(state, ctx, &head, v, None))
+}

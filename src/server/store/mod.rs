@@ -1,0 +1,458 @@
+//! Storage: a raw key-value [`Backend`] (embedded redb today, PostgreSQL later) under a
+//! [`VaultStore`] that seals every record and maps object identities to opaque keys.
+//!
+//! Layout (all values sealed with AES-256-GCM, the storage key as associated data):
+//! - `m/data-key`: the per-vault data key, wrapped by the master key (not sealed twice);
+//! - `h ‖ kind ‖ HMAC(name)`: an object's head — display name, versions' metadata, deletion;
+//! - `v ‖ kind ‖ HMAC(name) ‖ version`: one version's value (a secret value, key material).
+//!
+//! Names are lower-cased before the HMAC (object names are case-insensitive), and nothing
+//! in the database reveals a name, a value, or which value belongs to which name.
+
+pub mod record;
+pub mod redb;
+
+pub use record::{Deleted, Head, Kind, Version};
+
+use crate::crypto::seal::DataKeyMaterial;
+use crate::crypto::{CryptoError, MasterKey, SealKey};
+use async_trait::async_trait;
+use aws_lc_rs::hmac;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+    #[error("storage backend is unavailable: {0}")]
+    Unavailable(String),
+    /// A record failed authentication or does not match where it is stored.
+    #[error("stored record failed its integrity check: {0}")]
+    Integrity(String),
+    /// A conditional write lost a race; the caller re-reads and retries.
+    #[error("concurrent modification")]
+    Conflict,
+    #[error("the master key does not open this vault's data (wrong master key for this data directory)")]
+    MasterKeyMismatch,
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// One write in an atomic batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+    DeletePrefix(Vec<u8>),
+}
+
+/// An atomic, conditional write: every `expect` must still hold (`None` = key absent), then
+/// every op applies, all or nothing, durably before `commit` returns.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub expect: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub ops: Vec<Op>,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// All pairs whose key starts with `prefix`, in key order.
+    async fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Applies the batch atomically; `StoreError::Conflict` when an expectation failed.
+    async fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+}
+
+const DATA_KEY: &[u8] = b"m/data-key";
+const MAX_RETRIES: usize = 32;
+
+/// What a modification of one object does.
+pub enum Change<M> {
+    /// Nothing to write.
+    Keep,
+    /// Write the head and these new version values.
+    Put {
+        head: Head<M>,
+        values: Vec<(String, Zeroizing<Vec<u8>>)>,
+    },
+    /// Remove the object and all its versions for good.
+    Purge,
+}
+
+/// The sealed view of one vault's records.
+pub struct VaultStore {
+    backend: Arc<dyn Backend>,
+    records: SealKey,
+    names: hmac::Key,
+    backup: SealKey,
+}
+
+impl VaultStore {
+    /// Opens the vault's data, creating its data key on first use. Fails with
+    /// [`StoreError::MasterKeyMismatch`] when `master` did not create this data.
+    pub async fn open(backend: Arc<dyn Backend>, master: &MasterKey) -> Result<Self, StoreError> {
+        let data_key = match backend.get(DATA_KEY).await? {
+            Some(wrapped) => master
+                .unwrap_data_key(&wrapped)
+                .map_err(|_| StoreError::MasterKeyMismatch)?,
+            None => {
+                let dk = DataKeyMaterial::generate()?;
+                let wrapped = master.wrap_data_key(&dk)?;
+                let batch = Batch {
+                    expect: vec![(DATA_KEY.to_vec(), None)],
+                    ops: vec![Op::Put(DATA_KEY.to_vec(), wrapped)],
+                };
+                match backend.commit(batch).await {
+                    Ok(()) => dk,
+                    // Another replica initialised the vault first: use its key.
+                    Err(StoreError::Conflict) => {
+                        let wrapped = backend.get(DATA_KEY).await?.ok_or_else(|| {
+                            StoreError::Integrity("data key vanished during initialisation".into())
+                        })?;
+                        master
+                            .unwrap_data_key(&wrapped)
+                            .map_err(|_| StoreError::MasterKeyMismatch)?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        Ok(Self {
+            backend,
+            records: data_key.record_key()?,
+            names: data_key.name_key()?,
+            backup: master.backup_key()?,
+        })
+    }
+
+    /// The key that seals backup blobs (derived from the master key, not the data key).
+    pub fn backup_key(&self) -> &SealKey {
+        &self.backup
+    }
+
+    fn name_mac(&self, name: &str) -> hmac::Tag {
+        hmac::sign(&self.names, name.to_ascii_lowercase().as_bytes())
+    }
+
+    fn head_key(&self, kind: Kind, name: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(34);
+        k.push(b'h');
+        k.push(kind.tag());
+        k.extend_from_slice(self.name_mac(name).as_ref());
+        k
+    }
+
+    fn versions_prefix(&self, kind: Kind, name: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(50);
+        k.push(b'v');
+        k.push(kind.tag());
+        k.extend_from_slice(self.name_mac(name).as_ref());
+        k
+    }
+
+    fn value_key(&self, kind: Kind, name: &str, version: &str) -> Vec<u8> {
+        let mut k = self.versions_prefix(kind, name);
+        k.extend_from_slice(version.as_bytes());
+        k
+    }
+
+    fn aad(storage_key: &[u8]) -> Vec<u8> {
+        let mut a = Vec::with_capacity(storage_key.len() + 10);
+        a.extend_from_slice(b"kvault/v1/");
+        a.extend_from_slice(storage_key);
+        a
+    }
+
+    fn open_head<M: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<Head<M>, StoreError> {
+        let plain = self
+            .records
+            .open(&Self::aad(key), sealed)
+            .map_err(|_| StoreError::Integrity(format!("{} head record", kind.as_str())))?;
+        let head: Head<M> = serde_json::from_slice(&plain).map_err(|_| {
+            StoreError::Integrity(format!("{} head record is malformed", kind.as_str()))
+        })?;
+        // Defence in depth: the head must be the one its key names.
+        if self.head_key(kind, &head.name) != key {
+            return Err(StoreError::Integrity(format!(
+                "{} head record is stored under another name",
+                kind.as_str()
+            )));
+        }
+        Ok(head)
+    }
+
+    /// The object's head with the raw record it came from (for conditional writes).
+    pub async fn head<M: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<Head<M>>, StoreError> {
+        Ok(self.head_raw(kind, name).await?.map(|(h, _)| h))
+    }
+
+    async fn head_raw<M: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<(Head<M>, Vec<u8>)>, StoreError> {
+        let key = self.head_key(kind, name);
+        match self.backend.get(&key).await? {
+            None => Ok(None),
+            Some(raw) => Ok(Some((self.open_head(kind, &key, &raw)?, raw))),
+        }
+    }
+
+    /// Every head of one kind (live and deleted), sorted by lower-cased name.
+    pub async fn heads<M: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<Head<M>>, StoreError> {
+        let rows = self.backend.scan(&[b'h', kind.tag()]).await?;
+        let mut heads = rows
+            .iter()
+            .map(|(k, v)| self.open_head(kind, k, v))
+            .collect::<Result<Vec<Head<M>>, _>>()?;
+        heads.sort_by_cached_key(|h| h.name.to_ascii_lowercase());
+        Ok(heads)
+    }
+
+    /// One version's sealed value, opened.
+    pub async fn value(
+        &self,
+        kind: Kind,
+        name: &str,
+        version: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let key = self.value_key(kind, name, version);
+        let sealed = self.backend.get(&key).await?.ok_or_else(|| {
+            StoreError::Integrity(format!("{} version record is missing", kind.as_str()))
+        })?;
+        self.records
+            .open(&Self::aad(&key), &sealed)
+            .map_err(|_| StoreError::Integrity(format!("{} version record", kind.as_str())))
+    }
+
+    /// Reads the object's head, lets `decide` choose a change, and writes it atomically,
+    /// conditional on the head being unchanged; retries when another writer won the race.
+    /// `decide` may run more than once and must not have side effects.
+    pub async fn modify<M, R, E>(
+        &self,
+        kind: Kind,
+        name: &str,
+        mut decide: impl FnMut(Option<Head<M>>) -> Result<(Change<M>, R), E>,
+    ) -> Result<R, E>
+    where
+        M: Serialize + DeserializeOwned,
+        E: From<StoreError>,
+    {
+        let head_key = self.head_key(kind, name);
+        for _ in 0..MAX_RETRIES {
+            let current = self.head_raw::<M>(kind, name).await?;
+            let (head, raw) = match current {
+                Some((h, raw)) => (Some(h), Some(raw)),
+                None => (None, None),
+            };
+            let (change, result) = decide(head)?;
+            let mut batch = Batch {
+                expect: vec![(head_key.clone(), raw)],
+                ops: Vec::new(),
+            };
+            match change {
+                Change::Keep => return Ok(result),
+                Change::Put { head, values } => {
+                    if head.name.to_ascii_lowercase() != name.to_ascii_lowercase() {
+                        return Err(StoreError::Integrity("head renamed".into()).into());
+                    }
+                    let plain = Zeroizing::new(
+                        serde_json::to_vec(&head)
+                            .map_err(|e| StoreError::Backend(format!("encoding head: {e}")))?,
+                    );
+                    let sealed = self
+                        .records
+                        .seal(&Self::aad(&head_key), &plain)
+                        .map_err(StoreError::from)?;
+                    batch.ops.push(Op::Put(head_key.clone(), sealed));
+                    for (version, value) in values {
+                        let key = self.value_key(kind, name, &version);
+                        let sealed = self
+                            .records
+                            .seal(&Self::aad(&key), &value)
+                            .map_err(StoreError::from)?;
+                        batch.ops.push(Op::Put(key, sealed));
+                    }
+                }
+                Change::Purge => {
+                    batch.ops.push(Op::Delete(head_key.clone()));
+                    batch
+                        .ops
+                        .push(Op::DeletePrefix(self.versions_prefix(kind, name)));
+                }
+            }
+            match self.backend.commit(batch).await {
+                Ok(()) => return Ok(result),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Unavailable("too many concurrent writers on one object".into()).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+    struct Meta {
+        note: String,
+    }
+
+    async fn store(dir: &std::path::Path, master: &MasterKey) -> VaultStore {
+        let backend = Arc::new(redb::RedbBackend::open(&dir.join("kv.redb")).unwrap());
+        VaultStore::open(backend, master).await.unwrap()
+    }
+
+    fn new_head(name: &str, version: &str) -> Head<Meta> {
+        Head {
+            name: name.into(),
+            versions: vec![Version::new(version.into(), 1, Meta::default())],
+            deleted: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn values_round_trip_and_nothing_plain_reaches_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate().unwrap();
+        {
+            let s = store(dir.path(), &master).await;
+            s.modify::<Meta, (), StoreError>(Kind::Secret, "Db-Password", |h| {
+                assert!(h.is_none());
+                Ok((
+                    Change::Put {
+                        head: new_head("Db-Password", "v1"),
+                        values: vec![("v1".into(), Zeroizing::new(b"hunter2-plaintext".to_vec()))],
+                    },
+                    (),
+                ))
+            })
+            .await
+            .unwrap();
+            let v = s.value(Kind::Secret, "db-password", "v1").await.unwrap();
+            assert_eq!(v.as_slice(), b"hunter2-plaintext");
+            let heads = s.heads::<Meta>(Kind::Secret).await.unwrap();
+            assert_eq!(heads.len(), 1);
+            assert_eq!(heads[0].name, "Db-Password");
+        }
+        let bytes = std::fs::read(dir.path().join("kv.redb")).unwrap();
+        for needle in [&b"hunter2-plaintext"[..], b"Db-Password", b"db-password"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        }
+        // Reopen with the same master key: data is there. Another master key: refused.
+        let s = store(dir.path(), &master).await;
+        assert!(s.head::<Meta>(Kind::Secret, "DB-PASSWORD").await.unwrap().is_some());
+        drop(s);
+        let backend = Arc::new(redb::RedbBackend::open(&dir.path().join("kv.redb")).unwrap());
+        let other = MasterKey::generate().unwrap();
+        assert!(matches!(
+            VaultStore::open(backend, &other).await,
+            Err(StoreError::MasterKeyMismatch)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_record_moved_to_another_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate().unwrap();
+        let backend = Arc::new(redb::RedbBackend::open(&dir.path().join("kv.redb")).unwrap());
+        let s = VaultStore::open(backend.clone(), &master).await.unwrap();
+        for name in ["a", "b"] {
+            s.modify::<Meta, (), StoreError>(Kind::Secret, name, |_| {
+                Ok((
+                    Change::Put {
+                        head: new_head(name, "v1"),
+                        values: vec![("v1".into(), Zeroizing::new(name.as_bytes().to_vec()))],
+                    },
+                    (),
+                ))
+            })
+            .await
+            .unwrap();
+        }
+        // Copy b's value record over a's.
+        let a_key = s.value_key(Kind::Secret, "a", "v1");
+        let b_key = s.value_key(Kind::Secret, "b", "v1");
+        let b_val = backend.get(&b_key).await.unwrap().unwrap();
+        backend
+            .commit(Batch {
+                expect: vec![],
+                ops: vec![Op::Put(a_key, b_val)],
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.value(Kind::Secret, "a", "v1").await,
+            Err(StoreError::Integrity(_))
+        ));
+        assert_eq!(s.value(Kind::Secret, "b", "v1").await.unwrap().as_slice(), b"b");
+    }
+
+    #[tokio::test]
+    async fn concurrent_modifications_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate().unwrap();
+        let s = Arc::new(store(dir.path(), &master).await);
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.modify::<Meta, (), StoreError>(Kind::Secret, "counter", |h| {
+                    let mut head = h.unwrap_or_else(|| Head {
+                        name: "counter".into(),
+                        versions: vec![],
+                        deleted: None,
+                    });
+                    head.versions
+                        .push(Version::new(format!("v{i}"), i, Meta::default()));
+                    Ok((Change::Put { head, values: vec![] }, ()))
+                })
+                .await
+                .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let head = s.head::<Meta>(Kind::Secret, "counter").await.unwrap().unwrap();
+        assert_eq!(head.versions.len(), 8);
+    }
+
+    #[tokio::test]
+    async fn purge_removes_head_and_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate().unwrap();
+        let s = store(dir.path(), &master).await;
+        s.modify::<Meta, (), StoreError>(Kind::Secret, "x", |_| {
+            Ok((
+                Change::Put {
+                    head: new_head("x", "v1"),
+                    values: vec![("v1".into(), Zeroizing::new(b"1".to_vec()))],
+                },
+                (),
+            ))
+        })
+        .await
+        .unwrap();
+        s.modify::<Meta, (), StoreError>(Kind::Secret, "x", |_| Ok((Change::Purge, ())))
+            .await
+            .unwrap();
+        assert!(s.head::<Meta>(Kind::Secret, "x").await.unwrap().is_none());
+        assert!(s.value(Kind::Secret, "x", "v1").await.is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! The records a vault keeps for each object: a head with every version's metadata, and
+//! one value record per version.
+
+use crate::clock::UnixTime;
+use crate::wire::Tags;
+use serde::{Deserialize, Serialize};
+
+/// The three object families of the key-vault API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Secret,
+    Key,
+    Certificate,
+}
+
+impl Kind {
+    pub fn tag(self) -> u8 {
+        match self {
+            Kind::Secret => b's',
+            Kind::Key => b'k',
+            Kind::Certificate => b'c',
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Secret => "secret",
+            Kind::Key => "key",
+            Kind::Certificate => "certificate",
+        }
+    }
+    /// The URL collection: `secrets`, `keys`, `certificates`.
+    pub fn collection(self) -> &'static str {
+        match self {
+            Kind::Secret => "secrets",
+            Kind::Key => "keys",
+            Kind::Certificate => "certificates",
+        }
+    }
+    /// The deleted-objects collection: `deletedsecrets` …
+    pub fn deleted_collection(self) -> &'static str {
+        match self {
+            Kind::Secret => "deletedsecrets",
+            Kind::Key => "deletedkeys",
+            Kind::Certificate => "deletedcertificates",
+        }
+    }
+}
+
+/// An object: its name as first written, its versions in creation order (the last is the
+/// current one), and its soft-deletion state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Head<M> {
+    pub name: String,
+    pub versions: Vec<Version<M>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Deleted>,
+}
+
+impl<M> Head<M> {
+    pub fn current(&self) -> Option<&Version<M>> {
+        self.versions.last()
+    }
+
+    /// A version by id (ids are compared case-insensitively, like names).
+    pub fn version(&self, id: &str) -> Option<&Version<M>> {
+        self.versions.iter().find(|v| v.id.eq_ignore_ascii_case(id))
+    }
+
+    pub fn version_mut(&mut self, id: &str) -> Option<&mut Version<M>> {
+        self.versions
+            .iter_mut()
+            .find(|v| v.id.eq_ignore_ascii_case(id))
+    }
+}
+
+/// Metadata of one version; `M` holds what only one object family has.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Version<M> {
+    pub id: String,
+    pub created: UnixTime,
+    pub updated: UnixTime,
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<UnixTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<UnixTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+    pub meta: M,
+}
+
+impl<M> Version<M> {
+    pub fn new(id: String, now: UnixTime, meta: M) -> Self {
+        Self {
+            id,
+            created: now,
+            updated: now,
+            enabled: true,
+            nbf: None,
+            exp: None,
+            tags: None,
+            meta,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Deleted {
+    pub deleted_date: UnixTime,
+    pub scheduled_purge_date: UnixTime,
+}

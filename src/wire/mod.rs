@@ -1,0 +1,70 @@
+//! The Azure Key Vault REST API's JSON shapes, shared by the server and the client.
+//! Field names follow the API exactly (camelCase); absent optional fields are omitted.
+
+pub mod secrets;
+
+pub use secrets::*;
+
+use serde::{Deserialize, Serialize};
+
+/// Every api-version the current official SDKs send (and the older ones they still accept).
+pub const API_VERSIONS: &[&str] = &[
+    "2016-10-01",
+    "7.0",
+    "7.1",
+    "7.2",
+    "7.3",
+    "7.4",
+    "7.5",
+    "7.6",
+    "2025-07-01",
+    "2026-01-01-preview",
+    "2026-04-01",
+    "2026-07-01-preview",
+];
+
+/// The newest api-version, named in the rejection of an unknown one.
+pub const LATEST_API_VERSION: &str = "2026-04-01";
+
+/// The API's maximum page size (`maxresults` is 1–25).
+pub const MAX_PAGE_SIZE: usize = 25;
+
+/// `{"error":{"code":…,"message":…,"innererror":{…}}}`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub innererror: Option<InnerError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InnerError {
+    pub code: String,
+}
+
+/// One page of a listing: `value` plus the absolute `nextLink` (null on the last page).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub value: Vec<T>,
+    #[serde(default)]
+    pub next_link: Option<String>,
+}
+
+/// Body of backup responses and restore requests: base64url without padding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupBlob {
+    pub value: String,
+}
+
+/// Tags: at most 15, as the cloud allows.
+pub type Tags = std::collections::BTreeMap<String, String>;
+pub const MAX_TAGS: usize = 15;
+pub const MAX_TAG_NAME_LEN: usize = 512;
+pub const MAX_TAG_VALUE_LEN: usize = 256;

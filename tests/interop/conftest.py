@@ -1,0 +1,382 @@
+"""Fixtures for the kvault <-> azure-keyvault-secrets interoperability suite.
+
+Every vault used by the tests is a real `kvault dev` process started on a free
+port with its own state directory. The official Azure SDK talks to it
+unmodified; only the *environment* is adjusted (host name resolution, CA trust).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.keyvault.secrets import SecretClient
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KVAULT_BIN = os.environ.get("KVAULT_BIN", str(REPO_ROOT / "target" / "debug" / "kvault"))
+
+# Parent domain of every dev vault: vault URLs are https://NAME.kvault.localhost:PORT and
+# the server's challenge names resource="https://kvault.localhost:PORT".
+VAULT_DOMAIN = "kvault.localhost"
+STARTUP_TIMEOUT_S = 30.0
+TOKEN_USER = "interop-user"
+
+# ---------------------------------------------------------------------------
+# Host resolution.
+#
+# `*.kvault.localhost` does not resolve on every machine (glibc does not map
+# sub-domains of `localhost` to the loopback address). The SDK must use the
+# real vault host name (the challenge resource check requires the vault host to
+# be a sub-domain of the resource host, and TLS/SNI use it too), so instead of
+# touching the SDK we change the environment: any host equal to or ending in
+# `.kvault.localhost` resolves to 127.0.0.1, everything else is passed through
+# to the real resolver. requests/urllib3 and aiohttp's default (threaded)
+# resolver both call `socket.getaddrinfo` at connection time, so this covers
+# the sync and the async SDK.
+# ---------------------------------------------------------------------------
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _is_kvault_host(host: Any) -> bool:
+    if isinstance(host, (bytes, bytearray)):
+        try:
+            host = bytes(host).decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    if not isinstance(host, str):
+        return False
+    host = host.rstrip(".").lower()
+    return host == VAULT_DOMAIN or host.endswith("." + VAULT_DOMAIN)
+
+
+def _kvault_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002 - mirrors socket API
+    if _is_kvault_host(host):
+        host = "127.0.0.1"
+    return _real_getaddrinfo(host, port, family, type, proto, flags)
+
+
+socket.getaddrinfo = _kvault_getaddrinfo
+
+try:  # If aiodns happens to be installed aiohttp would bypass getaddrinfo; pin the threaded resolver.
+    import aiohttp.connector
+    import aiohttp.resolver
+
+    aiohttp.connector.DefaultResolver = aiohttp.resolver.ThreadedResolver  # type: ignore[attr-defined]
+except Exception:  # pragma: no cover - aiohttp is in requirements.txt
+    pass
+
+# Never send vault traffic to an HTTP proxy that may be configured in the environment.
+for _var in ("NO_PROXY", "no_proxy"):
+    _parts = [p for p in os.environ.get(_var, "").split(",") if p]
+    for _host in ("127.0.0.1", "localhost", "." + VAULT_DOMAIN, VAULT_DOMAIN):
+        if _host not in _parts:
+            _parts.append(_host)
+    os.environ[_var] = ",".join(_parts)
+
+# Full request/response traces (azure-core's network trace policy) are emitted at DEBUG
+# level for clients built with logging_enable=True; pytest shows them for failing tests.
+logging.getLogger("azure").setLevel(logging.DEBUG)
+# ... and not a second, redacted copy of every exchange.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+
+
+def unique_name(prefix: str) -> str:
+    """A fresh secret name (letters, digits and hyphens only)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _jwt_exp(token: str) -> Optional[int]:
+    """Best-effort read of the `exp` claim (used only to set AccessToken.expires_on)."""
+    try:
+        payload = token.split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        exp = json.loads(base64.urlsafe_b64decode(payload)).get("exp")
+        return int(exp) if exp is not None else None
+    except Exception:
+        return None
+
+
+def run_kvault_token(state_dir: Path, *extra: str) -> str:
+    """Run `kvault token --state-dir DIR ...` and return the JWT it prints."""
+    cmd = [KVAULT_BIN, "token", "--state-dir", str(state_dir), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{shlex.join(cmd)} exited with {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    token = proc.stdout.strip()
+    if not token or any(c.isspace() for c in token):
+        raise RuntimeError(f"{shlex.join(cmd)} did not print a single token on stdout: {proc.stdout!r}")
+    return token
+
+
+class KvaultCredential:
+    """A TokenCredential (legacy `get_token` protocol) backed by `kvault token`.
+
+    Tokens are cached until 10 minutes before expiry. Every call's scopes and
+    keyword arguments are recorded so tests can check what the SDK asked for.
+    """
+
+    def __init__(self, state_dir: Path, user: str = TOKEN_USER, ttl: str = "1h") -> None:
+        self._state_dir = state_dir
+        self._args = ["--user", user, "--ttl", ttl]
+        self._token: Optional[AccessToken] = None
+        self.calls: List[Tuple[Tuple[str, ...], Dict[str, Any]]] = []
+
+    @property
+    def scopes(self) -> set:
+        return {scope for scopes, _ in self.calls for scope in scopes}
+
+    def _fetch(self) -> AccessToken:
+        if self._token is None or self._token.expires_on - time.time() < 600:
+            token = run_kvault_token(self._state_dir, *self._args)
+            expires_on = _jwt_exp(token) or int(time.time()) + 3600
+            self._token = AccessToken(token, expires_on)
+        return self._token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.calls.append((tuple(scopes), dict(kwargs)))
+        return self._fetch()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "KvaultCredential":
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        pass
+
+
+class AsyncKvaultCredential:
+    """Async TokenCredential (awaitable `get_token`) backed by `kvault token`."""
+
+    def __init__(self, state_dir: Path, user: str = TOKEN_USER, ttl: str = "1h") -> None:
+        self._sync = KvaultCredential(state_dir, user=user, ttl=ttl)
+
+    @property
+    def calls(self):
+        return self._sync.calls
+
+    @property
+    def scopes(self) -> set:
+        return self._sync.scopes
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self._sync.calls.append((tuple(scopes), dict(kwargs)))
+        return await asyncio.to_thread(self._sync._fetch)
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> "AsyncKvaultCredential":
+        return self
+
+    async def __aexit__(self, *args: Any) -> None:
+        pass
+
+
+class StaticCredential:
+    """Returns a fixed (e.g. garbage) token; records the scopes it was asked for."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+        self.calls: List[Tuple[Tuple[str, ...], Dict[str, Any]]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.calls.append((tuple(scopes), dict(kwargs)))
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Vault:
+    name: str
+    port: int
+    url: str
+    state_dir: Path
+    log_dir: Path
+    proc: subprocess.Popen
+    credential: KvaultCredential = field(repr=False)
+
+    @property
+    def ca(self) -> Path:
+        return self.state_dir / "ca.pem"
+
+    @property
+    def resource(self) -> str:
+        return f"https://{VAULT_DOMAIN}:{self.port}"
+
+    @property
+    def expected_scope(self) -> str:
+        return self.resource + "/.default"
+
+    def stderr(self) -> str:
+        try:
+            return (self.log_dir / "stderr.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def client(self, credential: Any = None, **kwargs: Any) -> SecretClient:
+        kwargs.setdefault("connection_verify", str(self.ca))
+        kwargs.setdefault("logging_enable", True)
+        return SecretClient(self.url, credential or self.credential, **kwargs)
+
+    def token(self, *extra: str) -> str:
+        return run_kvault_token(self.state_dir, *extra)
+
+
+def _wait_healthy(proc: subprocess.Popen, port: int, ca: Path, log_dir: Path, cmd: List[str]) -> None:
+    health = f"https://127.0.0.1:{port}/_kvault/health"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    last_error = "ca.pem not written yet"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if ca.exists():
+            try:
+                ctx = ssl.create_default_context(cafile=str(ca))
+                opener = urllib.request.build_opener(
+                    urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx)
+                )
+                with opener.open(health, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+                    last_error = f"health returned {resp.status}"
+            except urllib.error.HTTPError as e:
+                last_error = f"health returned {e.code}"
+            except Exception as e:  # connection refused, TLS not ready, partial ca.pem, ...
+                last_error = f"{type(e).__name__}: {e}"
+        time.sleep(0.2)
+
+    exit_code = proc.poll()
+    if exit_code is None:
+        _stop(proc)
+    stderr = (log_dir / "stderr.log").read_text(errors="replace")
+    stdout = (log_dir / "stdout.log").read_text(errors="replace")
+    pytest.fail(
+        f"kvault dev did not become healthy within {STARTUP_TIMEOUT_S:.0f}s "
+        f"(exit code {exit_code}, last health error: {last_error})\n"
+        f"command: {shlex.join(cmd)}\nstderr:\n{stderr}\nstdout:\n{stdout}",
+        pytrace=False,
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+class VaultFactory:
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self._vaults: List[Vault] = []
+        self._log_files: List[Any] = []
+
+    def start(self, name: str, retention_days: Optional[int] = None, purge_protection: bool = False) -> Vault:
+        if not os.access(KVAULT_BIN, os.X_OK):
+            pytest.fail(
+                f"kvault binary not found or not executable at {KVAULT_BIN} (set KVAULT_BIN)", pytrace=False
+            )
+        base = self._tmp.mktemp(f"vault-{name}")
+        state_dir = base / "state"
+        state_dir.mkdir()
+        log_dir = base / "logs"
+        log_dir.mkdir()
+        port = _free_port()
+        url = f"https://{name}.{VAULT_DOMAIN}:{port}"
+        cmd = [KVAULT_BIN, "dev", "--state-dir", str(state_dir), "--listen", f"127.0.0.1:{port}", "--url", url]
+        if retention_days is not None:
+            cmd += ["--retention-days", str(retention_days)]
+        if purge_protection:
+            cmd.append("--purge-protection")
+        out = open(log_dir / "stdout.log", "wb")
+        err = open(log_dir / "stderr.log", "wb")
+        self._log_files += [out, err]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=str(base))
+        vault = Vault(
+            name=name,
+            port=port,
+            url=url,
+            state_dir=state_dir,
+            log_dir=log_dir,
+            proc=proc,
+            credential=KvaultCredential(state_dir),
+        )
+        self._vaults.append(vault)
+        _wait_healthy(proc, port, vault.ca, log_dir, cmd)
+        return vault
+
+    def close(self) -> None:
+        for vault in self._vaults:
+            _stop(vault.proc)
+        for f in self._log_files:
+            f.close()
+
+
+@pytest.fixture(scope="session")
+def vault_factory(tmp_path_factory):
+    factory = VaultFactory(tmp_path_factory)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="session")
+def vault(vault_factory) -> Vault:
+    """The main vault: default retention (90 days), no purge protection."""
+    return vault_factory.start("interop")
+
+
+@pytest.fixture(scope="session")
+def list_vault(vault_factory) -> Vault:
+    """A vault used only by the listing tests, so their counts are exact."""
+    return vault_factory.start("listing")
+
+
+@pytest.fixture(scope="session")
+def protected_vault(vault_factory) -> Vault:
+    """A vault with purge protection and 7-day retention."""
+    return vault_factory.start("protected", retention_days=7, purge_protection=True)
+
+
+@pytest.fixture(scope="session")
+def foreign_vault(vault_factory) -> Vault:
+    """Another vault with its own state dir, hence another master key."""
+    return vault_factory.start("foreign")
+
+
+@pytest.fixture(scope="session")
+def client(vault) -> SecretClient:
+    with vault.client() as c:
+        yield c
