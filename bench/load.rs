@@ -1,1 +1,858 @@
-fn main(){}
+//! `cargo bench --bench load`: HTTPS load against a real `kvault dev` process and, in the same
+//! run, against a bare reference HTTPS server (this program re-executed with
+//! `--reference-server`) that uses the same certificate, TLS stack and runtime, so that the
+//! vault's own cost per request can be told apart from the cost of TLS + HTTP.
+//!
+//! It prints figures and asserts nothing about speed. See bench/README.md.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+const API_VERSION: &str = "2026-04-01";
+const HOST: &str = "bench.kvault.localhost";
+/// 64 bytes: the value of the secret read by the GET phase and of every PUT.
+const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP";
+const DEFAULT_SECS: f64 = 3.0;
+const DEFAULT_CONNS: [usize; 3] = [1, 16, 64];
+/// A single request that takes longer than this counts as an error; it also bounds how long
+/// a phase can overrun its duration.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--reference-server") {
+        return match reference::run(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("reference server: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // `cargo bench` passes `--bench` (and any filter after `--`); there is nothing to filter.
+    match run_bench() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("load bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setup: the binary, the child processes, /proc readings.
+// ---------------------------------------------------------------------------------------------
+
+/// The kvault binary: `KVAULT_BIN`, else the one cargo built for this bench, else
+/// `target/release/kvault` under the package.
+fn kvault_bin() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("KVAULT_BIN") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("KVAULT_BIN={} does not exist", p.display());
+        }
+        return Ok(p);
+    }
+    let candidates = [
+        option_env!("CARGO_BIN_EXE_kvault").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/kvault")),
+    ];
+    for p in candidates.into_iter().flatten() {
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "the release binary {}/target/release/kvault is missing: run `cargo build --release` \
+         (or point KVAULT_BIN at a kvault binary)",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when the guard is dropped —
+/// at the end of the run, on an error and on a panic.
+struct ChildGuard {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ChildGuard {
+    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
+        let out = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
+        let err = out.try_clone()?;
+        // The reference server exits when its stdin closes, so it never outlives us.
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting the {name} ({:?})", cmd.get_program()))?;
+        Ok(Self { name, child, log })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails if the process has already exited, quoting the end of its log.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the {} exited ({status}); its output:\n{}",
+                self.name,
+                tail.join("\n")
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SIGTERM lets the vault stop cleanly; SIGKILL if it has not within 3 s.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+    // Field 2 (comm) is parenthesised and may contain spaces: count from the last ')'.
+    let rest = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .with_context(|| format!("{path}: unexpected format"))?;
+    // `rest` starts with field 3 (state).
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> anyhow::Result<u64> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("{path}: field {n} missing"))
+    };
+    Ok(field(14)? + field(15)?)
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{path}: no VmRSS"))
+}
+
+/// The `KVAULT_TOKEN` of `dev.env` (`export KVAULT_TOKEN=...`).
+fn read_token(env_file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(env_file)
+        .with_context(|| format!("reading {}", env_file.display()))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("export KVAULT_TOKEN="))
+        .map(|t| t.trim_matches(|c| c == '\'' || c == '"').to_string())
+        .filter(|t| !t.is_empty())
+        .with_context(|| format!("{} has no KVAULT_TOKEN", env_file.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load generator.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    VaultGet,
+    VaultPut,
+    ReferenceGet,
+}
+
+impl Op {
+    fn label(self) -> &'static str {
+        match self {
+            Op::VaultGet => "vault GET secret",
+            Op::VaultPut => "vault PUT secret",
+            Op::ReferenceGet => "reference GET /",
+        }
+    }
+}
+
+/// What the load generator needs to reach both servers.
+struct Ctx {
+    ca: Vec<reqwest::Certificate>,
+    vault_port: u16,
+    vault_pid: u32,
+    reference_port: u16,
+    reference_pid: u32,
+    auth: reqwest::header::HeaderValue,
+    put_body: Bytes,
+    secs: Duration,
+    clk_tck: u64,
+}
+
+fn http_client(ca: &[reqwest::Certificate], port: u16) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .https_only(true)
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .no_proxy()
+        .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], port)))
+        .tls_certs_only(ca.iter().cloned())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .context("building the HTTPS client")
+}
+
+fn origin(port: u16) -> String {
+    format!("https://{HOST}:{port}")
+}
+
+/// One connection's request for `op`.
+fn request(ctx: &Ctx, op: Op, client: &reqwest::Client, conn: usize) -> reqwest::RequestBuilder {
+    match op {
+        Op::VaultGet => client
+            .get(format!(
+                "{}/secrets/bench-secret/?api-version={API_VERSION}",
+                origin(ctx.vault_port)
+            ))
+            .header(reqwest::header::AUTHORIZATION, ctx.auth.clone()),
+        Op::VaultPut => client
+            .put(format!(
+                "{}/secrets/bench-{conn}?api-version={API_VERSION}",
+                origin(ctx.vault_port)
+            ))
+            .header(reqwest::header::AUTHORIZATION, ctx.auth.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(ctx.put_body.clone()),
+        Op::ReferenceGet => client.get(format!("{}/", origin(ctx.reference_port))),
+    }
+}
+
+/// Sends one request and reads the whole response. `Ok(true)` for a 2xx, `Ok(false)` for
+/// another status (the first one is recorded in `first_error`), `Err` when no response came.
+async fn send_one(
+    req: reqwest::RequestBuilder,
+    first_error: &OnceLock<String>,
+) -> Result<bool, ()> {
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = first_error.set(format!("transport: {}", e.without_url()));
+            return Err(());
+        }
+    };
+    let status = resp.status();
+    match resp.bytes().await {
+        Ok(_) if status.is_success() => Ok(true),
+        Ok(body) => {
+            let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            let _ = first_error.set(format!("HTTP {status}: {text}"));
+            Ok(false)
+        }
+        Err(e) => {
+            let _ = first_error.set(format!("reading the body: {}", e.without_url()));
+            Err(())
+        }
+    }
+}
+
+#[derive(Default)]
+struct ConnStats {
+    /// Latency of every completed request (a response was read), in nanoseconds.
+    latencies: Vec<u64>,
+    errors: u64,
+}
+
+struct PhaseResult {
+    op: Op,
+    conns: usize,
+    completed: u64,
+    errors: u64,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+    server_cpu: Duration,
+    client_cpu: Duration,
+    rss_kib: u64,
+    first_error: Option<String>,
+}
+
+impl PhaseResult {
+    fn rps(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64()
+    }
+    fn server_us_per_req(&self) -> Option<f64> {
+        (self.completed > 0).then(|| self.server_cpu.as_secs_f64() * 1e6 / self.completed as f64)
+    }
+    fn client_us_per_req(&self) -> Option<f64> {
+        (self.completed > 0).then(|| self.client_cpu.as_secs_f64() * 1e6 / self.completed as f64)
+    }
+}
+
+fn percentile(sorted: &[u64], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Duration::from_nanos(sorted[rank - 1])
+}
+
+fn ticks_to_duration(ticks: u64, clk_tck: u64) -> Duration {
+    Duration::from_secs_f64(ticks as f64 / clk_tck as f64)
+}
+
+async fn run_phase(ctx: &Arc<Ctx>, op: Op, conns: usize) -> anyhow::Result<PhaseResult> {
+    let (port, pid) = match op {
+        Op::VaultGet | Op::VaultPut => (ctx.vault_port, ctx.vault_pid),
+        Op::ReferenceGet => (ctx.reference_port, ctx.reference_pid),
+    };
+    let clients = (0..conns)
+        .map(|_| http_client(&ctx.ca, port))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    // Open every connection (TCP + TLS handshake) before the clock starts, with a request
+    // that changes nothing, so the phase measures requests on established connections.
+    let mut warmup = tokio::task::JoinSet::new();
+    for client in &clients {
+        let url = match op {
+            Op::VaultGet | Op::VaultPut => format!("{}/_kvault/health", origin(port)),
+            Op::ReferenceGet => format!("{}/", origin(port)),
+        };
+        let req = client.get(url);
+        warmup.spawn(async move {
+            let resp = req.send().await?;
+            let status = resp.status();
+            resp.bytes().await?;
+            anyhow::ensure!(status.is_success(), "warm-up request answered {status}");
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = warmup.join_next().await {
+        r?.context("opening the connections")?;
+    }
+
+    let first_error = Arc::new(OnceLock::new());
+    let server0 = cpu_ticks(pid)?;
+    let client0 = cpu_ticks(std::process::id())?;
+    let start = Instant::now();
+    let deadline = start + ctx.secs;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (conn, client) in clients.into_iter().enumerate() {
+        let ctx = ctx.clone();
+        let first_error = first_error.clone();
+        tasks.spawn(async move {
+            let mut stats = ConnStats {
+                latencies: Vec::with_capacity(4096),
+                errors: 0,
+            };
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match send_one(request(&ctx, op, &client, conn), &first_error).await {
+                    Ok(ok) => {
+                        stats.latencies.push(t.elapsed().as_nanos() as u64);
+                        if !ok {
+                            stats.errors += 1;
+                        }
+                    }
+                    Err(()) => {
+                        stats.errors += 1;
+                        // Do not spin on a dead server.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            stats
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    // Every request is bounded by REQUEST_TIMEOUT, so this always ends; the outer timeout
+    // is a second fence.
+    let joined = tokio::time::timeout(ctx.secs + REQUEST_TIMEOUT * 2, async {
+        while let Some(r) = tasks.join_next().await {
+            let stats = r.context("a load task failed")?;
+            latencies.extend(stats.latencies);
+            errors += stats.errors;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    let elapsed = start.elapsed();
+    let server1 = cpu_ticks(pid)?;
+    let client1 = cpu_ticks(std::process::id())?;
+    match joined {
+        Ok(r) => r?,
+        Err(_) => bail!("{} at {conns} connections did not finish", op.label()),
+    }
+    latencies.sort_unstable();
+    Ok(PhaseResult {
+        op,
+        conns,
+        completed: latencies.len() as u64,
+        errors,
+        elapsed,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        server_cpu: ticks_to_duration(server1.saturating_sub(server0), ctx.clk_tck),
+        client_cpu: ticks_to_duration(client1.saturating_sub(client0), ctx.clk_tck),
+        rss_kib: rss_kib(pid)?,
+        first_error: first_error.get().cloned(),
+    })
+}
+
+/// Polls `url` until it answers 200, or fails if `guard`'s process exits or time runs out.
+async fn wait_ready(
+    client: &reqwest::Client,
+    url: &str,
+    guard: &mut ChildGuard,
+) -> anyhow::Result<()> {
+    let until = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        guard.check_alive()?;
+        if let Ok(resp) = client.get(url).send().await
+            && resp.status() == reqwest::StatusCode::OK
+        {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!(
+                "the {} did not answer {url} within {} s (log: {})",
+                guard.name,
+                STARTUP_TIMEOUT.as_secs(),
+                guard.log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn env_secs() -> anyhow::Result<Duration> {
+    match std::env::var("BENCH_SECS") {
+        Ok(s) => {
+            let v: f64 = s
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v > 0.0 && *v <= 3600.0)
+                .with_context(|| format!("BENCH_SECS={s}: expected seconds, e.g. 3 or 0.5"))?;
+            Ok(Duration::from_secs_f64(v))
+        }
+        Err(_) => Ok(Duration::from_secs_f64(DEFAULT_SECS)),
+    }
+}
+
+fn env_conns() -> anyhow::Result<Vec<usize>> {
+    match std::env::var("BENCH_CONNS") {
+        Ok(s) => s
+            .split(',')
+            .map(|c| {
+                c.trim()
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| (1..=1024).contains(&n))
+                    .with_context(|| format!("BENCH_CONNS={s}: expected e.g. 1,16,64"))
+            })
+            .collect(),
+        Err(_) => Ok(DEFAULT_CONNS.to_vec()),
+    }
+}
+
+fn run_bench() -> anyhow::Result<()> {
+    kvault::install_crypto_provider();
+    let bin = kvault_bin()?;
+    let secs = env_secs()?;
+    let conns = env_conns()?;
+    let clk_tck = clock_ticks_per_sec();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+
+    // Declared first so it is removed last, after the children are stopped.
+    let tmp = tempfile::Builder::new()
+        .prefix("kvault-bench-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let tmp_path = tmp.path().to_path_buf();
+    let state = tmp_path.join("state");
+    let vault_port = free_port()?;
+    let reference_port = free_port()?;
+
+    println!("kvault load bench");
+    println!("  binary         {}", bin.display());
+    if bin.components().any(|c| c.as_os_str() == "debug") {
+        println!("  WARNING        this looks like a debug build; figures will be meaningless");
+    }
+    println!("  cores          {cores}");
+    println!("  phase length   {:.1} s (BENCH_SECS)", secs.as_secs_f64());
+    println!(
+        "  clock ticks    {clk_tck}/s (CPU resolution {} ms per reading)",
+        1000 / clk_tck
+    );
+    println!(
+        "  connections    {}",
+        conns
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let mut cmd = Command::new(&bin);
+    cmd.arg("dev")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{vault_port}"))
+        .arg("--url")
+        .arg(origin(vault_port))
+        .env_remove("KVAULT_STATE_DIR")
+        .env("RUST_LOG", "warn");
+    let mut vault = ChildGuard::spawn("vault (kvault dev)", cmd, tmp_path.join("vault.log"))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        // Until dev.env exists the CA may not either: wait for it, then for health.
+        let ca_file = state.join("ca.pem");
+        let env_file = state.join("dev.env");
+        let until = Instant::now() + STARTUP_TIMEOUT;
+        while !(ca_file.is_file() && env_file.is_file()) {
+            vault.check_alive()?;
+            if Instant::now() > until {
+                bail!("the vault did not write {} in time", env_file.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ca_pem = std::fs::read(&ca_file).with_context(|| ca_file.display().to_string())?;
+        let ca = reqwest::Certificate::from_pem_bundle(&ca_pem).context("parsing ca.pem")?;
+        let setup = http_client(&ca, vault_port)?;
+        wait_ready(
+            &setup,
+            &format!("{}/_kvault/health", origin(vault_port)),
+            &mut vault,
+        )
+        .await?;
+        let token = read_token(&env_file)?;
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the token is not a valid header value")?;
+        auth.set_sensitive(true);
+
+        // The reference server: this program again, with the vault's certificate and key.
+        let mut cmd = Command::new(std::env::current_exe().context("locating this program")?);
+        cmd.arg("--reference-server")
+            .arg(reference_port.to_string())
+            .arg(state.join("server.pem"))
+            .arg(state.join("server-key.pem"));
+        let mut reference =
+            ChildGuard::spawn("reference server", cmd, tmp_path.join("reference.log"))?;
+        let reference_client = http_client(&ca, reference_port)?;
+        wait_ready(
+            &reference_client,
+            &format!("{}/", origin(reference_port)),
+            &mut reference,
+        )
+        .await?;
+
+        let put_body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "value": VALUE }))?);
+        let ctx = Arc::new(Ctx {
+            ca,
+            vault_port,
+            vault_pid: vault.pid(),
+            reference_port,
+            reference_pid: reference.pid(),
+            auth,
+            put_body,
+            secs,
+            clk_tck,
+        });
+
+        // The secret the GET phase reads, and a check that it reads back.
+        let first_error = OnceLock::new();
+        let set = setup
+            .put(format!(
+                "{}/secrets/bench-secret?api-version={API_VERSION}",
+                origin(vault_port)
+            ))
+            .header(reqwest::header::AUTHORIZATION, ctx.auth.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(ctx.put_body.clone());
+        let ok = send_one(set, &first_error).await;
+        if ok != Ok(true) {
+            bail!(
+                "setting bench-secret failed: {}",
+                first_error.get().map_or("?", String::as_str)
+            );
+        }
+        let got: serde_json::Value = request(&ctx, Op::VaultGet, &setup, 0)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        if got.get("value").and_then(|v| v.as_str()) != Some(VALUE) {
+            bail!("bench-secret read back as {got}");
+        }
+
+        let idle = [
+            ("vault", rss_kib(ctx.vault_pid)?),
+            ("reference", rss_kib(ctx.reference_pid)?),
+        ];
+        println!(
+            "  idle RSS       vault {:.1} MiB, reference {:.1} MiB",
+            idle[0].1 as f64 / 1024.0,
+            idle[1].1 as f64 / 1024.0
+        );
+        println!();
+
+        let mut results = Vec::new();
+        for &n in &conns {
+            for op in [Op::ReferenceGet, Op::VaultGet, Op::VaultPut] {
+                eprintln!(
+                    "running {:<18} {n:>4} conns for {:.1} s ...",
+                    op.label(),
+                    secs.as_secs_f64()
+                );
+                vault.check_alive()?;
+                reference.check_alive()?;
+                results.push(run_phase(&ctx, op, n).await?);
+            }
+        }
+        print_report(&results);
+        drop(reference);
+        drop(vault);
+        anyhow::Ok(())
+    })?;
+    drop(tmp);
+    Ok(())
+}
+
+fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.prec$}"))
+}
+
+fn print_report(results: &[PhaseResult]) {
+    println!(
+        "{:<18} {:>5} {:>9} {:>8} {:>8} {:>11} {:>11} {:>7} {:>9}",
+        "phase",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "srv µs/req",
+        "clnt µs/req",
+        "errors",
+        "RSS MiB"
+    );
+    let mut last_conns = None;
+    for r in results {
+        if last_conns.is_some() && last_conns != Some(r.conns) {
+            println!();
+        }
+        last_conns = Some(r.conns);
+        println!(
+            "{:<18} {:>5} {:>9.0} {:>8.3} {:>8.3} {:>11} {:>11} {:>7} {:>9.1}",
+            r.op.label(),
+            r.conns,
+            r.rps(),
+            r.p50.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3,
+            fmt_opt(r.server_us_per_req(), 1),
+            fmt_opt(r.client_us_per_req(), 1),
+            r.errors,
+            r.rss_kib as f64 / 1024.0
+        );
+    }
+    let errors: Vec<&PhaseResult> = results.iter().filter(|r| r.first_error.is_some()).collect();
+    if !errors.is_empty() {
+        println!();
+        for r in errors {
+            println!(
+                "first error in {} at {} conns: {}",
+                r.op.label(),
+                r.conns,
+                r.first_error.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    println!();
+    println!("srv µs/req = server process CPU (user+sys) during the phase / requests completed");
+    let find = |op: Op, n: usize| results.iter().find(|r| r.op == op && r.conns == n);
+    let mut conns: Vec<usize> = results.iter().map(|r| r.conns).collect();
+    conns.dedup();
+    for n in conns {
+        let (Some(get), Some(put), Some(reference)) = (
+            find(Op::VaultGet, n),
+            find(Op::VaultPut, n),
+            find(Op::ReferenceGet, n),
+        ) else {
+            continue;
+        };
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+            _ => "n/a".to_string(),
+        };
+        println!(
+            "ratios at {n:>2} conns: vault GET cpu/req / reference cpu/req = {}; \
+             vault GET req/s / reference req/s = {}; vault PUT req/s = {:.0}",
+            ratio(get.server_us_per_req(), reference.server_us_per_req()),
+            ratio(Some(get.rps()), Some(reference.rps())),
+            put.rps()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference server: TLS (rustls, aws-lc-rs) + hyper on tokio, a fixed JSON body.
+// ---------------------------------------------------------------------------------------------
+
+mod reference {
+    use anyhow::Context;
+    use bytes::Bytes;
+    use hyper::body::{Body, Frame, SizeHint};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context as TaskContext, Poll};
+
+    const BODY: &[u8] =
+        br#"{"value":"kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"}"#;
+
+    /// A response body that is one fixed chunk.
+    struct Fixed(Option<Bytes>);
+
+    impl Body for Fixed {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut TaskContext<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_none()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
+        }
+    }
+
+    /// `--reference-server <port> <cert chain PEM> <key PEM>`
+    pub fn run(args: &[String]) -> anyhow::Result<()> {
+        let [port, cert, key] = args else {
+            anyhow::bail!("usage: --reference-server <port> <cert.pem> <key.pem>");
+        };
+        let port: u16 = port.parse().context("port")?;
+        kvault::install_crypto_provider();
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading {cert}"))?;
+        let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {key}"))?;
+        // The same protocol versions and ALPN as the vault's listener.
+        let mut tls = rustls::ServerConfig::builder_with_protocol_versions(&[
+            &rustls::version::TLS13,
+            &rustls::version::TLS12,
+        ])
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("TLS configuration")?;
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+        // Exit when the bench closes our stdin (it ended, however it ended).
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+
+        // The same runtime shape as the vault's.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .with_context(|| format!("listening on 127.0.0.1:{port}"))?;
+            let body = Bytes::from_static(BODY);
+            loop {
+                let (tcp, _) = match listener.accept().await {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |_req| {
+                        let body = body.clone();
+                        async move {
+                            let mut resp = hyper::Response::new(Fixed(Some(body)));
+                            resp.headers_mut().insert(
+                                hyper::header::CONTENT_TYPE,
+                                hyper::header::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        })
+    }
+}

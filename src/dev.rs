@@ -11,8 +11,8 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair as RcKeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair as RcKeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
@@ -39,7 +39,9 @@ pub enum DevError {
     Invalid(String),
     #[error("certificate generation failed: {0}")]
     Cert(#[from] rcgen::Error),
-    #[error("{path} is not a kvault dev state directory (run `kvault dev --state-dir {path}` first)")]
+    #[error(
+        "{path} is not a kvault dev state directory (run `kvault dev --state-dir {path}` first)"
+    )]
     NotInitialised { path: String },
 }
 
@@ -224,14 +226,19 @@ fn load_or_create_issuer_key(paths: &Paths) -> Result<Zeroizing<Vec<u8>>, DevErr
     let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|_| DevError::Invalid("generating the issuer key failed".into()))?;
     let der = Zeroizing::new(doc.as_ref().to_vec());
-    write_private(&p, crate::crypto::pem::encode("PRIVATE KEY", &der).as_bytes())?;
+    write_private(
+        &p,
+        crate::crypto::pem::encode("PRIVATE KEY", &der).as_bytes(),
+    )?;
     Ok(der)
 }
 
 fn issuer_kid(pkcs8: &[u8]) -> Result<String, DevError> {
     let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
         .map_err(|_| DevError::Invalid("the issuer key is not an ECDSA P-256 key".into()))?;
-    Ok(crate::crypto::hex(&crate::crypto::sha256(kp.public_key().as_ref())[..8]))
+    Ok(crate::crypto::hex(
+        &crate::crypto::sha256(kp.public_key().as_ref())[..8],
+    ))
 }
 
 fn issuer_jwks(pkcs8: &[u8], kid: &str) -> Result<JwkSet, DevError> {
@@ -322,10 +329,14 @@ impl DevState {
         // SSL_CERT_FILE and REQUESTS_CA_BUNDLE replace the system roots for the shell that
         // sources dev.env, so they get the system bundle plus the dev CA.
         let ca = std::fs::read_to_string(&self.ca_file).map_err(io_err(&self.ca_file))?;
-        let system = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
-            .iter()
-            .find_map(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default();
+        let system = [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/cert.pem",
+        ]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
         let bundle = self.dir.join("ca-bundle.pem");
         write_public(&bundle, format!("{system}\n{ca}").as_bytes())?;
         let q = |p: &Path| shell_quote(&p.display().to_string());
@@ -352,7 +363,9 @@ impl DevState {
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+:".contains(&b)) {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+:".contains(&b))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -437,8 +450,12 @@ pub fn mint_token(state_dir: &Path, req: &TokenRequest) -> Result<Zeroizing<Stri
     };
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(info.kid);
-    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_der(der.secret_der()))
-        .map_err(|e| DevError::Invalid(format!("signing the token: {e}")))?;
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ec_der(der.secret_der()),
+    )
+    .map_err(|e| DevError::Invalid(format!("signing the token: {e}")))?;
     Ok(Zeroizing::new(token))
 }
 

@@ -13,7 +13,13 @@ use std::process::ExitCode;
 #[command(name = "kvault", version, about = "A key vault for Kubernetes")]
 pub struct Cli {
     /// Log format: human text or one JSON object per line.
-    #[arg(long, global = true, env = "KVAULT_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "KVAULT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -81,7 +87,8 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -100,7 +107,10 @@ pub fn main() -> ExitCode {
         _ => "warn",
     };
     init_logging(cli.log_format, level);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kvault: cannot start the async runtime: {e}");

@@ -189,7 +189,10 @@ fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<String>> {
 
 fn time(t: Option<i64>) -> String {
     t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "-".into())
 }
 
@@ -204,7 +207,9 @@ fn last_segment(id: &str) -> &str {
 
 fn name_of(id: &str) -> &str {
     // …/secrets/{name}[/{version}]
-    let mut parts = id.split('/').skip_while(|p| *p != "secrets" && *p != "deletedsecrets");
+    let mut parts = id
+        .split('/')
+        .skip_while(|p| *p != "secrets" && *p != "deletedsecrets");
     parts.nth(1).unwrap_or(id)
 }
 
@@ -294,7 +299,10 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 if conn.output == Output::Json {
                     return print_json(&items);
                 }
-                println!("{:<40} {:<8} {:<26} CONTENT-TYPE", "NAME", "ENABLED", "UPDATED");
+                println!(
+                    "{:<40} {:<8} {:<26} CONTENT-TYPE",
+                    "NAME", "ENABLED", "UPDATED"
+                );
                 for i in items {
                     println!(
                         "{:<40} {:<8} {:<26} {}",

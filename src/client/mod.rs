@@ -244,8 +244,13 @@ impl VaultClient {
         name: &str,
         params: &SecretSetParameters,
     ) -> Result<SecretBundle, ClientError> {
-        self.call(Method::PUT, &format!("/secrets/{}", Self::seg(name)), &[], Some(params))
-            .await
+        self.call(
+            Method::PUT,
+            &format!("/secrets/{}", Self::seg(name)),
+            &[],
+            Some(params),
+        )
+        .await
     }
 
     /// The latest version when `version` is `None`.

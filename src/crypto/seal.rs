@@ -228,7 +228,10 @@ mod tests {
         let sealed = k.seal(b"secret/a/1", b"hello").unwrap();
         assert!(!sealed.windows(5).any(|w| w == b"hello"));
         assert_eq!(k.open(b"secret/a/1", &sealed).unwrap().as_slice(), b"hello");
-        assert!(matches!(k.open(b"secret/b/1", &sealed), Err(CryptoError::Open)));
+        assert!(matches!(
+            k.open(b"secret/b/1", &sealed),
+            Err(CryptoError::Open)
+        ));
         let mut tampered = sealed.clone();
         let mid = tampered.len() / 2;
         tampered[mid] ^= 1;

@@ -114,7 +114,9 @@ impl IssuerConfig {
             }
             Some(s) if s.starts_with("https://") => JwksSource::Url(s.to_string()),
             Some(s) if s.starts_with("http://") => {
-                return Err(format!("issuer '{issuer}': JWKS must be fetched over https"));
+                return Err(format!(
+                    "issuer '{issuer}': JWKS must be fetched over https"
+                ));
             }
             Some(s) if s.is_empty() => return Err(format!("issuer '{issuer}': empty JWKS source")),
             Some(s) => JwksSource::File(PathBuf::from(s.strip_prefix("file:").unwrap_or(s))),
@@ -290,8 +292,8 @@ impl Authenticator {
             return Err(AuthError::Algorithm);
         }
         // Only to pick the issuer's keys; everything is verified below.
-        let unverified: IssuerOnly =
-            jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| AuthError::Malformed)?;
+        let unverified: IssuerOnly = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| AuthError::Malformed)?;
         let issuer = self
             .issuers
             .iter()
@@ -372,7 +374,9 @@ impl Authenticator {
                 }
                 tracing::info!(issuer = %issuer.config.issuer, "refreshed issuer keys");
             }
-            Err(e) => tracing::warn!(issuer = %issuer.config.issuer, error = %e, "refreshing issuer keys failed"),
+            Err(e) => {
+                tracing::warn!(issuer = %issuer.config.issuer, error = %e, "refreshing issuer keys failed")
+            }
         }
     }
 }
@@ -472,7 +476,11 @@ async fn get_bytes(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, JwksErr
     if !resp.status().is_success() {
         return Err(fail(format!("HTTP {}", resp.status())));
     }
-    Ok(resp.bytes().await.map_err(|e| fail(e.to_string()))?.to_vec())
+    Ok(resp
+        .bytes()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .to_vec())
 }
 
 #[cfg(test)]
@@ -494,8 +502,12 @@ mod tests {
 
     #[test]
     fn service_account_subjects_become_service_account_principals() {
-        let p = principal_from_claims(&claims(Some("system:serviceaccount:team-a:web"), None, None))
-            .unwrap();
+        let p = principal_from_claims(&claims(
+            Some("system:serviceaccount:team-a:web"),
+            None,
+            None,
+        ))
+        .unwrap();
         assert_eq!(
             p.identity,
             Identity::ServiceAccount {
@@ -504,7 +516,9 @@ mod tests {
             }
         );
         assert_eq!(p.groups, vec!["g1".to_string()]);
-        assert!(principal_from_claims(&claims(Some("system:serviceaccount:bad"), None, None)).is_none());
+        assert!(
+            principal_from_claims(&claims(Some("system:serviceaccount:bad"), None, None)).is_none()
+        );
     }
 
     #[test]
@@ -521,11 +535,15 @@ mod tests {
     #[test]
     fn issuer_specs_parse() {
         assert!(matches!(
-            IssuerConfig::parse("https://i=https://i/keys").unwrap().jwks,
+            IssuerConfig::parse("https://i=https://i/keys")
+                .unwrap()
+                .jwks,
             JwksSource::Url(_)
         ));
         assert!(matches!(
-            IssuerConfig::parse("https://i=/etc/jwks.json").unwrap().jwks,
+            IssuerConfig::parse("https://i=/etc/jwks.json")
+                .unwrap()
+                .jwks,
             JwksSource::File(_)
         ));
         assert!(matches!(

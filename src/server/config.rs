@@ -86,8 +86,16 @@ impl ServerOptions {
             tls_min_version: self.tls_min_version.or(file.tls_min_version),
             data_dir: self.data_dir.or(file.data_dir),
             master_key_file: self.master_key_file.or(file.master_key_file),
-            issuers: if self.issuers.is_empty() { file.issuers } else { self.issuers },
-            audiences: if self.audiences.is_empty() { file.audiences } else { self.audiences },
+            issuers: if self.issuers.is_empty() {
+                file.issuers
+            } else {
+                self.issuers
+            },
+            audiences: if self.audiences.is_empty() {
+                file.audiences
+            } else {
+                self.audiences
+            },
             retention_days: self.retention_days.or(file.retention_days),
             purge_protection: self.purge_protection || file.purge_protection,
         })
@@ -187,19 +195,29 @@ pub struct ServerConfig {
 impl ServerConfig {
     pub fn from_options(o: ServerOptions) -> Result<Self, ConfigError> {
         let o = o.resolve()?;
-        let url = VaultUrl::parse(o.url.as_deref().ok_or(ConfigError::Missing("url"))?)
-            .map_err(|reason| ConfigError::Invalid { name: "url", reason })?;
+        let url = VaultUrl::parse(o.url.as_deref().ok_or(ConfigError::Missing("url"))?).map_err(
+            |reason| ConfigError::Invalid {
+                name: "url",
+                reason,
+            },
+        )?;
         let resource = match o.resource {
-            Some(r) => VaultUrl::parse(&r)
-                .map_err(|reason| ConfigError::Invalid { name: "resource", reason })?
-                .origin,
+            Some(r) => {
+                VaultUrl::parse(&r)
+                    .map_err(|reason| ConfigError::Invalid {
+                        name: "resource",
+                        reason,
+                    })?
+                    .origin
+            }
             None => url.default_resource(),
         };
         let tls_min_version = match o.tls_min_version {
             None => TlsMinVersion::Tls12,
-            Some(v) => v
-                .parse()
-                .map_err(|reason| ConfigError::Invalid { name: "tls-min-version", reason })?,
+            Some(v) => v.parse().map_err(|reason| ConfigError::Invalid {
+                name: "tls-min-version",
+                reason,
+            })?,
         };
         let retention_days = o.retention_days.unwrap_or(MAX_RETENTION_DAYS);
         if !(MIN_RETENTION_DAYS..=MAX_RETENTION_DAYS).contains(&retention_days) {
@@ -215,7 +233,10 @@ impl ServerConfig {
             .iter()
             .map(|s| IssuerConfig::parse(s))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|reason| ConfigError::Invalid { name: "issuer", reason })?;
+            .map_err(|reason| ConfigError::Invalid {
+                name: "issuer",
+                reason,
+            })?;
         if issuers.is_empty() {
             return Err(ConfigError::Missing("issuer"));
         }
@@ -225,14 +246,17 @@ impl ServerConfig {
             o.audiences
         };
         Ok(Self {
-            listen: o.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
+            listen: o
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
             resource,
             tls_cert: o.tls_cert.ok_or(ConfigError::Missing("tls-cert"))?,
             tls_key: o.tls_key.ok_or(ConfigError::Missing("tls-key"))?,
             tls_min_version,
             data_dir: o.data_dir.ok_or(ConfigError::Missing("data-dir"))?,
             master_key: MasterKeySource::File(
-                o.master_key_file.ok_or(ConfigError::Missing("master-key-file"))?,
+                o.master_key_file
+                    .ok_or(ConfigError::Missing("master-key-file"))?,
             ),
             issuers,
             audiences,
@@ -316,9 +340,12 @@ mod tests {
             ..Default::default()
         };
         assert!(ServerConfig::from_options(base.clone()).is_ok());
-        let e = ServerConfig::from_options(ServerOptions { url: None, ..base.clone() })
-            .err()
-            .unwrap();
+        let e = ServerConfig::from_options(ServerOptions {
+            url: None,
+            ..base.clone()
+        })
+        .err()
+        .unwrap();
         assert_eq!(e.to_string(), "missing required setting --url");
         let e = ServerConfig::from_options(ServerOptions {
             retention_days: Some(5),

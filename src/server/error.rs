@@ -74,7 +74,9 @@ impl ApiError {
             Self::Integrity => "A stored record failed its integrity check (tampered or \
                                 corrupted storage). The request was refused; see the vault's log."
                 .into(),
-            Self::Unavailable => "The vault's storage is temporarily unavailable. Retry later.".into(),
+            Self::Unavailable => {
+                "The vault's storage is temporarily unavailable. Retry later.".into()
+            }
             Self::Internal => "The vault hit an internal error; see the vault's log.".into(),
             other => other.to_string(),
         }
@@ -92,7 +94,9 @@ impl ApiError {
             error: ErrorBody {
                 code: self.code().to_string(),
                 message: self.message(),
-                innererror: self.inner().map(|c| InnerError { code: c.to_string() }),
+                innererror: self.inner().map(|c| InnerError {
+                    code: c.to_string(),
+                }),
             },
         }
     }

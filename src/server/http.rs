@@ -37,7 +37,11 @@ pub struct Query(Vec<(String, String)>);
 
 impl Query {
     pub fn parse(raw: Option<&str>) -> Self {
-        let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         Query(
             raw.unwrap_or("")
                 .split('&')
@@ -99,7 +103,11 @@ impl IntoResponse for Reply {
 }
 
 pub async fn health() -> impl IntoResponse {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
 }
 
 /// The data-plane entry point (the router's fallback: every Azure path comes here).
@@ -147,10 +155,7 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
     resp
 }
 
-async fn handle(
-    state: &AppState,
-    req: Request,
-) -> (ApiResult<Reply>, Option<&'static str>) {
+async fn handle(state: &AppState, req: Request) -> (ApiResult<Reply>, Option<&'static str>) {
     let (parts, body) = req.into_parts();
     let auth_header = parts
         .headers
@@ -194,7 +199,9 @@ async fn handle(
         Ok(b) => b,
         Err(_) => {
             return (
-                Err(ApiError::bad("The request body is too large or could not be read.")),
+                Err(ApiError::bad(
+                    "The request body is too large or could not be read.",
+                )),
                 Some(name),
             );
         }
@@ -238,8 +245,7 @@ fn origin(headers: &HeaderMap, uri: &axum::http::Uri, fallback: &str) -> String 
         Some(a)
             if !a.is_empty()
                 && a.len() <= 255
-                && a
-                    .bytes()
+                && a.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) =>
         {
             let a = a.to_ascii_lowercase();
@@ -290,19 +296,28 @@ impl PageRequest {
         };
         let after = match q.get("$skiptoken") {
             None | Some("") => None,
-            Some(t) => Some(decode_skiptoken(t).ok_or_else(|| ApiError::bad("Invalid $skiptoken."))?),
+            Some(t) => {
+                Some(decode_skiptoken(t).ok_or_else(|| ApiError::bad("Invalid $skiptoken."))?)
+            }
         };
         Ok(Self { max, after })
     }
 }
 
 fn decode_skiptoken(t: &str) -> Option<String> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).ok()?;
-    serde_json::from_slice::<SkipToken>(&bytes).ok().map(|s| s.a)
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()?;
+    serde_json::from_slice::<SkipToken>(&bytes)
+        .ok()
+        .map(|s| s.a)
 }
 
 fn encode_skiptoken(after: &str) -> String {
-    let json = serde_json::to_vec(&SkipToken { a: after.to_string() }).unwrap_or_default();
+    let json = serde_json::to_vec(&SkipToken {
+        a: after.to_string(),
+    })
+    .unwrap_or_default();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
 }
 
@@ -354,7 +369,10 @@ mod tests {
     #[test]
     fn paging_walks_every_item_once() {
         let items: Vec<(String, u32)> = (0..60).map(|i| (format!("k{i:03}"), i)).collect();
-        let mut req = PageRequest { max: 25, after: None };
+        let mut req = PageRequest {
+            max: 25,
+            after: None,
+        };
         let mut seen = Vec::new();
         loop {
             let page = paginate(items.clone(), &req, "https://v/secrets", "7.4");
@@ -373,8 +391,17 @@ mod tests {
 
     #[test]
     fn bad_paging_parameters_are_refused() {
-        for q in ["maxresults=0", "maxresults=26", "maxresults=x", "$skiptoken=%%%", "$skiptoken=Zm9v"] {
-            assert!(PageRequest::from_query(&Query::parse(Some(q))).is_err(), "{q}");
+        for q in [
+            "maxresults=0",
+            "maxresults=26",
+            "maxresults=x",
+            "$skiptoken=%%%",
+            "$skiptoken=Zm9v",
+        ] {
+            assert!(
+                PageRequest::from_query(&Query::parse(Some(q))).is_err(),
+                "{q}"
+            );
         }
     }
 

@@ -114,19 +114,22 @@ impl Server {
             config.clock.clone(),
         )
         .await?;
-        let challenge = HeaderValue::from_str(&challenge_value(&config.url.origin, &config.resource))
-            .map_err(|e| {
-                StartError::Config(ConfigError::Invalid {
-                    name: "url",
-                    reason: e.to_string(),
-                })
-            })?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let challenge =
+            HeaderValue::from_str(&challenge_value(&config.url.origin, &config.resource)).map_err(
+                |e| {
+                    StartError::Config(ConfigError::Invalid {
+                        name: "url",
+                        reason: e.to_string(),
+                    })
+                },
+            )?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         Ok(Self {
             listener,
             acceptor: TlsAcceptor::from(tls_config),
@@ -178,7 +181,9 @@ impl Server {
             let router = router.clone();
             let watch = graceful.watcher();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -233,12 +238,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     let url = config.url.origin.clone();
     let server = Server::start(config).await?;
-    let addr = server
-        .local_addr()
-        .map_err(|source| StartError::Listen {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
+    let addr = server.local_addr().map_err(|source| StartError::Listen {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
     tracing::info!(%addr, %url, "vault serving");
     server.serve(shutdown_signal()).await;
     tracing::info!("vault stopped");

@@ -39,7 +39,9 @@ pub fn printable(s: &str) -> String {
 pub fn validate_tags(tags: &Option<Tags>) -> ApiResult<()> {
     let Some(tags) = tags else { return Ok(()) };
     if tags.len() > MAX_TAGS {
-        return Err(ApiError::bad(format!("At most {MAX_TAGS} tags are allowed.")));
+        return Err(ApiError::bad(format!(
+            "At most {MAX_TAGS} tags are allowed."
+        )));
     }
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > MAX_TAG_NAME_LEN {
@@ -60,7 +62,9 @@ pub fn validate_tags(tags: &Option<Tags>) -> ApiResult<()> {
 /// echoes the input, which may hold a secret.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if body.is_empty() {
-        return Err(ApiError::bad("The request body is empty; a JSON object is required."));
+        return Err(ApiError::bad(
+            "The request body is empty; a JSON object is required.",
+        ));
     }
     serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
@@ -98,7 +102,10 @@ impl Default for SoftDelete {
 
 impl SoftDelete {
     pub fn recovery_level(&self) -> &'static str {
-        match (self.retention_days >= MAX_RETENTION_DAYS, self.purge_protection) {
+        match (
+            self.retention_days >= MAX_RETENTION_DAYS,
+            self.purge_protection,
+        ) {
             (true, false) => "Recoverable+Purgeable",
             (true, true) => "Recoverable",
             (false, false) => "CustomizedRecoverable+Purgeable",
@@ -248,15 +255,18 @@ mod tests {
         };
         assert_eq!(sd(90, false).recovery_level(), "Recoverable+Purgeable");
         assert_eq!(sd(90, true).recovery_level(), "Recoverable");
-        assert_eq!(sd(7, false).recovery_level(), "CustomizedRecoverable+Purgeable");
+        assert_eq!(
+            sd(7, false).recovery_level(),
+            "CustomizedRecoverable+Purgeable"
+        );
         assert_eq!(sd(7, true).recovery_level(), "CustomizedRecoverable");
         assert_eq!(sd(7, true).retention_secs(), 7 * 86_400);
     }
 
     #[test]
     fn json_errors_never_echo_the_input() {
-        let err = parse_json::<crate::wire::SecretSetParameters>(br#"{"value": 123456789}"#)
-            .unwrap_err();
+        let err =
+            parse_json::<crate::wire::SecretSetParameters>(br#"{"value": 123456789}"#).unwrap_err();
         assert!(!err.to_string().contains("123456789"), "{err}");
         assert!(parse_json::<crate::wire::SecretSetParameters>(b"{").is_err());
         assert!(parse_json::<crate::wire::SecretSetParameters>(b"").is_err());

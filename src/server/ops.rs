@@ -8,18 +8,38 @@ use percent_encoding::percent_decode_str;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
-    SetSecret { name: String },
+    SetSecret {
+        name: String,
+    },
     /// `version` is `None` for the latest (empty version segment).
-    GetSecret { name: String, version: Option<String> },
-    UpdateSecret { name: String, version: Option<String> },
-    DeleteSecret { name: String },
+    GetSecret {
+        name: String,
+        version: Option<String>,
+    },
+    UpdateSecret {
+        name: String,
+        version: Option<String>,
+    },
+    DeleteSecret {
+        name: String,
+    },
     ListSecrets,
-    ListSecretVersions { name: String },
+    ListSecretVersions {
+        name: String,
+    },
     ListDeletedSecrets,
-    GetDeletedSecret { name: String },
-    PurgeDeletedSecret { name: String },
-    RecoverDeletedSecret { name: String },
-    BackupSecret { name: String },
+    GetDeletedSecret {
+        name: String,
+    },
+    PurgeDeletedSecret {
+        name: String,
+    },
+    RecoverDeletedSecret {
+        name: String,
+    },
+    BackupSecret {
+        name: String,
+    },
     RestoreSecret,
 }
 
@@ -144,7 +164,10 @@ mod tests {
 
     #[test]
     fn secret_routes() {
-        assert_eq!(r(Method::PUT, "/secrets/a"), Ok(O::SetSecret { name: "a".into() }));
+        assert_eq!(
+            r(Method::PUT, "/secrets/a"),
+            Ok(O::SetSecret { name: "a".into() })
+        );
         assert_eq!(
             r(Method::GET, "/secrets/a/"),
             Ok(O::GetSecret {
@@ -184,7 +207,10 @@ mod tests {
             r(Method::POST, "/secrets/a/backup"),
             Ok(O::BackupSecret { name: "a".into() })
         );
-        assert_eq!(r(Method::DELETE, "/secrets/a"), Ok(O::DeleteSecret { name: "a".into() }));
+        assert_eq!(
+            r(Method::DELETE, "/secrets/a"),
+            Ok(O::DeleteSecret { name: "a".into() })
+        );
         assert_eq!(r(Method::GET, "/deletedsecrets"), Ok(O::ListDeletedSecrets));
         assert_eq!(
             r(Method::DELETE, "/deletedsecrets/a"),
@@ -207,8 +233,17 @@ mod tests {
     fn unknown_paths_and_methods() {
         assert_eq!(r(Method::GET, "/nothing"), Err(RouteError::NotFound));
         assert_eq!(r(Method::GET, "/secrets/a/b/c"), Err(RouteError::NotFound));
-        assert_eq!(r(Method::POST, "/secrets"), Err(RouteError::MethodNotAllowed));
-        assert_eq!(r(Method::PUT, "/secrets/a/v1"), Err(RouteError::MethodNotAllowed));
-        assert_eq!(r(Method::POST, "/deletedsecrets/a"), Err(RouteError::MethodNotAllowed));
+        assert_eq!(
+            r(Method::POST, "/secrets"),
+            Err(RouteError::MethodNotAllowed)
+        );
+        assert_eq!(
+            r(Method::PUT, "/secrets/a/v1"),
+            Err(RouteError::MethodNotAllowed)
+        );
+        assert_eq!(
+            r(Method::POST, "/deletedsecrets/a"),
+            Err(RouteError::MethodNotAllowed)
+        );
     }
 }

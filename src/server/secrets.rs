@@ -140,7 +140,13 @@ fn bundle(
     }
 }
 
-fn item(state: &AppState, ctx: &RequestContext, head: &SecretHead, v: &Version<SecretMeta>, versioned: bool) -> SecretItem {
+fn item(
+    state: &AppState,
+    ctx: &RequestContext,
+    head: &SecretHead,
+    v: &Version<SecretMeta>,
+    versioned: bool,
+) -> SecretItem {
     let id = if versioned {
         format!("{}/secrets/{}/{}", ctx.origin, head.name, v.id)
     } else {
@@ -221,7 +227,13 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
             ))
         })
         .await?;
-    Reply::ok(&bundle(state, ctx, &head, &version, Some(value.to_string())))
+    Reply::ok(&bundle(
+        state,
+        ctx,
+        &head,
+        &version,
+        Some(value.to_string()),
+    ))
 }
 
 async fn live_head(state: &AppState, name: &str) -> ApiResult<SecretHead> {
@@ -232,14 +244,23 @@ async fn live_head(state: &AppState, name: &str) -> ApiResult<SecretHead> {
     }
 }
 
-fn pick<'h>(head: &'h SecretHead, name: &str, version: Option<&str>) -> ApiResult<&'h Version<SecretMeta>> {
+fn pick<'h>(
+    head: &'h SecretHead,
+    name: &str,
+    version: Option<&str>,
+) -> ApiResult<&'h Version<SecretMeta>> {
     match version {
         None => head.current().ok_or_else(|| not_found(name)),
         Some(v) => head.version(v).ok_or_else(|| version_not_found(name, v)),
     }
 }
 
-async fn get(state: &AppState, ctx: &RequestContext, name: &str, version: Option<&str>) -> ApiResult<Reply> {
+async fn get(
+    state: &AppState,
+    ctx: &RequestContext,
+    name: &str,
+    version: Option<&str>,
+) -> ApiResult<Reply> {
     let head = live_head(state, name).await?;
     let v = pick(&head, name, version)?;
     if !v.enabled {
@@ -365,7 +386,12 @@ async fn list(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply> {
                 .map(|v| (h.name.to_ascii_lowercase(), item(state, ctx, h, v, false)))
         })
         .collect();
-    Reply::ok(&paginate(items, &page, &format!("{}/secrets", ctx.origin), &ctx.api_version))
+    Reply::ok(&paginate(
+        items,
+        &page,
+        &format!("{}/secrets", ctx.origin),
+        &ctx.api_version,
+    ))
 }
 
 async fn versions(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
@@ -465,7 +491,10 @@ async fn backup(state: &AppState, name: &str) -> ApiResult<Reply> {
     let head = live_head(state, name).await?;
     let mut values = Vec::with_capacity(head.versions.len());
     for v in &head.versions {
-        values.push((v.id.clone(), state.store.value(KIND, &head.name, &v.id).await?));
+        values.push((
+            v.id.clone(),
+            state.store.value(KIND, &head.name, &v.id).await?,
+        ));
     }
     let blob = Backup::seal(state.store.backup_key(), KIND, &head, values)?;
     Reply::ok(&BackupBlob { value: blob })

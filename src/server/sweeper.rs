@@ -21,18 +21,19 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
             // Re-checked inside the write: a recover may have won the race.
             let done = state
                 .store
-                .modify::<serde_json::Value, bool, StoreError>(kind, &head.name, |cur| {
-                    match cur {
-                        Some(h) if h.deleted.is_some_and(|d| d.scheduled_purge_date <= now) => {
-                            Ok((Change::Purge, true))
-                        }
-                        _ => Ok((Change::Keep, false)),
+                .modify::<serde_json::Value, bool, StoreError>(kind, &head.name, |cur| match cur {
+                    Some(h) if h.deleted.is_some_and(|d| d.scheduled_purge_date <= now) => {
+                        Ok((Change::Purge, true))
                     }
+                    _ => Ok((Change::Keep, false)),
                 })
                 .await?;
             if done {
                 purged += 1;
-                tracing::info!(kind = kind.as_str(), "purged an object at the end of its retention");
+                tracing::info!(
+                    kind = kind.as_str(),
+                    "purged an object at the end of its retention"
+                );
             }
         }
     }

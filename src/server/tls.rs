@@ -20,7 +20,12 @@ pub enum TlsMinVersion {
 impl std::str::FromStr for TlsMinVersion {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().trim_start_matches("TLS").trim_start_matches("tls").trim() {
+        match s
+            .trim()
+            .trim_start_matches("TLS")
+            .trim_start_matches("tls")
+            .trim()
+        {
             "1.2" | "1_2" | "12" => Ok(Self::Tls12),
             "1.3" | "1_3" | "13" => Ok(Self::Tls13),
             other => Err(format!(
@@ -187,8 +192,14 @@ mod tests {
 
     #[test]
     fn min_versions_parse_and_old_ones_are_refused() {
-        assert_eq!("1.2".parse::<TlsMinVersion>().unwrap(), TlsMinVersion::Tls12);
-        assert_eq!("TLS1.3".parse::<TlsMinVersion>().unwrap(), TlsMinVersion::Tls13);
+        assert_eq!(
+            "1.2".parse::<TlsMinVersion>().unwrap(),
+            TlsMinVersion::Tls12
+        );
+        assert_eq!(
+            "TLS1.3".parse::<TlsMinVersion>().unwrap(),
+            TlsMinVersion::Tls13
+        );
         assert!("1.1".parse::<TlsMinVersion>().is_err());
         assert!("1.0".parse::<TlsMinVersion>().is_err());
     }

@@ -35,7 +35,9 @@ pub enum StoreError {
     /// A conditional write lost a race; the caller re-reads and retries.
     #[error("concurrent modification")]
     Conflict,
-    #[error("the master key does not open this vault's data (wrong master key for this data directory)")]
+    #[error(
+        "the master key does not open this vault's data (wrong master key for this data directory)"
+    )]
     MasterKeyMismatch,
     #[error(transparent)]
     Crypto(#[from] CryptoError),
@@ -356,7 +358,12 @@ mod tests {
         }
         // Reopen with the same master key: data is there. Another master key: refused.
         let s = store(dir.path(), &master).await;
-        assert!(s.head::<Meta>(Kind::Secret, "DB-PASSWORD").await.unwrap().is_some());
+        assert!(
+            s.head::<Meta>(Kind::Secret, "DB-PASSWORD")
+                .await
+                .unwrap()
+                .is_some()
+        );
         drop(s);
         let backend = Arc::new(redb::RedbBackend::open(&dir.path().join("kv.redb")).unwrap());
         let other = MasterKey::generate().unwrap();
@@ -400,7 +407,10 @@ mod tests {
             s.value(Kind::Secret, "a", "v1").await,
             Err(StoreError::Integrity(_))
         ));
-        assert_eq!(s.value(Kind::Secret, "b", "v1").await.unwrap().as_slice(), b"b");
+        assert_eq!(
+            s.value(Kind::Secret, "b", "v1").await.unwrap().as_slice(),
+            b"b"
+        );
     }
 
     #[tokio::test]
@@ -420,7 +430,13 @@ mod tests {
                     });
                     head.versions
                         .push(Version::new(format!("v{i}"), i, Meta::default()));
-                    Ok((Change::Put { head, values: vec![] }, ()))
+                    Ok((
+                        Change::Put {
+                            head,
+                            values: vec![],
+                        },
+                        (),
+                    ))
                 })
                 .await
                 .unwrap();
@@ -429,7 +445,11 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        let head = s.head::<Meta>(Kind::Secret, "counter").await.unwrap().unwrap();
+        let head = s
+            .head::<Meta>(Kind::Secret, "counter")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(head.versions.len(), 8);
     }
 

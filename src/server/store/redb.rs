@@ -22,9 +22,8 @@ impl RedbBackend {
     /// this fail instead of corrupting it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Backend(format!("creating {}: {e}", parent.display()))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", parent.display())))?;
         }
         let db = Database::create(path)
             .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;

@@ -1,0 +1,8 @@
+//! Integration tests: real `kvault server`s on loopback with real TLS and real storage.
+
+mod common;
+mod secrets_api;
+mod storage;
+mod tls;
+mod tokens;
+mod validation;

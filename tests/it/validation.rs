@@ -1,0 +1,142 @@
+//! Bad input of every kind is refused with the API's own codes, and never changes data.
+
+use crate::common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn bad_requests_get_bad_parameter_and_leave_data_alone() {
+    let fx = Fixture::new();
+    let v = fx.start(Options::default()).await;
+    let http = v.http();
+    let put = |path: &str, body: Vec<u8>| {
+        http.put(v.at(path))
+            .bearer_auth(&v.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let ok = put(
+        "/secrets/keep?api-version=7.4",
+        br#"{"value":"original"}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+
+    let big = "x".repeat(25 * 1024 + 1);
+    let long_name = format!("/secrets/{}?api-version=7.4", "n".repeat(128));
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("/secrets/keep?api-version=7.4", b"{not json".to_vec(), 400, "BadParameter"),
+        ("/secrets/keep?api-version=7.4", b"".to_vec(), 400, "BadParameter"),
+        ("/secrets/keep?api-version=7.4", br#"{"value": 12}"#.to_vec(), 400, "BadParameter"),
+        ("/secrets/keep?api-version=7.4", br#"{"contentType":"x"}"#.to_vec(), 400, "BadParameter"),
+        ("/secrets/keep?api-version=7.4", br#"{"value":"v","attributes":{"enabled":"yes"}}"#.to_vec(), 400, "BadParameter"),
+        ("/secrets/keep?api-version=7.4", br#"{"value":"v","tags":{"a":1}}"#.to_vec(), 400, "BadParameter"),
+        ("/secrets/keep?api-version=7.4", br#"{"value":"v","attributes":{"nbf":200,"exp":100}}"#.to_vec(), 400, "BadParameter"),
+        ("/secrets/keep?api-version=7.4", json!({"value": big}).to_string().into_bytes(), 400, "BadParameter"),
+        ("/secrets/keep?api-version=7.4", json!({"value": "v", "contentType": "c".repeat(256)}).to_string().into_bytes(), 400, "BadParameter"),
+        ("/secrets/keep?api-version=7.4", json!({"value": "v", "tags": (0..16).map(|i| (format!("t{i}"), "v")).collect::<std::collections::BTreeMap<_,_>>()}).to_string().into_bytes(), 400, "BadParameter"),
+        ("/secrets/bad_name?api-version=7.4", br#"{"value":"v"}"#.to_vec(), 400, "BadParameter"),
+        ("/secrets/bad%20name?api-version=7.4", br#"{"value":"v"}"#.to_vec(), 400, "BadParameter"),
+        (long_name.as_str(), br#"{"value":"v"}"#.to_vec(), 400, "BadParameter"),
+        ("/secrets/keep?api-version=1999-01-01", br#"{"value":"v"}"#.to_vec(), 400, "BadParameter"),
+        ("/secrets/keep", br#"{"value":"v"}"#.to_vec(), 400, "BadParameter"),
+    ];
+    for (path, body, status, code) in cases {
+        let r = put(path, body).await.unwrap();
+        let (s, c) = error_code(r).await;
+        assert_eq!((s, c.as_str()), (status, code), "PUT {path}");
+    }
+    // An error about a wrongly typed value does not echo it.
+    let r = put(
+        "/secrets/keep?api-version=7.4",
+        br#"{"value": 987654321}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert!(!r.text().await.unwrap().contains("987654321"));
+
+    // Paging parameters.
+    for q in [
+        "maxresults=0",
+        "maxresults=26",
+        "maxresults=abc",
+        "$skiptoken=%21%21",
+        "$skiptoken=eyJ4IjoxfQ",
+    ] {
+        let r = http
+            .get(v.at(&format!("/secrets?api-version=7.4&{q}")))
+            .bearer_auth(&v.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(r).await,
+            (400, "BadParameter".to_string()),
+            "{q}"
+        );
+    }
+
+    // JS clients percent-encode the api-version key.
+    let r = http
+        .get(v.at("/secrets/keep/?api%2Dversion=2026-04-01"))
+        .bearer_auth(&v.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // Unknown paths and methods.
+    let r = http
+        .get(v.at("/nothing/here?api-version=7.4"))
+        .bearer_auth(&v.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = http
+        .post(v.at("/secrets?api-version=7.4"))
+        .bearer_auth(&v.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+
+    // Exactly 25 KiB is accepted.
+    let r = put(
+        "/secrets/max?api-version=7.4",
+        json!({"value": "y".repeat(25 * 1024)})
+            .to_string()
+            .into_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // Nothing above changed the stored secret.
+    let c = v.client();
+    assert_eq!(c.list_secret_versions("keep").await.unwrap().len(), 1);
+    assert_eq!(
+        c.get_secret("keep", None).await.unwrap().value.as_deref(),
+        Some("original")
+    );
+    v.stop().await;
+}
+
+#[tokio::test]
+async fn every_api_version_the_sdks_send_is_accepted() {
+    let fx = Fixture::new();
+    let v = fx.start(Options::default()).await;
+    let http = v.http();
+    for ver in kvault::wire::API_VERSIONS {
+        let r = http
+            .put(v.at(&format!("/secrets/ver?api-version={ver}")))
+            .bearer_auth(&v.token)
+            .json(&json!({"value": "v"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{ver}");
+    }
+    v.stop().await;
+}
