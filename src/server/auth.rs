@@ -118,7 +118,7 @@ impl IssuerConfig {
                     "issuer '{issuer}': JWKS must be fetched over https"
                 ));
             }
-            Some(s) if s.is_empty() => return Err(format!("issuer '{issuer}': empty JWKS source")),
+            Some("") => return Err(format!("issuer '{issuer}': empty JWKS source")),
             Some(s) => JwksSource::File(PathBuf::from(s.strip_prefix("file:").unwrap_or(s))),
         };
         Ok(Self {

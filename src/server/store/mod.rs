@@ -267,7 +267,7 @@ impl VaultStore {
             match change {
                 Change::Keep => return Ok(result),
                 Change::Put { head, values } => {
-                    if head.name.to_ascii_lowercase() != name.to_ascii_lowercase() {
+                    if !head.name.eq_ignore_ascii_case(name) {
                         return Err(StoreError::Integrity("head renamed".into()).into());
                     }
                     let plain = Zeroizing::new(
