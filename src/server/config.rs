@@ -385,3 +385,23 @@ mod tests {
         assert_eq!(o.issuers, vec!["https://i=/j".to_string()]);
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_file_is_valid() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/server/config.yaml");
+        let config = ServerConfig::from_options(ServerOptions {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.url.origin, "https://payments.team-a.svc");
+        assert_eq!(config.resource, "https://team-a.svc");
+        assert_eq!(config.issuers.len(), 2);
+        assert_eq!(config.audiences.len(), 2);
+        assert_eq!(config.soft_delete.retention_days, 90);
+    }
+}
