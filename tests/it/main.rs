@@ -1,5 +1,6 @@
 //! Integration tests: real `kvault server`s on loopback with real TLS and real storage.
 
+mod cli;
 mod common;
 mod secrets_api;
 mod storage;

@@ -1,0 +1,290 @@
+//! The real `kvault` binary: `dev` start/stop/restart, `token`, `secret …`, and a bad
+//! `server` configuration.
+
+use crate::common::*;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kvault");
+
+fn dev_env(state: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(state.join("dev.env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+fn kvault(env: &[(String, String)], args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+struct Dev(std::process::Child);
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_dev(state: &Path, port: u16) -> Dev {
+    let child = Command::new(BIN)
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if state.join("dev.env").exists()
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return Dev(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("kvault dev did not come up");
+}
+
+fn sigterm(dev: &mut Dev) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &dev.0.id().to_string()])
+        .status()
+        .unwrap();
+    for _ in 0..200 {
+        if let Some(status) = dev.0.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("kvault dev ignored SIGTERM");
+}
+
+#[test]
+fn dev_secret_cli_round_trip_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = free_port();
+    let mut dev = start_dev(&state, port);
+
+    let env = dev_env(&state);
+    let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    for k in [
+        "KVAULT_URL",
+        "KVAULT_TOKEN",
+        "KVAULT_CA_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "SSL_CERT_FILE",
+        "NODE_EXTRA_CA_CERTS",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from dev.env");
+    }
+    assert_eq!(
+        env.iter().find(|(k, _)| k == "KVAULT_URL").unwrap().1,
+        format!("https://dev.kvault.localhost:{port}")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for private in ["dev.env", "master.key", "issuer-key.pem", "ca-key.pem"] {
+        let mode = std::fs::metadata(state.join(private))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{private} is readable by others");
+    }
+
+    let o = kvault(
+        &env,
+        &["secret", "set", "greeting", "hello", "--tag", "a=b"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = kvault(&env, &["secret", "get", "greeting"]);
+    assert_eq!(stdout(&o).trim(), "hello");
+    let o = kvault(&env, &["secret", "get", "greeting", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["tags"]["a"], "b");
+    assert!(stdout(&kvault(&env, &["secret", "list"])).contains("greeting"));
+    let o = kvault(&env, &["secret", "backup", "greeting"]);
+    let blob = stdout(&o).trim().to_string();
+    assert!(blob.len() > 40);
+
+    // Errors: the vault's code and message, non-zero exit.
+    let o = kvault(&env, &["secret", "get", "missing"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("SecretNotFound"), "{err}");
+
+    // Tokens for other principals work; a token from nowhere does not.
+    let o = kvault(
+        &[],
+        &[
+            "token",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--sa",
+            "team-a/web",
+        ],
+    );
+    let token = stdout(&o).trim().to_string();
+    assert_eq!(token.split('.').count(), 3);
+    let mut sa_env = env.clone();
+    sa_env.retain(|(k, _)| k != "KVAULT_TOKEN");
+    sa_env.push(("KVAULT_TOKEN".into(), token));
+    assert!(kvault(&sa_env, &["secret", "list"]).status.success());
+    let mut bad_env = env.clone();
+    bad_env.retain(|(k, _)| k != "KVAULT_TOKEN");
+    bad_env.push(("KVAULT_TOKEN".into(), "nope".into()));
+    let o = kvault(&bad_env, &["secret", "list"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Unauthorized"));
+
+    // SIGTERM stops it cleanly; a restart keeps the data (and the same master key).
+    assert!(sigterm(&mut dev).success());
+    let master = std::fs::read(state.join("master.key")).unwrap();
+    let mut dev = start_dev(&state, port);
+    assert_eq!(std::fs::read(state.join("master.key")).unwrap(), master);
+    let env = dev_env(&state);
+    assert_eq!(
+        stdout(&kvault(&env, &["secret", "get", "greeting"])).trim(),
+        "hello"
+    );
+    assert!(
+        kvault(&env, &["secret", "delete", "greeting"])
+            .status
+            .success()
+    );
+    assert!(
+        kvault(&env, &["secret", "purge", "greeting"])
+            .status
+            .success()
+    );
+    let restore = Command::new(BIN)
+        .args(["secret", "restore"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    restore
+        .stdin
+        .as_ref()
+        .unwrap()
+        .write_all(blob.as_bytes())
+        .unwrap();
+    assert!(restore.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        stdout(&kvault(&env, &["secret", "get", "greeting"])).trim(),
+        "hello"
+    );
+    assert!(sigterm(&mut dev).success());
+}
+
+#[test]
+fn a_bad_server_configuration_fails_with_one_line_before_listening() {
+    let fx = Fixture::new();
+    let port = free_port();
+    let base = |extra: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--url", "https://v.kvault.localhost"])
+            .arg("--data-dir")
+            .arg(fx.data_dir())
+            .arg("--issuer")
+            .arg(format!("{ISSUER}={}", fx.issuer.jwks_path.display()))
+            .args(extra)
+            .env_remove("KVAULT_URL");
+        c
+    };
+    let cert = fx.certs.cert.to_str().unwrap().to_string();
+    let key = fx.certs.key.to_str().unwrap().to_string();
+    let mk = fx.master_key.to_str().unwrap().to_string();
+    let other_key = fx.dir.path().join("b-key.pem");
+    make_certs(fx.dir.path(), "b");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--tls-key", &key, "--master-key-file", &mk],
+            "tls-cert",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                "/nonexistent.pem",
+                "--tls-key",
+                &key,
+                "--master-key-file",
+                &mk,
+            ],
+            "/nonexistent.pem",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                other_key.to_str().unwrap(),
+                "--master-key-file",
+                &mk,
+            ],
+            "does not match",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--master-key-file",
+                "/nonexistent.key",
+            ],
+            "master key",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--master-key-file",
+                &mk,
+                "--tls-min-version",
+                "1.1",
+            ],
+            "tls-min-version",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--master-key-file",
+                &mk,
+                "--retention-days",
+                "3",
+            ],
+            "retention-days",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = base(&args).stdin(Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
