@@ -42,20 +42,20 @@ impl Drop for Dev {
 }
 
 fn start_dev(state: &Path, port: u16) -> Dev {
-    let child = Command::new(BIN)
+    let dev = Dev(Command::new(BIN)
         .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--state-dir")
         .arg(state)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
         if state.join("dev.env").exists()
             && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         {
-            return Dev(child);
+            return dev;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
