@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 const API_VERSION: &str = "2026-04-01";
 const HOST: &str = "bench.kvault.localhost";
 /// 64 bytes: the value of the secret read by the GET phase and of every PUT.
-const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP";
+const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO";
+const _: () = assert!(VALUE.len() == 64);
 const DEFAULT_SECS: f64 = 3.0;
 const DEFAULT_CONNS: [usize; 3] = [1, 16, 64];
 /// A single request that takes longer than this counts as an error; it also bounds how long
@@ -526,6 +527,11 @@ fn run_bench() -> anyhow::Result<()> {
         println!("  WARNING        this looks like a debug build; figures will be meaningless");
     }
     println!("  cores          {cores}");
+    // Other work on the machine (a build, say) shares the cores and skews every figure.
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        let l: Vec<&str> = l.split_whitespace().take(3).collect();
+        println!("  load average   {} (before the run)", l.join(" "));
+    }
     println!("  phase length   {:.1} s (BENCH_SECS)", secs.as_secs_f64());
     println!(
         "  clock ticks    {clk_tck}/s (CPU resolution {} ms per reading)",
@@ -763,7 +769,7 @@ mod reference {
     use std::task::{Context as TaskContext, Poll};
 
     const BODY: &[u8] =
-        br#"{"value":"kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"}"#;
+        br#"{"value":"kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO"}"#;
 
     /// A response body that is one fixed chunk.
     struct Fixed(Option<Bytes>);

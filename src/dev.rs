@@ -3,6 +3,8 @@
 //! `kvault token`, which mints tokens from that issuer.
 
 use crate::crypto::MasterKey;
+use crate::policy::{PrincipalKind, PrincipalRef};
+use crate::server::audit::AuditSinks;
 use crate::server::auth::{IssuerConfig, JwksSource};
 use crate::server::config::{MasterKeySource, ServerConfig, VaultUrl, default_audiences};
 use crate::server::objects::{MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, SoftDelete};
@@ -73,6 +75,9 @@ pub struct DevOptions {
     /// Oldest TLS version accepted: 1.2 or 1.3.
     #[arg(long, default_value = "1.2")]
     pub tls_min_version: String,
+    /// Plain-HTTP listener for Prometheus `/metrics` (off unless given).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What `kvault token` needs to know about a running dev vault.
@@ -292,6 +297,7 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
         issuers: vec![IssuerConfig {
             issuer: issuer.clone(),
             jwks: JwksSource::Static(issuer_jwks(&issuer_key, &kid)?),
+            service_accounts: true,
         }],
         audiences: default_audiences(&url, &resource),
         soft_delete: SoftDelete {
@@ -304,6 +310,17 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
         jwks_refresh_interval: Duration::from_secs(30),
         sweep_interval: Duration::from_secs(60),
         clock: crate::clock::system(),
+        admins: vec![PrincipalRef {
+            kind: PrincipalKind::User,
+            name: DEV_ADMIN.into(),
+            namespace: None,
+        }],
+        initial_policy: Some(crate::server::dev_policy(DEV_ADMIN)),
+        audit: AuditSinks {
+            stdout: false,
+            file: Some(paths.p("audit.log")),
+        },
+        metrics_listen: opts.metrics_listen,
     };
     let state = DevState {
         ca_file: paths.p("ca.pem"),

@@ -11,6 +11,7 @@ pub mod client;
 pub mod clock;
 pub mod crypto;
 pub mod dev;
+pub mod policy;
 pub mod server;
 pub mod wire;
 

@@ -12,7 +12,6 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -32,46 +31,7 @@ pub const ALLOWED_ALGORITHMS: &[Algorithm] = &[
 const LEEWAY_SECS: u64 = 60;
 const CACHE_CAPACITY: usize = 10_000;
 
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub identity: Identity,
-    pub groups: Vec<String>,
-    /// The application the token was issued to (`azp` / `appid` / `client_id`).
-    pub application: Option<String>,
-    pub issuer: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    ServiceAccount { namespace: String, name: String },
-    User(String),
-    Application(String),
-}
-
-impl fmt::Display for Identity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Identity::ServiceAccount { namespace, name } => {
-                write!(f, "ServiceAccount {namespace}/{name}")
-            }
-            Identity::User(id) => write!(f, "User {id}"),
-            Identity::Application(id) => write!(f, "Application {id}"),
-        }
-    }
-}
-
-impl fmt::Display for Principal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.identity)?;
-        match &self.application {
-            Some(app) if !matches!(&self.identity, Identity::Application(a) if a == app) => {
-                write!(f, " (application {app})")
-            }
-            _ => Ok(()),
-        }
-    }
-}
+pub use crate::policy::principal::{Identity, Principal};
 
 /// Where an issuer's signing keys come from.
 #[derive(Debug, Clone)]
@@ -90,6 +50,10 @@ pub enum JwksSource {
 pub struct IssuerConfig {
     pub issuer: String,
     pub jwks: JwksSource,
+    /// Whether this issuer may assert `system:serviceaccount:` subjects (the cluster's own
+    /// issuer). From any other issuer such a subject is an ordinary user, so a people's
+    /// OIDC provider can never impersonate a workload.
+    pub service_accounts: bool,
 }
 
 impl IssuerConfig {
@@ -124,11 +88,12 @@ impl IssuerConfig {
         Ok(Self {
             issuer: issuer.to_string(),
             jwks,
+            service_accounts: true,
         })
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, Copy, thiserror::Error)]
 pub enum AuthError {
     #[error("Request is missing a Bearer or PoP token.")]
     Missing,
@@ -148,6 +113,23 @@ pub enum AuthError {
     NotYetValid,
     #[error("The token failed validation.")]
     Invalid,
+}
+
+impl AuthError {
+    /// A short label for metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed => "malformed",
+            AuthError::UntrustedIssuer => "issuer",
+            AuthError::Algorithm => "algorithm",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::Audience => "audience",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::Invalid => "invalid",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -326,7 +308,8 @@ impl Authenticator {
             }
         })?;
         let claims = data.claims;
-        let principal = principal_from_claims(&claims).ok_or(AuthError::Invalid)?;
+        let principal = principal_from_claims(&claims, issuer.config.service_accounts)
+            .ok_or(AuthError::Invalid)?;
         Ok((principal, claims.exp))
     }
 
@@ -381,14 +364,14 @@ impl Authenticator {
     }
 }
 
-fn principal_from_claims(c: &Claims) -> Option<Principal> {
+fn principal_from_claims(c: &Claims, service_accounts: bool) -> Option<Principal> {
     let application = c
         .azp
         .clone()
         .or_else(|| c.appid.clone())
         .or_else(|| c.client_id.clone());
     let identity = match (c.oid.as_deref(), c.sub.as_deref()) {
-        (_, Some(sub)) if sub.starts_with("system:serviceaccount:") => {
+        (_, Some(sub)) if service_accounts && sub.starts_with("system:serviceaccount:") => {
             let rest = &sub["system:serviceaccount:".len()..];
             let (ns, name) = rest.split_once(':')?;
             if ns.is_empty() || name.is_empty() || name.contains(':') {
@@ -506,7 +489,7 @@ mod tests {
             Some("system:serviceaccount:team-a:web"),
             None,
             None,
-        ))
+        ), true)
         .unwrap();
         assert_eq!(
             p.identity,
@@ -517,17 +500,17 @@ mod tests {
         );
         assert_eq!(p.groups, vec!["g1".to_string()]);
         assert!(
-            principal_from_claims(&claims(Some("system:serviceaccount:bad"), None, None)).is_none()
+            principal_from_claims(&claims(Some("system:serviceaccount:bad"), None, None), true).is_none()
         );
     }
 
     #[test]
     fn users_prefer_oid_and_keep_their_application() {
-        let p = principal_from_claims(&claims(Some("s"), Some("o"), Some("app"))).unwrap();
+        let p = principal_from_claims(&claims(Some("s"), Some("o"), Some("app"), true)).unwrap();
         assert_eq!(p.identity, Identity::User("o".into()));
         assert_eq!(p.application.as_deref(), Some("app"));
         assert_eq!(p.to_string(), "User o (application app)");
-        let app = principal_from_claims(&claims(Some("app"), None, Some("app"))).unwrap();
+        let app = principal_from_claims(&claims(Some("app"), None, Some("app"), true)).unwrap();
         assert_eq!(app.identity, Identity::Application("app".into()));
         assert_eq!(app.to_string(), "Application app");
     }

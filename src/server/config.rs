@@ -3,6 +3,8 @@
 
 use crate::clock::SharedClock;
 use crate::crypto::MasterKey;
+use crate::policy::{PolicyDocument, PrincipalKind, PrincipalRef};
+use crate::server::audit::AuditSinks;
 use crate::server::auth::IssuerConfig;
 use crate::server::objects::{MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, SoftDelete};
 use crate::server::tls::TlsMinVersion;
@@ -60,6 +62,21 @@ pub struct ServerOptions {
     #[arg(long, env = "KVAULT_PURGE_PROTECTION")]
     #[serde(default)]
     pub purge_protection: bool,
+    /// A policy document (JSON) applied at start when nothing newer is stored.
+    #[arg(long, env = "KVAULT_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+    /// The control-plane principal allowed to read and replace the policy
+    /// ("ServiceAccount NS/NAME", "User ID", "Application ID" or "Group NAME"). Repeatable.
+    #[arg(long = "admin-principal", env = "KVAULT_ADMIN_PRINCIPALS", value_delimiter = ',')]
+    #[serde(default)]
+    pub admin_principals: Vec<String>,
+    /// Audit log destinations: "stdout", a file path, or "none". Repeatable (default stdout).
+    #[arg(long = "audit-log", env = "KVAULT_AUDIT_LOG", value_delimiter = ',')]
+    #[serde(default)]
+    pub audit_log: Vec<String>,
+    /// Plain-HTTP listener for Prometheus `/metrics` (default 0.0.0.0:9090; "none" to disable).
+    #[arg(long, env = "KVAULT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 impl ServerOptions {
@@ -98,6 +115,14 @@ impl ServerOptions {
             },
             retention_days: self.retention_days.or(file.retention_days),
             purge_protection: self.purge_protection || file.purge_protection,
+            policy_file: self.policy_file.or(file.policy_file),
+            admin_principals: if self.admin_principals.is_empty() {
+                file.admin_principals
+            } else {
+                self.admin_principals
+            },
+            audit_log: if self.audit_log.is_empty() { file.audit_log } else { self.audit_log },
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
         })
     }
 }
@@ -190,6 +215,78 @@ pub struct ServerConfig {
     pub jwks_refresh_interval: Duration,
     pub sweep_interval: Duration,
     pub clock: SharedClock,
+    /// Principals allowed on `/_kvault/policy`.
+    pub admins: Vec<PrincipalRef>,
+    /// Applied at start when nothing newer is stored.
+    pub initial_policy: Option<PolicyDocument>,
+    pub audit: AuditSinks,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Parses "ServiceAccount NS/NAME", "User ID", "Application ID" or "Group NAME".
+pub fn parse_principal(s: &str) -> Result<PrincipalRef, String> {
+    let (kind, rest) = s
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| format!("'{s}' is not KIND NAME (e.g. 'ServiceAccount kvault-system/kvault-operator')"))?;
+    let rest = rest.trim();
+    let kind = match kind.to_ascii_lowercase().as_str() {
+        "serviceaccount" => PrincipalKind::ServiceAccount,
+        "user" => PrincipalKind::User,
+        "application" => PrincipalKind::Application,
+        "group" => PrincipalKind::Group,
+        other => return Err(format!("unknown principal kind '{other}'")),
+    };
+    if rest.is_empty() {
+        return Err(format!("'{s}' has no name"));
+    }
+    if kind == PrincipalKind::ServiceAccount {
+        let (ns, name) = rest
+            .split_once('/')
+            .filter(|(n, m)| !n.is_empty() && !m.is_empty())
+            .ok_or_else(|| format!("service account '{rest}' must be NAMESPACE/NAME"))?;
+        return Ok(PrincipalRef {
+            kind,
+            name: name.to_string(),
+            namespace: Some(ns.to_string()),
+        });
+    }
+    Ok(PrincipalRef {
+        kind,
+        name: rest.to_string(),
+        namespace: None,
+    })
+}
+
+fn parse_audit(v: &[String]) -> Result<AuditSinks, String> {
+    if v.is_empty() {
+        return Ok(AuditSinks {
+            stdout: true,
+            file: None,
+        });
+    }
+    let mut sinks = AuditSinks::default();
+    for d in v {
+        match d.as_str() {
+            "none" => {}
+            "stdout" | "-" => sinks.stdout = true,
+            path if sinks.file.is_none() => sinks.file = Some(PathBuf::from(path)),
+            _ => return Err("at most one audit file".into()),
+        }
+    }
+    Ok(sinks)
+}
+
+/// Reads and validates a policy document file.
+pub fn read_policy_file(path: &std::path::Path) -> Result<PolicyDocument, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "policy-file",
+        reason: format!("{}: {reason}", path.display()),
+    };
+    let text = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let doc: PolicyDocument = serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
+    doc.compile().map_err(|e| invalid(e.to_string()))?;
+    Ok(doc)
 }
 
 impl ServerConfig {
@@ -240,6 +337,26 @@ impl ServerConfig {
         if issuers.is_empty() {
             return Err(ConfigError::Missing("issuer"));
         }
+        let admins = o
+            .admin_principals
+            .iter()
+            .map(|s| parse_principal(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| ConfigError::Invalid { name: "admin-principal", reason })?;
+        let initial_policy = match &o.policy_file {
+            Some(p) => Some(read_policy_file(p)?),
+            None => None,
+        };
+        let audit = parse_audit(&o.audit_log)
+            .map_err(|reason| ConfigError::Invalid { name: "audit-log", reason })?;
+        let metrics_listen = match o.metrics_listen.as_deref() {
+            None => Some(SocketAddr::from(([0, 0, 0, 0], 9090))),
+            Some("none") => None,
+            Some(a) => Some(a.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                name: "metrics-listen",
+                reason: e.to_string(),
+            })?),
+        };
         let audiences = if o.audiences.is_empty() {
             default_audiences(&url, &resource)
         } else {
@@ -270,6 +387,10 @@ impl ServerConfig {
             jwks_refresh_interval: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(300),
             clock: crate::clock::system(),
+            admins,
+            initial_policy,
+            audit,
+            metrics_listen,
         })
     }
 
@@ -361,6 +482,18 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("tls-min-version"));
+    }
+
+    #[test]
+    fn principals_parse() {
+        let p = parse_principal("ServiceAccount kvault-system/kvault-operator").unwrap();
+        assert_eq!(p.kind, PrincipalKind::ServiceAccount);
+        assert_eq!(p.namespace.as_deref(), Some("kvault-system"));
+        assert_eq!(p.name, "kvault-operator");
+        assert_eq!(parse_principal("user alice").unwrap().kind, PrincipalKind::User);
+        assert!(parse_principal("ServiceAccount nope").is_err());
+        assert!(parse_principal("Robot r2").is_err());
+        assert!(parse_principal("User").is_err());
     }
 
     #[test]

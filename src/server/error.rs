@@ -26,6 +26,14 @@ pub enum ApiError {
     BadParameter(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// Refused by the network rules.
+    #[error("Client address is not authorized and caller is not a trusted service. Client address: {0}")]
+    Firewall(std::net::IpAddr),
+    #[error("Request was not processed because too many requests were received. Reason: {category} budget exhausted.")]
+    Throttled {
+        category: &'static str,
+        retry_after_secs: u64,
+    },
     /// A stored record failed authentication: refused, never served.
     #[error("a stored record failed its integrity check")]
     Integrity,
@@ -50,6 +58,8 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Firewall(_) => StatusCode::FORBIDDEN,
+            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Integrity | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -63,6 +73,8 @@ impl ApiError {
             Self::Conflict { .. } => "Conflict",
             Self::BadParameter(_) => "BadParameter",
             Self::MethodNotAllowed(_) => "MethodNotAllowed",
+            Self::Firewall(_) => "Forbidden",
+            Self::Throttled { .. } => "Throttled",
             Self::Integrity => "RecordIntegrityFailure",
             Self::Internal => "InternalError",
             Self::Unavailable => "ServiceUnavailable",
@@ -85,6 +97,7 @@ impl ApiError {
     fn inner(&self) -> Option<&'static str> {
         match self {
             Self::Forbidden { inner, .. } | Self::Conflict { inner, .. } => *inner,
+            Self::Firewall(_) => Some("ForbiddenByFirewall"),
             _ => None,
         }
     }
@@ -129,9 +142,18 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        if matches!(self, ApiError::Unavailable) {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            ApiError::Unavailable => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Throttled {
+                retry_after_secs, ..
+            } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+            }
+            _ => {}
         }
         resp
     }

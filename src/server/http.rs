@@ -4,15 +4,21 @@
 //! body or parameter is looked at, so nothing leaks about objects), then api-version,
 //! routing, authorization, body, handler. Every response carries `x-ms-request-id`.
 
+use crate::policy::{Identity, Principal};
 use crate::server::AppState;
+use crate::server::audit::{self, AuditRecord};
 use crate::server::authz::authorize;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::ops::{RouteError, route};
+use crate::server::metrics::{CategoryLabel, OperationLabel, ReasonLabel, RequestLabels};
+use crate::server::objects::SoftDelete;
+use crate::server::ops::{Operation, RouteError, route};
+use crate::server::runtime::Runtime;
 use crate::server::secrets;
+use crate::server::throttle::Category;
 use crate::wire::{API_VERSIONS, LATEST_API_VERSION, MAX_PAGE_SIZE, Page};
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use percent_encoding::percent_decode_str;
@@ -68,6 +74,8 @@ pub struct RequestContext {
     pub origin: String,
     pub api_version: String,
     pub query: Query,
+    /// The vault's soft-delete settings under the current policy.
+    pub soft_delete: SoftDelete,
 }
 
 /// A successful response.
@@ -102,6 +110,8 @@ impl IntoResponse for Reply {
     }
 }
 
+mod admin;
+
 pub async fn health() -> impl IntoResponse {
     (
         StatusCode::OK,
@@ -110,7 +120,17 @@ pub async fn health() -> impl IntoResponse {
     )
 }
 
-/// The data-plane entry point (the router's fallback: every Azure path comes here).
+/// What the audit log and the metrics learn about a request while it is handled.
+#[derive(Default)]
+struct Trace {
+    operation: &'static str,
+    principal: Option<Arc<Principal>>,
+    object_id: Option<String>,
+    api_version: Option<String>,
+}
+
+/// The data-plane entry point (the router's fallback: every Azure path and every
+/// `/_kvault/` admin path comes here).
 pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
     let request_id = new_request_id();
@@ -119,8 +139,34 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
         .get("x-ms-client-request-id")
         .filter(|v| v.len() <= 128)
         .cloned();
-    let method = req.method().clone();
-    let (result, op_name) = handle(&state, req).await;
+    let user_agent: Option<String> = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+    let conn = req.extensions().get::<ConnInfo>().cloned().unwrap_or(ConnInfo {
+        peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        tls_version: "unknown",
+    });
+    let rt = state.policy.current();
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client_ip = rt.policy.network.client_address(conn.peer.ip(), forwarded);
+    let mut trace = Trace {
+        operation: "-",
+        ..Default::default()
+    };
+    let result = if req.uri().path().eq_ignore_ascii_case(ADMIN_POLICY_PATH) {
+        trace.operation = match *req.method() {
+            Method::PUT => "PutPolicy",
+            _ => "GetPolicy",
+        };
+        admin::handle(&state, &rt, req, &mut trace).await
+    } else {
+        handle(&state, &rt, client_ip, req, &mut trace).await
+    };
     let mut resp = match result {
         Ok(reply) => reply.into_response(),
         Err(err) => {
@@ -133,6 +179,45 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
             r
         }
     };
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    let principal = trace.principal.as_deref();
+    let record = AuditRecord {
+        time: rfc3339_now(),
+        operation: trace.operation,
+        result: audit::result_of(status),
+        status,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        principal_id: principal.map(principal_id),
+        principal_kind: principal.map(principal_kind),
+        application: principal.and_then(|p| p.application.as_deref()),
+        groups_count: principal.map_or(0, |p| p.groups.len()),
+        client_ip: client_ip.to_string(),
+        tls_version: conn.tls_version,
+        object_id: trace.object_id.clone(),
+        api_version: trace.api_version.as_deref(),
+        request_id: &request_id,
+        user_agent: user_agent.as_deref(),
+    };
+    // Fail closed: a response whose audit line cannot be written is not served.
+    if !state.audit.record(&record).await {
+        resp = ApiError::Unavailable.into_response();
+    }
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            operation: trace.operation,
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&OperationLabel {
+            operation: trace.operation,
+        })
+        .observe(elapsed.as_secs_f64());
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("x-ms-request-id", v);
@@ -144,74 +229,130 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
         "x-ms-keyvault-service-version",
         HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
     );
-    tracing::debug!(
-        %request_id,
-        %method,
-        operation = op_name.unwrap_or("-"),
-        status = resp.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
     resp
 }
 
-async fn handle(state: &AppState, req: Request) -> (ApiResult<Reply>, Option<&'static str>) {
-    let (parts, body) = req.into_parts();
-    let auth_header = parts
-        .headers
+pub const ADMIN_POLICY_PATH: &str = "/_kvault/policy";
+
+fn principal_id(p: &Principal) -> String {
+    match &p.identity {
+        Identity::ServiceAccount { namespace, name } => format!("{namespace}/{name}"),
+        Identity::User(id) | Identity::Application(id) => id.clone(),
+    }
+}
+
+fn principal_kind(p: &Principal) -> &'static str {
+    match &p.identity {
+        Identity::ServiceAccount { .. } => "ServiceAccount",
+        Identity::User(_) => "User",
+        Identity::Application(_) => "Application",
+    }
+}
+
+fn rfc3339_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Authenticates the request (401 with the challenge on failure).
+pub(crate) async fn authenticate(
+    state: &AppState,
+    rt: &Runtime,
+    headers: &HeaderMap,
+) -> ApiResult<Arc<Principal>> {
+    let auth_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = match state.auth.authenticate(auth_header).await {
-        Ok(p) => p,
-        Err(e) => return (Err(ApiError::Unauthorized(e.to_string())), None),
-    };
+    rt.auth.authenticate(auth_header).await.map_err(|e| {
+        state
+            .metrics
+            .authn_failures
+            .get_or_create(&ReasonLabel { reason: e.reason() })
+            .inc();
+        ApiError::Unauthorized(e.to_string())
+    })
+}
+
+async fn handle(
+    state: &AppState,
+    rt: &Runtime,
+    client_ip: std::net::IpAddr,
+    req: Request,
+    trace: &mut Trace,
+) -> ApiResult<Reply> {
+    if !state.audit.healthy() {
+        return Err(ApiError::Unavailable);
+    }
+    // The firewall comes first: a refused address learns nothing else.
+    if !rt.policy.network.allows(client_ip) {
+        state.metrics.firewall_denials.inc();
+        return Err(ApiError::Firewall(client_ip));
+    }
+    let (parts, body) = req.into_parts();
+    let principal = authenticate(state, rt, &parts.headers).await?;
+    trace.principal = Some(principal.clone());
     let query = Query::parse(parts.uri.query());
-    let api_version = match check_api_version(&query) {
-        Ok(v) => v,
-        Err(e) => return (Err(e), None),
-    };
+    let api_version = check_api_version(&query)?;
+    trace.api_version = Some(api_version.clone());
     let op = match route(&parts.method, parts.uri.path()) {
         Ok(op) => op,
         Err(RouteError::NotFound) => {
-            return (
-                Err(ApiError::NotFound {
-                    code: "NotFound",
-                    message: "The requested path does not exist in the Key Vault API.".into(),
-                }),
-                None,
-            );
+            return Err(ApiError::NotFound {
+                code: "NotFound",
+                message: "The requested path does not exist in the Key Vault API.".into(),
+            });
         }
         Err(RouteError::MethodNotAllowed) => {
-            return (
-                Err(ApiError::MethodNotAllowed(format!(
-                    "The requested resource does not support http method '{}'.",
-                    parts.method
-                ))),
-                None,
-            );
+            return Err(ApiError::MethodNotAllowed(format!(
+                "The requested resource does not support http method '{}'.",
+                parts.method
+            )));
         }
     };
-    let name = op.name();
-    if let Err(e) = authorize(&principal, &op) {
-        return (Err(e), Some(name));
+    trace.operation = op.name();
+    trace.object_id = op.object().map(|(c, n)| format!("/{c}/{n}"));
+    if let Err(e) = authorize(&rt.policy, &principal, &op, &state.vault_name) {
+        state
+            .metrics
+            .authz_denials
+            .get_or_create(&OperationLabel {
+                operation: op.name(),
+            })
+            .inc();
+        return Err(e);
     }
-    let bytes = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(_) => {
-            return (
-                Err(ApiError::bad(
-                    "The request body is too large or could not be read.",
-                )),
-                Some(name),
-            );
-        }
-    };
+    let category = throttle_category(&op);
+    if let Err(wait) = rt.throttle.check(category) {
+        state
+            .metrics
+            .throttled
+            .get_or_create(&CategoryLabel {
+                category: category.as_str(),
+            })
+            .inc();
+        return Err(ApiError::Throttled {
+            category: category.as_str(),
+            retry_after_secs: wait.as_secs_f64().ceil() as u64,
+        });
+    }
+    let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::bad("The request body is too large or could not be read."))?;
     let ctx = RequestContext {
         origin: origin(&parts.headers, &parts.uri, &state.vault_origin),
         api_version,
         query,
+        soft_delete: rt.soft_delete,
     };
-    (secrets::handle(state, &ctx, op, &bytes).await, Some(name))
+    secrets::handle(state, &ctx, op, &bytes).await
+}
+
+fn throttle_category(op: &Operation) -> Category {
+    match op {
+        Operation::SetSecret { .. } | Operation::RestoreSecret => Category::SecretWrite,
+        _ => Category::Other,
+    }
 }
 
 fn check_api_version(q: &Query) -> ApiResult<String> {

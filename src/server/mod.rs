@@ -1,22 +1,28 @@
 //! `kvault server`: one vault's data plane — HTTPS, authentication, authorization, sealed
 //! storage and the key-vault REST API. Nothing here depends on Kubernetes.
 
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod objects;
 pub mod ops;
+pub mod runtime;
 pub mod secrets;
 pub mod store;
 pub mod sweeper;
+pub mod throttle;
 pub mod tls;
 
 use crate::clock::SharedClock;
-use crate::server::auth::Authenticator;
+use crate::policy::{Grantee, PolicyDocument, PrincipalKind, PrincipalRef, RoleAssignmentEntry};
+use crate::server::audit::AuditLog;
 use crate::server::config::{ConfigError, ServerConfig};
-use crate::server::objects::SoftDelete;
+use crate::server::metrics::Metrics;
+use crate::server::runtime::{Defaults, PolicyManager};
 use crate::server::store::VaultStore;
 use axum::Router;
 use axum::http::HeaderValue;
@@ -32,8 +38,14 @@ use tokio_rustls::TlsAcceptor;
 /// Everything a request handler may use.
 pub struct AppState {
     pub store: VaultStore,
-    pub auth: Authenticator,
-    pub soft_delete: SoftDelete,
+    /// The current policy snapshot (grants, network, TLS minimum, token verifier, …).
+    pub policy: PolicyManager,
+    /// Who may read and replace the policy.
+    pub admins: Vec<Grantee>,
+    pub audit: AuditLog,
+    pub metrics: Arc<Metrics>,
+    /// The vault's name (the first label of its host), as denial messages name it.
+    pub vault_name: String,
     pub clock: SharedClock,
     /// The `WWW-Authenticate` value of every 401.
     pub challenge: HeaderValue,
@@ -52,8 +64,10 @@ pub enum StartError {
         dir: String,
         source: store::StoreError,
     },
-    #[error("loading token issuer keys: {0}")]
-    Issuers(#[from] auth::JwksError),
+    #[error("loading the policy: {0}")]
+    Policy(String),
+    #[error("opening the audit log: {0}")]
+    Audit(std::io::Error),
     #[error("building the HTTPS client for issuer keys: {0}")]
     HttpClient(String),
     #[error("listening on {addr}: {source}")]
@@ -66,7 +80,10 @@ pub enum StartError {
 /// A vault whose configuration is loaded and whose port is bound.
 pub struct Server {
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    metrics_listener: Option<TcpListener>,
+    /// TLS 1.2 and 1.3, and TLS 1.3 only: the policy's minimum picks one per connection.
+    acceptor_12: TlsAcceptor,
+    acceptor_13: TlsAcceptor,
     certs: Arc<tls::ReloadingCert>,
     state: Arc<AppState>,
     tls_reload_interval: Duration,
@@ -88,56 +105,86 @@ impl Server {
             config.tls_cert.clone(),
             config.tls_key.clone(),
         )?);
-        let tls_config = tls::server_config(certs.clone(), config.tls_min_version)?;
+        let tls_12 = tls::server_config(certs.clone(), tls::TlsMinVersion::Tls12)?;
+        let tls_13 = tls::server_config(certs.clone(), tls::TlsMinVersion::Tls13)?;
         let master = config.load_master_key()?;
+        let metrics = Arc::new(Metrics::new());
+        let store_err = |source| StartError::Store {
+            dir: config.data_dir.display().to_string(),
+            source,
+        };
         let backend = store::redb::RedbBackend::open(&config.data_dir.join("kvault.redb"))
-            .map_err(|source| StartError::Store {
-                dir: config.data_dir.display().to_string(),
-                source,
-            })?;
+            .map_err(store_err)?;
+        let backend = metrics::MeteredBackend::new(Arc::new(backend), metrics.clone());
         let store = VaultStore::open(Arc::new(backend), &master)
             .await
-            .map_err(|source| StartError::Store {
-                dir: config.data_dir.display().to_string(),
-                source,
-            })?;
+            .map_err(store_err)?;
         drop(master);
         let http = crate::client::http_client_builder(&config.extra_ca)
             .map_err(|e| StartError::HttpClient(e.to_string()))?
             .build()
             .map_err(|e| StartError::HttpClient(e.to_string()))?;
-        let auth = Authenticator::new(
-            config.issuers.clone(),
-            config.audiences.clone(),
-            config.jwks_refresh_interval,
+        let defaults = Defaults {
+            soft_delete: config.soft_delete,
+            tls_min: config.tls_min_version,
+            issuers: config.issuers.clone(),
+            audiences: config.audiences.clone(),
+            jwks_refresh_interval: config.jwks_refresh_interval,
             http,
-            config.clock.clone(),
-        )
-        .await?;
-        let challenge =
-            HeaderValue::from_str(&challenge_value(&config.url.origin, &config.resource)).map_err(
-                |e| {
-                    StartError::Config(ConfigError::Invalid {
-                        name: "url",
-                        reason: e.to_string(),
-                    })
-                },
-            )?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
+            clock: config.clock.clone(),
+        };
+        let policy = PolicyManager::load(defaults, &store, config.initial_policy.clone())
+            .await
+            .map_err(StartError::Policy)?;
+        let challenge = HeaderValue::from_str(&challenge_value(&config.url.origin, &config.resource))
+            .map_err(|e| {
+                StartError::Config(ConfigError::Invalid {
+                    name: "url",
+                    reason: e.to_string(),
+                })
+            })?;
+        let audit = AuditLog::start(config.audit.clone())
+            .await
+            .map_err(StartError::Audit)?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
+                StartError::Listen { addr, source }
+            })?),
+            None => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let vault_name = config
+            .url
+            .host
+            .split('.')
+            .next()
+            .unwrap_or(&config.url.host)
+            .to_string();
         Ok(Self {
             listener,
-            acceptor: TlsAcceptor::from(tls_config),
+            metrics_listener,
+            acceptor_12: TlsAcceptor::from(tls_12),
+            acceptor_13: TlsAcceptor::from(tls_13),
             certs,
             state: Arc::new(AppState {
                 store,
-                auth,
-                soft_delete: config.soft_delete,
+                policy,
+                admins: config
+                    .admins
+                    .into_iter()
+                    .map(|who| Grantee {
+                        who,
+                        application: None,
+                    })
+                    .collect(),
+                audit,
+                metrics,
+                vault_name,
                 clock: config.clock,
                 challenge,
                 vault_origin: config.url.origin,
@@ -145,6 +192,11 @@ impl Server {
             tls_reload_interval: config.tls_reload_interval,
             sweep_interval: config.sweep_interval,
         })
+    }
+
+    /// The metrics listener's address, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -161,6 +213,9 @@ impl Server {
         let router = router(self.state.clone());
         let watcher = self.certs.spawn_watcher(self.tls_reload_interval);
         let sweeper = sweeper::spawn(self.state.clone(), self.sweep_interval);
+        let metrics_task = self
+            .metrics_listener
+            .map(|l| tokio::spawn(metrics::serve(l, self.state.metrics.clone())));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -177,7 +232,11 @@ impl Server {
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = self.acceptor.clone();
+            // The minimum TLS version of the current policy applies to each new connection.
+            let acceptor = match self.state.policy.current().tls_min {
+                tls::TlsMinVersion::Tls12 => self.acceptor_12.clone(),
+                tls::TlsMinVersion::Tls13 => self.acceptor_13.clone(),
+            };
             let router = router.clone();
             let watch = graceful.watcher();
             tokio::spawn(async move {
@@ -216,6 +275,9 @@ impl Server {
         drop(self.listener);
         watcher.abort();
         sweeper.abort();
+        if let Some(m) = metrics_task {
+            m.abort();
+        }
         if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
             .await
             .is_err()
@@ -232,6 +294,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/_kvault/health", axum::routing::get(http::health))
         .fallback(http::dispatch)
         .with_state(state)
+}
+
+/// The policy `kvault dev` starts with: its administrator is Key Vault Administrator, and
+/// nothing is throttled.
+pub fn dev_policy(admin: &str) -> PolicyDocument {
+    let mut doc = PolicyDocument::empty();
+    doc.generation = 1;
+    doc.role_assignments.push(RoleAssignmentEntry {
+        principal: PrincipalRef {
+            kind: PrincipalKind::User,
+            name: admin.to_string(),
+            namespace: None,
+        },
+        application: None,
+        role: crate::policy::BuiltInRole::Administrator,
+        scope: None,
+    });
+    doc.throttling.enabled = false;
+    doc
 }
 
 /// Runs a vault until SIGINT or SIGTERM.

@@ -49,7 +49,7 @@ pub async fn handle(
         O::ListSecretVersions { name } => versions(state, ctx, &name).await,
         O::ListDeletedSecrets => list_deleted(state, ctx).await,
         O::GetDeletedSecret { name } => get_deleted(state, ctx, &name).await,
-        O::PurgeDeletedSecret { name } => purge(state, &name).await,
+        O::PurgeDeletedSecret { name } => purge(state, ctx, &name).await,
         O::RecoverDeletedSecret { name } => recover(state, ctx, &name).await,
         O::BackupSecret { name } => backup(state, &name).await,
         O::RestoreSecret => restore(state, ctx, body).await,
@@ -109,20 +109,19 @@ fn validate_content_type(ct: &Option<String>) -> ApiResult<()> {
     }
 }
 
-fn attributes(state: &AppState, v: &Version<SecretMeta>) -> SecretAttributes {
+fn attributes(ctx: &RequestContext, v: &Version<SecretMeta>) -> SecretAttributes {
     SecretAttributes {
         enabled: Some(v.enabled),
         nbf: v.nbf,
         exp: v.exp,
         created: Some(v.created),
         updated: Some(v.updated),
-        recovery_level: Some(state.soft_delete.recovery_level().to_string()),
-        recoverable_days: Some(state.soft_delete.retention_days),
+        recovery_level: Some(ctx.soft_delete.recovery_level().to_string()),
+        recoverable_days: Some(ctx.soft_delete.retention_days),
     }
 }
 
 fn bundle(
-    state: &AppState,
     ctx: &RequestContext,
     head: &SecretHead,
     v: &Version<SecretMeta>,
@@ -132,7 +131,7 @@ fn bundle(
         value,
         id: format!("{}/secrets/{}/{}", ctx.origin, head.name, v.id),
         content_type: v.meta.content_type.clone(),
-        attributes: attributes(state, v),
+        attributes: attributes(ctx, v),
         tags: v.tags.clone(),
         kid: v.meta.kid.clone(),
         managed: v.meta.managed.then_some(true),
@@ -140,9 +139,7 @@ fn bundle(
     }
 }
 
-fn item(
-    state: &AppState,
-    ctx: &RequestContext,
+fn item(ctx: &RequestContext,
     head: &SecretHead,
     v: &Version<SecretMeta>,
     versioned: bool,
@@ -154,7 +151,7 @@ fn item(
     };
     SecretItem {
         id,
-        attributes: attributes(state, v),
+        attributes: attributes(ctx, v),
         tags: v.tags.clone(),
         content_type: v.meta.content_type.clone(),
         managed: v.meta.managed.then_some(true),
@@ -227,9 +224,7 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
             ))
         })
         .await?;
-    Reply::ok(&bundle(
-        state,
-        ctx,
+    Reply::ok(&bundle(ctx,
         &head,
         &version,
         Some(value.to_string()),
@@ -271,7 +266,7 @@ async fn get(
     }
     let raw = state.store.value(KIND, &head.name, &v.id).await?;
     let value = String::from_utf8(raw.to_vec()).map_err(|_| ApiError::Integrity)?;
-    Reply::ok(&bundle(state, ctx, &head, v, Some(value)))
+    Reply::ok(&bundle(ctx, &head, v, Some(value)))
 }
 
 async fn update(
@@ -337,13 +332,13 @@ async fn update(
             ))
         })
         .await?;
-    Reply::ok(&bundle(state, ctx, &head, &v, None))
+    Reply::ok(&bundle(ctx, &head, &v, None))
 }
 
 async fn delete(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
     objects::validate_name(name)?;
     let now = state.clock.now();
-    let retention = state.soft_delete.retention_secs();
+    let retention = ctx.soft_delete.retention_secs();
     let head = state
         .store
         .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
@@ -364,13 +359,13 @@ async fn delete(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult
             ))
         })
         .await?;
-    deleted_reply(state, ctx, &head)
+    deleted_reply(ctx, &head)
 }
 
-fn deleted_reply(state: &AppState, ctx: &RequestContext, head: &SecretHead) -> ApiResult<Reply> {
+fn deleted_reply(ctx: &RequestContext, head: &SecretHead) -> ApiResult<Reply> {
     let v = head.current().ok_or(ApiError::Integrity)?;
     Reply::ok(&DeletedSecretBundle {
-        secret: bundle(state, ctx, head, v, None),
+        secret: bundle(ctx, head, v, None),
         deletion: deletion(ctx, head),
     })
 }
@@ -383,7 +378,7 @@ async fn list(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply> {
         .filter(|h| h.deleted.is_none())
         .filter_map(|h| {
             h.current()
-                .map(|v| (h.name.to_ascii_lowercase(), item(state, ctx, h, v, false)))
+                .map(|v| (h.name.to_ascii_lowercase(), item(ctx, h, v, false)))
         })
         .collect();
     Reply::ok(&paginate(
@@ -402,7 +397,7 @@ async fn versions(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResu
             .versions
             .iter()
             .enumerate()
-            .map(|(i, v)| (format!("{i:010}"), item(state, ctx, &h, v, true)))
+            .map(|(i, v)| (format!("{i:010}"), item(ctx, &h, v, true)))
             .collect(),
         _ => Vec::new(),
     };
@@ -421,7 +416,7 @@ async fn list_deleted(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply
                 (
                     h.name.to_ascii_lowercase(),
                     DeletedSecretItem {
-                        item: item(state, ctx, h, v, false),
+                        item: item(ctx, h, v, false),
                         deletion: deletion(ctx, h),
                     },
                 )
@@ -446,12 +441,12 @@ async fn deleted_head(state: &AppState, name: &str) -> ApiResult<SecretHead> {
 
 async fn get_deleted(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
     let head = deleted_head(state, name).await?;
-    deleted_reply(state, ctx, &head)
+    deleted_reply(ctx, &head)
 }
 
-async fn purge(state: &AppState, name: &str) -> ApiResult<Reply> {
+async fn purge(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
     objects::validate_name(name)?;
-    if state.soft_delete.purge_protection {
+    if ctx.soft_delete.purge_protection {
         return Err(objects::purge_protected());
     }
     state
@@ -484,7 +479,7 @@ async fn recover(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResul
         })
         .await?;
     let v = head.current().ok_or(ApiError::Integrity)?;
-    Reply::ok(&bundle(state, ctx, &head, v, None))
+    Reply::ok(&bundle(ctx, &head, v, None))
 }
 
 async fn backup(state: &AppState, name: &str) -> ApiResult<Reply> {
@@ -529,5 +524,5 @@ async fn restore(state: &AppState, ctx: &RequestContext, body: &[u8]) -> ApiResu
         })
         .await?;
     let v = head.current().ok_or(ApiError::Integrity)?;
-    Reply::ok(&bundle(state, ctx, &head, v, None))
+    Reply::ok(&bundle(ctx, &head, v, None))
 }

@@ -10,12 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 /// The oldest protocol version a vault accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TlsMinVersion {
-    #[default]
-    Tls12,
-    Tls13,
-}
+pub use crate::policy::TlsVersion as TlsMinVersion;
 
 impl std::str::FromStr for TlsMinVersion {
     type Err = String;

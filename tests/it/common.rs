@@ -7,7 +7,11 @@ use kvault::client::{ClientConfig, VaultClient};
 use kvault::clock::{ManualClock, SharedClock};
 use kvault::crypto::MasterKey;
 use kvault::server::auth::{IssuerConfig, JwksSource};
-use kvault::server::config::{MasterKeySource, ServerConfig, VaultUrl, default_audiences};
+use kvault::policy::PolicyDocument;
+use kvault::server::audit::AuditSinks;
+use kvault::server::config::{
+    MasterKeySource, ServerConfig, VaultUrl, default_audiences, parse_principal,
+};
 use kvault::server::objects::SoftDelete;
 use kvault::server::tls::TlsMinVersion;
 use kvault::server::{AppState, Server};
@@ -141,6 +145,8 @@ pub struct Options {
     pub soft_delete: SoftDelete,
     pub tls_min_version: TlsMinVersion,
     pub clock: Option<ManualClock>,
+    /// Default: `alice` is Key Vault Administrator, nothing throttled.
+    pub policy: Option<PolicyDocument>,
 }
 
 impl Default for Options {
@@ -149,9 +155,13 @@ impl Default for Options {
             soft_delete: SoftDelete::default(),
             tls_min_version: TlsMinVersion::Tls12,
             clock: None,
+            policy: Some(kvault::server::dev_policy("alice")),
         }
     }
 }
+
+/// The control-plane principal of test vaults.
+pub const OPERATOR: &str = "operator";
 
 /// Files that outlive one server process: data, master key, certificates, issuer.
 pub struct Fixture {
@@ -211,6 +221,7 @@ impl Fixture {
             issuers: vec![IssuerConfig {
                 issuer: ISSUER.into(),
                 jwks: JwksSource::File(self.issuer.jwks_path.clone()),
+                service_accounts: true,
             }],
             soft_delete: opts.soft_delete,
             extra_ca: vec![],
@@ -218,12 +229,35 @@ impl Fixture {
             jwks_refresh_interval: Duration::from_millis(0),
             sweep_interval: Duration::from_secs(3600),
             clock,
+            admins: vec![parse_principal(&format!("User {OPERATOR}")).unwrap()],
+            initial_policy: opts.policy.clone(),
+            audit: AuditSinks {
+                stdout: false,
+                file: Some(self.audit_path()),
+            },
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         }
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
+    }
+
+    /// A token for `sub` (a user id or `system:serviceaccount:…`) with extra claims.
+    pub fn token_for(&self, sub: &str, extra: Value) -> String {
+        let mut c = self.issuer.claims(&self.url(), sub);
+        if let (Some(obj), Some(more)) = (c.as_object_mut(), extra.as_object()) {
+            for (k, v) in more {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        self.issuer.sign(Algorithm::ES256, "ec", &c)
     }
 
     pub async fn start(&self, opts: Options) -> TestVault {
         let server = Server::start(self.config(&opts)).await.unwrap();
         let state = server.state();
+        let metrics_addr = server.metrics_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(server.serve(async move {
             let _ = rx.await;
@@ -237,6 +271,7 @@ impl Fixture {
                 "ec",
                 &self.issuer.claims(&self.url(), "alice"),
             ),
+            metrics_addr,
             state: Some(state),
             stop: Some(tx),
             handle: Some(handle),
@@ -249,6 +284,7 @@ pub struct TestVault {
     pub port: u16,
     pub ca: PathBuf,
     pub token: String,
+    pub metrics_addr: Option<SocketAddr>,
     pub state: Option<Arc<AppState>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -319,6 +355,7 @@ impl TestVault {
             port,
             ca,
             token,
+            metrics_addr: None,
             state: None,
             stop: None,
             handle: None,

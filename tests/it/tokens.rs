@@ -170,12 +170,14 @@ async fn every_allowed_algorithm_and_the_challenge_audiences_are_accepted() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 200, "{alg:?} aud {aud}");
     }
-    // Service-account and application tokens are principals too.
+    // Service-account and application tokens authenticate too (and, with no grant, are
+    // then refused by authorization: 403, not 401).
     for sub in ["system:serviceaccount:team-a:web", "some-app"] {
         let mut c = iss.claims(&v.url, sub);
         c["azp"] = json!("some-app");
         let token = iss.sign(Algorithm::ES256, "ec", &c);
-        assert!(v.client_with(&token).list_secrets().await.is_ok(), "{sub}");
+        let e = v.client_with(&token).list_secrets().await.unwrap_err();
+        assert_eq!(e.status(), Some(403), "{sub}");
     }
     v.stop().await;
 }

@@ -191,6 +191,39 @@ impl VaultStore {
         Ok(head)
     }
 
+    fn meta_key(name: &str) -> Vec<u8> {
+        let mut k = b"m/".to_vec();
+        k.extend_from_slice(name.as_bytes());
+        k
+    }
+
+    /// A sealed vault-level record (the policy document) and its raw stored form.
+    pub async fn meta(&self, name: &str) -> Result<Option<(Zeroizing<Vec<u8>>, Vec<u8>)>, StoreError> {
+        let key = Self::meta_key(name);
+        match self.backend.get(&key).await? {
+            None => Ok(None),
+            Some(raw) => {
+                let plain = self
+                    .records
+                    .open(&Self::aad(&key), &raw)
+                    .map_err(|_| StoreError::Integrity(format!("vault record {name}")))?;
+                Ok(Some((plain, raw)))
+            }
+        }
+    }
+
+    /// Writes a sealed vault-level record if its stored form is still `expect`.
+    pub async fn put_meta(&self, name: &str, value: &[u8], expect: Option<Vec<u8>>) -> Result<(), StoreError> {
+        let key = Self::meta_key(name);
+        let sealed = self.records.seal(&Self::aad(&key), value)?;
+        self.backend
+            .commit(Batch {
+                expect: vec![(key.clone(), expect)],
+                ops: vec![Op::Put(key, sealed)],
+            })
+            .await
+    }
+
     /// The object's head with the raw record it came from (for conditional writes).
     pub async fn head<M: DeserializeOwned>(
         &self,

@@ -1,0 +1,516 @@
+//! The policy document's JSON shape, its validation, and its compiled form.
+
+use super::permissions::{
+    ActionSet, BuiltInRole, CertificatePermission, KeyPermission, ObjectKind, Permission,
+    SecretPermission,
+};
+use super::principal::{Identity, Principal};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The cloud's limit on access-policy entries per vault.
+pub const MAX_ACCESS_POLICIES: usize = 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// Monotonically increasing; a push with a lower generation is refused.
+    pub generation: u64,
+    #[serde(default)]
+    pub authorization: AuthorizationMode,
+    #[serde(default)]
+    pub access_policies: Vec<AccessPolicyEntry>,
+    #[serde(default)]
+    pub role_assignments: Vec<RoleAssignmentEntry>,
+    #[serde(default)]
+    pub network: NetworkRules,
+    /// Absent: the server's configured minimum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
+    /// Absent: the server's configured issuers and audiences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySettings>,
+    /// Absent: the server's configured retention and purge protection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_delete: Option<SoftDeleteSettings>,
+    #[serde(default)]
+    pub throttling: ThrottlingSettings,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum AuthorizationMode {
+    #[default]
+    #[serde(rename = "RBAC", alias = "Rbac", alias = "rbac")]
+    Rbac,
+    #[serde(alias = "accessPolicy")]
+    AccessPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum PrincipalKind {
+    ServiceAccount,
+    User,
+    Group,
+    Application,
+}
+
+/// Whom a grant names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrincipalRef {
+    pub kind: PrincipalKind,
+    pub name: String,
+    /// Service accounts only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl std::fmt::Display for PrincipalRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.kind, &self.namespace) {
+            (PrincipalKind::ServiceAccount, Some(ns)) => write!(f, "ServiceAccount {ns}/{}", self.name),
+            (k, _) => write!(f, "{k:?} {}", self.name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PermissionSet {
+    #[serde(default)]
+    pub keys: Vec<KeyPermission>,
+    #[serde(default)]
+    pub secrets: Vec<SecretPermission>,
+    #[serde(default)]
+    pub certificates: Vec<CertificatePermission>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessPolicyEntry {
+    pub principal: PrincipalRef,
+    /// Compound identity: the entry applies only to this principal calling through this
+    /// application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    pub permissions: PermissionSet,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleAssignmentEntry {
+    pub principal: PrincipalRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    pub role: BuiltInRole,
+    /// `/` (or absent) for the whole vault, or `/secrets/<name>`, `/keys/<name>`,
+    /// `/certificates/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum DefaultAction {
+    #[default]
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkRules {
+    #[serde(default)]
+    pub default_action: DefaultAction,
+    /// IPv4/IPv6 addresses or CIDRs allowed when the default action is Deny.
+    #[serde(default)]
+    pub ip_rules: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsSettings {
+    pub min_version: TlsVersion,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssuerSpec {
+    pub issuer: String,
+    /// A JWKS URL (https); absent with no file: OIDC discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<String>,
+    /// Only an issuer marked here may assert `system:serviceaccount:` subjects (the
+    /// cluster's own issuer); from any other issuer such a subject is an ordinary user.
+    #[serde(default)]
+    pub service_accounts: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentitySettings {
+    pub issuers: Vec<IssuerSpec>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SoftDeleteSettings {
+    pub retention_days: u32,
+    #[serde(default)]
+    pub purge_protection: bool,
+}
+
+/// Request budgets per window, in the style of the cloud's service limits.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ThrottlingSettings {
+    pub enabled: bool,
+    #[serde(default = "default_window")]
+    pub window_seconds: u32,
+    /// Secret creations (set, restore) per window.
+    #[serde(default = "default_secret_writes")]
+    pub secret_writes: u32,
+    /// Every other transaction per window.
+    #[serde(default = "default_requests")]
+    pub requests: u32,
+}
+
+fn default_window() -> u32 {
+    10
+}
+fn default_secret_writes() -> u32 {
+    300
+}
+fn default_requests() -> u32 {
+    4000
+}
+
+impl Default for ThrottlingSettings {
+    /// The cloud's numbers: 300 secret writes and 4,000 other transactions per 10 s.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window_seconds: default_window(),
+            secret_writes: default_secret_writes(),
+            requests: default_requests(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
+
+fn err(s: impl Into<String>) -> PolicyError {
+    PolicyError(s.into())
+}
+
+/// Where a role assignment applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Vault,
+    Object(ObjectKind, String),
+}
+
+impl Scope {
+    pub fn parse(s: Option<&str>) -> Result<Scope, PolicyError> {
+        let s = match s {
+            None | Some("") | Some("/") => return Ok(Scope::Vault),
+            Some(s) => s,
+        };
+        let parts: Vec<&str> = s.trim_start_matches('/').split('/').collect();
+        let kind = match parts.first().map(|p| p.to_ascii_lowercase()).as_deref() {
+            Some("secrets") => ObjectKind::Secrets,
+            Some("keys") => ObjectKind::Keys,
+            Some("certificates") => ObjectKind::Certificates,
+            _ => {
+                return Err(err(format!(
+                    "scope '{s}' must be '/', /secrets/<name>, /keys/<name> or /certificates/<name>"
+                )));
+            }
+        };
+        match parts.as_slice() {
+            [_, name]
+                if !name.is_empty()
+                    && name.len() <= 127
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            {
+                Ok(Scope::Object(kind, name.to_ascii_lowercase()))
+            }
+            _ => Err(err(format!("scope '{s}' does not name one object"))),
+        }
+    }
+
+    pub fn covers(&self, object: Option<(ObjectKind, &str)>) -> bool {
+        match (self, object) {
+            (Scope::Vault, _) => true,
+            (Scope::Object(k, n), Some((ok, on))) => *k == ok && n.eq_ignore_ascii_case(on),
+            (Scope::Object(..), None) => false,
+        }
+    }
+}
+
+/// The caller side of a grant: who, and through which application (compound identity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grantee {
+    pub who: PrincipalRef,
+    pub application: Option<String>,
+}
+
+impl Grantee {
+    pub fn matches(&self, p: &Principal) -> bool {
+        let who = &self.who;
+        let identity = match who.kind {
+            PrincipalKind::ServiceAccount => matches!(
+                &p.identity,
+                Identity::ServiceAccount { namespace, name }
+                    if Some(namespace.as_str()) == who.namespace.as_deref() && *name == who.name
+            ),
+            PrincipalKind::User => matches!(&p.identity, Identity::User(id) if *id == who.name),
+            PrincipalKind::Application => {
+                matches!(&p.identity, Identity::Application(id) if *id == who.name)
+            }
+            PrincipalKind::Group => p.groups.iter().any(|g| *g == who.name),
+        };
+        identity
+            && match &self.application {
+                None => true,
+                // Compound: the named principal acting through this application, never the
+                // application on its own.
+                Some(app) => {
+                    p.application.as_deref() == Some(app.as_str())
+                        && !matches!(&p.identity, Identity::Application(_))
+                }
+            }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledAccessEntry {
+    pub grantee: Grantee,
+    keys: Vec<KeyPermission>,
+    secrets: Vec<SecretPermission>,
+    certificates: Vec<CertificatePermission>,
+}
+
+impl CompiledAccessEntry {
+    pub fn permits(&self, p: Permission) -> bool {
+        match p {
+            Permission::Key(k) => self.keys.contains(&k),
+            Permission::Secret(s) => self.secrets.contains(&s),
+            Permission::Certificate(c) => self.certificates.contains(&c),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledAssignment {
+    pub grantee: Grantee,
+    pub role: BuiltInRole,
+    pub actions: ActionSet,
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CompiledNetwork {
+    pub default_deny: bool,
+    pub allowed: Vec<IpNet>,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl CompiledNetwork {
+    /// The address to judge: the peer, unless the peer is a trusted proxy, in which case
+    /// the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+    pub fn client_address(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        let peer = canonical(peer);
+        if !self.trusted_proxies.iter().any(|n| n.contains(&peer)) {
+            return peer;
+        }
+        let Some(xff) = forwarded_for else { return peer };
+        let mut addr = peer;
+        for hop in xff.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    addr = canonical(ip);
+                    if !self.trusted_proxies.iter().any(|n| n.contains(&addr)) {
+                        return addr;
+                    }
+                }
+                Err(_) => return addr,
+            }
+        }
+        addr
+    }
+
+    pub fn allows(&self, client: IpAddr) -> bool {
+        !self.default_deny || self.allowed.iter().any(|n| n.contains(&canonical(client)))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are judged as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn parse_net(s: &str) -> Result<IpNet, PolicyError> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| err(format!("'{s}' is not an IP address or CIDR")))
+}
+
+/// A validated policy, ready for per-request decisions.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    pub doc: PolicyDocument,
+    pub mode: AuthorizationMode,
+    pub access: Vec<CompiledAccessEntry>,
+    pub assignments: Vec<CompiledAssignment>,
+    pub network: CompiledNetwork,
+}
+
+fn check_principal(p: &PrincipalRef) -> Result<(), PolicyError> {
+    if p.name.trim().is_empty() {
+        return Err(err("a principal needs a name"));
+    }
+    match (p.kind, &p.namespace) {
+        (PrincipalKind::ServiceAccount, Some(ns)) if !ns.is_empty() => Ok(()),
+        (PrincipalKind::ServiceAccount, _) => Err(err(format!(
+            "service account '{}' needs a namespace",
+            p.name
+        ))),
+        (_, Some(_)) => Err(err(format!(
+            "only service accounts have a namespace ({:?} '{}')",
+            p.kind, p.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl PolicyDocument {
+    /// An empty policy: RBAC, no grants (deny everything), network open.
+    pub fn empty() -> Self {
+        Self {
+            generation: 0,
+            authorization: AuthorizationMode::Rbac,
+            access_policies: vec![],
+            role_assignments: vec![],
+            network: NetworkRules::default(),
+            tls: None,
+            identity: None,
+            soft_delete: None,
+            throttling: ThrottlingSettings::default(),
+        }
+    }
+
+    /// Validates the document and builds its lookup form.
+    pub fn compile(&self) -> Result<CompiledPolicy, PolicyError> {
+        if self.access_policies.len() > MAX_ACCESS_POLICIES {
+            return Err(err(format!(
+                "{} access policies: a vault allows at most {MAX_ACCESS_POLICIES}",
+                self.access_policies.len()
+            )));
+        }
+        let mut access = Vec::with_capacity(self.access_policies.len());
+        for e in &self.access_policies {
+            check_principal(&e.principal)?;
+            access.push(CompiledAccessEntry {
+                grantee: Grantee {
+                    who: e.principal.clone(),
+                    application: e.application.clone().filter(|a| !a.is_empty()),
+                },
+                keys: e.permissions.keys.clone(),
+                secrets: e.permissions.secrets.clone(),
+                certificates: e.permissions.certificates.clone(),
+            });
+        }
+        let mut assignments = Vec::with_capacity(self.role_assignments.len());
+        for a in &self.role_assignments {
+            check_principal(&a.principal)?;
+            assignments.push(CompiledAssignment {
+                grantee: Grantee {
+                    who: a.principal.clone(),
+                    application: a.application.clone().filter(|a| !a.is_empty()),
+                },
+                role: a.role,
+                actions: a.role.actions(),
+                scope: Scope::parse(a.scope.as_deref())?,
+            });
+        }
+        let network = CompiledNetwork {
+            default_deny: self.network.default_action == DefaultAction::Deny,
+            allowed: self
+                .network
+                .ip_rules
+                .iter()
+                .map(|s| parse_net(s))
+                .collect::<Result<_, _>>()?,
+            trusted_proxies: self
+                .network
+                .trusted_proxies
+                .iter()
+                .map(|s| parse_net(s))
+                .collect::<Result<_, _>>()?,
+        };
+        if let Some(sd) = &self.soft_delete
+            && !(7..=90).contains(&sd.retention_days)
+        {
+            return Err(err(format!(
+                "softDelete.retentionDays {} is outside 7-90",
+                sd.retention_days
+            )));
+        }
+        let t = &self.throttling;
+        if t.enabled && (t.window_seconds == 0 || t.secret_writes == 0 || t.requests == 0) {
+            return Err(err("throttling budgets and window must be positive"));
+        }
+        if let Some(id) = &self.identity {
+            if id.issuers.is_empty() {
+                return Err(err("identity.issuers must name at least one issuer"));
+            }
+            for i in &id.issuers {
+                if i.issuer.is_empty() {
+                    return Err(err("an issuer needs its issuer id"));
+                }
+                if let Some(u) = &i.jwks_uri
+                    && !u.starts_with("https://")
+                {
+                    return Err(err(format!("issuer '{}': jwksUri must be https", i.issuer)));
+                }
+                if i.jwks_uri.is_none() && i.jwks_file.is_none() && !i.issuer.starts_with("https://") {
+                    return Err(err(format!(
+                        "issuer '{}': OIDC discovery needs an https issuer, or give jwksUri/jwksFile",
+                        i.issuer
+                    )));
+                }
+            }
+        }
+        Ok(CompiledPolicy {
+            doc: self.clone(),
+            mode: self.authorization,
+            access,
+            assignments,
+            network,
+        })
+    }
+}

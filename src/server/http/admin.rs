@@ -1,0 +1,80 @@
+//! `/_kvault/policy`: the control plane reads and replaces the vault's policy document.
+//! Only the configured control-plane principals may; the network rules do not apply (the
+//! operator must always be able to repair a policy that locked everyone out).
+
+use super::{Reply, Trace, authenticate};
+use crate::policy::PolicyDocument;
+use crate::server::AppState;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::runtime::{PushOutcome, Runtime};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::Method;
+use serde::Serialize;
+
+/// Largest policy document accepted (1,024 access policies fit comfortably).
+const MAX_POLICY_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyStatus<'a> {
+    applied_generation: u64,
+    /// `Applied` or `Unchanged` for a push; absent for a read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'static str>,
+    policy: &'a PolicyDocument,
+}
+
+pub(super) async fn handle(
+    state: &AppState,
+    rt: &Runtime,
+    req: Request,
+    trace: &mut Trace,
+) -> ApiResult<Reply> {
+    if !state.audit.healthy() {
+        return Err(ApiError::Unavailable);
+    }
+    let (parts, body) = req.into_parts();
+    let principal = authenticate(state, rt, &parts.headers).await?;
+    trace.principal = Some(principal.clone());
+    trace.object_id = Some(super::ADMIN_POLICY_PATH.to_string());
+    if !state.admins.iter().any(|a| a.matches(&principal)) {
+        return Err(ApiError::Forbidden {
+            message: format!(
+                "'{principal}' is not the control plane of key vault '{}' and may not read or change its policy.",
+                state.vault_name
+            ),
+            inner: Some("ForbiddenByPolicy"),
+        });
+    }
+    match parts.method {
+        Method::GET => {
+            let current = state.policy.current();
+            Reply::ok(&PolicyStatus {
+                applied_generation: current.generation(),
+                outcome: None,
+                policy: &current.policy.doc,
+            })
+        }
+        Method::PUT => {
+            let bytes = axum::body::to_bytes(Body::new(body), MAX_POLICY_BYTES)
+                .await
+                .map_err(|_| ApiError::bad("The policy document is too large."))?;
+            let doc: PolicyDocument = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::bad(format!("Invalid policy document: {e}")))?;
+            let outcome = state.policy.push(&state.store, doc, false).await?;
+            let current = state.policy.current();
+            Reply::ok(&PolicyStatus {
+                applied_generation: current.generation(),
+                outcome: Some(match outcome {
+                    PushOutcome::Applied => "Applied",
+                    PushOutcome::Unchanged => "Unchanged",
+                }),
+                policy: &current.policy.doc,
+            })
+        }
+        ref m => Err(ApiError::MethodNotAllowed(format!(
+            "The requested resource does not support http method '{m}'."
+        ))),
+    }
+}

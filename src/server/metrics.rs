@@ -1,0 +1,182 @@
+//! Prometheus metrics, served as text on a separate plain-HTTP port (`/metrics`), away
+//! from the TLS data port: requests, latency, authentication and authorization failures,
+//! firewall denials, throttling and store latency.
+
+use crate::server::store::{Backend, Batch, StoreError};
+use async_trait::async_trait;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub operation: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabel {
+    pub category: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~1.6 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<OperationLabel, Histogram, fn() -> Histogram>,
+    pub authn_failures: Family<ReasonLabel, Counter>,
+    pub authz_denials: Family<OperationLabel, Counter>,
+    pub firewall_denials: Counter,
+    pub throttled: Family<CategoryLabel, Counter>,
+    pub store_latency: Family<OperationLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kvault");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: Family<OperationLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let authn_failures = Family::<ReasonLabel, Counter>::default();
+        let authz_denials = Family::<OperationLabel, Counter>::default();
+        let firewall_denials = Counter::default();
+        let throttled = Family::<CategoryLabel, Counter>::default();
+        let store_latency: Family<OperationLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register("requests", "Data-plane requests by operation and status", requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Request latency by operation",
+            latency.clone(),
+        );
+        registry.register(
+            "authentication_failures",
+            "Requests refused by authentication, by reason",
+            authn_failures.clone(),
+        );
+        registry.register(
+            "authorization_denials",
+            "Requests refused by authorization, by operation",
+            authz_denials.clone(),
+        );
+        registry.register(
+            "firewall_denials",
+            "Requests refused by the network rules",
+            firewall_denials.clone(),
+        );
+        registry.register(
+            "throttled_requests",
+            "Requests refused with 429, by budget",
+            throttled.clone(),
+        );
+        registry.register(
+            "store_operation_duration_seconds",
+            "Storage backend latency by operation",
+            store_latency.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            authn_failures,
+            authz_denials,
+            firewall_denials,
+            throttled,
+            store_latency,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A backend wrapper that times every call.
+pub struct MeteredBackend {
+    inner: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredBackend {
+    pub fn new(inner: Arc<dyn Backend>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    fn observe(&self, operation: &'static str, started: Instant) {
+        self.metrics
+            .store_latency
+            .get_or_create(&OperationLabel { operation })
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+#[async_trait]
+impl Backend for MeteredBackend {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.get(key).await;
+        self.observe("get", t);
+        r
+    }
+    async fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.scan(prefix).await;
+        self.observe("scan", t);
+        r
+    }
+    async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.commit(batch).await;
+        self.observe("commit", t);
+        r
+    }
+}
+
+/// Serves `/metrics` on its own listener until the task is aborted.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.encode(),
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "metrics listener stopped");
+    }
+}
