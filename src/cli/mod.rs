@@ -42,6 +42,9 @@ enum Command {
     /// Work with secrets.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Read or replace a vault's policy document (control plane only).
+    #[command(subcommand)]
+    Policy(secret::PolicyCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,6 +144,7 @@ pub fn main() -> ExitCode {
                 Ok(())
             }
             Command::Secret(cmd) => secret::run(cmd).await,
+            Command::Policy(cmd) => secret::run_policy(cmd).await,
         }
     });
     match result {

@@ -137,6 +137,49 @@ pub enum SecretCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the applied policy document (JSON).
+    Get {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Replace the policy document from a JSON file ('-' or absent: stdin).
+    Put {
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Get { conn } => {
+            let status = conn.client()?.get_policy().await?;
+            if conn.output == Output::Json {
+                return print_json(&status);
+            }
+            print_json(&status.policy)
+        }
+        PolicyCommand::Put { file, conn } => {
+            let text = read_input(file.as_ref())?;
+            let doc: crate::policy::PolicyDocument = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("the policy document is not valid: {e}"))?;
+            let status = conn.client()?.put_policy(&doc).await?;
+            if conn.output == Output::Json {
+                return print_json(&status);
+            }
+            println!(
+                "policy generation {} {}",
+                status.applied_generation,
+                status.outcome.as_deref().unwrap_or("applied").to_lowercase()
+            );
+            Ok(())
+        }
+    }
+}
+
 fn parse_tag(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))

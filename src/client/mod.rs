@@ -5,6 +5,7 @@ use crate::wire::{
     BackupBlob, DeletedSecretBundle, DeletedSecretItem, ErrorEnvelope, Page, SecretBundle,
     SecretItem, SecretSetParameters, SecretUpdateParameters,
 };
+use crate::policy::PolicyDocument;
 use reqwest::{Certificate, ClientBuilder, Method, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,6 +65,16 @@ pub fn http_client_builder(extra_ca: &[PathBuf]) -> Result<ClientBuilder, Client
         b = b.tls_certs_merge(read_certs(path)?);
     }
     Ok(b)
+}
+
+/// The answer of the policy endpoint.
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    pub applied_generation: u64,
+    #[serde(default)]
+    pub outcome: Option<String>,
+    pub policy: PolicyDocument,
 }
 
 /// How to reach a vault.
@@ -352,6 +363,16 @@ impl VaultClient {
             }),
         )
         .await
+    }
+
+    /// `GET /_kvault/policy`: the applied policy document (control plane only).
+    pub async fn get_policy(&self) -> Result<PolicyStatus, ClientError> {
+        self.call(Method::GET, "/_kvault/policy", &[], None::<&()>).await
+    }
+
+    /// `PUT /_kvault/policy`: replaces the policy document (control plane only).
+    pub async fn put_policy(&self, doc: &PolicyDocument) -> Result<PolicyStatus, ClientError> {
+        self.call(Method::PUT, "/_kvault/policy", &[], Some(doc)).await
     }
 
     /// `GET /_kvault/health` (no token needed).
