@@ -173,7 +173,11 @@ pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             println!(
                 "policy generation {} {}",
                 status.applied_generation,
-                status.outcome.as_deref().unwrap_or("applied").to_lowercase()
+                status
+                    .outcome
+                    .as_deref()
+                    .unwrap_or("applied")
+                    .to_lowercase()
             );
             Ok(())
         }

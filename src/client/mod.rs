@@ -1,11 +1,11 @@
 //! The typed async client for the vault API — the one the CLI, the provider, the operator
 //! and the tests use.
 
+use crate::policy::PolicyDocument;
 use crate::wire::{
     BackupBlob, DeletedSecretBundle, DeletedSecretItem, ErrorEnvelope, Page, SecretBundle,
     SecretItem, SecretSetParameters, SecretUpdateParameters,
 };
-use crate::policy::PolicyDocument;
 use reqwest::{Certificate, ClientBuilder, Method, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -118,6 +118,7 @@ impl VaultClient {
             .to_string();
         let mut b = reqwest::Client::builder()
             .https_only(true)
+            .user_agent(concat!("kvault/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60));
         if let Some(ca) = &config.ca_file {
@@ -367,12 +368,14 @@ impl VaultClient {
 
     /// `GET /_kvault/policy`: the applied policy document (control plane only).
     pub async fn get_policy(&self) -> Result<PolicyStatus, ClientError> {
-        self.call(Method::GET, "/_kvault/policy", &[], None::<&()>).await
+        self.call(Method::GET, "/_kvault/policy", &[], None::<&()>)
+            .await
     }
 
     /// `PUT /_kvault/policy`: replaces the policy document (control plane only).
     pub async fn put_policy(&self, doc: &PolicyDocument) -> Result<PolicyStatus, ClientError> {
-        self.call(Method::PUT, "/_kvault/policy", &[], Some(doc)).await
+        self.call(Method::PUT, "/_kvault/policy", &[], Some(doc))
+            .await
     }
 
     /// `GET /_kvault/health` (no token needed).

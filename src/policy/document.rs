@@ -69,7 +69,9 @@ pub struct PrincipalRef {
 impl std::fmt::Display for PrincipalRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (&self.kind, &self.namespace) {
-            (PrincipalKind::ServiceAccount, Some(ns)) => write!(f, "ServiceAccount {ns}/{}", self.name),
+            (PrincipalKind::ServiceAccount, Some(ns)) => {
+                write!(f, "ServiceAccount {ns}/{}", self.name)
+            }
             (k, _) => write!(f, "{k:?} {}", self.name),
         }
     }
@@ -342,7 +344,9 @@ impl CompiledNetwork {
         if !self.trusted_proxies.iter().any(|n| n.contains(&peer)) {
             return peer;
         }
-        let Some(xff) = forwarded_for else { return peer };
+        let Some(xff) = forwarded_for else {
+            return peer;
+        };
         let mut addr = peer;
         for hop in xff.rsplit(',') {
             match hop.trim().parse::<IpAddr>() {
@@ -497,7 +501,10 @@ impl PolicyDocument {
                 {
                     return Err(err(format!("issuer '{}': jwksUri must be https", i.issuer)));
                 }
-                if i.jwks_uri.is_none() && i.jwks_file.is_none() && !i.issuer.starts_with("https://") {
+                if i.jwks_uri.is_none()
+                    && i.jwks_file.is_none()
+                    && !i.issuer.starts_with("https://")
+                {
                     return Err(err(format!(
                         "issuer '{}': OIDC discovery needs an https issuer, or give jwksUri/jwksFile",
                         i.issuer

@@ -208,7 +208,10 @@ impl ActionSet {
         ActionSet(self.0 | other.0)
     }
     pub fn iter(self) -> impl Iterator<Item = DataAction> {
-        DataAction::ALL.iter().copied().filter(move |a| self.contains(*a))
+        DataAction::ALL
+            .iter()
+            .copied()
+            .filter(move |a| self.contains(*a))
     }
     fn from_patterns(patterns: &[&str]) -> ActionSet {
         let mut bits = 0;
@@ -289,9 +292,7 @@ impl BuiltInRole {
             BuiltInRole::SecretsUser => "Key Vault Secrets User",
             BuiltInRole::CryptoOfficer => "Key Vault Crypto Officer",
             BuiltInRole::CryptoUser => "Key Vault Crypto User",
-            BuiltInRole::CryptoServiceEncryptionUser => {
-                "Key Vault Crypto Service Encryption User"
-            }
+            BuiltInRole::CryptoServiceEncryptionUser => "Key Vault Crypto Service Encryption User",
             BuiltInRole::CryptoServiceReleaseUser => "Key Vault Crypto Service Release User",
             BuiltInRole::CertificatesOfficer => "Key Vault Certificates Officer",
             BuiltInRole::CertificateUser => "Key Vault Certificate User",
@@ -322,7 +323,10 @@ impl BuiltInRole {
             BuiltInRole::Reader => vec![p("*/read"), p("secrets/readMetadata/action")],
             BuiltInRole::SecretsOfficer => vec![p("secrets/*")],
             BuiltInRole::SecretsUser => {
-                vec![p("secrets/getSecret/action"), p("secrets/readMetadata/action")]
+                vec![
+                    p("secrets/getSecret/action"),
+                    p("secrets/readMetadata/action"),
+                ]
             }
             BuiltInRole::CryptoOfficer => vec![p("keys/*"), p("keyrotationpolicies/*")],
             BuiltInRole::CryptoUser => vec![
@@ -337,7 +341,11 @@ impl BuiltInRole {
                 p("keys/verify/action"),
             ],
             BuiltInRole::CryptoServiceEncryptionUser => {
-                vec![p("keys/read"), p("keys/wrap/action"), p("keys/unwrap/action")]
+                vec![
+                    p("keys/read"),
+                    p("keys/wrap/action"),
+                    p("keys/unwrap/action"),
+                ]
             }
             BuiltInRole::CryptoServiceReleaseUser => vec![p("keys/release/action")],
             BuiltInRole::CertificatesOfficer => vec![
@@ -363,10 +371,9 @@ impl BuiltInRole {
 
     /// By display name (case-insensitive) or role definition id.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|r| r.name().eq_ignore_ascii_case(s.trim()) || r.id().eq_ignore_ascii_case(s.trim()))
+        Self::ALL.iter().copied().find(|r| {
+            r.name().eq_ignore_ascii_case(s.trim()) || r.id().eq_ignore_ascii_case(s.trim())
+        })
     }
 }
 
@@ -388,7 +395,11 @@ impl<'de> Deserialize<'de> for BuiltInRole {
         Self::parse(&s).ok_or_else(|| {
             serde::de::Error::custom(format!(
                 "unknown role '{s}' (built-in roles: {})",
-                Self::ALL.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+                Self::ALL
+                    .iter()
+                    .map(|r| r.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })
     }
@@ -446,7 +457,11 @@ mod tests {
             vec![A::SecretsReadMetadata, A::SecretsGetSecret]
         );
         let officer = set(BuiltInRole::CryptoOfficer);
-        assert!(officer.iter().all(|a| a.as_str().contains("/keys/") || a.as_str().contains("keyrotationpolicies")));
+        assert!(
+            officer.iter().all(
+                |a| a.as_str().contains("/keys/") || a.as_str().contains("keyrotationpolicies")
+            )
+        );
         assert_eq!(officer.len(), 19);
         assert_eq!(
             set(BuiltInRole::CryptoUser),
@@ -466,21 +481,34 @@ mod tests {
             set(BuiltInRole::CryptoServiceEncryptionUser),
             vec![A::KeysRead, A::KeysWrap, A::KeysUnwrap]
         );
-        assert_eq!(set(BuiltInRole::CryptoServiceReleaseUser), vec![A::KeysRelease]);
+        assert_eq!(
+            set(BuiltInRole::CryptoServiceReleaseUser),
+            vec![A::KeysRelease]
+        );
         let certs = set(BuiltInRole::CertificatesOfficer);
         assert!(!certs.contains(&A::SecretsGetSecret));
-        assert!(certs.contains(&A::CertificatesPurge) && certs.contains(&A::CertificateContactsWrite));
+        assert!(
+            certs.contains(&A::CertificatesPurge) && certs.contains(&A::CertificateContactsWrite)
+        );
         assert!(!certs.contains(&A::CertificateContactsRead));
         assert_eq!(
             set(BuiltInRole::CertificateUser),
-            vec![A::SecretsReadMetadata, A::SecretsGetSecret, A::KeysRead, A::CertificatesRead]
+            vec![
+                A::SecretsReadMetadata,
+                A::SecretsGetSecret,
+                A::KeysRead,
+                A::CertificatesRead
+            ]
         );
     }
 
     #[test]
     fn names_parse_case_insensitively_and_unknown_ones_are_refused() {
         assert_eq!(SecretPermission::parse("Get"), Some(SecretPermission::Get));
-        assert_eq!(KeyPermission::parse("WRAPKEY"), Some(KeyPermission::WrapKey));
+        assert_eq!(
+            KeyPermission::parse("WRAPKEY"),
+            Some(KeyPermission::WrapKey)
+        );
         assert_eq!(SecretPermission::parse("encrypt"), None);
         assert_eq!(
             BuiltInRole::parse("key vault secrets user"),

@@ -40,9 +40,11 @@ fn the_empty_policy_denies_everything() {
 
 #[test]
 fn access_policy_entries_grant_exactly_their_permissions() {
-    let p = doc(json!({"generation": 1, "authorization": "AccessPolicy", "accessPolicies": [
-        {"principal": {"kind": "User", "name": "alice"}, "permissions": {"secrets": ["Get", "list"]}}
-    ]}));
+    let p = doc(
+        json!({"generation": 1, "authorization": "AccessPolicy", "accessPolicies": [
+            {"principal": {"kind": "User", "name": "alice"}, "permissions": {"secrets": ["Get", "list"]}}
+        ]}),
+    );
     assert!(p.allows(&user("alice"), &secret_get("x")));
     assert!(p.allows(&user("alice"), &secret_list()));
     assert!(!p.allows(&user("bob"), &secret_get("x")));
@@ -53,9 +55,11 @@ fn access_policy_entries_grant_exactly_their_permissions() {
     };
     assert!(!p.allows(&user("alice"), &set));
     // Role assignments do nothing in AccessPolicy mode.
-    let p = doc(json!({"generation": 1, "authorization": "AccessPolicy", "roleAssignments": [
-        {"principal": {"kind": "User", "name": "alice"}, "role": "Key Vault Administrator"}
-    ]}));
+    let p = doc(
+        json!({"generation": 1, "authorization": "AccessPolicy", "roleAssignments": [
+            {"principal": {"kind": "User", "name": "alice"}, "role": "Key Vault Administrator"}
+        ]}),
+    );
     assert!(!p.allows(&user("alice"), &secret_get("x")));
 }
 
@@ -157,7 +161,9 @@ fn invalid_documents_are_refused_with_a_reason() {
     ];
     for b in bad {
         let parsed: Result<PolicyDocument, _> = serde_json::from_value(b.clone());
-        let compiled = parsed.map_err(|e| e.to_string()).and_then(|d| d.compile().map_err(|e| e.to_string()));
+        let compiled = parsed
+            .map_err(|e| e.to_string())
+            .and_then(|d| d.compile().map_err(|e| e.to_string()));
         assert!(compiled.is_err(), "{b}");
     }
     let many: Vec<serde_json::Value> = (0..1025)
@@ -187,12 +193,18 @@ fn network_rules_and_forwarded_addresses() {
     assert!(n.allows(ip("::ffff:10.0.0.1")));
     assert!(!n.allows(ip("127.0.0.1")));
     // Forwarded-for is believed only from a trusted proxy.
-    assert_eq!(n.client_address(ip("127.0.0.1"), Some("10.9.9.9")), ip("10.9.9.9"));
+    assert_eq!(
+        n.client_address(ip("127.0.0.1"), Some("10.9.9.9")),
+        ip("10.9.9.9")
+    );
     assert_eq!(
         n.client_address(ip("127.0.0.1"), Some("1.1.1.1, 10.9.9.9, 127.0.0.1")),
         ip("10.9.9.9")
     );
-    assert_eq!(n.client_address(ip("172.16.0.1"), Some("10.9.9.9")), ip("172.16.0.1"));
+    assert_eq!(
+        n.client_address(ip("172.16.0.1"), Some("10.9.9.9")),
+        ip("172.16.0.1")
+    );
     let open = PolicyDocument::empty().compile().unwrap();
     assert!(open.network.allows(ip("8.8.8.8")));
 }

@@ -200,7 +200,10 @@ mod tests {
         };
         assert!(log.record(&rec).await);
         for _ in 0..100 {
-            if std::fs::read_to_string(&path).unwrap_or_default().contains("GetSecret") {
+            if std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .contains("GetSecret")
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

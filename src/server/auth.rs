@@ -485,11 +485,10 @@ mod tests {
 
     #[test]
     fn service_account_subjects_become_service_account_principals() {
-        let p = principal_from_claims(&claims(
-            Some("system:serviceaccount:team-a:web"),
-            None,
-            None,
-        ), true)
+        let p = principal_from_claims(
+            &claims(Some("system:serviceaccount:team-a:web"), None, None),
+            true,
+        )
         .unwrap();
         assert_eq!(
             p.identity,
@@ -500,7 +499,8 @@ mod tests {
         );
         assert_eq!(p.groups, vec!["g1".to_string()]);
         assert!(
-            principal_from_claims(&claims(Some("system:serviceaccount:bad"), None, None), true).is_none()
+            principal_from_claims(&claims(Some("system:serviceaccount:bad"), None, None), true)
+                .is_none()
         );
     }
 

@@ -30,9 +30,7 @@ pub fn requirement(op: &Operation) -> Requirement<'_> {
     let object = match op {
         // Listing versions is a read of one object's metadata: object-scope grants apply.
         O::ListSecretVersions { name } => Some((ObjectKind::Secrets, name.as_str())),
-        _ => op
-            .object()
-            .map(|(_, name)| (ObjectKind::Secrets, name)),
+        _ => op.object().map(|(_, name)| (ObjectKind::Secrets, name)),
     };
     Requirement {
         permission: Permission::Secret(perm),
@@ -81,8 +79,14 @@ mod tests {
         let n = || "s1".to_string();
         vec![
             Operation::SetSecret { name: n() },
-            Operation::GetSecret { name: n(), version: None },
-            Operation::UpdateSecret { name: n(), version: None },
+            Operation::GetSecret {
+                name: n(),
+                version: None,
+            },
+            Operation::UpdateSecret {
+                name: n(),
+                version: None,
+            },
             Operation::DeleteSecret { name: n() },
             Operation::ListSecrets,
             Operation::ListSecretVersions { name: n() },
@@ -156,7 +160,10 @@ mod tests {
                 let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
                 let metadata = matches!(
                     op,
-                    O::ListSecrets | O::ListSecretVersions { .. } | O::ListDeletedSecrets | O::GetDeletedSecret { .. }
+                    O::ListSecrets
+                        | O::ListSecretVersions { .. }
+                        | O::ListDeletedSecrets
+                        | O::GetDeletedSecret { .. }
                 );
                 let expected = match role {
                     BuiltInRole::Administrator | BuiltInRole::SecretsOfficer => true,
@@ -192,12 +199,24 @@ mod tests {
         assert!(msg.contains("User alice"), "{msg}");
         assert!(msg.contains("secrets/getSecret/action"), "{msg}");
         assert!(msg.contains("payments"), "{msg}");
-        assert!(!msg.contains("not found") && !msg.contains("exist"), "{msg}");
+        assert!(
+            !msg.contains("not found") && !msg.contains("exist"),
+            "{msg}"
+        );
         assert_eq!(e.code(), "Forbidden");
         let mut ap = PolicyDocument::empty();
         ap.authorization = crate::policy::AuthorizationMode::AccessPolicy;
-        let e = authorize(&ap.compile().unwrap(), &alice(), &Operation::ListSecrets, "payments")
-            .unwrap_err();
-        assert!(e.to_string().contains("does not have secrets list permission"), "{e}");
+        let e = authorize(
+            &ap.compile().unwrap(),
+            &alice(),
+            &Operation::ListSecrets,
+            "payments",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not have secrets list permission"),
+            "{e}"
+        );
     }
 }

@@ -67,7 +67,11 @@ pub struct ServerOptions {
     pub policy_file: Option<PathBuf>,
     /// The control-plane principal allowed to read and replace the policy
     /// ("ServiceAccount NS/NAME", "User ID", "Application ID" or "Group NAME"). Repeatable.
-    #[arg(long = "admin-principal", env = "KVAULT_ADMIN_PRINCIPALS", value_delimiter = ',')]
+    #[arg(
+        long = "admin-principal",
+        env = "KVAULT_ADMIN_PRINCIPALS",
+        value_delimiter = ','
+    )]
     #[serde(default)]
     pub admin_principals: Vec<String>,
     /// Audit log destinations: "stdout", a file path, or "none". Repeatable (default stdout).
@@ -121,7 +125,11 @@ impl ServerOptions {
             } else {
                 self.admin_principals
             },
-            audit_log: if self.audit_log.is_empty() { file.audit_log } else { self.audit_log },
+            audit_log: if self.audit_log.is_empty() {
+                file.audit_log
+            } else {
+                self.audit_log
+            },
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
         })
     }
@@ -225,10 +233,9 @@ pub struct ServerConfig {
 
 /// Parses "ServiceAccount NS/NAME", "User ID", "Application ID" or "Group NAME".
 pub fn parse_principal(s: &str) -> Result<PrincipalRef, String> {
-    let (kind, rest) = s
-        .trim()
-        .split_once(char::is_whitespace)
-        .ok_or_else(|| format!("'{s}' is not KIND NAME (e.g. 'ServiceAccount kvault-system/kvault-operator')"))?;
+    let (kind, rest) = s.trim().split_once(char::is_whitespace).ok_or_else(|| {
+        format!("'{s}' is not KIND NAME (e.g. 'ServiceAccount kvault-system/kvault-operator')")
+    })?;
     let rest = rest.trim();
     let kind = match kind.to_ascii_lowercase().as_str() {
         "serviceaccount" => PrincipalKind::ServiceAccount,
@@ -342,20 +349,30 @@ impl ServerConfig {
             .iter()
             .map(|s| parse_principal(s))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|reason| ConfigError::Invalid { name: "admin-principal", reason })?;
+            .map_err(|reason| ConfigError::Invalid {
+                name: "admin-principal",
+                reason,
+            })?;
         let initial_policy = match &o.policy_file {
             Some(p) => Some(read_policy_file(p)?),
             None => None,
         };
-        let audit = parse_audit(&o.audit_log)
-            .map_err(|reason| ConfigError::Invalid { name: "audit-log", reason })?;
+        let audit = parse_audit(&o.audit_log).map_err(|reason| ConfigError::Invalid {
+            name: "audit-log",
+            reason,
+        })?;
         let metrics_listen = match o.metrics_listen.as_deref() {
             None => Some(SocketAddr::from(([0, 0, 0, 0], 9090))),
             Some("none") => None,
-            Some(a) => Some(a.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                name: "metrics-listen",
-                reason: e.to_string(),
-            })?),
+            Some(a) => {
+                Some(
+                    a.parse()
+                        .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                            name: "metrics-listen",
+                            reason: e.to_string(),
+                        })?,
+                )
+            }
         };
         let audiences = if o.audiences.is_empty() {
             default_audiences(&url, &resource)
@@ -490,7 +507,10 @@ mod tests {
         assert_eq!(p.kind, PrincipalKind::ServiceAccount);
         assert_eq!(p.namespace.as_deref(), Some("kvault-system"));
         assert_eq!(p.name, "kvault-operator");
-        assert_eq!(parse_principal("user alice").unwrap().kind, PrincipalKind::User);
+        assert_eq!(
+            parse_principal("user alice").unwrap().kind,
+            PrincipalKind::User
+        );
         assert!(parse_principal("ServiceAccount nope").is_err());
         assert!(parse_principal("Robot r2").is_err());
         assert!(parse_principal("User").is_err());

@@ -27,9 +27,13 @@ pub enum ApiError {
     #[error("{0}")]
     MethodNotAllowed(String),
     /// Refused by the network rules.
-    #[error("Client address is not authorized and caller is not a trusted service. Client address: {0}")]
+    #[error(
+        "Client address is not authorized and caller is not a trusted service. Client address: {0}"
+    )]
     Firewall(std::net::IpAddr),
-    #[error("Request was not processed because too many requests were received. Reason: {category} budget exhausted.")]
+    #[error(
+        "Request was not processed because too many requests were received. Reason: {category} budget exhausted."
+    )]
     Throttled {
         category: &'static str,
         retry_after_secs: u64,
@@ -150,8 +154,10 @@ impl IntoResponse for ApiError {
             ApiError::Throttled {
                 retry_after_secs, ..
             } => {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs.max(1)),
+                );
             }
             _ => {}
         }

@@ -144,10 +144,14 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(256).collect());
-    let conn = req.extensions().get::<ConnInfo>().cloned().unwrap_or(ConnInfo {
-        peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-        tls_version: "unknown",
-    });
+    let conn = req
+        .extensions()
+        .get::<ConnInfo>()
+        .cloned()
+        .unwrap_or(ConnInfo {
+            peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            tls_version: "unknown",
+        });
     let rt = state.policy.current();
     let forwarded = req
         .headers()

@@ -61,7 +61,11 @@ impl Metrics {
         let throttled = Family::<CategoryLabel, Counter>::default();
         let store_latency: Family<OperationLabel, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
-        registry.register("requests", "Data-plane requests by operation and status", requests.clone());
+        registry.register(
+            "requests",
+            "Data-plane requests by operation and status",
+            requests.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Request latency by operation",

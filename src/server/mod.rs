@@ -136,28 +136,33 @@ impl Server {
         let policy = PolicyManager::load(defaults, &store, config.initial_policy.clone())
             .await
             .map_err(StartError::Policy)?;
-        let challenge = HeaderValue::from_str(&challenge_value(&config.url.origin, &config.resource))
-            .map_err(|e| {
-                StartError::Config(ConfigError::Invalid {
-                    name: "url",
-                    reason: e.to_string(),
-                })
-            })?;
+        let challenge =
+            HeaderValue::from_str(&challenge_value(&config.url.origin, &config.resource)).map_err(
+                |e| {
+                    StartError::Config(ConfigError::Invalid {
+                        name: "url",
+                        reason: e.to_string(),
+                    })
+                },
+            )?;
         let audit = AuditLog::start(config.audit.clone())
             .await
             .map_err(StartError::Audit)?;
         let metrics_listener = match config.metrics_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
-                StartError::Listen { addr, source }
-            })?),
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Listen { addr, source })?,
+            ),
             None => None,
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let vault_name = config
             .url
             .host
@@ -196,7 +201,9 @@ impl Server {
 
     /// The metrics listener's address, when there is one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -116,9 +116,13 @@ impl PolicyManager {
             push_lock: tokio::sync::Mutex::new(()),
         };
         if stored.as_ref() != Some(&start) {
-            me.push(store, start, true).await.map_err(|e| e.to_string())?;
+            me.push(store, start, true)
+                .await
+                .map_err(|e| e.to_string())?;
         } else {
-            let rt = build(&me.defaults, &start, None).await.map_err(|e| e.to_string())?;
+            let rt = build(&me.defaults, &start, None)
+                .await
+                .map_err(|e| e.to_string())?;
             me.swap(rt);
         }
         Ok(me)
@@ -149,7 +153,8 @@ impl PolicyManager {
         let _guard = self.push_lock.lock().await;
         let (stored, raw) = match store.meta(POLICY_RECORD).await? {
             Some((plain, raw)) => (
-                serde_json::from_slice::<PolicyDocument>(&plain).map_err(|_| ApiError::Integrity)?,
+                serde_json::from_slice::<PolicyDocument>(&plain)
+                    .map_err(|_| ApiError::Integrity)?,
                 Some(raw),
             ),
             None => (PolicyDocument::empty(), None),
@@ -224,7 +229,11 @@ async fn build(
         },
         None => defaults.soft_delete,
     };
-    let tls_min = doc.tls.as_ref().map(|t| t.min_version).unwrap_or(defaults.tls_min);
+    let tls_min = doc
+        .tls
+        .as_ref()
+        .map(|t| t.min_version)
+        .unwrap_or(defaults.tls_min);
     let auth = match previous {
         Some(prev) if prev.policy.doc.identity == doc.identity => prev.auth.clone(),
         _ => {

@@ -139,7 +139,8 @@ fn bundle(
     }
 }
 
-fn item(ctx: &RequestContext,
+fn item(
+    ctx: &RequestContext,
     head: &SecretHead,
     v: &Version<SecretMeta>,
     versioned: bool,
@@ -224,11 +225,7 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
             ))
         })
         .await?;
-    Reply::ok(&bundle(ctx,
-        &head,
-        &version,
-        Some(value.to_string()),
-    ))
+    Reply::ok(&bundle(ctx, &head, &version, Some(value.to_string())))
 }
 
 async fn live_head(state: &AppState, name: &str) -> ApiResult<SecretHead> {

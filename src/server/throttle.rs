@@ -99,7 +99,10 @@ mod tests {
         assert!(b.take(t0).is_ok());
         assert!(b.take(t0).is_ok());
         let wait = b.take(t0).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(334), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(334),
+            "{wait:?}"
+        );
         // Refused requests do not consume budget: one refill later, one more passes.
         assert!(b.take(t0 + Duration::from_millis(340)).is_ok());
         assert!(b.take(t0 + Duration::from_millis(340)).is_err());

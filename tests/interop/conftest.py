@@ -23,7 +23,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 from azure.core.credentials import AccessToken
@@ -37,6 +37,13 @@ KVAULT_BIN = os.environ.get("KVAULT_BIN", str(REPO_ROOT / "target" / "debug" / "
 VAULT_DOMAIN = "kvault.localhost"
 STARTUP_TIMEOUT_S = 30.0
 TOKEN_USER = "interop-user"
+# The principal whose token `kvault dev` writes to DIR/dev.env (KVAULT_TOKEN): the only one
+# the dev vault's initial policy grants anything, and its control plane (`/_kvault/policy`).
+DEV_ADMIN = "dev-admin"
+# What the suite's own principal (TOKEN_USER) is granted on every vault: every secrets
+# operation the SDK exposes (set, get, list, update, delete, recover, purge, backup, restore).
+SUITE_ROLE = "Key Vault Secrets Officer"
+ALL_SECRET_PERMISSIONS = ["get", "list", "set", "delete", "recover", "backup", "restore", "purge"]
 
 # ---------------------------------------------------------------------------
 # Host resolution.
@@ -140,9 +147,11 @@ class KvaultCredential:
     keyword arguments are recorded so tests can check what the SDK asked for.
     """
 
-    def __init__(self, state_dir: Path, user: str = TOKEN_USER, ttl: str = "1h") -> None:
+    def __init__(self, state_dir: Path, user: str = TOKEN_USER, ttl: str = "1h", groups: Sequence[str] = ()) -> None:
         self._state_dir = state_dir
         self._args = ["--user", user, "--ttl", ttl]
+        for group in groups:
+            self._args += ["--group", group]
         self._token: Optional[AccessToken] = None
         self.calls: List[Tuple[Tuple[str, ...], Dict[str, Any]]] = []
 

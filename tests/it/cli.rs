@@ -149,7 +149,10 @@ fn dev_secret_cli_round_trip_and_restart() {
     let o = kvault(&sa_env, &["secret", "list"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("Forbidden") && err.contains("ServiceAccount team-a/web"), "{err}");
+    assert!(
+        err.contains("Forbidden") && err.contains("ServiceAccount team-a/web"),
+        "{err}"
+    );
     let mut bad_env = env.clone();
     bad_env.retain(|(k, _)| k != "KVAULT_TOKEN");
     bad_env.push(("KVAULT_TOKEN".into(), "nope".into()));

@@ -6,9 +6,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kvault::client::{ClientConfig, VaultClient};
 use kvault::clock::{ManualClock, SharedClock};
 use kvault::crypto::MasterKey;
-use kvault::server::auth::{IssuerConfig, JwksSource};
 use kvault::policy::PolicyDocument;
 use kvault::server::audit::AuditSinks;
+use kvault::server::auth::{IssuerConfig, JwksSource};
 use kvault::server::config::{
     MasterKeySource, ServerConfig, VaultUrl, default_audiences, parse_principal,
 };

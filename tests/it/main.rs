@@ -1,5 +1,6 @@
 //! Integration tests: real `kvault server`s on loopback with real TLS and real storage.
 
+mod authz;
 mod cli;
 mod common;
 mod secrets_api;

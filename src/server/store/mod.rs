@@ -198,7 +198,10 @@ impl VaultStore {
     }
 
     /// A sealed vault-level record (the policy document) and its raw stored form.
-    pub async fn meta(&self, name: &str) -> Result<Option<(Zeroizing<Vec<u8>>, Vec<u8>)>, StoreError> {
+    pub async fn meta(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Zeroizing<Vec<u8>>, Vec<u8>)>, StoreError> {
         let key = Self::meta_key(name);
         match self.backend.get(&key).await? {
             None => Ok(None),
@@ -213,7 +216,12 @@ impl VaultStore {
     }
 
     /// Writes a sealed vault-level record if its stored form is still `expect`.
-    pub async fn put_meta(&self, name: &str, value: &[u8], expect: Option<Vec<u8>>) -> Result<(), StoreError> {
+    pub async fn put_meta(
+        &self,
+        name: &str,
+        value: &[u8],
+        expect: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         let key = Self::meta_key(name);
         let sealed = self.records.seal(&Self::aad(&key), value)?;
         self.backend
