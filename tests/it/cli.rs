@@ -213,6 +213,7 @@ fn a_bad_server_configuration_fails_with_one_line_before_listening() {
             .arg(fx.data_dir())
             .arg("--issuer")
             .arg(format!("{ISSUER}={}", fx.issuer.jwks_path.display()))
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(extra)
             .env_remove("KVAULT_URL");
         c
@@ -293,5 +294,78 @@ fn a_bad_server_configuration_fails_with_one_line_before_listening() {
         assert!(!o.status.success(), "{args:?}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn secret_values_and_tokens_appear_in_no_log_or_audit_output() {
+    let fx = Fixture::new();
+    let policy = fx.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::to_vec(&kvault::server::dev_policy("alice")).unwrap(),
+    )
+    .unwrap();
+    let out_path = fx.dir.path().join("stdout.log");
+    let err_path = fx.dir.path().join("stderr.log");
+    let child = Command::new(BIN)
+        .args(["server", "--listen", &format!("127.0.0.1:{}", fx.port)])
+        .args(["--url", &fx.url()])
+        .arg("--tls-cert")
+        .arg(&fx.certs.cert)
+        .arg("--tls-key")
+        .arg(&fx.certs.key)
+        .arg("--data-dir")
+        .arg(fx.data_dir())
+        .arg("--master-key-file")
+        .arg(&fx.master_key)
+        .arg("--issuer")
+        .arg(format!("{ISSUER}={}", fx.issuer.jwks_path.display()))
+        .arg("--policy-file")
+        .arg(&policy)
+        .args(["--metrics-listen", "127.0.0.1:0", "--audit-log", "stdout"])
+        // As verbose as the server gets.
+        .env("RUST_LOG", "trace")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = Dev(child);
+    let token = fx.issuer.sign(
+        jsonwebtoken::Algorithm::ES256,
+        "ec",
+        &fx.issuer.claims(&fx.url(), "alice"),
+    );
+    let ca = fx.certs.ca_pem.to_str().unwrap().to_string();
+    let env = vec![
+        ("KVAULT_URL".to_string(), fx.url()),
+        ("KVAULT_TOKEN".to_string(), token.clone()),
+        ("KVAULT_CA_FILE".to_string(), ca),
+    ];
+    let marker = "log-marker-secret-value-41c7";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = kvault(&env, &["secret", "set", "logged", marker]);
+        if o.status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "server never came up: {o:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(stdout(&kvault(&env, &["secret", "get", "logged"])).trim(), marker);
+    let o = kvault(&env, &["secret", "get", "logged", "-o", "json"]);
+    assert!(stdout(&o).contains(marker));
+    let status = sigterm(&mut child);
+    assert!(status.success());
+    let audit = std::fs::read_to_string(&out_path).unwrap();
+    let logs = std::fs::read_to_string(&err_path).unwrap();
+    assert!(audit.lines().filter(|l| l.contains("\"operation\":\"GetSecret\"")).count() >= 2, "{audit}");
+    assert!(logs.lines().count() > 5, "expected trace logs, got: {logs}");
+    for (what, text) in [("audit output", &audit), ("logs", &logs)] {
+        assert!(!text.contains(marker), "the secret value appeared in the {what}");
+        assert!(!text.contains(&token), "the token appeared in the {what}");
+        // Nor any recognisable piece of the token's signature.
+        let sig = token.rsplit('.').next().unwrap();
+        assert!(!text.contains(&sig[..20]), "token material appeared in the {what}");
     }
 }

@@ -162,6 +162,12 @@ impl Drop for Child {
 }
 
 fn spawn_server(fx: &Fixture) -> Child {
+    let policy = fx.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::to_vec(&kvault::server::dev_policy("alice")).unwrap(),
+    )
+    .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_kvault"))
         .args(["server", "--listen", &format!("127.0.0.1:{}", fx.port)])
         .args(["--url", &fx.url()])
@@ -175,6 +181,9 @@ fn spawn_server(fx: &Fixture) -> Child {
         .arg(&fx.master_key)
         .arg("--issuer")
         .arg(format!("{ISSUER}={}", fx.issuer.jwks_path.display()))
+        .arg("--policy-file")
+        .arg(&policy)
+        .args(["--metrics-listen", "127.0.0.1:0", "--audit-log", "none"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
