@@ -288,7 +288,7 @@ impl Grantee {
             PrincipalKind::Application => {
                 matches!(&p.identity, Identity::Application(id) if *id == who.name)
             }
-            PrincipalKind::Group => p.groups.iter().any(|g| *g == who.name),
+            PrincipalKind::Group => p.groups.contains(&who.name),
         };
         identity
             && match &self.application {

@@ -523,3 +523,46 @@ mod tests {
         assert!(DataAction::ALL.len() <= 64);
     }
 }
+
+/// The built-in role table of `docs/security.md` (a test keeps the two in sync).
+pub fn role_table_markdown() -> String {
+    let mut out = String::from(
+        "| role | cloud role id | data actions (as defined) | what it grants here |\n|---|---|---|---|\n",
+    );
+    for role in BuiltInRole::ALL {
+        let patterns = role
+            .data_action_patterns()
+            .iter()
+            .map(|p| format!("`{}`", p.trim_start_matches(V)))
+            .collect::<Vec<_>>()
+            .join("<br>");
+        let actions = role
+            .actions()
+            .iter()
+            .map(|a| a.as_str().trim_start_matches(V).to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&format!(
+            "| {} | `{}` | {} | {} |\n",
+            role.name(),
+            role.id(),
+            patterns,
+            actions
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod doc_tests {
+    #[test]
+    fn the_security_doc_lists_the_roles_as_the_code_defines_them() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/security.md"))
+            .expect("docs/security.md");
+        let table = super::role_table_markdown();
+        assert!(
+            doc.contains(&table),
+            "docs/security.md is out of date; its role table must be exactly:\n{table}"
+        );
+    }
+}

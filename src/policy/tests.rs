@@ -208,3 +208,19 @@ fn network_rules_and_forwarded_addresses() {
     let open = PolicyDocument::empty().compile().unwrap();
     assert!(open.network.allows(ip("8.8.8.8")));
 }
+
+#[test]
+fn the_example_policy_documents_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read(&path).unwrap();
+        let doc: PolicyDocument =
+            serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        doc.compile()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        seen += 1;
+    }
+    assert!(seen >= 2);
+}

@@ -502,15 +502,26 @@ mod tests {
             principal_from_claims(&claims(Some("system:serviceaccount:bad"), None, None), true)
                 .is_none()
         );
+        // Only the cluster's issuer speaks for service accounts: from any other issuer the
+        // subject is an ordinary user, which no ServiceAccount grant matches.
+        let p = principal_from_claims(
+            &claims(Some("system:serviceaccount:kube-system:admin"), None, None),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            p.identity,
+            Identity::User("system:serviceaccount:kube-system:admin".into())
+        );
     }
 
     #[test]
     fn users_prefer_oid_and_keep_their_application() {
-        let p = principal_from_claims(&claims(Some("s"), Some("o"), Some("app"), true)).unwrap();
+        let p = principal_from_claims(&claims(Some("s"), Some("o"), Some("app")), true).unwrap();
         assert_eq!(p.identity, Identity::User("o".into()));
         assert_eq!(p.application.as_deref(), Some("app"));
         assert_eq!(p.to_string(), "User o (application app)");
-        let app = principal_from_claims(&claims(Some("app"), None, Some("app"), true)).unwrap();
+        let app = principal_from_claims(&claims(Some("app"), None, Some("app")), true).unwrap();
         assert_eq!(app.identity, Identity::Application("app".into()));
         assert_eq!(app.to_string(), "Application app");
     }

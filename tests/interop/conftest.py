@@ -232,10 +232,35 @@ class Vault:
     log_dir: Path
     proc: subprocess.Popen
     credential: KvaultCredential = field(repr=False)
+    # The policy generation the vault has applied, as last seen by the suite (learned at
+    # start-up, updated by every push_policy/get_policy); the next push uses a higher one.
+    generation: int = 0
 
     @property
     def ca(self) -> Path:
         return self.state_dir / "ca.pem"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state_dir / "audit.log"
+
+    @property
+    def policy_url(self) -> str:
+        return self.url + POLICY_PATH
+
+    def dev_env(self) -> Dict[str, str]:
+        """The `export KEY=VALUE` lines of DIR/dev.env, unquoted as a shell would."""
+        values: Dict[str, str] = {}
+        for line in (self.state_dir / "dev.env").read_text().splitlines():
+            if line.startswith("export "):
+                key, _, value = line[len("export "):].partition("=")
+                values[key] = shlex.split(value)[0] if value else ""
+        return values
+
+    @property
+    def admin_token(self) -> str:
+        """dev.env's KVAULT_TOKEN: the dev-admin principal (Administrator, control plane)."""
+        return self.dev_env()["KVAULT_TOKEN"]
 
     @property
     def resource(self) -> str:
@@ -258,6 +283,158 @@ class Vault:
 
     def token(self, *extra: str) -> str:
         return run_kvault_token(self.state_dir, *extra)
+
+    def audit_records(self) -> List[Dict[str, Any]]:
+        """Every complete line of DIR/audit.log (one JSON object per request)."""
+        try:
+            text = self.audit_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip() and line.endswith("}")]
+
+    def wait_for_audit(self, predicate, minimum: int = 1, timeout: float = 10.0) -> List[Dict[str, Any]]:
+        """The audit records matching `predicate`, once at least `minimum` of them have been
+        written (the vault writes its audit log asynchronously, shortly after responding)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.audit_records() if predicate(r)]
+            if len(found) >= minimum or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------
+# Policy (kvault-only control plane: `PUT/GET https://<vault>/_kvault/policy`).
+#
+# Since authorization landed, `kvault dev` starts with generation 1 in which only dev-admin
+# holds a role. The SDK has no client for this endpoint, so the suite speaks it with urllib.
+# ---------------------------------------------------------------------------
+POLICY_PATH = "/_kvault/policy"
+
+
+def principal_ref(kind: str, name: str, namespace: Optional[str] = None) -> Dict[str, Any]:
+    ref: Dict[str, Any] = {"kind": kind, "name": name}
+    if namespace is not None:
+        ref["namespace"] = namespace
+    return ref
+
+
+def role_assignment(name: str, role: str, scope: Optional[str] = None, kind: str = "User") -> Dict[str, Any]:
+    entry: Dict[str, Any] = {"principal": principal_ref(kind, name), "role": role}
+    if scope is not None:
+        entry["scope"] = scope
+    return entry
+
+
+def access_policy(name: str, secrets: Sequence[str], kind: str = "User") -> Dict[str, Any]:
+    return {"principal": principal_ref(kind, name), "permissions": {"secrets": list(secrets)}}
+
+
+def policy_doc(
+    role_assignments: Sequence[Dict[str, Any]] = (),
+    access_policies: Sequence[Dict[str, Any]] = (),
+    authorization: str = "RBAC",
+    throttling: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """A whole policy document (no generation: push_policy picks the next one).
+
+    Always keeps dev-admin as Key Vault Administrator and the suite's principal
+    (interop-user) as Secrets Officer -- in AccessPolicy mode both also get every secret
+    permission -- so fixtures and seeding keep working whatever a test grants on top.
+    Throttling is off unless given.
+    """
+    doc: Dict[str, Any] = {
+        "authorization": authorization,
+        "roleAssignments": [
+            role_assignment(DEV_ADMIN, "Key Vault Administrator"),
+            role_assignment(TOKEN_USER, SUITE_ROLE),
+            *role_assignments,
+        ],
+        "accessPolicies": [],
+        "throttling": dict(throttling) if throttling is not None else {"enabled": False},
+    }
+    if authorization == "AccessPolicy":
+        doc["accessPolicies"] = [
+            access_policy(DEV_ADMIN, ALL_SECRET_PERMISSIONS),
+            access_policy(TOKEN_USER, ALL_SECRET_PERMISSIONS),
+        ]
+    doc["accessPolicies"] += list(access_policies)
+    return doc
+
+
+@dataclass
+class PolicyResponse:
+    status: int
+    headers: Dict[str, str]  # names lower-cased
+    text: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.text) if self.text else None
+
+    def describe(self, method: str, url: str, body: Optional[bytes]) -> str:
+        sent = body.decode(errors="replace") if body is not None else "(none)"
+        return f"{method} {url}\nrequest body: {sent}\n-> HTTP {self.status}\nheaders: {self.headers}\nbody: {self.text}"
+
+
+def policy_request(
+    vault: "Vault", method: str, doc: Any = None, token: Optional[str] = None, raw_body: Optional[bytes] = None
+) -> PolicyResponse:
+    """One raw request to /_kvault/policy (dev-admin's token unless `token` is given; pass
+    token="" for none). Never raises for an HTTP error status."""
+    body = raw_body if raw_body is not None else (json.dumps(doc).encode() if doc is not None else None)
+    req = urllib.request.Request(vault.policy_url, data=body, method=method)
+    if token is None:
+        token = vault.admin_token
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    ctx = ssl.create_default_context(cafile=str(vault.ca))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+    try:
+        with opener.open(req, timeout=30) as resp:
+            return PolicyResponse(resp.status, _lower_keys(resp.headers), resp.read().decode())
+    except urllib.error.HTTPError as e:
+        return PolicyResponse(e.code, _lower_keys(e.headers), e.read().decode(errors="replace"))
+
+
+def _lower_keys(headers: Any) -> Dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def get_policy(vault: "Vault") -> Dict[str, Any]:
+    """GET /_kvault/policy as dev-admin: {"appliedGeneration": N, "policy": {...}}."""
+    resp = policy_request(vault, "GET")
+    if resp.status != 200:
+        pytest.fail(f"reading the policy failed:\n{resp.describe('GET', vault.policy_url, None)}", pytrace=False)
+    status = resp.json
+    vault.generation = status["appliedGeneration"]
+    return status
+
+
+def push_policy(vault: "Vault", doc: Dict[str, Any]) -> Dict[str, Any]:
+    """Replaces the vault's policy with `doc` (as dev-admin) and returns the push status.
+
+    Without a `generation` the document gets the vault's current one + 1. The document must
+    keep dev-admin as Administrator and must say what throttling is (the server's default,
+    when absent, is the cloud's budgets, enabled) -- build it with `policy_doc`.
+    """
+    doc = json.loads(json.dumps(doc))
+    doc.setdefault("generation", vault.generation + 1)
+    if role_assignment(DEV_ADMIN, "Key Vault Administrator") not in doc.get("roleAssignments", []):
+        raise ValueError(f"a pushed policy must keep {DEV_ADMIN} as Key Vault Administrator: {doc}")
+    if "throttling" not in doc:
+        raise ValueError(f"a pushed policy must say whether throttling is enabled: {doc}")
+    body = json.dumps(doc).encode()
+    resp = policy_request(vault, "PUT", raw_body=body)
+    if resp.status != 200:
+        pytest.fail(f"pushing the policy failed:\n{resp.describe('PUT', vault.policy_url, body)}", pytrace=False)
+    status = resp.json
+    assert status["appliedGeneration"] == doc["generation"], status
+    assert status["outcome"] in ("Applied", "Unchanged"), status
+    vault.generation = status["appliedGeneration"]
+    return status
 
 
 def _wait_healthy(proc: subprocess.Popen, port: int, ca: Path, log_dir: Path, cmd: List[str]) -> None:
@@ -313,7 +490,11 @@ class VaultFactory:
         self._vaults: List[Vault] = []
         self._log_files: List[Any] = []
 
-    def start(self, name: str, retention_days: Optional[int] = None, purge_protection: bool = False) -> Vault:
+    def start(
+        self, name: str, retention_days: Optional[int] = None, purge_protection: bool = False, grant_suite: bool = True
+    ) -> Vault:
+        """Starts `kvault dev`; unless grant_suite=False, then pushes `policy_doc()` so the
+        suite's principal (interop-user) may use every secrets operation."""
         if not os.access(KVAULT_BIN, os.X_OK):
             pytest.fail(
                 f"kvault binary not found or not executable at {KVAULT_BIN} (set KVAULT_BIN)", pytrace=False
@@ -345,6 +526,9 @@ class VaultFactory:
         )
         self._vaults.append(vault)
         _wait_healthy(proc, port, vault.ca, log_dir, cmd)
+        get_policy(vault)
+        if grant_suite:
+            push_policy(vault, policy_doc())
         return vault
 
     def close(self) -> None:

@@ -349,23 +349,42 @@ fn secret_values_and_tokens_appear_in_no_log_or_audit_output() {
         if o.status.success() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "server never came up: {o:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server never came up: {o:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(stdout(&kvault(&env, &["secret", "get", "logged"])).trim(), marker);
+    assert_eq!(
+        stdout(&kvault(&env, &["secret", "get", "logged"])).trim(),
+        marker
+    );
     let o = kvault(&env, &["secret", "get", "logged", "-o", "json"]);
     assert!(stdout(&o).contains(marker));
     let status = sigterm(&mut child);
     assert!(status.success());
     let audit = std::fs::read_to_string(&out_path).unwrap();
     let logs = std::fs::read_to_string(&err_path).unwrap();
-    assert!(audit.lines().filter(|l| l.contains("\"operation\":\"GetSecret\"")).count() >= 2, "{audit}");
+    assert!(
+        audit
+            .lines()
+            .filter(|l| l.contains("\"operation\":\"GetSecret\""))
+            .count()
+            >= 2,
+        "{audit}"
+    );
     assert!(logs.lines().count() > 5, "expected trace logs, got: {logs}");
     for (what, text) in [("audit output", &audit), ("logs", &logs)] {
-        assert!(!text.contains(marker), "the secret value appeared in the {what}");
+        assert!(
+            !text.contains(marker),
+            "the secret value appeared in the {what}"
+        );
         assert!(!text.contains(&token), "the token appeared in the {what}");
         // Nor any recognisable piece of the token's signature.
         let sig = token.rsplit('.').next().unwrap();
-        assert!(!text.contains(&sig[..20]), "token material appeared in the {what}");
+        assert!(
+            !text.contains(&sig[..20]),
+            "token material appeared in the {what}"
+        );
     }
 }
