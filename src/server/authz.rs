@@ -57,7 +57,7 @@ pub fn authorize(
                 "The user, group or application '{who}' does not have {} permission on key vault '{vault}'.",
                 req.permission
             ),
-            inner: Some("ForbiddenByPolicy"),
+            inner: Some("AccessDenied"),
         },
         crate::policy::AuthorizationMode::Rbac => ApiError::Forbidden {
             message: format!(

@@ -116,7 +116,7 @@ async fn every_secrets_operation_is_denied_then_allowed_in_both_modes() {
     for (op, status) in every_operation(&bob, &admin).await {
         assert_ne!(status, Some(403), "{op} as Secrets Officer");
     }
-    // AccessPolicy mode: no entry for bob → denied with ForbiddenByPolicy.
+    // AccessPolicy mode: no entry for bob → denied with AccessDenied, as the cloud answers.
     push(&fx, &v, &with_admin(3, json!({"authorization": "AccessPolicy", "accessPolicies": [
         {"principal": {"kind": "User", "name": "alice"}, "permissions": {"secrets": ["get", "list", "set", "delete", "recover", "backup", "restore", "purge"]}}]}))).await;
     let r = v
@@ -127,7 +127,7 @@ async fn every_secrets_operation_is_denied_then_allowed_in_both_modes() {
         .await
         .unwrap();
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["innererror"]["code"], "ForbiddenByPolicy");
+    assert_eq!(body["error"]["innererror"]["code"], "AccessDenied");
     assert!(
         body["error"]["message"]
             .as_str()

@@ -44,7 +44,7 @@ pub(super) async fn handle(
                 "'{principal}' is not the control plane of key vault '{}' and may not read or change its policy.",
                 state.vault_name
             ),
-            inner: Some("ForbiddenByPolicy"),
+            inner: Some("AccessDenied"),
         });
     }
     match parts.method {
