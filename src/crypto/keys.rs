@@ -15,8 +15,8 @@ use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::key_wrap::{self, AesKek, KeyWrap};
 use aws_lc_rs::rsa::{
     self, KeyPairComponents, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
-    Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey, PrivateDecryptingKey,
-    PublicEncryptingKey, PublicKeyComponents,
+    Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
+    PublicKeyComponents,
 };
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
 use std::fmt;
@@ -248,7 +248,12 @@ pub struct KeyMaterial(Inner);
 
 impl fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyMaterial({} {} bits)", self.kty().as_str(), self.size_bits())
+        write!(
+            f,
+            "KeyMaterial({} {} bits)",
+            self.kty().as_str(),
+            self.size_bits()
+        )
     }
 }
 
@@ -316,14 +321,27 @@ impl KeyMaterial {
     pub fn import(p: ImportParts) -> Result<Self, KeyError> {
         match p.kty {
             Some(KeyType::Rsa) => {
-                let need = |v: &Option<Zeroizing<Vec<u8>>>, name: &str| {
+                fn need<'a>(
+                    v: &'a Option<Zeroizing<Vec<u8>>>,
+                    name: &str,
+                ) -> Result<&'a [u8], KeyError> {
                     v.as_ref()
                         .map(|z| z.as_slice())
                         .filter(|s| !s.is_empty())
-                        .ok_or_else(|| bad(format!("an RSA key import needs the private member '{name}'")))
-                };
-                let n = p.n.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| bad("an RSA key needs 'n'"))?;
-                let e = p.e.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| bad("an RSA key needs 'e'"))?;
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "an RSA key import needs the private member '{name}'"
+                            ))
+                        })
+                }
+                let n =
+                    p.n.as_deref()
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| bad("an RSA key needs 'n'"))?;
+                let e =
+                    p.e.as_deref()
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| bad("an RSA key needs 'e'"))?;
                 let bits = strip_leading_zeros(n).len() * 8;
                 if !(2048..=4096).contains(&bits) {
                     return Err(bad(format!(
@@ -349,10 +367,9 @@ impl KeyMaterial {
             Some(KeyType::Ec) => {
                 let curve = p.crv.ok_or_else(|| bad("an EC key needs 'crv'"))?;
                 let len = curve.coordinate_len();
-                let d = p
-                    .d
-                    .as_ref()
-                    .ok_or_else(|| bad("an EC key import needs the private member 'd'"))?;
+                let d =
+                    p.d.as_ref()
+                        .ok_or_else(|| bad("an EC key import needs the private member 'd'"))?;
                 let (x, y) = match (&p.x, &p.y) {
                     (Some(x), Some(y)) if x.len() == len && y.len() == len => (x, y),
                     _ => {
@@ -372,8 +389,9 @@ impl KeyMaterial {
                 point.push(4);
                 point.extend_from_slice(x);
                 point.extend_from_slice(y);
-                let pair = EcdsaKeyPair::from_private_key_and_public_key(curve.signing(), d, &point)
-                    .map_err(|_| bad("the EC key's members are inconsistent"))?;
+                let pair =
+                    EcdsaKeyPair::from_private_key_and_public_key(curve.signing(), d, &point)
+                        .map_err(|_| bad("the EC key's members are inconsistent"))?;
                 let doc = pair.to_pkcs8v1().map_err(|_| bad("EC key export failed"))?;
                 Self::from_ec_pkcs8(curve, Zeroizing::new(doc.as_ref().to_vec()))
             }
@@ -600,7 +618,12 @@ impl KeyMaterial {
                     tag: Some(tag.as_ref().to_vec()),
                 })
             }
-            E::A128Cbc | E::A192Cbc | E::A256Cbc | E::A128CbcPad | E::A192CbcPad | E::A256CbcPad => {
+            E::A128Cbc
+            | E::A192Cbc
+            | E::A256Cbc
+            | E::A128CbcPad
+            | E::A192CbcPad
+            | E::A256CbcPad => {
                 let (bits, padded) = cbc_params(alg);
                 let key = self.cipher_key(bits, alg)?;
                 let iv: [u8; 16] = match iv {
@@ -638,7 +661,11 @@ impl KeyMaterial {
         }
     }
 
-    fn cipher_key(&self, bits: usize, alg: EncryptionAlgorithm) -> Result<UnboundCipherKey, KeyError> {
+    fn cipher_key(
+        &self,
+        bits: usize,
+        alg: EncryptionAlgorithm,
+    ) -> Result<UnboundCipherKey, KeyError> {
         let k = self.oct(bits, alg)?;
         let c = match bits {
             128 => &cipher::AES_128,
@@ -729,7 +756,12 @@ impl KeyMaterial {
                 buf.truncate(n);
                 Ok(buf)
             }
-            E::A128Cbc | E::A192Cbc | E::A256Cbc | E::A128CbcPad | E::A192CbcPad | E::A256CbcPad => {
+            E::A128Cbc
+            | E::A192Cbc
+            | E::A256Cbc
+            | E::A128CbcPad
+            | E::A192CbcPad
+            | E::A256CbcPad => {
                 let (bits, padded) = cbc_params(alg);
                 let key = self.cipher_key(bits, alg)?;
                 let iv: [u8; 16] = iv
@@ -746,10 +778,14 @@ impl KeyMaterial {
                 let n = if padded {
                     let k = PaddedBlockDecryptingKey::cbc_pkcs7(key)
                         .map_err(|_| bad("AES key rejected"))?;
-                    k.decrypt(&mut buf, ctx).map_err(|_| KeyError::Failed)?.len()
+                    k.decrypt(&mut buf, ctx)
+                        .map_err(|_| KeyError::Failed)?
+                        .len()
                 } else {
                     let k = DecryptingKey::cbc(key).map_err(|_| bad("AES key rejected"))?;
-                    k.decrypt(&mut buf, ctx).map_err(|_| KeyError::Failed)?.len()
+                    k.decrypt(&mut buf, ctx)
+                        .map_err(|_| KeyError::Failed)?
+                        .len()
                 };
                 buf.truncate(n);
                 Ok(buf)
@@ -773,7 +809,11 @@ impl KeyMaterial {
                 let n = match bits {
                     192 => aes192_kw::wrap(kek, key, &mut out)?,
                     _ => {
-                        let c = if bits == 128 { &key_wrap::AES_128 } else { &key_wrap::AES_256 };
+                        let c = if bits == 128 {
+                            &key_wrap::AES_128
+                        } else {
+                            &key_wrap::AES_256
+                        };
                         AesKek::new(c, kek)
                             .map_err(|_| bad("AES key rejected"))?
                             .wrap(key, &mut out)
@@ -790,7 +830,11 @@ impl KeyMaterial {
         }
     }
 
-    pub fn unwrap(&self, alg: EncryptionAlgorithm, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    pub fn unwrap(
+        &self,
+        alg: EncryptionAlgorithm,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         use EncryptionAlgorithm as E;
         match alg {
             E::RsaOaep | E::RsaOaep256 | E::Rsa1_5 => self.decrypt(alg, wrapped, None, None, None),
@@ -806,7 +850,11 @@ impl KeyMaterial {
                 let n = match bits {
                     192 => aes192_kw::unwrap(kek, wrapped, &mut out)?,
                     _ => {
-                        let c = if bits == 128 { &key_wrap::AES_128 } else { &key_wrap::AES_256 };
+                        let c = if bits == 128 {
+                            &key_wrap::AES_128
+                        } else {
+                            &key_wrap::AES_256
+                        };
                         AesKek::new(c, kek)
                             .map_err(|_| bad("AES key rejected"))?
                             .unwrap(wrapped, &mut out)
@@ -945,7 +993,9 @@ fn check_kw_input(key: &[u8]) -> Result<(), KeyError> {
 /// AES-192 block cipher in ECB mode over one block at a time.
 mod aes192_kw {
     use super::{KeyError, bad};
-    use aws_lc_rs::cipher::{self, DecryptingKey, DecryptionContext, EncryptingKey, UnboundCipherKey};
+    use aws_lc_rs::cipher::{
+        self, DecryptingKey, DecryptionContext, EncryptingKey, UnboundCipherKey,
+    };
     use zeroize::Zeroizing;
 
     const IV: [u8; 8] = [0xA6; 8];

@@ -1,6 +1,7 @@
 //! Cryptographic building blocks on aws-lc-rs: sealing records at rest, the master-key /
 //! data-key hierarchy, random identifiers and PEM encoding.
 
+pub mod keys;
 pub mod pem;
 pub mod seal;
 
