@@ -3,7 +3,7 @@
 
 use crate::crypto::SealKey;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::store::{Head, Kind};
+use crate::server::store::{Change, Head, Kind, VaultStore};
 use crate::wire::{MAX_TAG_NAME_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, Tags};
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -298,5 +298,231 @@ mod tests {
         let tampered: String = chars.into_iter().collect();
         assert!(Backup::<()>::open(&key, Kind::Secret, &tampered).is_err());
         assert!(Backup::<()>::open(&key, Kind::Secret, "!!!").is_err());
+    }
+}
+
+/// What differs between object families in the shared lifecycle: their kind and the
+/// wording and codes of their errors.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    pub kind: Kind,
+    /// "Secret", "Key", "Certificate".
+    pub title: &'static str,
+    /// "SecretNotFound", "KeyNotFound", "CertificateNotFound".
+    pub not_found_code: &'static str,
+}
+
+pub const SECRETS: Family = Family {
+    kind: Kind::Secret,
+    title: "Secret",
+    not_found_code: "SecretNotFound",
+};
+
+pub const KEYS: Family = Family {
+    kind: Kind::Key,
+    title: "Key",
+    not_found_code: "KeyNotFound",
+};
+
+impl Family {
+    pub fn not_found(&self, name: &str) -> ApiError {
+        ApiError::NotFound {
+            code: self.not_found_code,
+            message: format!(
+                "A {} with (name/id) {} was not found in this key vault.",
+                self.title.to_ascii_lowercase(),
+                printable(name)
+            ),
+        }
+    }
+
+    pub fn version_not_found(&self, name: &str, version: &str) -> ApiError {
+        self.not_found(&format!("{name}/{}", printable(version)))
+    }
+
+    pub fn deleted_not_found(&self, name: &str) -> ApiError {
+        ApiError::NotFound {
+            code: self.not_found_code,
+            message: format!("Deleted {} not found: {}", self.title, printable(name)),
+        }
+    }
+
+    pub fn deleted_conflict(&self, name: &str) -> ApiError {
+        ApiError::Conflict {
+            message: format!(
+                "{t} {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the {l} can only be recovered or purged.",
+                t = self.title,
+                l = self.title.to_ascii_lowercase()
+            ),
+            inner: Some("ObjectIsDeletedButRecoverable"),
+        }
+    }
+
+    pub fn exists_conflict(&self, name: &str) -> ApiError {
+        ApiError::Conflict {
+            message: format!("{} {name} already exists; restore refused.", self.title),
+            inner: None,
+        }
+    }
+
+    /// `…/deletedsecrets/{name}` etc.
+    pub fn deletion_info<M>(&self, origin: &str, head: &Head<M>) -> crate::wire::DeletionInfo {
+        let d = head.deleted.unwrap_or(crate::server::store::Deleted {
+            deleted_date: 0,
+            scheduled_purge_date: 0,
+        });
+        crate::wire::DeletionInfo {
+            recovery_id: Some(format!(
+                "{origin}/{}/{}",
+                self.kind.deleted_collection(),
+                head.name
+            )),
+            deleted_date: Some(d.deleted_date),
+            scheduled_purge_date: Some(d.scheduled_purge_date),
+        }
+    }
+
+    /// The live object, or this family's 404.
+    pub async fn live<M: DeserializeOwned>(
+        &self,
+        store: &VaultStore,
+        name: &str,
+    ) -> ApiResult<Head<M>> {
+        validate_name(name)?;
+        match store.head::<M>(self.kind, name).await? {
+            Some(h) if h.deleted.is_none() => Ok(h),
+            _ => Err(self.not_found(name)),
+        }
+    }
+
+    /// The soft-deleted object, or this family's 404.
+    pub async fn deleted<M: DeserializeOwned>(
+        &self,
+        store: &VaultStore,
+        name: &str,
+    ) -> ApiResult<Head<M>> {
+        validate_name(name)?;
+        match store.head::<M>(self.kind, name).await? {
+            Some(h) if h.deleted.is_some() => Ok(h),
+            _ => Err(self.deleted_not_found(name)),
+        }
+    }
+
+    /// Soft-deletes a live object: every version stays, recoverable until the retention ends.
+    pub async fn soft_delete<M: Serialize + DeserializeOwned + Clone>(
+        &self,
+        store: &VaultStore,
+        name: &str,
+        now: i64,
+        soft_delete: SoftDelete,
+    ) -> ApiResult<Head<M>> {
+        validate_name(name)?;
+        store
+            .modify::<M, _, ApiError>(self.kind, name, |current| {
+                let mut head = match current {
+                    Some(h) if h.deleted.is_none() => h,
+                    _ => return Err(self.not_found(name)),
+                };
+                head.deleted = Some(crate::server::store::Deleted {
+                    deleted_date: now,
+                    scheduled_purge_date: now + soft_delete.retention_secs(),
+                });
+                Ok((
+                    Change::Put {
+                        head: head.clone(),
+                        values: vec![],
+                    },
+                    head,
+                ))
+            })
+            .await
+    }
+
+    pub async fn recover<M: Serialize + DeserializeOwned + Clone>(
+        &self,
+        store: &VaultStore,
+        name: &str,
+    ) -> ApiResult<Head<M>> {
+        validate_name(name)?;
+        store
+            .modify::<M, _, ApiError>(self.kind, name, |current| {
+                let mut head = match current {
+                    Some(h) if h.deleted.is_some() => h,
+                    _ => return Err(self.deleted_not_found(name)),
+                };
+                head.deleted = None;
+                Ok((
+                    Change::Put {
+                        head: head.clone(),
+                        values: vec![],
+                    },
+                    head,
+                ))
+            })
+            .await
+    }
+
+    /// Removes a soft-deleted object for good (403 under purge protection).
+    pub async fn purge<M: Serialize + DeserializeOwned>(
+        &self,
+        store: &VaultStore,
+        name: &str,
+        soft_delete: SoftDelete,
+    ) -> ApiResult<()> {
+        validate_name(name)?;
+        if soft_delete.purge_protection {
+            return Err(purge_protected());
+        }
+        store
+            .modify::<M, _, ApiError>(self.kind, name, |current| match current {
+                Some(h) if h.deleted.is_some() => Ok((Change::Purge, ())),
+                _ => Err(self.deleted_not_found(name)),
+            })
+            .await
+    }
+
+    /// A sealed backup blob of a live object with every version.
+    pub async fn backup<M: Serialize + DeserializeOwned + Clone>(
+        &self,
+        store: &VaultStore,
+        name: &str,
+    ) -> ApiResult<String> {
+        let head = self.live::<M>(store, name).await?;
+        let mut values = Vec::with_capacity(head.versions.len());
+        for v in &head.versions {
+            values.push((
+                v.id.clone(),
+                store.value(self.kind, &head.name, &v.id).await?,
+            ));
+        }
+        Backup::seal(store.backup_key(), self.kind, &head, values)
+    }
+
+    /// Restores a backup blob when its name is free (live or deleted names refuse).
+    pub async fn restore<M: Serialize + DeserializeOwned + Clone>(
+        &self,
+        store: &VaultStore,
+        blob: &str,
+    ) -> ApiResult<Head<M>> {
+        let backup = Backup::<M>::open(store.backup_key(), self.kind, blob)?;
+        let name = backup.head.name.clone();
+        store
+            .modify::<M, _, ApiError>(self.kind, &name, |current| {
+                match current {
+                    Some(h) if h.deleted.is_some() => return Err(self.deleted_conflict(&h.name)),
+                    Some(h) => return Err(self.exists_conflict(&h.name)),
+                    None => {}
+                }
+                let mut head = backup.head.clone();
+                head.deleted = None;
+                Ok((
+                    Change::Put {
+                        head: head.clone(),
+                        values: backup.values(),
+                    },
+                    head,
+                ))
+            })
+            .await
     }
 }

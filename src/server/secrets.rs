@@ -4,13 +4,12 @@
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::http::{PageRequest, Reply, RequestContext, paginate};
-use crate::server::objects::{self, Backup};
+use crate::server::objects::{self, Family};
 use crate::server::ops::Operation;
-use crate::server::store::{Change, Deleted, Head, Kind, Version};
+use crate::server::store::{Change, Head, Kind, Version};
 use crate::wire::{
-    BackupBlob, DeletedSecretBundle, DeletedSecretItem, DeletionInfo, MAX_CONTENT_TYPE_LEN,
-    MAX_SECRET_VALUE_LEN, SecretAttributes, SecretBundle, SecretItem, SecretSetParameters,
-    SecretUpdateParameters,
+    BackupBlob, DeletedSecretBundle, DeletedSecretItem, MAX_CONTENT_TYPE_LEN, MAX_SECRET_VALUE_LEN,
+    SecretAttributes, SecretBundle, SecretItem, SecretSetParameters, SecretUpdateParameters,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -56,38 +55,7 @@ pub async fn handle(
     }
 }
 
-fn not_found(name: &str) -> ApiError {
-    ApiError::NotFound {
-        code: "SecretNotFound",
-        message: format!("A secret with (name/id) {name} was not found in this key vault."),
-    }
-}
-
-fn version_not_found(name: &str, version: &str) -> ApiError {
-    ApiError::NotFound {
-        code: "SecretNotFound",
-        message: format!(
-            "A secret with (name/id) {name}/{} was not found in this key vault.",
-            objects::printable(version)
-        ),
-    }
-}
-
-fn deleted_not_found(name: &str) -> ApiError {
-    ApiError::NotFound {
-        code: "SecretNotFound",
-        message: format!("Deleted Secret not found: {name}"),
-    }
-}
-
-fn deleted_conflict(name: &str) -> ApiError {
-    ApiError::Conflict {
-        message: format!(
-            "Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged."
-        ),
-        inner: Some("ObjectIsDeletedButRecoverable"),
-    }
-}
+const FAMILY: Family = objects::SECRETS;
 
 fn validate_attributes(a: &SecretAttributes) -> ApiResult<()> {
     if let (Some(nbf), Some(exp)) = (a.nbf, a.exp)
@@ -159,18 +127,6 @@ fn item(
     }
 }
 
-fn deletion(ctx: &RequestContext, head: &SecretHead) -> DeletionInfo {
-    let d = head.deleted.unwrap_or(Deleted {
-        deleted_date: 0,
-        scheduled_purge_date: 0,
-    });
-    DeletionInfo {
-        recovery_id: Some(format!("{}/deletedsecrets/{}", ctx.origin, head.name)),
-        deleted_date: Some(d.deleted_date),
-        scheduled_purge_date: Some(d.scheduled_purge_date),
-    }
-}
-
 async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) -> ApiResult<Reply> {
     objects::validate_name(name)?;
     let params: SecretSetParameters = objects::parse_json(body)?;
@@ -191,7 +147,7 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
         .store
         .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
             let mut head = match current {
-                Some(h) if h.deleted.is_some() => return Err(deleted_conflict(&h.name)),
+                Some(h) if h.deleted.is_some() => return Err(FAMILY.deleted_conflict(&h.name)),
                 Some(h) => h,
                 None => Head {
                     name: name.to_string(),
@@ -228,22 +184,16 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
     Reply::ok(&bundle(ctx, &head, &version, Some(value.to_string())))
 }
 
-async fn live_head(state: &AppState, name: &str) -> ApiResult<SecretHead> {
-    objects::validate_name(name)?;
-    match state.store.head::<SecretMeta>(KIND, name).await? {
-        Some(h) if h.deleted.is_none() => Ok(h),
-        _ => Err(not_found(name)),
-    }
-}
-
 fn pick<'h>(
     head: &'h SecretHead,
     name: &str,
     version: Option<&str>,
 ) -> ApiResult<&'h Version<SecretMeta>> {
     match version {
-        None => head.current().ok_or_else(|| not_found(name)),
-        Some(v) => head.version(v).ok_or_else(|| version_not_found(name, v)),
+        None => head.current().ok_or_else(|| FAMILY.not_found(name)),
+        Some(v) => head
+            .version(v)
+            .ok_or_else(|| FAMILY.version_not_found(name, v)),
     }
 }
 
@@ -253,7 +203,7 @@ async fn get(
     name: &str,
     version: Option<&str>,
 ) -> ApiResult<Reply> {
-    let head = live_head(state, name).await?;
+    let head = FAMILY.live::<SecretMeta>(&state.store, name).await?;
     let v = pick(&head, name, version)?;
     if !v.enabled {
         return Err(ApiError::Forbidden {
@@ -283,11 +233,11 @@ async fn update(
         .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
             let mut head = match current {
                 Some(h) if h.deleted.is_none() => h,
-                _ => return Err(not_found(name)),
+                _ => return Err(FAMILY.not_found(name)),
             };
             let id = pick(&head, name, version)?.id.clone();
             let Some(v) = head.version_mut(&id) else {
-                return Err(not_found(name));
+                return Err(FAMILY.not_found(name));
             };
             if v.meta.managed && (params.content_type.is_some() || params.attributes.as_ref().is_some_and(|a| a.enabled.is_some() || a.nbf.is_some() || a.exp.is_some())) {
                 return Err(ApiError::Forbidden {
@@ -333,28 +283,8 @@ async fn update(
 }
 
 async fn delete(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    objects::validate_name(name)?;
-    let now = state.clock.now();
-    let retention = ctx.soft_delete.retention_secs();
-    let head = state
-        .store
-        .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
-            let mut head = match current {
-                Some(h) if h.deleted.is_none() => h,
-                _ => return Err(not_found(name)),
-            };
-            head.deleted = Some(Deleted {
-                deleted_date: now,
-                scheduled_purge_date: now + retention,
-            });
-            Ok((
-                Change::Put {
-                    head: head.clone(),
-                    values: vec![],
-                },
-                head,
-            ))
-        })
+    let head = FAMILY
+        .soft_delete::<SecretMeta>(&state.store, name, state.clock.now(), ctx.soft_delete)
         .await?;
     deleted_reply(ctx, &head)
 }
@@ -363,7 +293,7 @@ fn deleted_reply(ctx: &RequestContext, head: &SecretHead) -> ApiResult<Reply> {
     let v = head.current().ok_or(ApiError::Integrity)?;
     Reply::ok(&DeletedSecretBundle {
         secret: bundle(ctx, head, v, None),
-        deletion: deletion(ctx, head),
+        deletion: FAMILY.deletion_info(&ctx.origin, head),
     })
 }
 
@@ -414,7 +344,7 @@ async fn list_deleted(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply
                     h.name.to_ascii_lowercase(),
                     DeletedSecretItem {
                         item: item(ctx, h, v, false),
-                        deletion: deletion(ctx, h),
+                        deletion: FAMILY.deletion_info(&ctx.origin, h),
                     },
                 )
             })
@@ -428,97 +358,33 @@ async fn list_deleted(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply
     ))
 }
 
-async fn deleted_head(state: &AppState, name: &str) -> ApiResult<SecretHead> {
-    objects::validate_name(name)?;
-    match state.store.head::<SecretMeta>(KIND, name).await? {
-        Some(h) if h.deleted.is_some() => Ok(h),
-        _ => Err(deleted_not_found(name)),
-    }
-}
-
 async fn get_deleted(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    let head = deleted_head(state, name).await?;
+    let head = FAMILY.deleted::<SecretMeta>(&state.store, name).await?;
     deleted_reply(ctx, &head)
 }
 
 async fn purge(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    objects::validate_name(name)?;
-    if ctx.soft_delete.purge_protection {
-        return Err(objects::purge_protected());
-    }
-    state
-        .store
-        .modify::<SecretMeta, _, ApiError>(KIND, name, |current| match current {
-            Some(h) if h.deleted.is_some() => Ok((Change::Purge, ())),
-            _ => Err(deleted_not_found(name)),
-        })
+    FAMILY
+        .purge::<SecretMeta>(&state.store, name, ctx.soft_delete)
         .await?;
     Ok(Reply::NoContent)
 }
 
 async fn recover(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    objects::validate_name(name)?;
-    let head = state
-        .store
-        .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
-            let mut head = match current {
-                Some(h) if h.deleted.is_some() => h,
-                _ => return Err(deleted_not_found(name)),
-            };
-            head.deleted = None;
-            Ok((
-                Change::Put {
-                    head: head.clone(),
-                    values: vec![],
-                },
-                head,
-            ))
-        })
-        .await?;
+    let head = FAMILY.recover::<SecretMeta>(&state.store, name).await?;
     let v = head.current().ok_or(ApiError::Integrity)?;
     Reply::ok(&bundle(ctx, &head, v, None))
 }
 
 async fn backup(state: &AppState, name: &str) -> ApiResult<Reply> {
-    let head = live_head(state, name).await?;
-    let mut values = Vec::with_capacity(head.versions.len());
-    for v in &head.versions {
-        values.push((
-            v.id.clone(),
-            state.store.value(KIND, &head.name, &v.id).await?,
-        ));
-    }
-    let blob = Backup::seal(state.store.backup_key(), KIND, &head, values)?;
+    let blob = FAMILY.backup::<SecretMeta>(&state.store, name).await?;
     Reply::ok(&BackupBlob { value: blob })
 }
 
 async fn restore(state: &AppState, ctx: &RequestContext, body: &[u8]) -> ApiResult<Reply> {
     let req: BackupBlob = objects::parse_json(body)?;
-    let backup = Backup::<SecretMeta>::open(state.store.backup_key(), KIND, &req.value)?;
-    let name = backup.head.name.clone();
-    let head = state
-        .store
-        .modify::<SecretMeta, _, ApiError>(KIND, &name, |current| {
-            match current {
-                Some(h) if h.deleted.is_some() => return Err(deleted_conflict(&h.name)),
-                Some(h) => {
-                    return Err(ApiError::Conflict {
-                        message: format!("Secret {} already exists; restore refused.", h.name),
-                        inner: None,
-                    });
-                }
-                None => {}
-            }
-            let mut head = backup.head.clone();
-            head.deleted = None;
-            Ok((
-                Change::Put {
-                    head: head.clone(),
-                    values: backup.values(),
-                },
-                head,
-            ))
-        })
+    let head = FAMILY
+        .restore::<SecretMeta>(&state.store, &req.value)
         .await?;
     let v = head.current().ok_or(ApiError::Integrity)?;
     Reply::ok(&bundle(ctx, &head, v, None))

@@ -1,8 +1,10 @@
 //! The Azure Key Vault REST API's JSON shapes, shared by the server and the client.
 //! Field names follow the API exactly (camelCase); absent optional fields are omitted.
 
+pub mod keys;
 pub mod secrets;
 
+pub use keys::*;
 pub use secrets::*;
 
 use serde::{Deserialize, Serialize};
