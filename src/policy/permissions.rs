@@ -188,6 +188,7 @@ data_actions!(
     CertificateCasDelete = "certificatecas/delete",
     CertificateContactsRead = "certificatecontacts/read",
     CertificateContactsWrite = "certificatecontacts/write",
+    Rng = "rng/action",
 );
 
 impl fmt::Display for DataAction {

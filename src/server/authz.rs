@@ -2,38 +2,76 @@
 //! a pure lookup on the current policy snapshot.
 
 use crate::policy::{
-    CompiledPolicy, DataAction, ObjectKind, Permission, Principal, Requirement, SecretPermission,
+    CompiledPolicy, DataAction, KeyPermission, ObjectKind, Permission, Principal, Requirement,
+    SecretPermission,
 };
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::ops::Operation;
+use crate::server::ops::{KeyOp, Operation};
 
 /// What an operation needs. Metadata operations (list, get properties, deleted objects)
 /// and value-reading operations are distinct, as in the cloud.
 pub fn requirement(op: &Operation) -> Requirement<'_> {
     use DataAction as A;
+    use KeyPermission as K;
     use Operation as O;
     use SecretPermission as S;
-    let (perm, action) = match op {
-        O::SetSecret { .. } => (S::Set, A::SecretsSetSecret),
-        O::GetSecret { .. } => (S::Get, A::SecretsGetSecret),
-        O::UpdateSecret { .. } => (S::Set, A::SecretsUpdate),
-        O::DeleteSecret { .. } => (S::Delete, A::SecretsDelete),
-        O::ListSecrets | O::ListSecretVersions { .. } | O::ListDeletedSecrets => {
-            (S::List, A::SecretsReadMetadata)
+    let (permission, action) = match op {
+        O::SetSecret { .. } => (Permission::Secret(S::Set), A::SecretsSetSecret),
+        O::GetSecret { .. } => (Permission::Secret(S::Get), A::SecretsGetSecret),
+        O::UpdateSecret { .. } => (Permission::Secret(S::Set), A::SecretsUpdate),
+        O::DeleteSecret { .. } => (Permission::Secret(S::Delete), A::SecretsDelete),
+        O::ListSecrets
+        | O::ListSecretVersions { .. }
+        | O::ListDeletedSecrets
+        | O::GetDeletedSecret { .. } => (Permission::Secret(S::List), A::SecretsReadMetadata),
+        O::PurgeDeletedSecret { .. } => (Permission::Secret(S::Purge), A::SecretsPurge),
+        O::RecoverDeletedSecret { .. } => (Permission::Secret(S::Recover), A::SecretsRecover),
+        O::BackupSecret { .. } => (Permission::Secret(S::Backup), A::SecretsBackup),
+        O::RestoreSecret => (Permission::Secret(S::Restore), A::SecretsRestore),
+        O::CreateKey { .. } => (Permission::Key(K::Create), A::KeysCreate),
+        O::ImportKey { .. } => (Permission::Key(K::Import), A::KeysImport),
+        O::GetKey { .. } | O::GetDeletedKey { .. } => (Permission::Key(K::Get), A::KeysRead),
+        O::ListKeys | O::ListKeyVersions { .. } | O::ListDeletedKeys => {
+            (Permission::Key(K::List), A::KeysRead)
         }
-        O::GetDeletedSecret { .. } => (S::List, A::SecretsReadMetadata),
-        O::PurgeDeletedSecret { .. } => (S::Purge, A::SecretsPurge),
-        O::RecoverDeletedSecret { .. } => (S::Recover, A::SecretsRecover),
-        O::BackupSecret { .. } => (S::Backup, A::SecretsBackup),
-        O::RestoreSecret => (S::Restore, A::SecretsRestore),
+        O::UpdateKey { .. } => (Permission::Key(K::Update), A::KeysUpdate),
+        O::DeleteKey { .. } => (Permission::Key(K::Delete), A::KeysDelete),
+        O::PurgeDeletedKey { .. } => (Permission::Key(K::Purge), A::KeysPurge),
+        O::RecoverDeletedKey { .. } => (Permission::Key(K::Recover), A::KeysRecover),
+        O::BackupKey { .. } => (Permission::Key(K::Backup), A::KeysBackup),
+        O::RestoreKey => (Permission::Key(K::Restore), A::KeysRestore),
+        O::RotateKey { .. } => (Permission::Key(K::Rotate), A::KeysRotate),
+        O::GetRotationPolicy { .. } => (
+            Permission::Key(K::GetRotationPolicy),
+            A::KeyRotationPoliciesRead,
+        ),
+        O::SetRotationPolicy { .. } => (
+            Permission::Key(K::SetRotationPolicy),
+            A::KeyRotationPoliciesWrite,
+        ),
+        O::KeyOperation { op, .. } => match op {
+            KeyOp::Encrypt => (Permission::Key(K::Encrypt), A::KeysEncrypt),
+            KeyOp::Decrypt => (Permission::Key(K::Decrypt), A::KeysDecrypt),
+            KeyOp::WrapKey => (Permission::Key(K::WrapKey), A::KeysWrap),
+            KeyOp::UnwrapKey => (Permission::Key(K::UnwrapKey), A::KeysUnwrap),
+            KeyOp::Sign => (Permission::Key(K::Sign), A::KeysSign),
+            KeyOp::Verify => (Permission::Key(K::Verify), A::KeysVerify),
+            KeyOp::Release => (Permission::Key(K::Release), A::KeysRelease),
+        },
+        // The cloud has no vault permission for random bytes; kvault asks for `get` on
+        // keys (or its own data action) so an unprivileged caller cannot drain entropy.
+        O::GetRandomBytes => (Permission::Key(K::Get), A::Rng),
     };
-    let object = match op {
-        // Listing versions is a read of one object's metadata: object-scope grants apply.
-        O::ListSecretVersions { name } => Some((ObjectKind::Secrets, name.as_str())),
-        _ => op.object().map(|(_, name)| (ObjectKind::Secrets, name)),
-    };
+    let object = op.object().map(|(collection, name)| {
+        let kind = if collection == "keys" {
+            ObjectKind::Keys
+        } else {
+            ObjectKind::Secrets
+        };
+        (kind, name)
+    });
     Requirement {
-        permission: Permission::Secret(perm),
+        permission,
         action,
         object,
     }
@@ -122,6 +160,118 @@ mod tests {
             Operation::RecoverDeletedSecret { .. } => "recover",
             Operation::BackupSecret { .. } => "backup",
             Operation::RestoreSecret => "restore",
+            _ => unreachable!("secrets operations only"),
+        }
+    }
+
+    fn every_key_operation() -> Vec<(Operation, &'static str)> {
+        let n = || "k1".to_string();
+        let kop = |op| Operation::KeyOperation {
+            name: n(),
+            version: None,
+            op,
+        };
+        vec![
+            (Operation::CreateKey { name: n() }, "create"),
+            (Operation::ImportKey { name: n() }, "import"),
+            (
+                Operation::GetKey {
+                    name: n(),
+                    version: None,
+                },
+                "get",
+            ),
+            (Operation::GetDeletedKey { name: n() }, "get"),
+            (
+                Operation::UpdateKey {
+                    name: n(),
+                    version: None,
+                },
+                "update",
+            ),
+            (Operation::DeleteKey { name: n() }, "delete"),
+            (Operation::ListKeys, "list"),
+            (Operation::ListKeyVersions { name: n() }, "list"),
+            (Operation::ListDeletedKeys, "list"),
+            (Operation::PurgeDeletedKey { name: n() }, "purge"),
+            (Operation::RecoverDeletedKey { name: n() }, "recover"),
+            (Operation::BackupKey { name: n() }, "backup"),
+            (Operation::RestoreKey, "restore"),
+            (Operation::RotateKey { name: n() }, "rotate"),
+            (
+                Operation::GetRotationPolicy { name: n() },
+                "getrotationpolicy",
+            ),
+            (
+                Operation::SetRotationPolicy { name: n() },
+                "setrotationpolicy",
+            ),
+            (kop(KeyOp::Encrypt), "encrypt"),
+            (kop(KeyOp::Decrypt), "decrypt"),
+            (kop(KeyOp::WrapKey), "wrapKey"),
+            (kop(KeyOp::UnwrapKey), "unwrapKey"),
+            (kop(KeyOp::Sign), "sign"),
+            (kop(KeyOp::Verify), "verify"),
+            (kop(KeyOp::Release), "release"),
+        ]
+    }
+
+    #[test]
+    fn every_key_permission_times_every_key_operation() {
+        for perm in KeyPermission::ALL {
+            let policy: PolicyDocument = serde_json::from_value(json!({
+                "generation": 1, "authorization": "AccessPolicy",
+                "accessPolicies": [{"principal": {"kind": "User", "name": "alice"},
+                    "permissions": {"keys": [perm.as_str()], "secrets": ["get", "list", "set"]}}]
+            }))
+            .unwrap();
+            let policy = policy.compile().unwrap();
+            for (op, needed) in every_key_operation() {
+                let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
+                assert_eq!(allowed, needed == perm.as_str(), "keys {perm} vs {op:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_role_times_every_key_operation() {
+        for role in BuiltInRole::ALL {
+            let policy: PolicyDocument = serde_json::from_value(json!({
+                "generation": 1,
+                "roleAssignments": [{"principal": {"kind": "User", "name": "alice"}, "role": role.name()}]
+            }))
+            .unwrap();
+            let policy = policy.compile().unwrap();
+            for (op, needed) in every_key_operation() {
+                let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
+                let read = matches!(needed, "get" | "list");
+                let expected = match role {
+                    BuiltInRole::Administrator | BuiltInRole::CryptoOfficer => true,
+                    BuiltInRole::Reader => read || needed == "getrotationpolicy",
+                    BuiltInRole::CryptoUser => {
+                        read || matches!(
+                            needed,
+                            "update"
+                                | "backup"
+                                | "encrypt"
+                                | "decrypt"
+                                | "wrapKey"
+                                | "unwrapKey"
+                                | "sign"
+                                | "verify"
+                        )
+                    }
+                    BuiltInRole::CryptoServiceEncryptionUser => {
+                        read || matches!(needed, "wrapKey" | "unwrapKey")
+                    }
+                    BuiltInRole::CryptoServiceReleaseUser => needed == "release",
+                    BuiltInRole::CertificateUser => read,
+                    BuiltInRole::SecretsOfficer
+                    | BuiltInRole::SecretsUser
+                    | BuiltInRole::CertificatesOfficer => false,
+                };
+                assert_eq!(allowed, expected, "{role} vs {op:?}");
+            }
         }
     }
 

@@ -13,8 +13,8 @@ use crate::server::metrics::{CategoryLabel, OperationLabel, ReasonLabel, Request
 use crate::server::objects::SoftDelete;
 use crate::server::ops::{Operation, RouteError, route};
 use crate::server::runtime::Runtime;
-use crate::server::secrets;
 use crate::server::throttle::Category;
+use crate::server::{keys, secrets};
 use crate::wire::{API_VERSIONS, LATEST_API_VERSION, MAX_PAGE_SIZE, Page};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -349,7 +349,19 @@ async fn handle(
         query,
         soft_delete: rt.soft_delete,
     };
-    secrets::handle(state, &ctx, op, &bytes).await
+    if op.object().is_some_and(|(c, _)| c == "keys")
+        || matches!(
+            op,
+            Operation::ListKeys
+                | Operation::ListDeletedKeys
+                | Operation::RestoreKey
+                | Operation::GetRandomBytes
+        )
+    {
+        keys::handle(state, &ctx, op, &bytes).await
+    } else {
+        secrets::handle(state, &ctx, op, &bytes).await
+    }
 }
 
 fn throttle_category(op: &Operation) -> Category {

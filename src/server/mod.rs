@@ -7,6 +7,7 @@ pub mod authz;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod keys;
 pub mod metrics;
 pub mod objects;
 pub mod ops;
@@ -220,6 +221,7 @@ impl Server {
         let router = router(self.state.clone());
         let watcher = self.certs.spawn_watcher(self.tls_reload_interval);
         let sweeper = sweeper::spawn(self.state.clone(), self.sweep_interval);
+        let rotation = keys::rotation::spawn(self.state.clone(), self.sweep_interval);
         let metrics_task = self
             .metrics_listener
             .map(|l| tokio::spawn(metrics::serve(l, self.state.metrics.clone())));
@@ -282,6 +284,7 @@ impl Server {
         drop(self.listener);
         watcher.abort();
         sweeper.abort();
+        rotation.abort();
         if let Some(m) = metrics_task {
             m.abort();
         }

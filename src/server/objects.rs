@@ -280,6 +280,7 @@ mod tests {
             name: "s".into(),
             versions: vec![crate::server::store::Version::new("v1".into(), 1, ())],
             deleted: None,
+            rotation: None,
         };
         let blob = Backup::seal(
             &key,

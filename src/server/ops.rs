@@ -41,6 +41,97 @@ pub enum Operation {
         name: String,
     },
     RestoreSecret,
+    CreateKey {
+        name: String,
+    },
+    ImportKey {
+        name: String,
+    },
+    GetKey {
+        name: String,
+        version: Option<String>,
+    },
+    UpdateKey {
+        name: String,
+        version: Option<String>,
+    },
+    DeleteKey {
+        name: String,
+    },
+    ListKeys,
+    ListKeyVersions {
+        name: String,
+    },
+    ListDeletedKeys,
+    GetDeletedKey {
+        name: String,
+    },
+    PurgeDeletedKey {
+        name: String,
+    },
+    RecoverDeletedKey {
+        name: String,
+    },
+    BackupKey {
+        name: String,
+    },
+    RestoreKey,
+    RotateKey {
+        name: String,
+    },
+    GetRotationPolicy {
+        name: String,
+    },
+    SetRotationPolicy {
+        name: String,
+    },
+    /// A cryptographic operation on one key version (`None`: the latest).
+    KeyOperation {
+        name: String,
+        version: Option<String>,
+        op: KeyOp,
+    },
+    GetRandomBytes,
+}
+
+/// The cryptographic operations addressed as `/keys/{name}/{version}/<op>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOp {
+    Encrypt,
+    Decrypt,
+    WrapKey,
+    UnwrapKey,
+    Sign,
+    Verify,
+    Release,
+}
+
+impl KeyOp {
+    fn parse(segment: &str) -> Option<KeyOp> {
+        Some(match segment {
+            "encrypt" => KeyOp::Encrypt,
+            "decrypt" => KeyOp::Decrypt,
+            "wrapkey" => KeyOp::WrapKey,
+            "unwrapkey" => KeyOp::UnwrapKey,
+            "sign" => KeyOp::Sign,
+            "verify" => KeyOp::Verify,
+            "release" => KeyOp::Release,
+            _ => return None,
+        })
+    }
+
+    /// The `key_ops` entry the operation needs (release has none).
+    pub fn key_op(self) -> Option<&'static str> {
+        Some(match self {
+            KeyOp::Encrypt => "encrypt",
+            KeyOp::Decrypt => "decrypt",
+            KeyOp::WrapKey => "wrapKey",
+            KeyOp::UnwrapKey => "unwrapKey",
+            KeyOp::Sign => "sign",
+            KeyOp::Verify => "verify",
+            KeyOp::Release => return None,
+        })
+    }
 }
 
 impl Operation {
@@ -59,6 +150,32 @@ impl Operation {
             Operation::RecoverDeletedSecret { .. } => "RecoverDeletedSecret",
             Operation::BackupSecret { .. } => "BackupSecret",
             Operation::RestoreSecret => "RestoreSecret",
+            Operation::CreateKey { .. } => "CreateKey",
+            Operation::ImportKey { .. } => "ImportKey",
+            Operation::GetKey { .. } => "GetKey",
+            Operation::UpdateKey { .. } => "UpdateKey",
+            Operation::DeleteKey { .. } => "DeleteKey",
+            Operation::ListKeys => "GetKeys",
+            Operation::ListKeyVersions { .. } => "GetKeyVersions",
+            Operation::ListDeletedKeys => "GetDeletedKeys",
+            Operation::GetDeletedKey { .. } => "GetDeletedKey",
+            Operation::PurgeDeletedKey { .. } => "PurgeDeletedKey",
+            Operation::RecoverDeletedKey { .. } => "RecoverDeletedKey",
+            Operation::BackupKey { .. } => "BackupKey",
+            Operation::RestoreKey => "RestoreKey",
+            Operation::RotateKey { .. } => "RotateKey",
+            Operation::GetRotationPolicy { .. } => "GetKeyRotationPolicy",
+            Operation::SetRotationPolicy { .. } => "UpdateKeyRotationPolicy",
+            Operation::KeyOperation { op, .. } => match op {
+                KeyOp::Encrypt => "Encrypt",
+                KeyOp::Decrypt => "Decrypt",
+                KeyOp::WrapKey => "WrapKey",
+                KeyOp::UnwrapKey => "UnwrapKey",
+                KeyOp::Sign => "Sign",
+                KeyOp::Verify => "Verify",
+                KeyOp::Release => "Release",
+            },
+            Operation::GetRandomBytes => "GetRandomBytes",
         }
     }
 
@@ -74,9 +191,27 @@ impl Operation {
             | Operation::PurgeDeletedSecret { name }
             | Operation::RecoverDeletedSecret { name }
             | Operation::BackupSecret { name } => Some(("secrets", name)),
-            Operation::ListSecrets | Operation::ListDeletedSecrets | Operation::RestoreSecret => {
-                None
-            }
+            Operation::CreateKey { name }
+            | Operation::ImportKey { name }
+            | Operation::GetKey { name, .. }
+            | Operation::UpdateKey { name, .. }
+            | Operation::DeleteKey { name }
+            | Operation::ListKeyVersions { name }
+            | Operation::GetDeletedKey { name }
+            | Operation::PurgeDeletedKey { name }
+            | Operation::RecoverDeletedKey { name }
+            | Operation::BackupKey { name }
+            | Operation::RotateKey { name }
+            | Operation::GetRotationPolicy { name }
+            | Operation::SetRotationPolicy { name }
+            | Operation::KeyOperation { name, .. } => Some(("keys", name)),
+            Operation::ListSecrets
+            | Operation::ListDeletedSecrets
+            | Operation::RestoreSecret
+            | Operation::ListKeys
+            | Operation::ListDeletedKeys
+            | Operation::RestoreKey
+            | Operation::GetRandomBytes => None,
         }
     }
 }
@@ -148,6 +283,76 @@ pub fn route(method: &Method, path: &str) -> Result<Operation, RouteError> {
         ["deletedsecrets", _, "recover"] if m == Method::POST => {
             O::RecoverDeletedSecret { name: name(1) }
         }
+        ["keys"] | ["keys", ""] => match m {
+            Method::GET => O::ListKeys,
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["keys", "restore"] if m == Method::POST => O::RestoreKey,
+        ["keys", _] => match m {
+            Method::PUT => O::ImportKey { name: name(1) },
+            Method::DELETE => O::DeleteKey { name: name(1) },
+            Method::GET => O::GetKey {
+                name: name(1),
+                version: None,
+            },
+            Method::PATCH => O::UpdateKey {
+                name: name(1),
+                version: None,
+            },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["keys", _, "versions"] if m == Method::GET => O::ListKeyVersions { name: name(1) },
+        ["keys", _, "rotationpolicy"] => match m {
+            Method::GET => O::GetRotationPolicy { name: name(1) },
+            Method::PUT => O::SetRotationPolicy { name: name(1) },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["keys", _, third] if m == Method::POST => match *third {
+            "create" => O::CreateKey { name: name(1) },
+            "backup" => O::BackupKey { name: name(1) },
+            "rotate" => O::RotateKey { name: name(1) },
+            other => match KeyOp::parse(other) {
+                Some(op) => O::KeyOperation {
+                    name: name(1),
+                    version: None,
+                    op,
+                },
+                None => return Err(RouteError::MethodNotAllowed),
+            },
+        },
+        ["keys", _, v] => match m {
+            Method::GET => O::GetKey {
+                name: name(1),
+                version: version(v),
+            },
+            Method::PATCH => O::UpdateKey {
+                name: name(1),
+                version: version(v),
+            },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["keys", _, v, op] => match KeyOp::parse(op) {
+            Some(op) if m == Method::POST => O::KeyOperation {
+                name: name(1),
+                version: version(v),
+                op,
+            },
+            Some(_) => return Err(RouteError::MethodNotAllowed),
+            None => return Err(RouteError::NotFound),
+        },
+        ["deletedkeys"] | ["deletedkeys", ""] => match m {
+            Method::GET => O::ListDeletedKeys,
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["deletedkeys", _] => match m {
+            Method::GET => O::GetDeletedKey { name: name(1) },
+            Method::DELETE => O::PurgeDeletedKey { name: name(1) },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["deletedkeys", _, "recover"] if m == Method::POST => {
+            O::RecoverDeletedKey { name: name(1) }
+        }
+        ["rng"] if m == Method::POST => O::GetRandomBytes,
         _ => return Err(RouteError::NotFound),
     };
     Ok(op)
@@ -226,6 +431,72 @@ mod tests {
                 name: "bad name".into(),
                 version: None
             })
+        );
+    }
+
+    #[test]
+    fn key_routes() {
+        assert_eq!(
+            r(Method::POST, "/keys/k/create"),
+            Ok(O::CreateKey { name: "k".into() })
+        );
+        assert_eq!(
+            r(Method::PUT, "/keys/k"),
+            Ok(O::ImportKey { name: "k".into() })
+        );
+        assert_eq!(
+            r(Method::GET, "/keys/k/"),
+            Ok(O::GetKey {
+                name: "k".into(),
+                version: None
+            })
+        );
+        assert_eq!(
+            r(Method::POST, "/keys/k/abc/sign"),
+            Ok(O::KeyOperation {
+                name: "k".into(),
+                version: Some("abc".into()),
+                op: KeyOp::Sign
+            })
+        );
+        // An unversioned key id gives an empty version segment.
+        assert_eq!(
+            r(Method::POST, "/keys/k//wrapkey"),
+            Ok(O::KeyOperation {
+                name: "k".into(),
+                version: None,
+                op: KeyOp::WrapKey
+            })
+        );
+        assert_eq!(
+            r(Method::POST, "/keys/k/encrypt"),
+            Ok(O::KeyOperation {
+                name: "k".into(),
+                version: None,
+                op: KeyOp::Encrypt
+            })
+        );
+        assert_eq!(
+            r(Method::POST, "/keys/k/rotate"),
+            Ok(O::RotateKey { name: "k".into() })
+        );
+        assert_eq!(
+            r(Method::PUT, "/keys/k/rotationpolicy"),
+            Ok(O::SetRotationPolicy { name: "k".into() })
+        );
+        assert_eq!(r(Method::POST, "/keys/restore"), Ok(O::RestoreKey));
+        assert_eq!(r(Method::POST, "/rng"), Ok(O::GetRandomBytes));
+        assert_eq!(
+            r(Method::DELETE, "/deletedkeys/k"),
+            Ok(O::PurgeDeletedKey { name: "k".into() })
+        );
+        assert_eq!(
+            r(Method::POST, "/keys/k/v/nothing"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            r(Method::GET, "/keys/k/v/sign"),
+            Err(RouteError::MethodNotAllowed)
         );
     }
 

@@ -52,6 +52,13 @@ pub async fn handle(
         O::RecoverDeletedSecret { name } => recover(state, ctx, &name).await,
         O::BackupSecret { name } => backup(state, &name).await,
         O::RestoreSecret => restore(state, ctx, body).await,
+        other => {
+            tracing::error!(
+                operation = other.name(),
+                "a non-secret operation reached the secrets API"
+            );
+            Err(ApiError::Internal)
+        }
     }
 }
 
@@ -153,6 +160,7 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
                     name: name.to_string(),
                     versions: Vec::new(),
                     deleted: None,
+                    rotation: None,
                 },
             };
             let mut v = Version::new(

@@ -70,3 +70,17 @@ pub type Tags = std::collections::BTreeMap<String, String>;
 pub const MAX_TAGS: usize = 15;
 pub const MAX_TAG_NAME_LEN: usize = 512;
 pub const MAX_TAG_VALUE_LEN: usize = 256;
+
+/// base64url without padding, as the API encodes bytes.
+pub fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes base64url with or without padding (clients differ).
+pub fn from_b64url(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .ok()
+}

@@ -12,7 +12,7 @@
 pub mod record;
 pub mod redb;
 
-pub use record::{Deleted, Head, Kind, Version};
+pub use record::{Deleted, Head, Kind, RotationState, Version};
 
 use crate::crypto::seal::DataKeyMaterial;
 use crate::crypto::{CryptoError, MasterKey, SealKey};
@@ -366,6 +366,7 @@ mod tests {
             name: name.into(),
             versions: vec![Version::new(version.into(), 1, Meta::default())],
             deleted: None,
+            rotation: None,
         }
     }
 
@@ -468,6 +469,7 @@ mod tests {
                         name: "counter".into(),
                         versions: vec![],
                         deleted: None,
+                        rotation: None,
                     });
                     head.versions
                         .push(Version::new(format!("v{i}"), i, Meta::default()));

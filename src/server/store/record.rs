@@ -54,9 +54,30 @@ pub struct Head<M> {
     pub versions: Vec<Version<M>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<Deleted>,
+    /// Keys only: the rotation policy and what the scheduler has done under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationState>,
+}
+
+/// A key's rotation policy as stored, and the last version a `Notify` action fired for
+/// (so it fires once per version, across restarts).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RotationState {
+    pub policy: crate::wire::KeyRotationPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_version: Option<String>,
 }
 
 impl<M> Head<M> {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            versions: Vec::new(),
+            deleted: None,
+            rotation: None,
+        }
+    }
+
     pub fn current(&self) -> Option<&Version<M>> {
         self.versions.last()
     }

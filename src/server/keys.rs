@@ -1,0 +1,951 @@
+//! The keys API: create, import, get, update, list, versions, delete, deleted, recover,
+//! purge, backup, restore, the cryptographic operations, rotation and rotation policies,
+//! release and random bytes — wire-compatible with the official SDKs' `KeyClient` and
+//! `CryptographyClient`.
+//!
+//! Private key material is generated here, sealed into the store at once, and only
+//! unsealed for an operation that needs it; GET and listings answer from the public parts
+//! kept in the version's metadata.
+
+use crate::crypto::keys::{
+    Curve, EncryptionAlgorithm, ImportParts, KeyError, KeyMaterial, KeyType, SignatureAlgorithm,
+};
+use crate::server::AppState;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::http::{PageRequest, Reply, RequestContext, paginate};
+use crate::server::objects::{self, Family};
+use crate::server::ops::{KeyOp, Operation};
+use crate::server::store::{Change, Head, Kind, RotationState, Version};
+use crate::wire::{
+    BackupBlob, DeletedKeyBundle, DeletedKeyItem, GetRandomBytesRequest, JsonWebKey, KeyAttributes,
+    KeyBundle, KeyCreateParameters, KeyImportParameters, KeyItem, KeyOperationResult,
+    KeyOperationsParameters, KeyReleaseParameters, KeyReleasePolicy, KeyRotationPolicy,
+    KeyRotationPolicyAttributes, KeySignParameters, KeyUpdateParameters, KeyVerifyParameters,
+    KeyVerifyResult, LifetimeAction, LifetimeActionTrigger, LifetimeActionType, RandomBytes,
+    b64url, from_b64url,
+};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+pub mod rotation;
+
+const FAMILY: Family = objects::KEYS;
+const KIND: Kind = Kind::Key;
+
+/// The `key_ops` the API knows.
+pub const KEY_OPS: &[&str] = &[
+    "encrypt",
+    "decrypt",
+    "sign",
+    "verify",
+    "wrapKey",
+    "unwrapKey",
+    "import",
+    "export",
+];
+
+/// The public JWK members, kept beside the sealed private material.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PublicJwk {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+}
+
+/// What a key version has beyond the common attributes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct KeyMeta {
+    /// `RSA`, `EC` or `oct`.
+    pub kty: String,
+    pub key_size: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    pub key_ops: Vec<String>,
+    #[serde(default)]
+    pub exportable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_policy: Option<KeyReleasePolicy>,
+    #[serde(default)]
+    pub public: PublicJwk,
+    /// Keys of certificates are managed by their certificate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
+}
+
+type KeyHead = Head<KeyMeta>;
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Bad(m) => ApiError::BadParameter(m),
+            KeyError::Failed => ApiError::BadParameter(
+                "The operation failed: the input is not valid for this key and algorithm.".into(),
+            ),
+        }
+    }
+}
+
+pub async fn handle(
+    state: &AppState,
+    ctx: &RequestContext,
+    op: Operation,
+    body: &[u8],
+) -> ApiResult<Reply> {
+    use Operation as O;
+    match op {
+        O::CreateKey { name } => create(state, ctx, &name, body).await,
+        O::ImportKey { name } => import(state, ctx, &name, body).await,
+        O::GetKey { name, version } => get(state, ctx, &name, version.as_deref()).await,
+        O::UpdateKey { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
+        O::DeleteKey { name } => {
+            let head = FAMILY
+                .soft_delete::<KeyMeta>(&state.store, &name, state.clock.now(), ctx.soft_delete)
+                .await?;
+            deleted_reply(ctx, &head)
+        }
+        O::ListKeys => list(state, ctx, false).await,
+        O::ListDeletedKeys => list(state, ctx, true).await,
+        O::ListKeyVersions { name } => versions(state, ctx, &name).await,
+        O::GetDeletedKey { name } => {
+            let head = FAMILY.deleted::<KeyMeta>(&state.store, &name).await?;
+            deleted_reply(ctx, &head)
+        }
+        O::PurgeDeletedKey { name } => {
+            FAMILY
+                .purge::<KeyMeta>(&state.store, &name, ctx.soft_delete)
+                .await?;
+            Ok(Reply::NoContent)
+        }
+        O::RecoverDeletedKey { name } => {
+            let head = FAMILY.recover::<KeyMeta>(&state.store, &name).await?;
+            current_reply(ctx, &head)
+        }
+        O::BackupKey { name } => {
+            let blob = FAMILY.backup::<KeyMeta>(&state.store, &name).await?;
+            Reply::ok(&BackupBlob { value: blob })
+        }
+        O::RestoreKey => {
+            let req: BackupBlob = objects::parse_json(body)?;
+            let head = FAMILY.restore::<KeyMeta>(&state.store, &req.value).await?;
+            current_reply(ctx, &head)
+        }
+        O::RotateKey { name } => {
+            let head = rotation::rotate(state, &name).await?;
+            current_reply(ctx, &head)
+        }
+        O::GetRotationPolicy { name } => get_rotation_policy(state, ctx, &name).await,
+        O::SetRotationPolicy { name } => set_rotation_policy(state, ctx, &name, body).await,
+        O::KeyOperation { name, version, op } => {
+            key_operation(state, ctx, &name, version.as_deref(), op, body).await
+        }
+        O::GetRandomBytes => random_bytes(body),
+        other => {
+            tracing::error!(
+                operation = other.name(),
+                "a non-key operation reached the keys API"
+            );
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+fn attributes(ctx: &RequestContext, v: &Version<KeyMeta>) -> KeyAttributes {
+    KeyAttributes {
+        enabled: Some(v.enabled),
+        nbf: v.nbf,
+        exp: v.exp,
+        created: Some(v.created),
+        updated: Some(v.updated),
+        recovery_level: Some(ctx.soft_delete.recovery_level().to_string()),
+        recoverable_days: Some(ctx.soft_delete.retention_days),
+        exportable: Some(v.meta.exportable),
+    }
+}
+
+fn kid(ctx: &RequestContext, head: &KeyHead, v: &Version<KeyMeta>) -> String {
+    format!("{}/keys/{}/{}", ctx.origin, head.name, v.id)
+}
+
+/// The JWK a client sees: public members only, never `d`, `p`, `q`, `k` …
+pub fn public_jwk(kid: String, meta: &KeyMeta) -> JsonWebKey {
+    JsonWebKey {
+        kid: Some(kid),
+        kty: Some(meta.kty.clone()),
+        key_ops: Some(meta.key_ops.clone()),
+        n: meta.public.n.clone(),
+        e: meta.public.e.clone(),
+        crv: meta.crv.clone(),
+        x: meta.public.x.clone(),
+        y: meta.public.y.clone(),
+        ..Default::default()
+    }
+}
+
+fn bundle(ctx: &RequestContext, head: &KeyHead, v: &Version<KeyMeta>) -> KeyBundle {
+    KeyBundle {
+        key: public_jwk(kid(ctx, head, v), &v.meta),
+        attributes: attributes(ctx, v),
+        tags: v.tags.clone(),
+        managed: v.meta.managed.then_some(true),
+        release_policy: v.meta.release_policy.clone(),
+    }
+}
+
+fn item(ctx: &RequestContext, head: &KeyHead, v: &Version<KeyMeta>, versioned: bool) -> KeyItem {
+    KeyItem {
+        kid: if versioned {
+            kid(ctx, head, v)
+        } else {
+            format!("{}/keys/{}", ctx.origin, head.name)
+        },
+        attributes: attributes(ctx, v),
+        tags: v.tags.clone(),
+        managed: v.meta.managed.then_some(true),
+    }
+}
+
+fn current_reply(ctx: &RequestContext, head: &KeyHead) -> ApiResult<Reply> {
+    let v = head.current().ok_or(ApiError::Integrity)?;
+    Reply::ok(&bundle(ctx, head, v))
+}
+
+fn deleted_reply(ctx: &RequestContext, head: &KeyHead) -> ApiResult<Reply> {
+    let v = head.current().ok_or(ApiError::Integrity)?;
+    Reply::ok(&DeletedKeyBundle {
+        key: bundle(ctx, head, v),
+        deletion: FAMILY.deletion_info(&ctx.origin, head),
+    })
+}
+
+/// `RSA`, `EC`, `oct`; `-HSM` types are refused: there is no HSM behind this vault.
+fn parse_kty(kty: &str) -> ApiResult<KeyType> {
+    match kty {
+        "RSA" => Ok(KeyType::Rsa),
+        "EC" => Ok(KeyType::Ec),
+        "oct" => Ok(KeyType::Oct),
+        "RSA-HSM" | "EC-HSM" | "oct-HSM" => Err(ApiError::bad(format!(
+            "Key type {kty} needs a hardware security module, and this vault has none; create a software key (RSA, EC or oct)."
+        ))),
+        other => Err(ApiError::bad(format!(
+            "Unknown key type '{}': use RSA, EC or oct.",
+            objects::printable(other)
+        ))),
+    }
+}
+
+fn default_key_ops(kty: KeyType) -> Vec<String> {
+    let ops: &[&str] = match kty {
+        KeyType::Rsa => &[
+            "encrypt",
+            "decrypt",
+            "sign",
+            "verify",
+            "wrapKey",
+            "unwrapKey",
+        ],
+        KeyType::Ec => &["sign", "verify"],
+        KeyType::Oct => &["encrypt", "decrypt", "wrapKey", "unwrapKey"],
+    };
+    ops.iter().map(|s| s.to_string()).collect()
+}
+
+/// Known names only, and only operations the key type can perform.
+fn validate_key_ops(kty: KeyType, ops: &[String]) -> ApiResult<Vec<String>> {
+    let allowed: &[&str] = match kty {
+        KeyType::Rsa => KEY_OPS,
+        KeyType::Ec => &["sign", "verify", "import", "export"],
+        KeyType::Oct => &[
+            "encrypt",
+            "decrypt",
+            "wrapKey",
+            "unwrapKey",
+            "import",
+            "export",
+        ],
+    };
+    let mut out: Vec<String> = Vec::with_capacity(ops.len());
+    for op in ops {
+        let Some(known) = KEY_OPS.iter().find(|k| k.eq_ignore_ascii_case(op)) else {
+            return Err(ApiError::bad(format!(
+                "Unknown key operation '{}': use {}.",
+                objects::printable(op),
+                KEY_OPS.join(", ")
+            )));
+        };
+        if !allowed.contains(known) {
+            return Err(ApiError::bad(format!(
+                "Key operation '{known}' is not possible with a {} key.",
+                kty.as_str()
+            )));
+        }
+        if !out.iter().any(|o| o == known) {
+            out.push((*known).to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn validate_release(exportable: bool, policy: &Option<KeyReleasePolicy>) -> ApiResult<()> {
+    match (exportable, policy) {
+        (true, None) => Err(ApiError::bad(
+            "AKV.SKR.1004: Exportable keys must have a release policy.",
+        )),
+        (false, Some(_)) => Err(ApiError::bad(
+            "AKV.SKR.1002: A release policy can only be set on an exportable key.",
+        )),
+        (_, Some(p)) if p.data.as_deref().and_then(from_b64url).is_none() => Err(ApiError::bad(
+            "The release policy's data must be base64url-encoded.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn validate_times(nbf: Option<i64>, exp: Option<i64>) -> ApiResult<()> {
+    if let (Some(n), Some(e)) = (nbf, exp)
+        && e < n
+    {
+        return Err(ApiError::bad(
+            "The expiration time (exp) must not be before the activation time (nbf).",
+        ));
+    }
+    Ok(())
+}
+
+fn meta_for(
+    material: &KeyMaterial,
+    key_ops: Vec<String>,
+    exportable: bool,
+    release_policy: Option<KeyReleasePolicy>,
+) -> KeyMeta {
+    let p = material.public_parts();
+    KeyMeta {
+        kty: material.kty().as_str().to_string(),
+        key_size: material.size_bits(),
+        crv: material.curve().map(|c| c.as_str().to_string()),
+        key_ops,
+        exportable,
+        release_policy,
+        public: PublicJwk {
+            n: p.n.as_deref().map(b64url),
+            e: p.e.as_deref().map(b64url),
+            x: p.x.as_deref().map(b64url),
+            y: p.y.as_deref().map(b64url),
+        },
+        managed: false,
+    }
+}
+
+/// Generates key material off the async workers (RSA-4096 takes a while).
+pub async fn generate(
+    kty: KeyType,
+    size: Option<u32>,
+    exponent: Option<u32>,
+    crv: Option<Curve>,
+) -> ApiResult<KeyMaterial> {
+    let job = move || -> Result<KeyMaterial, KeyError> {
+        match kty {
+            KeyType::Rsa => KeyMaterial::generate_rsa(size.unwrap_or(2048), exponent),
+            KeyType::Ec => KeyMaterial::generate_ec(crv.unwrap_or(Curve::P256)),
+            KeyType::Oct => KeyMaterial::generate_oct(size.unwrap_or(256)),
+        }
+    };
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(ApiError::from)
+}
+
+/// Writes a new version (create, import, rotate): refused while the name is soft-deleted.
+pub async fn add_version(
+    state: &AppState,
+    name: &str,
+    material: &KeyMaterial,
+    mut version: Version<KeyMeta>,
+) -> ApiResult<KeyHead> {
+    let stored = material.to_stored();
+    version.id = crate::crypto::new_version_id().map_err(|_| ApiError::Internal)?;
+    state
+        .store
+        .modify::<KeyMeta, _, ApiError>(KIND, name, |current| {
+            let mut head = match current {
+                Some(h) if h.deleted.is_some() => return Err(FAMILY.deleted_conflict(&h.name)),
+                Some(h) => h,
+                None => Head::new(name),
+            };
+            head.versions.push(version.clone());
+            Ok((
+                Change::Put {
+                    head: head.clone(),
+                    values: vec![(version.id.clone(), Zeroizing::new(stored.to_vec()))],
+                },
+                head,
+            ))
+        })
+        .await
+}
+
+fn new_version(
+    now: i64,
+    meta: KeyMeta,
+    attrs: &KeyAttributes,
+    tags: Option<crate::wire::Tags>,
+) -> Version<KeyMeta> {
+    let mut v = Version::new(String::new(), now, meta);
+    v.enabled = attrs.enabled.unwrap_or(true);
+    v.nbf = attrs.nbf;
+    v.exp = attrs.exp;
+    v.tags = tags;
+    v
+}
+
+async fn create(
+    state: &AppState,
+    ctx: &RequestContext,
+    name: &str,
+    body: &[u8],
+) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    let p: KeyCreateParameters = objects::parse_json(body)?;
+    let kty = parse_kty(&p.kty)?;
+    let crv = match (&p.crv, kty) {
+        (Some(c), KeyType::Ec) => Some(Curve::parse(c).ok_or_else(|| {
+            ApiError::bad(format!(
+                "Unknown curve '{}': use P-256, P-384, P-521 or P-256K.",
+                objects::printable(c)
+            ))
+        })?),
+        (Some(_), _) => return Err(ApiError::bad("crv applies to EC keys only.")),
+        (None, _) => None,
+    };
+    if kty == KeyType::Ec && p.key_size.is_some() {
+        return Err(ApiError::bad("EC keys take crv, not key_size."));
+    }
+    if kty != KeyType::Rsa && p.public_exponent.is_some() {
+        return Err(ApiError::bad("public_exponent applies to RSA keys only."));
+    }
+    let key_ops = match &p.key_ops {
+        Some(ops) => validate_key_ops(kty, ops)?,
+        None => default_key_ops(kty),
+    };
+    objects::validate_tags(&p.tags)?;
+    let attrs = p.attributes.clone().unwrap_or_default();
+    validate_times(attrs.nbf, attrs.exp)?;
+    let exportable = attrs.exportable.unwrap_or(false);
+    validate_release(exportable, &p.release_policy)?;
+    // Refuse a soft-deleted name before spending time on key generation.
+    if let Some(h) = state.store.head::<KeyMeta>(KIND, name).await?
+        && h.deleted.is_some()
+    {
+        return Err(FAMILY.deleted_conflict(&h.name));
+    }
+    let material = generate(kty, p.key_size, p.public_exponent, crv).await?;
+    let meta = meta_for(&material, key_ops, exportable, p.release_policy.clone());
+    let version = new_version(state.clock.now(), meta, &attrs, p.tags.clone());
+    let head = add_version(state, name, &material, version).await?;
+    current_reply(ctx, &head)
+}
+
+fn member(v: &Option<String>, name: &str) -> ApiResult<Option<Vec<u8>>> {
+    match v {
+        None => Ok(None),
+        Some(s) => from_b64url(s)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad(format!("JWK member '{name}' is not base64url."))),
+    }
+}
+
+fn secret_member(v: &Option<String>, name: &str) -> ApiResult<Option<Zeroizing<Vec<u8>>>> {
+    Ok(member(v, name)?.map(Zeroizing::new))
+}
+
+async fn import(
+    state: &AppState,
+    ctx: &RequestContext,
+    name: &str,
+    body: &[u8],
+) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    let p: KeyImportParameters = objects::parse_json(body)?;
+    if p.hsm == Some(true) {
+        return Err(ApiError::bad(
+            "Importing into an HSM (Hsm: true) needs a hardware security module, and this vault has none.",
+        ));
+    }
+    let jwk = &p.key;
+    if jwk.key_hsm.is_some() {
+        return Err(ApiError::bad(
+            "BYOK (key_hsm) imports need a hardware security module, and this vault has none.",
+        ));
+    }
+    let kty = parse_kty(
+        jwk.kty
+            .as_deref()
+            .ok_or_else(|| ApiError::bad("The JWK needs 'kty'."))?,
+    )?;
+    let crv =
+        match &jwk.crv {
+            Some(c) => Some(Curve::parse(c).ok_or_else(|| {
+                ApiError::bad(format!("Unknown curve '{}'.", objects::printable(c)))
+            })?),
+            None => None,
+        };
+    let parts = ImportParts {
+        kty: Some(kty),
+        n: member(&jwk.n, "n")?,
+        e: member(&jwk.e, "e")?,
+        d: secret_member(&jwk.d, "d")?,
+        p: secret_member(&jwk.p, "p")?,
+        q: secret_member(&jwk.q, "q")?,
+        dp: secret_member(&jwk.dp, "dp")?,
+        dq: secret_member(&jwk.dq, "dq")?,
+        qi: secret_member(&jwk.qi, "qi")?,
+        crv,
+        x: member(&jwk.x, "x")?,
+        y: member(&jwk.y, "y")?,
+        k: secret_member(&jwk.k, "k")?,
+    };
+    let material = tokio::task::spawn_blocking(move || KeyMaterial::import(parts))
+        .await
+        .map_err(|_| ApiError::Internal)??;
+    let key_ops = match &jwk.key_ops {
+        Some(ops) => validate_key_ops(kty, ops)?,
+        None => default_key_ops(kty),
+    };
+    objects::validate_tags(&p.tags)?;
+    let attrs = p.attributes.clone().unwrap_or_default();
+    validate_times(attrs.nbf, attrs.exp)?;
+    let exportable = attrs.exportable.unwrap_or(false);
+    validate_release(exportable, &p.release_policy)?;
+    let meta = meta_for(&material, key_ops, exportable, p.release_policy.clone());
+    let version = new_version(state.clock.now(), meta, &attrs, p.tags.clone());
+    let head = add_version(state, name, &material, version).await?;
+    current_reply(ctx, &head)
+}
+
+fn pick<'h>(
+    head: &'h KeyHead,
+    name: &str,
+    version: Option<&str>,
+) -> ApiResult<&'h Version<KeyMeta>> {
+    match version {
+        None => head.current().ok_or_else(|| FAMILY.not_found(name)),
+        Some(v) => head
+            .version(v)
+            .ok_or_else(|| FAMILY.version_not_found(name, v)),
+    }
+}
+
+async fn get(
+    state: &AppState,
+    ctx: &RequestContext,
+    name: &str,
+    version: Option<&str>,
+) -> ApiResult<Reply> {
+    let head = FAMILY.live::<KeyMeta>(&state.store, name).await?;
+    let v = pick(&head, name, version)?;
+    Reply::ok(&bundle(ctx, &head, v))
+}
+
+async fn update(
+    state: &AppState,
+    ctx: &RequestContext,
+    name: &str,
+    version: Option<&str>,
+    body: &[u8],
+) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    let p: KeyUpdateParameters = objects::parse_json(body)?;
+    objects::validate_tags(&p.tags)?;
+    let now = state.clock.now();
+    let (head, id) = state
+        .store
+        .modify::<KeyMeta, _, ApiError>(KIND, name, |current| {
+            let mut head = match current {
+                Some(h) if h.deleted.is_none() => h,
+                _ => return Err(FAMILY.not_found(name)),
+            };
+            let id = pick(&head, name, version)?.id.clone();
+            let v = head
+                .version_mut(&id)
+                .ok_or_else(|| FAMILY.not_found(name))?;
+            let kty = parse_kty(&v.meta.kty)?;
+            if let Some(ops) = &p.key_ops {
+                v.meta.key_ops = validate_key_ops(kty, ops)?;
+            }
+            if let Some(a) = &p.attributes {
+                validate_times(a.nbf.or(v.nbf), a.exp.or(v.exp))?;
+                if let Some(e) = a.enabled {
+                    v.enabled = e;
+                }
+                if a.nbf.is_some() {
+                    v.nbf = a.nbf;
+                }
+                if a.exp.is_some() {
+                    v.exp = a.exp;
+                }
+                if a.exportable.is_some_and(|e| e != v.meta.exportable) {
+                    return Err(ApiError::bad(
+                        "exportable cannot be changed after creation.",
+                    ));
+                }
+            }
+            if let Some(rp) = &p.release_policy {
+                if v.meta
+                    .release_policy
+                    .as_ref()
+                    .is_some_and(|old| old.immutable == Some(true))
+                {
+                    return Err(ApiError::Conflict {
+                        message: "The key's release policy is immutable.".into(),
+                        inner: None,
+                    });
+                }
+                validate_release(v.meta.exportable, &Some(rp.clone()))?;
+                v.meta.release_policy = Some(rp.clone());
+            }
+            if let Some(tags) = &p.tags {
+                v.tags = Some(tags.clone());
+            }
+            v.updated = now;
+            Ok((
+                Change::Put {
+                    head: head.clone(),
+                    values: vec![],
+                },
+                (head, id),
+            ))
+        })
+        .await?;
+    let v = head.version(&id).ok_or(ApiError::Integrity)?;
+    Reply::ok(&bundle(ctx, &head, v))
+}
+
+async fn list(state: &AppState, ctx: &RequestContext, deleted: bool) -> ApiResult<Reply> {
+    let page = PageRequest::from_query(&ctx.query)?;
+    let heads = state.store.heads::<KeyMeta>(KIND).await?;
+    let live = heads.iter().filter(|h| h.deleted.is_some() == deleted);
+    if deleted {
+        let items: Vec<(String, DeletedKeyItem)> = live
+            .filter_map(|h| {
+                h.current().map(|v| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        DeletedKeyItem {
+                            item: item(ctx, h, v, false),
+                            deletion: FAMILY.deletion_info(&ctx.origin, h),
+                        },
+                    )
+                })
+            })
+            .collect();
+        return Reply::ok(&paginate(
+            items,
+            &page,
+            &format!("{}/deletedkeys", ctx.origin),
+            &ctx.api_version,
+        ));
+    }
+    let items: Vec<(String, KeyItem)> = live
+        .filter_map(|h| {
+            h.current()
+                .map(|v| (h.name.to_ascii_lowercase(), item(ctx, h, v, false)))
+        })
+        .collect();
+    Reply::ok(&paginate(
+        items,
+        &page,
+        &format!("{}/keys", ctx.origin),
+        &ctx.api_version,
+    ))
+}
+
+async fn versions(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    let page = PageRequest::from_query(&ctx.query)?;
+    let items: Vec<(String, KeyItem)> = match state.store.head::<KeyMeta>(KIND, name).await? {
+        Some(h) if h.deleted.is_none() => h
+            .versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{i:010}"), item(ctx, &h, v, true)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let base = format!("{}/keys/{}/versions", ctx.origin, name);
+    Reply::ok(&paginate(items, &page, &base, &ctx.api_version))
+}
+
+fn b64_field(v: &Option<String>, name: &str) -> ApiResult<Option<Vec<u8>>> {
+    match v {
+        None => Ok(None),
+        Some(s) => from_b64url(s)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad(format!("'{name}' is not base64url."))),
+    }
+}
+
+fn required_b64(s: &str, name: &str) -> ApiResult<Vec<u8>> {
+    from_b64url(s).ok_or_else(|| ApiError::bad(format!("'{name}' is not base64url.")))
+}
+
+/// The cloud's rules for using a key version: enabled, its key_ops, and its validity
+/// window — expired or not-yet-valid keys still decrypt, unwrap and verify.
+fn check_usable(v: &Version<KeyMeta>, op: KeyOp, now: i64) -> ApiResult<()> {
+    let op_name = op.key_op().unwrap_or("release");
+    if !v.enabled {
+        return Err(ApiError::Forbidden {
+            message: format!("Operation {op_name} is not allowed on a disabled key."),
+            inner: Some("KeyDisabled"),
+        });
+    }
+    if let Some(needed) = op.key_op()
+        && !v.meta.key_ops.iter().any(|o| o == needed)
+    {
+        return Err(ApiError::Forbidden {
+            message: format!("Operation {needed} is not permitted by this key's key_ops."),
+            inner: Some("KeyOperationForbidden"),
+        });
+    }
+    let protective = matches!(
+        op,
+        KeyOp::Encrypt | KeyOp::WrapKey | KeyOp::Sign | KeyOp::Release
+    );
+    if protective {
+        if v.exp.is_some_and(|exp| now > exp) {
+            return Err(ApiError::Forbidden {
+                message: format!("Operation {op_name} is not allowed on an expired key."),
+                inner: Some("KeyExpired"),
+            });
+        }
+        if v.nbf.is_some_and(|nbf| now < nbf) {
+            return Err(ApiError::Forbidden {
+                message: format!(
+                    "Operation {op_name} is not allowed on a key that is not yet valid."
+                ),
+                inner: Some("KeyNotYetValid"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn enc_alg(s: &str) -> ApiResult<EncryptionAlgorithm> {
+    EncryptionAlgorithm::parse(s).ok_or_else(|| {
+        ApiError::bad(format!(
+            "Unknown or unsupported algorithm '{}'.",
+            objects::printable(s)
+        ))
+    })
+}
+
+fn sig_alg(s: &str) -> ApiResult<SignatureAlgorithm> {
+    SignatureAlgorithm::parse(s).ok_or_else(|| {
+        ApiError::bad(format!(
+            "Unknown or unsupported signature algorithm '{}'.",
+            objects::printable(s)
+        ))
+    })
+}
+
+async fn key_operation(
+    state: &AppState,
+    ctx: &RequestContext,
+    name: &str,
+    version: Option<&str>,
+    op: KeyOp,
+    body: &[u8],
+) -> ApiResult<Reply> {
+    let head = FAMILY.live::<KeyMeta>(&state.store, name).await?;
+    let v = pick(&head, name, version)?;
+    check_usable(v, op, state.clock.now())?;
+    let kid = kid(ctx, &head, v);
+    if op == KeyOp::Release {
+        let _req: KeyReleaseParameters = objects::parse_json(body)?;
+        if !v.meta.exportable {
+            return Err(ApiError::bad(
+                "The key is not exportable and cannot be released.",
+            ));
+        }
+        return Err(ApiError::Forbidden {
+            message: "The key release policy is not satisfied: this vault has no attestation verifier, so no attestation token can satisfy a release policy yet.".into(),
+            inner: Some("ReleasePolicyNotSatisfied"),
+        });
+    }
+    let stored = state.store.value(KIND, &head.name, &v.id).await?;
+    let rsa = v.meta.kty == "RSA";
+    let body = body.to_vec();
+    let job = move || -> ApiResult<Reply> {
+        let material = KeyMaterial::from_stored(&stored).map_err(|_| ApiError::Integrity)?;
+        run_operation(&material, op, kid, &body)
+    };
+    // RSA private-key operations take hundreds of microseconds: keep them off the workers.
+    if rsa && matches!(op, KeyOp::Decrypt | KeyOp::UnwrapKey | KeyOp::Sign) {
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|_| ApiError::Internal)?
+    } else {
+        job()
+    }
+}
+
+fn run_operation(material: &KeyMaterial, op: KeyOp, kid: String, body: &[u8]) -> ApiResult<Reply> {
+    match op {
+        KeyOp::Encrypt | KeyOp::Decrypt | KeyOp::WrapKey | KeyOp::UnwrapKey => {
+            let p: KeyOperationsParameters = objects::parse_json(body)?;
+            let alg = enc_alg(&p.alg)?;
+            let value = Zeroizing::new(required_b64(&p.value, "value")?);
+            let iv = b64_field(&p.iv, "iv")?;
+            let aad = b64_field(&p.aad, "aad")?;
+            let tag = b64_field(&p.tag, "tag")?;
+            let result = match op {
+                KeyOp::Encrypt => {
+                    let out = material.encrypt(alg, &value, iv.as_deref(), aad.as_deref())?;
+                    KeyOperationResult {
+                        kid: Some(kid),
+                        value: b64url(&out.value),
+                        iv: out.iv.as_deref().map(b64url),
+                        tag: out.tag.as_deref().map(b64url),
+                        aad: aad.as_deref().map(b64url),
+                    }
+                }
+                KeyOp::Decrypt => {
+                    let out = material.decrypt(
+                        alg,
+                        &value,
+                        iv.as_deref(),
+                        aad.as_deref(),
+                        tag.as_deref(),
+                    )?;
+                    KeyOperationResult {
+                        kid: Some(kid),
+                        value: b64url(&out),
+                        ..Default::default()
+                    }
+                }
+                KeyOp::WrapKey => KeyOperationResult {
+                    kid: Some(kid),
+                    value: b64url(&material.wrap(alg, &value)?),
+                    ..Default::default()
+                },
+                _ => {
+                    let out = material.unwrap(alg, &value)?;
+                    KeyOperationResult {
+                        kid: Some(kid),
+                        value: b64url(&out),
+                        ..Default::default()
+                    }
+                }
+            };
+            Reply::ok(&result)
+        }
+        KeyOp::Sign => {
+            let p: KeySignParameters = objects::parse_json(body)?;
+            let alg = sig_alg(&p.alg)?;
+            let digest = required_b64(&p.value, "value")?;
+            let sig = material.sign(alg, &digest)?;
+            Reply::ok(&KeyOperationResult {
+                kid: Some(kid),
+                value: b64url(&sig),
+                ..Default::default()
+            })
+        }
+        KeyOp::Verify => {
+            let p: KeyVerifyParameters = objects::parse_json(body)?;
+            let alg = sig_alg(&p.alg)?;
+            let digest = required_b64(&p.digest, "digest")?;
+            let sig = required_b64(&p.value, "value")?;
+            Reply::ok(&KeyVerifyResult {
+                value: material.verify(alg, &digest, &sig)?,
+            })
+        }
+        KeyOp::Release => Err(ApiError::Internal),
+    }
+}
+
+fn random_bytes(body: &[u8]) -> ApiResult<Reply> {
+    let req: GetRandomBytesRequest = objects::parse_json(body)?;
+    if !(1..=128).contains(&req.count) {
+        return Err(ApiError::bad("count must be from 1 to 128."));
+    }
+    let mut buf = Zeroizing::new(vec![0u8; req.count as usize]);
+    aws_lc_rs::rand::fill(&mut buf).map_err(|_| ApiError::Internal)?;
+    Reply::ok(&RandomBytes {
+        value: b64url(&buf),
+    })
+}
+
+/// What a key without a policy reports (the cloud's default).
+fn default_rotation_policy() -> KeyRotationPolicy {
+    KeyRotationPolicy {
+        id: None,
+        lifetime_actions: Some(vec![LifetimeAction {
+            trigger: LifetimeActionTrigger {
+                time_after_create: None,
+                time_before_expiry: Some("P30D".into()),
+            },
+            action: LifetimeActionType {
+                action_type: "Notify".into(),
+            },
+        }]),
+        attributes: Some(KeyRotationPolicyAttributes::default()),
+    }
+}
+
+async fn get_rotation_policy(
+    state: &AppState,
+    ctx: &RequestContext,
+    name: &str,
+) -> ApiResult<Reply> {
+    let head = FAMILY.live::<KeyMeta>(&state.store, name).await?;
+    let mut policy = head
+        .rotation
+        .map(|r| r.policy)
+        .unwrap_or_else(default_rotation_policy);
+    policy.id = Some(format!("{}/keys/{}/rotationpolicy", ctx.origin, head.name));
+    Reply::ok(&policy)
+}
+
+async fn set_rotation_policy(
+    state: &AppState,
+    ctx: &RequestContext,
+    name: &str,
+    body: &[u8],
+) -> ApiResult<Reply> {
+    objects::validate_name(name)?;
+    let given: KeyRotationPolicy = objects::parse_json(body)?;
+    let now = state.clock.now();
+    let head = state
+        .store
+        .modify::<KeyMeta, _, ApiError>(KIND, name, |current| {
+            let mut head = match current {
+                Some(h) if h.deleted.is_none() => h,
+                _ => return Err(FAMILY.not_found(name)),
+            };
+            let previous = head.rotation.as_ref().map(|r| &r.policy);
+            let policy = rotation::validate_policy(&given, previous, now)?;
+            let notified = head
+                .rotation
+                .as_ref()
+                .and_then(|r| r.notified_version.clone());
+            head.rotation = Some(RotationState {
+                policy,
+                notified_version: notified,
+            });
+            Ok((
+                Change::Put {
+                    head: head.clone(),
+                    values: vec![],
+                },
+                head,
+            ))
+        })
+        .await?;
+    let mut policy = head.rotation.map(|r| r.policy).unwrap_or_default();
+    policy.id = Some(format!("{}/keys/{}/rotationpolicy", ctx.origin, head.name));
+    Reply::ok(&policy)
+}
