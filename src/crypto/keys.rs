@@ -640,7 +640,7 @@ impl KeyMaterial {
                     k.less_safe_encrypt(&mut buf, ctx)
                         .map_err(|_| KeyError::Failed)?;
                 } else {
-                    if buf.len() % 16 != 0 {
+                    if !buf.len().is_multiple_of(16) {
                         return Err(bad(format!(
                             "{alg} (no padding) needs a plaintext whose length is a multiple of 16 bytes; use {alg}PAD"
                         )));
@@ -768,7 +768,7 @@ impl KeyMaterial {
                     .ok_or_else(|| bad(format!("{alg} decryption needs the iv")))?
                     .try_into()
                     .map_err(|_| bad(format!("{alg} needs a 16-byte iv")))?;
-                if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
+                if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(16) {
                     return Err(bad(format!(
                         "an {alg} ciphertext is a non-empty multiple of 16 bytes"
                     )));
@@ -841,7 +841,7 @@ impl KeyMaterial {
             E::A128Kw | E::A192Kw | E::A256Kw => {
                 let bits = kw_bits(alg);
                 let kek = self.oct(bits, alg)?;
-                if wrapped.len() < 24 || wrapped.len() % 8 != 0 {
+                if wrapped.len() < 24 || !wrapped.len().is_multiple_of(8) {
                     return Err(bad(format!(
                         "an {alg} wrapped key is a multiple of 8 bytes, at least 24"
                     )));
@@ -981,7 +981,7 @@ fn kw_bits(alg: EncryptionAlgorithm) -> usize {
 }
 
 fn check_kw_input(key: &[u8]) -> Result<(), KeyError> {
-    if key.len() < 16 || key.len() % 8 != 0 {
+    if key.len() < 16 || !key.len().is_multiple_of(8) {
         return Err(bad(
             "AES key wrap takes a key of at least 16 bytes, a multiple of 8",
         ));

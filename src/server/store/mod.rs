@@ -72,6 +72,9 @@ const DATA_KEY: &[u8] = b"m/data-key";
 const MAX_RETRIES: usize = 32;
 
 /// What a modification of one object does.
+// A `Change` lives for one write and is moved once; boxing the head would only add an
+// allocation per write.
+#[allow(clippy::large_enum_variant)]
 pub enum Change<M> {
     /// Nothing to write.
     Keep,
