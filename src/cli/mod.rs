@@ -1,6 +1,7 @@
 //! The `kvault` command line: the programs (`server`, `dev`) and the people's client
 //! commands (`secret`, `token`).
 
+mod key;
 mod secret;
 
 use crate::dev::{DevOptions, TokenRequest};
@@ -42,6 +43,9 @@ enum Command {
     /// Work with secrets.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Work with keys and cryptographic operations.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// Read or replace a vault's policy document (control plane only).
     #[command(subcommand)]
     Policy(secret::PolicyCommand),
@@ -145,6 +149,7 @@ pub fn main() -> ExitCode {
             }
             Command::Secret(cmd) => secret::run(cmd).await,
             Command::Policy(cmd) => secret::run_policy(cmd).await,
+            Command::Key(cmd) => key::run(cmd).await,
         }
     });
     match result {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, Args)]
-pub struct Connection {
+pub(crate) struct Connection {
     /// The vault URL.
     #[arg(long, env = "KVAULT_URL", global = true)]
     url: Option<String>,
@@ -24,11 +24,11 @@ pub struct Connection {
     ca_file: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "human", global = true)]
-    output: Output,
+    pub(crate) output: Output,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Output {
+pub(crate) enum Output {
     Human,
     Json,
 }
@@ -184,18 +184,18 @@ pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
     }
 }
 
-fn parse_tag(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
 }
 
-fn tags(t: Vec<(String, String)>) -> Option<Tags> {
+pub(crate) fn tags(t: Vec<(String, String)>) -> Option<Tags> {
     (!t.is_empty()).then(|| t.into_iter().collect())
 }
 
 impl Connection {
-    fn client(&self) -> anyhow::Result<VaultClient> {
+    pub(crate) fn client(&self) -> anyhow::Result<VaultClient> {
         let url = self
             .url
             .clone()
@@ -220,7 +220,7 @@ impl Connection {
     }
 }
 
-fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<String>> {
     let mut buf = Zeroizing::new(String::new());
     match file {
         Some(p) if p.as_os_str() != "-" => {
@@ -234,7 +234,7 @@ fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<String>> {
     Ok(buf)
 }
 
-fn time(t: Option<i64>) -> String {
+pub(crate) fn time(t: Option<i64>) -> String {
     t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
         .and_then(|d| {
             d.format(&time::format_description::well_known::Rfc3339)
@@ -243,12 +243,12 @@ fn time(t: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-fn last_segment(id: &str) -> &str {
+pub(crate) fn last_segment(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
 }
 

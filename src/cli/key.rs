@@ -1,0 +1,513 @@
+//! `kvault key …`: the keys API for people. Binary inputs and outputs are base64url, as on
+//! the wire; `--file` reads raw bytes instead.
+
+use super::secret::{Connection, Output, last_segment, parse_tag, print_json, tags, time};
+use crate::wire::{
+    JsonWebKey, KeyAttributes, KeyBundle, KeyCreateParameters, KeyImportParameters,
+    KeyOperationsParameters, KeyRotationPolicy, KeySignParameters, KeyUpdateParameters,
+    KeyVerifyParameters, b64url,
+};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Args)]
+pub struct Input {
+    /// The input, base64url.
+    #[arg(long)]
+    value: Option<String>,
+    /// Read the input as raw bytes from a file.
+    #[arg(long)]
+    file: Option<PathBuf>,
+}
+
+impl Input {
+    fn bytes(&self) -> anyhow::Result<Vec<u8>> {
+        match (&self.value, &self.file) {
+            (Some(v), None) => crate::wire::from_b64url(v)
+                .ok_or_else(|| anyhow::anyhow!("--value is not base64url")),
+            (None, Some(f)) => {
+                std::fs::read(f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))
+            }
+            _ => anyhow::bail!("give exactly one of --value (base64url) or --file"),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key (a new version if the name exists).
+    Create {
+        name: String,
+        /// RSA, EC or oct.
+        #[arg(long, default_value = "RSA")]
+        kty: String,
+        /// RSA: 2048, 3072, 4096; oct: 128, 192, 256.
+        #[arg(long)]
+        size: Option<u32>,
+        /// EC: P-256, P-384, P-521, P-256K.
+        #[arg(long)]
+        curve: Option<String>,
+        /// Permitted operations (repeatable): encrypt, decrypt, sign, verify, wrapKey, unwrapKey.
+        #[arg(long = "op")]
+        ops: Vec<String>,
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Expires at (Unix seconds).
+        #[arg(long)]
+        exp: Option<i64>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Import a JSON Web Key (with its private members) from a file.
+    Import {
+        name: String,
+        #[arg(long)]
+        jwk: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show a key (public members only).
+    Get {
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    List {
+        #[arg(long)]
+        deleted: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Versions {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Change a version's attributes, operations or tags.
+    Update {
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        enabled: Option<bool>,
+        #[arg(long)]
+        exp: Option<i64>,
+        #[arg(long)]
+        nbf: Option<i64>,
+        #[arg(long = "op")]
+        ops: Vec<String>,
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Delete {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Recover {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Purge {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Backup {
+        name: String,
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Restore {
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Make a new version with the same type, size and operations.
+    Rotate {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show the rotation policy.
+    RotationPolicy {
+        name: String,
+        /// Replace it with this JSON file (KeyRotationPolicy).
+        #[arg(long)]
+        set: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Encrypt(CryptoArgs),
+    Decrypt(CryptoArgs),
+    Wrap(CryptoArgs),
+    Unwrap(CryptoArgs),
+    /// Sign a digest (or a file, hashed here with the algorithm's SHA-2).
+    Sign {
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        alg: String,
+        #[command(flatten)]
+        input: DigestInput,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Verify a signature over a digest (or a file).
+    Verify {
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        alg: String,
+        #[command(flatten)]
+        input: DigestInput,
+        /// The signature, base64url.
+        #[arg(long)]
+        signature: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CryptoArgs {
+    name: String,
+    #[arg(long)]
+    version: Option<String>,
+    #[arg(long)]
+    alg: String,
+    #[command(flatten)]
+    input: Input,
+    /// base64url (AES modes).
+    #[arg(long)]
+    iv: Option<String>,
+    /// base64url additional authenticated data (AES-GCM).
+    #[arg(long)]
+    aad: Option<String>,
+    /// base64url authentication tag (AES-GCM decrypt).
+    #[arg(long)]
+    tag: Option<String>,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DigestInput {
+    /// The digest, base64url.
+    #[arg(long)]
+    digest: Option<String>,
+    /// A file to hash with the algorithm's digest.
+    #[arg(long)]
+    file: Option<PathBuf>,
+}
+
+impl DigestInput {
+    fn digest(&self, alg: &str) -> anyhow::Result<String> {
+        match (&self.digest, &self.file) {
+            (Some(d), None) => Ok(d.clone()),
+            (None, Some(f)) => {
+                let data =
+                    std::fs::read(f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+                let algorithm = match &alg[alg.len().saturating_sub(3)..] {
+                    "256" | "56K" => &aws_lc_rs::digest::SHA256,
+                    "384" => &aws_lc_rs::digest::SHA384,
+                    "512" => &aws_lc_rs::digest::SHA512,
+                    _ => anyhow::bail!("cannot tell the digest of algorithm {alg}"),
+                };
+                Ok(b64url(aws_lc_rs::digest::digest(algorithm, &data).as_ref()))
+            }
+            _ => anyhow::bail!("give exactly one of --digest (base64url) or --file"),
+        }
+    }
+}
+
+fn print_key(b: &KeyBundle, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        return print_json(b);
+    }
+    let kid = b.key.kid.as_deref().unwrap_or("");
+    println!("kid:        {kid}");
+    println!("kty:        {}", b.key.kty.as_deref().unwrap_or(""));
+    if let Some(c) = &b.key.crv {
+        println!("curve:      {c}");
+    }
+    println!("operations: {}", b.key.key_ops.clone().unwrap_or_default().join(", "));
+    println!("enabled:    {}", b.attributes.enabled.unwrap_or(true));
+    println!("created:    {}", time(b.attributes.created));
+    if b.attributes.exp.is_some() {
+        println!("expires:    {}", time(b.attributes.exp));
+    }
+    Ok(())
+}
+
+fn ops(v: Vec<String>) -> Option<Vec<String>> {
+    (!v.is_empty()).then_some(v)
+}
+
+async fn crypto(op: &str, a: CryptoArgs) -> anyhow::Result<()> {
+    let params = KeyOperationsParameters {
+        alg: a.alg.clone(),
+        value: b64url(&a.input.bytes()?),
+        iv: a.iv.clone(),
+        aad: a.aad.clone(),
+        tag: a.tag.clone(),
+    };
+    let r = a
+        .conn
+        .client()?
+        .key_operation(&a.name, a.version.as_deref(), op, &params)
+        .await?;
+    if a.conn.output == Output::Json {
+        return print_json(&r);
+    }
+    println!("{}", r.value);
+    if let Some(iv) = &r.iv {
+        eprintln!("iv:  {iv}");
+    }
+    if let Some(tag) = &r.tag {
+        eprintln!("tag: {tag}");
+    }
+    Ok(())
+}
+
+pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeyCommand::Create {
+            name,
+            kty,
+            size,
+            curve,
+            ops: o,
+            tags: t,
+            exp,
+            conn,
+        } => {
+            let params = KeyCreateParameters {
+                kty,
+                key_size: size,
+                crv: curve,
+                key_ops: ops(o),
+                tags: tags(t),
+                attributes: exp.map(|e| KeyAttributes {
+                    exp: Some(e),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let b = conn.client()?.create_key(&name, &params).await?;
+            print_key(&b, conn.output)
+        }
+        KeyCommand::Import { name, jwk, conn } => {
+            let text = std::fs::read(&jwk)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", jwk.display()))?;
+            let key: JsonWebKey = serde_json::from_slice(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a JSON Web Key: {e}", jwk.display()))?;
+            let b = conn
+                .client()?
+                .import_key(
+                    &name,
+                    &KeyImportParameters {
+                        key,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            print_key(&b, conn.output)
+        }
+        KeyCommand::Get {
+            name,
+            version,
+            conn,
+        } => {
+            let b = conn.client()?.get_key(&name, version.as_deref()).await?;
+            print_key(&b, conn.output)
+        }
+        KeyCommand::List { deleted, conn } => {
+            let c = conn.client()?;
+            if deleted {
+                let items = c.list_deleted_keys().await?;
+                if conn.output == Output::Json {
+                    return print_json(&items);
+                }
+                for i in items {
+                    println!(
+                        "{:<40} deleted {}",
+                        last_segment(&i.item.kid),
+                        time(i.deletion.deleted_date)
+                    );
+                }
+            } else {
+                let items = c.list_keys().await?;
+                if conn.output == Output::Json {
+                    return print_json(&items);
+                }
+                for i in items {
+                    println!(
+                        "{:<40} enabled {:<5} updated {}",
+                        last_segment(&i.kid),
+                        i.attributes.enabled.unwrap_or(true),
+                        time(i.attributes.updated)
+                    );
+                }
+            }
+            Ok(())
+        }
+        KeyCommand::Versions { name, conn } => {
+            let items = conn.client()?.list_key_versions(&name).await?;
+            if conn.output == Output::Json {
+                return print_json(&items);
+            }
+            for i in items {
+                println!("{:<34} created {}", last_segment(&i.kid), time(i.attributes.created));
+            }
+            Ok(())
+        }
+        KeyCommand::Update {
+            name,
+            version,
+            enabled,
+            exp,
+            nbf,
+            ops: o,
+            tags: t,
+            conn,
+        } => {
+            let params = KeyUpdateParameters {
+                key_ops: ops(o),
+                tags: tags(t),
+                attributes: (enabled.is_some() || exp.is_some() || nbf.is_some()).then(|| {
+                    KeyAttributes {
+                        enabled,
+                        exp,
+                        nbf,
+                        ..Default::default()
+                    }
+                }),
+                release_policy: None,
+            };
+            let b = conn
+                .client()?
+                .update_key(&name, version.as_deref(), &params)
+                .await?;
+            print_key(&b, conn.output)
+        }
+        KeyCommand::Delete { name, conn } => {
+            let d = conn.client()?.delete_key(&name).await?;
+            if conn.output == Output::Json {
+                return print_json(&d);
+            }
+            println!(
+                "deleted key {name}; recoverable until {}",
+                time(d.deletion.scheduled_purge_date)
+            );
+            Ok(())
+        }
+        KeyCommand::Recover { name, conn } => {
+            let b = conn.client()?.recover_deleted_key(&name).await?;
+            print_key(&b, conn.output)
+        }
+        KeyCommand::Purge { name, conn } => {
+            conn.client()?.purge_deleted_key(&name).await?;
+            if conn.output == Output::Human {
+                println!("purged key {name}");
+            }
+            Ok(())
+        }
+        KeyCommand::Backup { name, file, conn } => {
+            let blob = conn.client()?.backup_key(&name).await?;
+            match file {
+                Some(p) => std::fs::write(&p, blob.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?,
+                None => println!("{blob}"),
+            }
+            Ok(())
+        }
+        KeyCommand::Restore { file, conn } => {
+            let blob = super::secret::read_input(file.as_ref())?;
+            let b = conn.client()?.restore_key(blob.trim()).await?;
+            print_key(&b, conn.output)
+        }
+        KeyCommand::Rotate { name, conn } => {
+            let b = conn.client()?.rotate_key(&name).await?;
+            print_key(&b, conn.output)
+        }
+        KeyCommand::RotationPolicy { name, set, conn } => {
+            let c = conn.client()?;
+            let policy = match set {
+                Some(f) => {
+                    let text = std::fs::read(&f)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+                    let p: KeyRotationPolicy = serde_json::from_slice(&text).map_err(|e| {
+                        anyhow::anyhow!("{} is not a rotation policy: {e}", f.display())
+                    })?;
+                    c.set_rotation_policy(&name, &p).await?
+                }
+                None => c.get_rotation_policy(&name).await?,
+            };
+            print_json(&policy)
+        }
+        KeyCommand::Encrypt(a) => crypto("encrypt", a).await,
+        KeyCommand::Decrypt(a) => crypto("decrypt", a).await,
+        KeyCommand::Wrap(a) => crypto("wrapkey", a).await,
+        KeyCommand::Unwrap(a) => crypto("unwrapkey", a).await,
+        KeyCommand::Sign {
+            name,
+            version,
+            alg,
+            input,
+            conn,
+        } => {
+            let value = input.digest(&alg)?;
+            let r = conn
+                .client()?
+                .sign(&name, version.as_deref(), &KeySignParameters { alg, value })
+                .await?;
+            if conn.output == Output::Json {
+                return print_json(&r);
+            }
+            println!("{}", r.value);
+            Ok(())
+        }
+        KeyCommand::Verify {
+            name,
+            version,
+            alg,
+            input,
+            signature,
+            conn,
+        } => {
+            let digest = input.digest(&alg)?;
+            let ok = conn
+                .client()?
+                .verify(
+                    &name,
+                    version.as_deref(),
+                    &KeyVerifyParameters {
+                        alg,
+                        digest,
+                        value: signature,
+                    },
+                )
+                .await?;
+            if conn.output == Output::Json {
+                return print_json(&serde_json::json!({ "value": ok }));
+            }
+            println!("{}", if ok { "valid" } else { "INVALID" });
+            if ok {
+                Ok(())
+            } else {
+                anyhow::bail!("the signature does not verify")
+            }
+        }
+    }
+}
