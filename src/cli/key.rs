@@ -216,8 +216,8 @@ impl DigestInput {
         match (&self.digest, &self.file) {
             (Some(d), None) => Ok(d.clone()),
             (None, Some(f)) => {
-                let data =
-                    std::fs::read(f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+                let data = std::fs::read(f)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
                 let algorithm = match &alg[alg.len().saturating_sub(3)..] {
                     "256" | "56K" => &aws_lc_rs::digest::SHA256,
                     "384" => &aws_lc_rs::digest::SHA384,
@@ -241,7 +241,10 @@ fn print_key(b: &KeyBundle, output: Output) -> anyhow::Result<()> {
     if let Some(c) = &b.key.crv {
         println!("curve:      {c}");
     }
-    println!("operations: {}", b.key.key_ops.clone().unwrap_or_default().join(", "));
+    println!(
+        "operations: {}",
+        b.key.key_ops.clone().unwrap_or_default().join(", ")
+    );
     println!("enabled:    {}", b.attributes.enabled.unwrap_or(true));
     println!("created:    {}", time(b.attributes.created));
     if b.attributes.exp.is_some() {
@@ -368,7 +371,11 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                 return print_json(&items);
             }
             for i in items {
-                println!("{:<34} created {}", last_segment(&i.kid), time(i.attributes.created));
+                println!(
+                    "{:<34} created {}",
+                    last_segment(&i.kid),
+                    time(i.attributes.created)
+                );
             }
             Ok(())
         }

@@ -374,8 +374,13 @@ impl VaultClient {
         name: &str,
         params: &KeyCreateParameters,
     ) -> Result<KeyBundle, ClientError> {
-        self.call(Method::POST, &format!("/keys/{}/create", Self::seg(name)), &[], Some(params))
-            .await
+        self.call(
+            Method::POST,
+            &format!("/keys/{}/create", Self::seg(name)),
+            &[],
+            Some(params),
+        )
+        .await
     }
 
     pub async fn import_key(
@@ -383,13 +388,26 @@ impl VaultClient {
         name: &str,
         params: &KeyImportParameters,
     ) -> Result<KeyBundle, ClientError> {
-        self.call(Method::PUT, &format!("/keys/{}", Self::seg(name)), &[], Some(params))
-            .await
+        self.call(
+            Method::PUT,
+            &format!("/keys/{}", Self::seg(name)),
+            &[],
+            Some(params),
+        )
+        .await
     }
 
     /// The latest version when `version` is `None`.
-    pub async fn get_key(&self, name: &str, version: Option<&str>) -> Result<KeyBundle, ClientError> {
-        let path = format!("/keys/{}/{}", Self::seg(name), Self::seg(version.unwrap_or("")));
+    pub async fn get_key(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<KeyBundle, ClientError> {
+        let path = format!(
+            "/keys/{}/{}",
+            Self::seg(name),
+            Self::seg(version.unwrap_or(""))
+        );
         self.call(Method::GET, &path, &[], None::<&()>).await
     }
 
@@ -399,7 +417,11 @@ impl VaultClient {
         version: Option<&str>,
         params: &KeyUpdateParameters,
     ) -> Result<KeyBundle, ClientError> {
-        let path = format!("/keys/{}/{}", Self::seg(name), Self::seg(version.unwrap_or("")));
+        let path = format!(
+            "/keys/{}/{}",
+            Self::seg(name),
+            Self::seg(version.unwrap_or(""))
+        );
         self.call(Method::PATCH, &path, &[], Some(params)).await
     }
 
@@ -408,17 +430,28 @@ impl VaultClient {
     }
 
     pub async fn list_key_versions(&self, name: &str) -> Result<Vec<KeyItem>, ClientError> {
-        self.list_all(&format!("/keys/{}/versions", Self::seg(name))).await
+        self.list_all(&format!("/keys/{}/versions", Self::seg(name)))
+            .await
     }
 
     pub async fn delete_key(&self, name: &str) -> Result<DeletedKeyBundle, ClientError> {
-        self.call(Method::DELETE, &format!("/keys/{}", Self::seg(name)), &[], None::<&()>)
-            .await
+        self.call(
+            Method::DELETE,
+            &format!("/keys/{}", Self::seg(name)),
+            &[],
+            None::<&()>,
+        )
+        .await
     }
 
     pub async fn get_deleted_key(&self, name: &str) -> Result<DeletedKeyBundle, ClientError> {
-        self.call(Method::GET, &format!("/deletedkeys/{}", Self::seg(name)), &[], None::<&()>)
-            .await
+        self.call(
+            Method::GET,
+            &format!("/deletedkeys/{}", Self::seg(name)),
+            &[],
+            None::<&()>,
+        )
+        .await
     }
 
     pub async fn list_deleted_keys(&self) -> Result<Vec<DeletedKeyItem>, ClientError> {
@@ -442,7 +475,12 @@ impl VaultClient {
 
     pub async fn backup_key(&self, name: &str) -> Result<String, ClientError> {
         let b: BackupBlob = self
-            .call(Method::POST, &format!("/keys/{}/backup", Self::seg(name)), &[], None::<&()>)
+            .call(
+                Method::POST,
+                &format!("/keys/{}/backup", Self::seg(name)),
+                &[],
+                None::<&()>,
+            )
             .await?;
         Ok(b.value)
     }
@@ -460,8 +498,13 @@ impl VaultClient {
     }
 
     pub async fn rotate_key(&self, name: &str) -> Result<KeyBundle, ClientError> {
-        self.call(Method::POST, &format!("/keys/{}/rotate", Self::seg(name)), &[], None::<&()>)
-            .await
+        self.call(
+            Method::POST,
+            &format!("/keys/{}/rotate", Self::seg(name)),
+            &[],
+            None::<&()>,
+        )
+        .await
     }
 
     pub async fn get_rotation_policy(&self, name: &str) -> Result<KeyRotationPolicy, ClientError> {
@@ -504,8 +547,13 @@ impl VaultClient {
         op: &str,
         params: &KeyOperationsParameters,
     ) -> Result<KeyOperationResult, ClientError> {
-        self.call(Method::POST, &Self::key_op_path(name, version, op), &[], Some(params))
-            .await
+        self.call(
+            Method::POST,
+            &Self::key_op_path(name, version, op),
+            &[],
+            Some(params),
+        )
+        .await
     }
 
     /// Signs a digest (base64url in `params.value`).
@@ -515,8 +563,13 @@ impl VaultClient {
         version: Option<&str>,
         params: &KeySignParameters,
     ) -> Result<KeyOperationResult, ClientError> {
-        self.call(Method::POST, &Self::key_op_path(name, version, "sign"), &[], Some(params))
-            .await
+        self.call(
+            Method::POST,
+            &Self::key_op_path(name, version, "sign"),
+            &[],
+            Some(params),
+        )
+        .await
     }
 
     pub async fn verify(
@@ -526,14 +579,24 @@ impl VaultClient {
         params: &KeyVerifyParameters,
     ) -> Result<bool, ClientError> {
         let r: KeyVerifyResult = self
-            .call(Method::POST, &Self::key_op_path(name, version, "verify"), &[], Some(params))
+            .call(
+                Method::POST,
+                &Self::key_op_path(name, version, "verify"),
+                &[],
+                Some(params),
+            )
             .await?;
         Ok(r.value)
     }
 
     pub async fn random_bytes(&self, count: u32) -> Result<Vec<u8>, ClientError> {
         let r: RandomBytes = self
-            .call(Method::POST, "/rng", &[], Some(&GetRandomBytesRequest { count }))
+            .call(
+                Method::POST,
+                "/rng",
+                &[],
+                Some(&GetRandomBytesRequest { count }),
+            )
             .await?;
         crate::wire::from_b64url(&r.value)
             .ok_or_else(|| ClientError::Decode("random bytes are not base64url".into()))

@@ -1,4 +1,5 @@
-"""Fixtures for the kvault <-> azure-keyvault-secrets interoperability suite.
+"""Fixtures for the kvault <-> Azure SDK (azure-keyvault-secrets, azure-keyvault-keys)
+interoperability suite.
 
 Every vault used by the tests is a real `kvault dev` process started on a free
 port with its own state directory. The official Azure SDK talks to it
@@ -27,6 +28,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 from azure.core.credentials import AccessToken
+from azure.keyvault.keys import KeyClient, KeyVaultKey
+from azure.keyvault.keys.crypto import CryptographyClient
 from azure.keyvault.secrets import SecretClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +47,19 @@ DEV_ADMIN = "dev-admin"
 # operation the SDK exposes (set, get, list, update, delete, recover, purge, backup, restore).
 SUITE_ROLE = "Key Vault Secrets Officer"
 ALL_SECRET_PERMISSIONS = ["get", "list", "set", "delete", "recover", "backup", "restore", "purge"]
+# What the keys tests grant the suite's principal on top (keys vaults only): every key
+# operation, rotation policies included (`keys/*`, `keyrotationpolicies/*`).
+CRYPTO_ROLE = "Key Vault Crypto Officer"
+ALL_KEY_PERMISSIONS = [
+    "get", "list", "create", "update", "import", "delete", "recover", "backup", "restore", "purge",
+    "encrypt", "decrypt", "wrapKey", "unwrapKey", "sign", "verify",
+    "rotate", "getrotationpolicy", "setrotationpolicy",
+]
+# Cryptographic operations only, and no `get`: a CryptographyClient for this principal gets 403
+# when it fetches the key, so (as the SDK does for a caller without keys/get) it performs every
+# operation in the vault instead of locally with the public key.
+CRYPTO_ONLY_PERMISSIONS = ["encrypt", "decrypt", "wrapKey", "unwrapKey", "sign", "verify"]
+CRYPTO_REMOTE_USER = "crypto-remote"
 
 # ---------------------------------------------------------------------------
 # Host resolution.
@@ -281,6 +297,17 @@ class Vault:
         kwargs.setdefault("logging_enable", True)
         return SecretClient(self.url, credential or self.credential, **kwargs)
 
+    def key_client(self, credential: Any = None, **kwargs: Any) -> KeyClient:
+        kwargs.setdefault("connection_verify", str(self.ca))
+        kwargs.setdefault("logging_enable", True)
+        return KeyClient(self.url, credential or self.credential, **kwargs)
+
+    def crypto_client(self, key: "str | KeyVaultKey", credential: Any = None, **kwargs: Any) -> CryptographyClient:
+        """A CryptographyClient for `key` (a KeyVaultKey or a key id) trusting the vault's CA."""
+        kwargs.setdefault("connection_verify", str(self.ca))
+        kwargs.setdefault("logging_enable", True)
+        return CryptographyClient(key, credential or self.credential, **kwargs)
+
     def token(self, *extra: str) -> str:
         return run_kvault_token(self.state_dir, *extra)
 
@@ -326,8 +353,13 @@ def role_assignment(name: str, role: str, scope: Optional[str] = None, kind: str
     return entry
 
 
-def access_policy(name: str, secrets: Sequence[str], kind: str = "User") -> Dict[str, Any]:
-    return {"principal": principal_ref(kind, name), "permissions": {"secrets": list(secrets)}}
+def access_policy(
+    name: str, secrets: Sequence[str], kind: str = "User", keys: Optional[Sequence[str]] = None
+) -> Dict[str, Any]:
+    permissions: Dict[str, Any] = {"secrets": list(secrets)}
+    if keys is not None:
+        permissions["keys"] = list(keys)
+    return {"principal": principal_ref(kind, name), "permissions": permissions}
 
 
 def policy_doc(
@@ -573,3 +605,52 @@ def foreign_vault(vault_factory) -> Vault:
 def client(vault) -> SecretClient:
     with vault.client() as c:
         yield c
+
+
+def keys_policy_doc() -> Dict[str, Any]:
+    """RBAC: the usual grants plus interop-user as Key Vault Crypto Officer."""
+    return policy_doc(role_assignments=[role_assignment(TOKEN_USER, CRYPTO_ROLE)])
+
+
+@pytest.fixture(scope="session")
+def keys_vault(vault_factory) -> Vault:
+    """The keys tests' vault (RBAC): interop-user is Secrets Officer and Crypto Officer."""
+    v = vault_factory.start("keys")
+    push_policy(v, keys_policy_doc())
+    return v
+
+
+@pytest.fixture(scope="session")
+def key_client(keys_vault) -> KeyClient:
+    with keys_vault.key_client() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def crypto_vault(vault_factory) -> Vault:
+    """A vault in AccessPolicy mode for remote-only cryptography: interop-user may do every key
+    operation; CRYPTO_REMOTE_USER may only encrypt/decrypt/wrap/unwrap/sign/verify (no `get`)."""
+    v = vault_factory.start("crypto")
+    push_policy(
+        v,
+        policy_doc(
+            authorization="AccessPolicy",
+            access_policies=[
+                access_policy(TOKEN_USER, [], keys=ALL_KEY_PERMISSIONS),
+                access_policy(CRYPTO_REMOTE_USER, [], keys=CRYPTO_ONLY_PERMISSIONS),
+            ],
+        ),
+    )
+    return v
+
+
+@pytest.fixture(scope="session")
+def crypto_key_client(crypto_vault) -> KeyClient:
+    """interop-user's KeyClient on the crypto vault (creates and imports the keys)."""
+    with crypto_vault.key_client() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def remote_credential(crypto_vault) -> KvaultCredential:
+    return KvaultCredential(crypto_vault.state_dir, user=CRYPTO_REMOTE_USER)

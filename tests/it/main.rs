@@ -3,6 +3,7 @@
 mod authz;
 mod cli;
 mod common;
+mod keys;
 mod secrets_api;
 mod storage;
 mod tls;
