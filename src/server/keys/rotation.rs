@@ -350,6 +350,14 @@ mod tests {
     use crate::wire::LifetimeActionTrigger;
 
     #[test]
+    fn the_example_rotation_policy_is_valid() {
+        let text = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/keys/rotation-policy.json")).unwrap();
+        let p: KeyRotationPolicy = serde_json::from_slice(&text).unwrap();
+        let stored = validate_policy(&p, None, 1).unwrap();
+        assert_eq!(schedule(&stored).unwrap().actions.len(), 2);
+    }
+
+    #[test]
     fn iso_durations() {
         assert_eq!(parse_duration("P90D"), Some(90 * DAY));
         assert_eq!(parse_duration("P2Y"), Some(730 * DAY));
