@@ -249,7 +249,8 @@ impl Material {
         };
         // Every prepared input must be valid, or the loops would measure failures.
         for op in OPS {
-            m.raw_once(op).with_context(|| format!("direct {}", op.label()))?;
+            m.raw_once(op)
+                .with_context(|| format!("direct {}", op.label()))?;
             m.lib_once(op)
                 .with_context(|| format!("kvault lib {}", op.label()))?;
         }
@@ -350,10 +351,12 @@ impl Material {
                 "RS256 verify"
             ),
             Op::EncryptOaep => {
-                black_box(
-                    KeyMaterial::from_stored(&self.lib_rsa)?
-                        .encrypt(E::RsaOaep256, pt, None, None)?,
-                );
+                black_box(KeyMaterial::from_stored(&self.lib_rsa)?.encrypt(
+                    E::RsaOaep256,
+                    pt,
+                    None,
+                    None,
+                )?);
             }
             Op::DecryptOaep => {
                 let out = KeyMaterial::from_stored(&self.lib_rsa)?.decrypt(
@@ -366,9 +369,12 @@ impl Material {
                 anyhow::ensure!(out.as_slice() == pt, "RSA-OAEP-256 round trip");
             }
             Op::EncryptGcm => {
-                black_box(
-                    KeyMaterial::from_stored(&self.lib_oct)?.encrypt(E::A256Gcm, pt, None, None)?,
-                );
+                black_box(KeyMaterial::from_stored(&self.lib_oct)?.encrypt(
+                    E::A256Gcm,
+                    pt,
+                    None,
+                    None,
+                )?);
             }
             Op::DecryptGcm => {
                 let (value, iv, tag) = &self.lib_gcm;
@@ -513,7 +519,10 @@ impl ChildGuard {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!("the vault exited ({status}); its output:\n{}", tail.join("\n"));
+            bail!(
+                "the vault exited ({status}); its output:\n{}",
+                tail.join("\n")
+            );
         }
         Ok(())
     }
@@ -706,7 +715,12 @@ impl Api {
         Ok((kid, path))
     }
 
-    fn request(&self, path: &str, body: &Value, expect: Option<Value>) -> anyhow::Result<ApiRequest> {
+    fn request(
+        &self,
+        path: &str,
+        body: &Value,
+        expect: Option<Value>,
+    ) -> anyhow::Result<ApiRequest> {
         Ok(ApiRequest {
             url: self.url(path)?,
             body: Bytes::from(serde_json::to_vec(body)?),
@@ -762,7 +776,10 @@ async fn prepare(api: &Api) -> anyhow::Result<(Vec<String>, Vec<(Op, ApiRequest)
     }
 
     let encrypt = json!({"alg": "RSA-OAEP-256", "value": pt});
-    let ct = str_field(&api.post(&format!("{rsa}/encrypt"), &encrypt).await?, "value")?;
+    let ct = str_field(
+        &api.post(&format!("{rsa}/encrypt"), &encrypt).await?,
+        "value",
+    )?;
     reqs.push((
         Op::EncryptOaep,
         api.request(&format!("{rsa}/encrypt"), &encrypt, None)?,
@@ -847,7 +864,12 @@ async fn send_one(
             return Err(());
         }
     };
-    let text = || String::from_utf8_lossy(&body).chars().take(300).collect::<String>();
+    let text = || {
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(300)
+            .collect::<String>()
+    };
     if !status.is_success() {
         let _ = first_error.set(format!("HTTP {status}: {}", text()));
         return Ok(false);
@@ -1140,7 +1162,12 @@ fn run_bench() -> anyhow::Result<()> {
         let ca_pem = std::fs::read(&ca_file).with_context(|| ca_file.display().to_string())?;
         let ca = reqwest::Certificate::from_pem_bundle(&ca_pem).context("parsing ca.pem")?;
         let setup = http_client(&ca, port)?;
-        wait_ready(&setup, &format!("{}/_kvault/health", origin(port)), &mut vault).await?;
+        wait_ready(
+            &setup,
+            &format!("{}/_kvault/health", origin(port)),
+            &mut vault,
+        )
+        .await?;
         let token = read_token(&env_file)?;
         let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
             .context("the token is not a valid header value")?;
@@ -1151,7 +1178,9 @@ fn run_bench() -> anyhow::Result<()> {
             auth: auth.clone(),
             client: setup,
         };
-        let (kids, reqs) = prepare(&api).await.context("preparing the keys and inputs")?;
+        let (kids, reqs) = prepare(&api)
+            .await
+            .context("preparing the keys and inputs")?;
         for kid in &kids {
             println!("  key            {kid}");
         }
@@ -1253,9 +1282,15 @@ fn print_report(results: &[PhaseResult], direct: &[(Op, Direct)], secs: Duration
         }
     }
     println!();
-    println!("srv µs/op    = vault process CPU (user+sys, all threads) during the phase / successful ops");
-    println!("direct µs/op = the same operation with aws-lc-rs in this process, 1 thread, keys parsed once");
-    println!("core ratio   = (API ops/s / server cores used) / direct ops/s = direct µs/op / srv µs/op");
+    println!(
+        "srv µs/op    = vault process CPU (user+sys, all threads) during the phase / successful ops"
+    );
+    println!(
+        "direct µs/op = the same operation with aws-lc-rs in this process, 1 thread, keys parsed once"
+    );
+    println!(
+        "core ratio   = (API ops/s / server cores used) / direct ops/s = direct µs/op / srv µs/op"
+    );
 
     println!();
     println!(
@@ -1281,7 +1316,13 @@ fn print_report(results: &[PhaseResult], direct: &[(Op, Direct)], secs: Duration
     println!("design targets (DESIGN.md §12), reported here, not checked:");
     let find = |op: Op| results.iter().filter(move |r| r.op == op);
     let es: Vec<String> = find(Op::SignEs256)
-        .map(|r| format!("{} µs at {} conns", fmt_opt(r.server_us_per_op(), 1), r.conns))
+        .map(|r| {
+            format!(
+                "{} µs at {} conns",
+                fmt_opt(r.server_us_per_op(), 1),
+                r.conns
+            )
+        })
         .collect();
     println!(
         "  ECDSA P-256 sign through the API: target ≤ 40 µs server CPU per request; measured srv µs/op {}",

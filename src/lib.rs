@@ -12,6 +12,7 @@ pub mod clock;
 pub mod crypto;
 pub mod dev;
 pub mod policy;
+pub mod provider;
 pub mod server;
 pub mod wire;
 

@@ -36,6 +36,8 @@ enum LogFormat {
 enum Command {
     /// Run one vault's data plane (HTTPS key-vault API).
     Server(ServerOptions),
+    /// Run the Secrets Store CSI Driver provider (mounts vault objects into pods).
+    Provider(crate::provider::ProviderOptions),
     /// Run a vault on this machine with embedded defaults (state in ./.kvault).
     Dev(DevOptions),
     /// Mint a token from a dev vault's local issuer.
@@ -110,7 +112,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::install_crypto_provider();
     let level = match cli.command {
-        Command::Server(_) | Command::Dev(_) => "info",
+        Command::Server(_) | Command::Dev(_) | Command::Provider(_) => "info",
         _ => "warn",
     };
     init_logging(cli.log_format, level);
@@ -132,6 +134,7 @@ pub fn main() -> ExitCode {
                 Ok(())
             }
             Command::Dev(opts) => crate::dev::run(opts).await,
+            Command::Provider(opts) => crate::provider::run(opts).await,
             Command::Token(t) => {
                 let token = crate::dev::mint_token(
                     &t.state_dir,
