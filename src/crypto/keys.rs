@@ -447,6 +447,63 @@ impl KeyMaterial {
         }
     }
 
+    /// The PKCS#8 private key (RSA and EC), for certificates and PFX files.
+    pub fn pkcs8(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Inner::Rsa { pkcs8, .. } | Inner::Ec { pkcs8, .. } => Some(pkcs8),
+            Inner::Oct(_) => None,
+        }
+    }
+
+    /// Loads an RSA or EC (P-256, P-384, P-521, P-256K) PKCS#8 private key.
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
+        if let Ok(pair) = RsaKeyPair::from_pkcs8(der) {
+            return Ok(Self(Inner::Rsa {
+                pair,
+                pkcs8: Zeroizing::new(der.to_vec()),
+            }));
+        }
+        for curve in [Curve::P256, Curve::P384, Curve::P521, Curve::P256K] {
+            if EcdsaKeyPair::from_pkcs8(curve.signing(), der).is_ok() {
+                return Self::from_ec_pkcs8(curve, Zeroizing::new(der.to_vec()));
+            }
+        }
+        Err(bad(
+            "the private key is not an RSA or EC (P-256, P-384, P-521, P-256K) key",
+        ))
+    }
+
+    /// Loads a PKCS#1 `RSA PRIVATE KEY` or SEC1 `EC PRIVATE KEY`.
+    pub fn from_traditional_der(der: &[u8]) -> Result<Self, KeyError> {
+        if let Ok(pair) = RsaKeyPair::from_der(der) {
+            return Self::from_rsa_pair(pair);
+        }
+        for curve in [Curve::P256, Curve::P384, Curve::P521, Curve::P256K] {
+            if let Ok(pair) = EcdsaKeyPair::from_private_key_der(curve.signing(), der) {
+                let doc = pair.to_pkcs8v1().map_err(|_| bad("EC key export failed"))?;
+                return Self::from_ec_pkcs8(curve, Zeroizing::new(doc.as_ref().to_vec()));
+            }
+        }
+        Err(bad("the private key is not an RSA or EC key"))
+    }
+
+    /// The SubjectPublicKeyInfo DER of the public key (RSA and EC).
+    pub fn spki_der(&self) -> Option<Vec<u8>> {
+        match &self.0 {
+            Inner::Rsa { pair, .. } => pair
+                .public_key()
+                .as_der()
+                .ok()
+                .map(|d: PublicKeyX509Der| d.as_ref().to_vec()),
+            Inner::Ec { pair, .. } => pair
+                .public_key()
+                .as_der()
+                .ok()
+                .map(|d: PublicKeyX509Der| d.as_ref().to_vec()),
+            Inner::Oct(_) => None,
+        }
+    }
+
     pub fn kty(&self) -> KeyType {
         match &self.0 {
             Inner::Rsa { .. } => KeyType::Rsa,

@@ -4,6 +4,7 @@
 pub mod keys;
 pub mod pem;
 pub mod seal;
+pub mod x509;
 
 pub use seal::{MasterKey, SealKey};
 

@@ -351,7 +351,11 @@ mod tests {
 
     #[test]
     fn the_example_rotation_policy_is_valid() {
-        let text = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/keys/rotation-policy.json")).unwrap();
+        let text = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/keys/rotation-policy.json"
+        ))
+        .unwrap();
         let p: KeyRotationPolicy = serde_json::from_slice(&text).unwrap();
         let stored = validate_policy(&p, None, 1).unwrap();
         assert_eq!(schedule(&stored).unwrap().actions.len(), 2);

@@ -1,0 +1,466 @@
+//! Certificates: issuing (rcgen), certificate signing requests, parsing (x509-parser),
+//! PKCS#12 (p12-keystore) and PEM bundles in both directions.
+
+use super::keys::{Curve, KeyMaterial, KeyType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SignatureAlgorithm,
+};
+use rustls::pki_types::pem::{PemObject, SectionKind};
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use std::net::IpAddr;
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct X509Error(pub String);
+
+fn err(s: impl Into<String>) -> X509Error {
+    X509Error(s.into())
+}
+
+/// What to put into a certificate (from a certificate policy).
+#[derive(Debug, Clone, Default)]
+pub struct CertRequest {
+    pub subject: String,
+    pub dns_names: Vec<String>,
+    pub emails: Vec<String>,
+    pub upns: Vec<String>,
+    pub uris: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    /// The API's names: digitalSignature, keyEncipherment …
+    pub key_usage: Vec<String>,
+    /// OIDs, e.g. 1.3.6.1.5.5.7.3.1.
+    pub ekus: Vec<String>,
+    pub validity_months: u32,
+    pub ca: bool,
+    /// Unix seconds: the certificate is valid from shortly before this.
+    pub now: i64,
+}
+
+/// Who signs.
+pub enum Signer<'a> {
+    SelfSigned,
+    /// A CA certificate (DER) and its key.
+    Ca {
+        cert_der: &'a [u8],
+        key: &'a KeyMaterial,
+    },
+}
+
+fn sign_alg(key: &KeyMaterial) -> Result<&'static SignatureAlgorithm, X509Error> {
+    Ok(match (key.kty(), key.curve()) {
+        (KeyType::Rsa, _) => &rcgen::PKCS_RSA_SHA256,
+        (KeyType::Ec, Some(Curve::P256)) => &rcgen::PKCS_ECDSA_P256_SHA256,
+        (KeyType::Ec, Some(Curve::P384)) => &rcgen::PKCS_ECDSA_P384_SHA384,
+        (KeyType::Ec, Some(Curve::P521)) => &rcgen::PKCS_ECDSA_P521_SHA512,
+        (KeyType::Ec, _) => {
+            return Err(err(
+                "certificates need an RSA key or an EC key on P-256, P-384 or P-521",
+            ));
+        }
+        (KeyType::Oct, _) => return Err(err("certificates need an RSA or EC key")),
+    })
+}
+
+fn rc_key(key: &KeyMaterial) -> Result<KeyPair, X509Error> {
+    let pkcs8 = key
+        .pkcs8()
+        .ok_or_else(|| err("certificates need an RSA or EC key"))?;
+    KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(pkcs8), sign_alg(key)?)
+        .map_err(|e| err(format!("the key cannot sign certificates: {e}")))
+}
+
+/// `CN=a, O=b, OU=c, C=US, L=x, ST=y` into a distinguished name.
+pub fn parse_subject(s: &str) -> Result<DistinguishedName, X509Error> {
+    let mut dn = DistinguishedName::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| err(format!("subject component '{part}' is not KEY=VALUE")))?;
+        let ty = match k.trim().to_ascii_uppercase().as_str() {
+            "CN" => DnType::CommonName,
+            "O" => DnType::OrganizationName,
+            "OU" => DnType::OrganizationalUnitName,
+            "C" => DnType::CountryName,
+            "L" => DnType::LocalityName,
+            "ST" | "S" => DnType::StateOrProvinceName,
+            "E" | "EMAIL" | "EMAILADDRESS" => {
+                DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1])
+            }
+            "DC" => DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 25]),
+            other => return Err(err(format!("unsupported subject attribute '{other}'"))),
+        };
+        dn.push(ty, v.trim());
+    }
+    Ok(dn)
+}
+
+fn add_months(t: time::OffsetDateTime, months: u32) -> Result<time::OffsetDateTime, X509Error> {
+    let total = t.month() as i32 - 1 + months as i32;
+    let year = t.year() + total / 12;
+    let month = time::Month::try_from((total % 12 + 1) as u8).map_err(|_| err("bad month"))?;
+    let last_day = time::util::days_in_month(month, year);
+    let date = time::Date::from_calendar_date(year, month, t.day().min(last_day))
+        .map_err(|_| err("validity out of range"))?;
+    Ok(t.replace_date(date))
+}
+
+fn params(req: &CertRequest) -> Result<CertificateParams, X509Error> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = parse_subject(&req.subject)?;
+    let ia5 = |s: &String| {
+        s.clone()
+            .try_into()
+            .map_err(|_| err(format!("'{s}' is not valid in a certificate (ASCII only)")))
+    };
+    for d in &req.dns_names {
+        p.subject_alt_names.push(SanType::DnsName(ia5(d)?));
+    }
+    for e in &req.emails {
+        p.subject_alt_names.push(SanType::Rfc822Name(ia5(e)?));
+    }
+    for u in &req.uris {
+        p.subject_alt_names.push(SanType::URI(ia5(u)?));
+    }
+    for ip in &req.ip_addresses {
+        p.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    for upn in &req.upns {
+        p.subject_alt_names.push(SanType::OtherName((
+            vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+            rcgen::OtherNameValue::Utf8String(upn.clone()),
+        )));
+    }
+    for ku in &req.key_usage {
+        p.key_usages.push(match ku.as_str() {
+            "digitalSignature" => KeyUsagePurpose::DigitalSignature,
+            "nonRepudiation" => KeyUsagePurpose::ContentCommitment,
+            "keyEncipherment" => KeyUsagePurpose::KeyEncipherment,
+            "dataEncipherment" => KeyUsagePurpose::DataEncipherment,
+            "keyAgreement" => KeyUsagePurpose::KeyAgreement,
+            "keyCertSign" => KeyUsagePurpose::KeyCertSign,
+            "cRLSign" => KeyUsagePurpose::CrlSign,
+            "encipherOnly" => KeyUsagePurpose::EncipherOnly,
+            "decipherOnly" => KeyUsagePurpose::DecipherOnly,
+            other => return Err(err(format!("unknown key usage '{other}'"))),
+        });
+    }
+    for oid in &req.ekus {
+        let arcs: Vec<u64> = oid
+            .split('.')
+            .map(|a| a.parse::<u64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| err(format!("'{oid}' is not an extended key usage OID")))?;
+        if arcs.len() < 2 {
+            return Err(err(format!("'{oid}' is not an extended key usage OID")));
+        }
+        p.extended_key_usages.push(match oid.as_str() {
+            "1.3.6.1.5.5.7.3.1" => ExtendedKeyUsagePurpose::ServerAuth,
+            "1.3.6.1.5.5.7.3.2" => ExtendedKeyUsagePurpose::ClientAuth,
+            "1.3.6.1.5.5.7.3.3" => ExtendedKeyUsagePurpose::CodeSigning,
+            "1.3.6.1.5.5.7.3.4" => ExtendedKeyUsagePurpose::EmailProtection,
+            "1.3.6.1.5.5.7.3.8" => ExtendedKeyUsagePurpose::TimeStamping,
+            "1.3.6.1.5.5.7.3.9" => ExtendedKeyUsagePurpose::OcspSigning,
+            _ => ExtendedKeyUsagePurpose::Other(arcs),
+        });
+    }
+    p.is_ca = if req.ca {
+        IsCa::Ca(BasicConstraints::Unconstrained)
+    } else {
+        IsCa::ExplicitNoCa
+    };
+    let now = time::OffsetDateTime::from_unix_timestamp(req.now).map_err(|_| err("bad time"))?;
+    // A little slack for clocks that run behind.
+    p.not_before = now - time::Duration::minutes(5);
+    p.not_after = add_months(now, req.validity_months.max(1))?;
+    let serial = super::random::<16>().map_err(|_| err("random generation failed"))?;
+    let mut serial = serial.to_vec();
+    serial[0] &= 0x7f;
+    p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}
+
+/// Issues a certificate for `subject_key`.
+pub fn issue(
+    req: &CertRequest,
+    subject_key: &KeyMaterial,
+    signer: Signer<'_>,
+) -> Result<Vec<u8>, X509Error> {
+    let p = params(req)?;
+    let subject = rc_key(subject_key)?;
+    let cert = match signer {
+        Signer::SelfSigned => p
+            .self_signed(&subject)
+            .map_err(|e| err(format!("issuing the certificate failed: {e}")))?,
+        Signer::Ca { cert_der, key } => {
+            let ca_key = rc_key(key)?;
+            let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(cert_der), ca_key)
+                .map_err(|e| err(format!("the issuer's CA certificate is unusable: {e}")))?;
+            p.signed_by(&subject, &issuer)
+                .map_err(|e| err(format!("issuing the certificate failed: {e}")))?
+        }
+    };
+    Ok(cert.der().to_vec())
+}
+
+/// A PKCS#10 certificate signing request for `key` (DER).
+pub fn csr(req: &CertRequest, key: &KeyMaterial) -> Result<Vec<u8>, X509Error> {
+    let mut p = params(req)?;
+    // A CSR carries neither a serial number nor an issuer's key identifier.
+    p.serial_number = None;
+    p.use_authority_key_identifier_extension = false;
+    let k = rc_key(key)?;
+    let csr = p
+        .serialize_request(&k)
+        .map_err(|e| err(format!("building the CSR failed: {e}")))?;
+    Ok(csr.der().to_vec())
+}
+
+/// What the API reports about a certificate.
+#[derive(Debug, Clone)]
+pub struct ParsedCert {
+    pub nbf: i64,
+    pub exp: i64,
+    pub subject: String,
+    pub spki: Vec<u8>,
+    pub is_ca: bool,
+}
+
+pub fn parse(der: &[u8]) -> Result<ParsedCert, X509Error> {
+    let (rest, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|_| err("the certificate is not valid DER X.509"))?;
+    if !rest.is_empty() {
+        return Err(err("trailing data after the certificate"));
+    }
+    Ok(ParsedCert {
+        nbf: cert.validity().not_before.timestamp(),
+        exp: cert.validity().not_after.timestamp(),
+        subject: cert.subject().to_string(),
+        spki: cert.public_key().raw.to_vec(),
+        is_ca: cert.is_ca(),
+    })
+}
+
+/// SHA-1 thumbprint (the API's `x5t`).
+pub fn thumbprint(der: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der)
+        .as_ref()
+        .to_vec()
+}
+
+/// Whether the certificate certifies this key.
+pub fn key_matches(cert_der: &[u8], key: &KeyMaterial) -> Result<bool, X509Error> {
+    let parsed = parse(cert_der)?;
+    Ok(key.spki_der().is_some_and(|spki| spki == parsed.spki))
+}
+
+/// A PKCS#12 file with the key (if any) and the chain, leaf first, under an empty password.
+pub fn pfx(key: Option<&KeyMaterial>, chain: &[Vec<u8>]) -> Result<Vec<u8>, X509Error> {
+    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+    let certs = chain
+        .iter()
+        .map(|c| Certificate::from_der(c).map_err(|e| err(format!("certificate for PKCS#12: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut store = KeyStore::new();
+    match key.and_then(|k| k.pkcs8()) {
+        Some(pkcs8) => {
+            let pk =
+                PrivateKey::from_der(pkcs8).map_err(|e| err(format!("key for PKCS#12: {e}")))?;
+            let id = chain.first().map(|c| thumbprint(c)).unwrap_or_default();
+            store.add_entry(
+                "1",
+                KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(id, pk, certs)),
+            );
+        }
+        None => {
+            for (i, c) in certs.into_iter().enumerate() {
+                store.add_entry(&i.to_string(), KeyStoreEntry::Certificate(c));
+            }
+        }
+    }
+    store
+        .writer("")
+        .write()
+        .map_err(|e| err(format!("writing PKCS#12 failed: {e}")))
+}
+
+/// PEM: the private key (PKCS#8), then the chain, leaf first.
+pub fn pem_bundle(key: Option<&KeyMaterial>, chain: &[Vec<u8>]) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::new());
+    if let Some(pkcs8) = key.and_then(|k| k.pkcs8()) {
+        out.push_str(&super::pem::encode("PRIVATE KEY", pkcs8));
+    }
+    for c in chain {
+        out.push_str(&super::pem::encode("CERTIFICATE", c));
+    }
+    out
+}
+
+/// A key and its chain from an import.
+pub struct Imported {
+    pub key: KeyMaterial,
+    /// Leaf first.
+    pub chain: Vec<Vec<u8>>,
+}
+
+/// Orders a chain leaf first: the certificate whose key is `key` leads, then each issuer.
+fn order_chain(key: &KeyMaterial, mut certs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, X509Error> {
+    let pos = certs
+        .iter()
+        .position(|c| key_matches(c, key).unwrap_or(false))
+        .ok_or_else(|| err("no certificate in the file matches the private key"))?;
+    let leaf = certs.remove(pos);
+    let mut out = vec![leaf];
+    out.extend(certs);
+    Ok(out)
+}
+
+pub fn import_pfx(data: &[u8], password: &str) -> Result<Imported, X509Error> {
+    use p12_keystore::{KeyStore, Pkcs12ImportPolicy};
+    let store = KeyStore::from_pkcs12(data, password, Pkcs12ImportPolicy::Relaxed)
+        .map_err(|_| err("the PFX could not be opened (corrupt, or the password is wrong)"))?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| err("the PFX has no private key"))?;
+    let key = KeyMaterial::from_pkcs8(chain.key().as_der()).map_err(|e| err(e.to_string()))?;
+    let mut certs: Vec<Vec<u8>> = chain.certs().iter().map(|c| c.as_der().to_vec()).collect();
+    if certs.is_empty() {
+        // Some writers keep certificates as separate entries.
+        for (_, entry) in store.entries() {
+            if let p12_keystore::KeyStoreEntry::Certificate(c) = entry {
+                certs.push(c.as_der().to_vec());
+            }
+        }
+    }
+    for c in &certs {
+        parse(c)?;
+    }
+    let chain = order_chain(&key, certs)?;
+    Ok(Imported { key, chain })
+}
+
+pub fn import_pem(text: &[u8]) -> Result<Imported, X509Error> {
+    let mut key = None;
+    let mut certs = Vec::new();
+    for item in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(text) {
+        let (kind, der) = item.map_err(|_| err("the PEM data is malformed"))?;
+        match kind {
+            SectionKind::Certificate => {
+                parse(&der)?;
+                certs.push(der);
+            }
+            SectionKind::PrivateKey => {
+                key = Some(KeyMaterial::from_pkcs8(&der).map_err(|e| err(e.to_string()))?);
+            }
+            SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey => {
+                key =
+                    Some(KeyMaterial::from_traditional_der(&der).map_err(|e| err(e.to_string()))?);
+            }
+            _ => {}
+        }
+    }
+    let key = key.ok_or_else(|| err("the PEM data has no private key"))?;
+    if certs.is_empty() {
+        return Err(err("the PEM data has no certificate"));
+    }
+    let chain = order_chain(&key, certs)?;
+    Ok(Imported { key, chain })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(subject: &str) -> CertRequest {
+        CertRequest {
+            subject: subject.into(),
+            dns_names: vec!["www.example.test".into()],
+            emails: vec!["ops@example.test".into()],
+            upns: vec!["alice@example.test".into()],
+            uris: vec![],
+            ip_addresses: vec!["10.0.0.1".parse().unwrap()],
+            key_usage: vec!["digitalSignature".into(), "keyEncipherment".into()],
+            ekus: vec!["1.3.6.1.5.5.7.3.1".into()],
+            validity_months: 12,
+            ca: false,
+            now: 1_800_000_000,
+        }
+    }
+
+    #[test]
+    fn self_signed_certificates_parse_and_match_their_keys() {
+        for key in [
+            KeyMaterial::generate_rsa(2048, None).unwrap(),
+            KeyMaterial::generate_ec(Curve::P256).unwrap(),
+            KeyMaterial::generate_ec(Curve::P384).unwrap(),
+        ] {
+            let der = issue(&req("CN=web, O=kvault"), &key, Signer::SelfSigned).unwrap();
+            let p = parse(&der).unwrap();
+            assert!(p.subject.contains("CN=web"), "{}", p.subject);
+            assert!(p.exp - p.nbf > 360 * 86_400 && p.exp - p.nbf < 370 * 86_400);
+            assert!(key_matches(&der, &key).unwrap());
+            let other = KeyMaterial::generate_ec(Curve::P256).unwrap();
+            assert!(!key_matches(&der, &other).unwrap());
+            assert_eq!(thumbprint(&der).len(), 20);
+        }
+        let k1 = KeyMaterial::generate_ec(Curve::P256K).unwrap();
+        assert!(issue(&req("CN=x"), &k1, Signer::SelfSigned).is_err());
+    }
+
+    #[test]
+    fn pfx_and_pem_round_trip() {
+        let ca_key = KeyMaterial::generate_ec(Curve::P256).unwrap();
+        let mut ca_req = req("CN=Test CA");
+        ca_req.ca = true;
+        ca_req.key_usage = vec!["keyCertSign".into(), "cRLSign".into()];
+        let ca = issue(&ca_req, &ca_key, Signer::SelfSigned).unwrap();
+        let leaf_key = KeyMaterial::generate_rsa(2048, None).unwrap();
+        let leaf = issue(
+            &req("CN=leaf"),
+            &leaf_key,
+            Signer::Ca {
+                cert_der: &ca,
+                key: &ca_key,
+            },
+        )
+        .unwrap();
+        let chain = vec![leaf.clone(), ca.clone()];
+
+        let p12 = pfx(Some(&leaf_key), &chain).unwrap();
+        let back = import_pfx(&p12, "").unwrap();
+        assert_eq!(back.chain[0], leaf);
+        assert!(key_matches(&back.chain[0], &back.key).unwrap());
+
+        // The chain may come in any order; the leaf is the one that matches the key.
+        let pem = pem_bundle(Some(&leaf_key), &[ca.clone(), leaf.clone()]);
+        let back = import_pem(pem.as_bytes()).unwrap();
+        assert_eq!(back.chain[0], leaf);
+
+        assert!(import_pfx(b"garbage", "").is_err());
+        assert!(import_pfx(&p12, "wrong").is_err());
+        assert!(
+            import_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err()
+        );
+        // A key with someone else's certificate.
+        let other = KeyMaterial::generate_rsa(2048, None).unwrap();
+        assert!(import_pem(pem_bundle(Some(&other), &[leaf]).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn csr_and_subjects() {
+        let key = KeyMaterial::generate_ec(Curve::P256).unwrap();
+        let der = csr(&req("CN=pending, OU=team, C=US"), &key).unwrap();
+        assert!(!der.is_empty());
+        assert!(parse_subject("CN").is_err());
+        assert!(parse_subject("XX=1").is_err());
+        let t = time::OffsetDateTime::from_unix_timestamp(1_706_659_200).unwrap(); // 2024-01-31
+        let feb = add_months(t, 1).unwrap();
+        assert_eq!((feb.month(), feb.day()), (time::Month::February, 29));
+    }
+}
