@@ -22,6 +22,9 @@ pub use principal::{Identity, Principal};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Requirement<'a> {
     pub permission: Permission,
+    /// Another permission that also suffices (e.g. `manageissuers` for every issuer
+    /// operation).
+    pub alternative: Option<Permission>,
     pub action: DataAction,
     /// The object (family, name) when the operation addresses one; `None` for listings
     /// and vault-wide operations, which only vault-scope grants allow.
@@ -36,7 +39,9 @@ impl CompiledPolicy {
                 .access
                 .iter()
                 .filter(|e| e.grantee.matches(who))
-                .any(|e| e.permits(req.permission)),
+                .any(|e| {
+                    e.permits(req.permission) || req.alternative.is_some_and(|a| e.permits(a))
+                }),
             AuthorizationMode::Rbac => self
                 .assignments
                 .iter()

@@ -18,6 +18,7 @@ fn doc(v: serde_json::Value) -> CompiledPolicy {
 fn secret_get(name: &str) -> Requirement<'_> {
     Requirement {
         permission: Permission::Secret(SecretPermission::Get),
+        alternative: None,
         action: DataAction::SecretsGetSecret,
         object: Some((ObjectKind::Secrets, name)),
     }
@@ -26,6 +27,7 @@ fn secret_get(name: &str) -> Requirement<'_> {
 fn secret_list() -> Requirement<'static> {
     Requirement {
         permission: Permission::Secret(SecretPermission::List),
+        alternative: None,
         action: DataAction::SecretsReadMetadata,
         object: None,
     }
@@ -50,6 +52,7 @@ fn access_policy_entries_grant_exactly_their_permissions() {
     assert!(!p.allows(&user("bob"), &secret_get("x")));
     let set = Requirement {
         permission: Permission::Secret(SecretPermission::Set),
+        alternative: None,
         action: DataAction::SecretsSetSecret,
         object: Some((ObjectKind::Secrets, "x")),
     };

@@ -2,8 +2,8 @@
 //! a pure lookup on the current policy snapshot.
 
 use crate::policy::{
-    CompiledPolicy, DataAction, KeyPermission, ObjectKind, Permission, Principal, Requirement,
-    SecretPermission,
+    CertificatePermission, CompiledPolicy, DataAction, KeyPermission, ObjectKind, Permission,
+    Principal, Requirement, SecretPermission,
 };
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::ops::{KeyOp, Operation};
@@ -11,6 +11,7 @@ use crate::server::ops::{KeyOp, Operation};
 /// What an operation needs. Metadata operations (list, get properties, deleted objects)
 /// and value-reading operations are distinct, as in the cloud.
 pub fn requirement(op: &Operation) -> Requirement<'_> {
+    use CertificatePermission as C;
     use DataAction as A;
     use KeyPermission as K;
     use Operation as O;
@@ -61,17 +62,81 @@ pub fn requirement(op: &Operation) -> Requirement<'_> {
         // The cloud has no vault permission for random bytes; kvault asks for `get` on
         // keys (or its own data action) so an unprivileged caller cannot drain entropy.
         O::GetRandomBytes => (Permission::Key(K::Get), A::Rng),
+        O::CreateCertificate { .. } | O::MergeCertificate { .. } => {
+            (Permission::Certificate(C::Create), A::CertificatesCreate)
+        }
+        O::ImportCertificate { .. } => (Permission::Certificate(C::Import), A::CertificatesImport),
+        O::GetCertificate { .. }
+        | O::GetDeletedCertificate { .. }
+        | O::GetCertificatePolicy { .. }
+        | O::GetCertificateOperation { .. } => {
+            (Permission::Certificate(C::Get), A::CertificatesRead)
+        }
+        O::ListCertificates | O::ListCertificateVersions { .. } | O::ListDeletedCertificates => {
+            (Permission::Certificate(C::List), A::CertificatesRead)
+        }
+        O::UpdateCertificate { .. }
+        | O::UpdateCertificatePolicy { .. }
+        | O::UpdateCertificateOperation { .. } => {
+            (Permission::Certificate(C::Update), A::CertificatesUpdate)
+        }
+        O::DeleteCertificate { .. } | O::DeleteCertificateOperation { .. } => {
+            (Permission::Certificate(C::Delete), A::CertificatesDelete)
+        }
+        O::PurgeDeletedCertificate { .. } => {
+            (Permission::Certificate(C::Purge), A::CertificatesPurge)
+        }
+        O::RecoverDeletedCertificate { .. } => {
+            (Permission::Certificate(C::Recover), A::CertificatesRecover)
+        }
+        O::BackupCertificate { .. } => (Permission::Certificate(C::Backup), A::CertificatesBackup),
+        O::RestoreCertificate => (Permission::Certificate(C::Restore), A::CertificatesRestore),
+        O::GetContacts => (
+            Permission::Certificate(C::ManageContacts),
+            A::CertificateContactsRead,
+        ),
+        O::SetContacts | O::DeleteContacts => (
+            Permission::Certificate(C::ManageContacts),
+            A::CertificateContactsWrite,
+        ),
+        O::ListIssuers => (
+            Permission::Certificate(C::ListIssuers),
+            A::CertificateCasRead,
+        ),
+        O::GetIssuer { .. } => (
+            Permission::Certificate(C::GetIssuers),
+            A::CertificateCasRead,
+        ),
+        O::SetIssuer { .. } | O::UpdateIssuer { .. } => (
+            Permission::Certificate(C::SetIssuers),
+            A::CertificateCasWrite,
+        ),
+        O::DeleteIssuer { .. } => (
+            Permission::Certificate(C::DeleteIssuers),
+            A::CertificateCasDelete,
+        ),
     };
+    // `manageissuers` covers every issuer operation.
+    let alternative = matches!(
+        op,
+        O::ListIssuers
+            | O::GetIssuer { .. }
+            | O::SetIssuer { .. }
+            | O::UpdateIssuer { .. }
+            | O::DeleteIssuer { .. }
+    )
+    .then_some(Permission::Certificate(C::ManageIssuers));
     let object = op.object().map(|(collection, name)| {
-        let kind = if collection == "keys" {
-            ObjectKind::Keys
-        } else {
-            ObjectKind::Secrets
+        let kind = match collection {
+            "keys" => ObjectKind::Keys,
+            "certificates" => ObjectKind::Certificates,
+            _ => ObjectKind::Secrets,
         };
         (kind, name)
     });
     Requirement {
         permission,
+        alternative,
         action,
         object,
     }

@@ -14,7 +14,7 @@ use crate::server::objects::SoftDelete;
 use crate::server::ops::{Operation, RouteError, route};
 use crate::server::runtime::Runtime;
 use crate::server::throttle::Category;
-use crate::server::{keys, secrets};
+use crate::server::{certificates, keys, secrets};
 use crate::wire::{API_VERSIONS, LATEST_API_VERSION, MAX_PAGE_SIZE, Page};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -349,7 +349,24 @@ async fn handle(
         query,
         soft_delete: rt.soft_delete,
     };
-    if op.object().is_some_and(|(c, _)| c == "keys")
+    let certificate_op = op.object().is_some_and(|(c, _)| c == "certificates")
+        || matches!(
+            op,
+            Operation::ListCertificates
+                | Operation::ListDeletedCertificates
+                | Operation::RestoreCertificate
+                | Operation::GetContacts
+                | Operation::SetContacts
+                | Operation::DeleteContacts
+                | Operation::ListIssuers
+                | Operation::GetIssuer { .. }
+                | Operation::SetIssuer { .. }
+                | Operation::UpdateIssuer { .. }
+                | Operation::DeleteIssuer { .. }
+        );
+    if certificate_op {
+        certificates::handle(state, &ctx, op, &bytes).await
+    } else if op.object().is_some_and(|(c, _)| c == "keys")
         || matches!(
             op,
             Operation::ListKeys

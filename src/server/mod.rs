@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod certificates;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -222,6 +223,7 @@ impl Server {
         let watcher = self.certs.spawn_watcher(self.tls_reload_interval);
         let sweeper = sweeper::spawn(self.state.clone(), self.sweep_interval);
         let rotation = keys::rotation::spawn(self.state.clone(), self.sweep_interval);
+        let renewal = certificates::renewal::spawn(self.state.clone(), self.sweep_interval);
         let metrics_task = self
             .metrics_listener
             .map(|l| tokio::spawn(metrics::serve(l, self.state.metrics.clone())));
@@ -285,6 +287,7 @@ impl Server {
         watcher.abort();
         sweeper.abort();
         rotation.abort();
+        renewal.abort();
         if let Some(m) = metrics_task {
             m.abort();
         }

@@ -281,6 +281,7 @@ mod tests {
             versions: vec![crate::server::store::Version::new("v1".into(), 1, ())],
             deleted: None,
             rotation: None,
+            certificate: None,
         };
         let blob = Backup::seal(
             &key,

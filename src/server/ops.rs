@@ -92,6 +92,75 @@ pub enum Operation {
         op: KeyOp,
     },
     GetRandomBytes,
+    CreateCertificate {
+        name: String,
+    },
+    ImportCertificate {
+        name: String,
+    },
+    GetCertificate {
+        name: String,
+        version: Option<String>,
+    },
+    UpdateCertificate {
+        name: String,
+        version: Option<String>,
+    },
+    DeleteCertificate {
+        name: String,
+    },
+    ListCertificates,
+    ListCertificateVersions {
+        name: String,
+    },
+    ListDeletedCertificates,
+    GetDeletedCertificate {
+        name: String,
+    },
+    PurgeDeletedCertificate {
+        name: String,
+    },
+    RecoverDeletedCertificate {
+        name: String,
+    },
+    BackupCertificate {
+        name: String,
+    },
+    RestoreCertificate,
+    GetCertificatePolicy {
+        name: String,
+    },
+    UpdateCertificatePolicy {
+        name: String,
+    },
+    GetCertificateOperation {
+        name: String,
+    },
+    UpdateCertificateOperation {
+        name: String,
+    },
+    DeleteCertificateOperation {
+        name: String,
+    },
+    MergeCertificate {
+        name: String,
+    },
+    GetContacts,
+    SetContacts,
+    DeleteContacts,
+    ListIssuers,
+    GetIssuer {
+        name: String,
+    },
+    SetIssuer {
+        name: String,
+    },
+    UpdateIssuer {
+        name: String,
+    },
+    DeleteIssuer {
+        name: String,
+    },
 }
 
 /// The cryptographic operations addressed as `/keys/{name}/{version}/<op>`.
@@ -176,6 +245,33 @@ impl Operation {
                 KeyOp::Release => "Release",
             },
             Operation::GetRandomBytes => "GetRandomBytes",
+            Operation::CreateCertificate { .. } => "CreateCertificate",
+            Operation::ImportCertificate { .. } => "ImportCertificate",
+            Operation::GetCertificate { .. } => "GetCertificate",
+            Operation::UpdateCertificate { .. } => "UpdateCertificate",
+            Operation::DeleteCertificate { .. } => "DeleteCertificate",
+            Operation::ListCertificates => "GetCertificates",
+            Operation::ListCertificateVersions { .. } => "GetCertificateVersions",
+            Operation::ListDeletedCertificates => "GetDeletedCertificates",
+            Operation::GetDeletedCertificate { .. } => "GetDeletedCertificate",
+            Operation::PurgeDeletedCertificate { .. } => "PurgeDeletedCertificate",
+            Operation::RecoverDeletedCertificate { .. } => "RecoverDeletedCertificate",
+            Operation::BackupCertificate { .. } => "BackupCertificate",
+            Operation::RestoreCertificate => "RestoreCertificate",
+            Operation::GetCertificatePolicy { .. } => "GetCertificatePolicy",
+            Operation::UpdateCertificatePolicy { .. } => "UpdateCertificatePolicy",
+            Operation::GetCertificateOperation { .. } => "GetCertificateOperation",
+            Operation::UpdateCertificateOperation { .. } => "UpdateCertificateOperation",
+            Operation::DeleteCertificateOperation { .. } => "DeleteCertificateOperation",
+            Operation::MergeCertificate { .. } => "MergeCertificate",
+            Operation::GetContacts => "GetCertificateContacts",
+            Operation::SetContacts => "SetCertificateContacts",
+            Operation::DeleteContacts => "DeleteCertificateContacts",
+            Operation::ListIssuers => "GetCertificateIssuers",
+            Operation::GetIssuer { .. } => "GetCertificateIssuer",
+            Operation::SetIssuer { .. } => "SetCertificateIssuer",
+            Operation::UpdateIssuer { .. } => "UpdateCertificateIssuer",
+            Operation::DeleteIssuer { .. } => "DeleteCertificateIssuer",
         }
     }
 
@@ -205,13 +301,40 @@ impl Operation {
             | Operation::GetRotationPolicy { name }
             | Operation::SetRotationPolicy { name }
             | Operation::KeyOperation { name, .. } => Some(("keys", name)),
+            Operation::CreateCertificate { name }
+            | Operation::ImportCertificate { name }
+            | Operation::GetCertificate { name, .. }
+            | Operation::UpdateCertificate { name, .. }
+            | Operation::DeleteCertificate { name }
+            | Operation::ListCertificateVersions { name }
+            | Operation::GetDeletedCertificate { name }
+            | Operation::PurgeDeletedCertificate { name }
+            | Operation::RecoverDeletedCertificate { name }
+            | Operation::BackupCertificate { name }
+            | Operation::GetCertificatePolicy { name }
+            | Operation::UpdateCertificatePolicy { name }
+            | Operation::GetCertificateOperation { name }
+            | Operation::UpdateCertificateOperation { name }
+            | Operation::DeleteCertificateOperation { name }
+            | Operation::MergeCertificate { name } => Some(("certificates", name)),
             Operation::ListSecrets
             | Operation::ListDeletedSecrets
             | Operation::RestoreSecret
             | Operation::ListKeys
             | Operation::ListDeletedKeys
             | Operation::RestoreKey
-            | Operation::GetRandomBytes => None,
+            | Operation::GetRandomBytes
+            | Operation::ListCertificates
+            | Operation::ListDeletedCertificates
+            | Operation::RestoreCertificate
+            | Operation::GetContacts
+            | Operation::SetContacts
+            | Operation::DeleteContacts
+            | Operation::ListIssuers
+            | Operation::GetIssuer { .. }
+            | Operation::SetIssuer { .. }
+            | Operation::UpdateIssuer { .. }
+            | Operation::DeleteIssuer { .. } => None,
         }
     }
 }
@@ -353,6 +476,89 @@ pub fn route(method: &Method, path: &str) -> Result<Operation, RouteError> {
             O::RecoverDeletedKey { name: name(1) }
         }
         ["rng"] if m == Method::POST => O::GetRandomBytes,
+        ["certificates"] | ["certificates", ""] => match m {
+            Method::GET => O::ListCertificates,
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["certificates", "contacts"] => match m {
+            Method::GET => O::GetContacts,
+            Method::PUT => O::SetContacts,
+            Method::DELETE => O::DeleteContacts,
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["certificates", "issuers"] | ["certificates", "issuers", ""] => match m {
+            Method::GET => O::ListIssuers,
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["certificates", "issuers", _] => match m {
+            Method::GET => O::GetIssuer { name: name(2) },
+            Method::PUT => O::SetIssuer { name: name(2) },
+            Method::PATCH => O::UpdateIssuer { name: name(2) },
+            Method::DELETE => O::DeleteIssuer { name: name(2) },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["certificates", "restore"] if m == Method::POST => O::RestoreCertificate,
+        ["certificates", _] => match m {
+            Method::GET => O::GetCertificate {
+                name: name(1),
+                version: None,
+            },
+            Method::PATCH => O::UpdateCertificate {
+                name: name(1),
+                version: None,
+            },
+            Method::DELETE => O::DeleteCertificate { name: name(1) },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["certificates", _, "create"] if m == Method::POST => {
+            O::CreateCertificate { name: name(1) }
+        }
+        ["certificates", _, "import"] if m == Method::POST => {
+            O::ImportCertificate { name: name(1) }
+        }
+        ["certificates", _, "backup"] if m == Method::POST => {
+            O::BackupCertificate { name: name(1) }
+        }
+        ["certificates", _, "versions"] if m == Method::GET => {
+            O::ListCertificateVersions { name: name(1) }
+        }
+        ["certificates", _, "policy"] => match m {
+            Method::GET => O::GetCertificatePolicy { name: name(1) },
+            Method::PATCH => O::UpdateCertificatePolicy { name: name(1) },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["certificates", _, "pending"] => match m {
+            Method::GET => O::GetCertificateOperation { name: name(1) },
+            Method::PATCH => O::UpdateCertificateOperation { name: name(1) },
+            Method::DELETE => O::DeleteCertificateOperation { name: name(1) },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["certificates", _, "pending", "merge"] if m == Method::POST => {
+            O::MergeCertificate { name: name(1) }
+        }
+        ["certificates", _, v] => match m {
+            Method::GET => O::GetCertificate {
+                name: name(1),
+                version: version(v),
+            },
+            Method::PATCH => O::UpdateCertificate {
+                name: name(1),
+                version: version(v),
+            },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["deletedcertificates"] | ["deletedcertificates", ""] => match m {
+            Method::GET => O::ListDeletedCertificates,
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["deletedcertificates", _] => match m {
+            Method::GET => O::GetDeletedCertificate { name: name(1) },
+            Method::DELETE => O::PurgeDeletedCertificate { name: name(1) },
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
+        ["deletedcertificates", _, "recover"] if m == Method::POST => {
+            O::RecoverDeletedCertificate { name: name(1) }
+        }
         _ => return Err(RouteError::NotFound),
     };
     Ok(op)
@@ -497,6 +703,48 @@ mod tests {
         assert_eq!(
             r(Method::GET, "/keys/k/v/sign"),
             Err(RouteError::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn certificate_routes() {
+        let n = || "c".to_string();
+        assert_eq!(
+            r(Method::POST, "/certificates/c/create"),
+            Ok(O::CreateCertificate { name: n() })
+        );
+        assert_eq!(
+            r(Method::GET, "/certificates/c/"),
+            Ok(O::GetCertificate {
+                name: n(),
+                version: None
+            })
+        );
+        assert_eq!(
+            r(Method::GET, "/certificates/c/pending"),
+            Ok(O::GetCertificateOperation { name: n() })
+        );
+        assert_eq!(
+            r(Method::POST, "/certificates/c/pending/merge"),
+            Ok(O::MergeCertificate { name: n() })
+        );
+        assert_eq!(
+            r(Method::PATCH, "/certificates/c/policy"),
+            Ok(O::UpdateCertificatePolicy { name: n() })
+        );
+        assert_eq!(r(Method::PUT, "/certificates/contacts"), Ok(O::SetContacts));
+        assert_eq!(r(Method::GET, "/certificates/issuers"), Ok(O::ListIssuers));
+        assert_eq!(
+            r(Method::PUT, "/certificates/issuers/ca"),
+            Ok(O::SetIssuer { name: "ca".into() })
+        );
+        assert_eq!(
+            r(Method::POST, "/certificates/restore"),
+            Ok(O::RestoreCertificate)
+        );
+        assert_eq!(
+            r(Method::DELETE, "/deletedcertificates/c"),
+            Ok(O::PurgeDeletedCertificate { name: n() })
         );
     }
 

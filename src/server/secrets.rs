@@ -161,6 +161,7 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
                     versions: Vec::new(),
                     deleted: None,
                     rotation: None,
+                    certificate: None,
                 },
             };
             let mut v = Version::new(

@@ -1,9 +1,11 @@
 //! The Azure Key Vault REST API's JSON shapes, shared by the server and the client.
 //! Field names follow the API exactly (camelCase); absent optional fields are omitted.
 
+pub mod certificates;
 pub mod keys;
 pub mod secrets;
 
+pub use certificates::*;
 pub use keys::*;
 pub use secrets::*;
 

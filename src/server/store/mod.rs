@@ -12,7 +12,7 @@
 pub mod record;
 pub mod redb;
 
-pub use record::{Deleted, Head, Kind, RotationState, Version};
+pub use record::{CertificateState, Deleted, Head, Kind, PendingOperation, RotationState, Version};
 
 use crate::crypto::seal::DataKeyMaterial;
 use crate::crypto::{CryptoError, MasterKey, SealKey};
@@ -218,6 +218,35 @@ impl VaultStore {
         }
     }
 
+    /// Every vault-level record whose name starts with `prefix`, opened: (name, value).
+    pub async fn meta_scan(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Zeroizing<Vec<u8>>)>, StoreError> {
+        let key_prefix = Self::meta_key(prefix);
+        let mut out = Vec::new();
+        for (k, raw) in self.backend.scan(&key_prefix).await? {
+            let name = String::from_utf8_lossy(&k[2..]).into_owned();
+            let plain = self
+                .records
+                .open(&Self::aad(&k), &raw)
+                .map_err(|_| StoreError::Integrity(format!("vault record {name}")))?;
+            out.push((name, plain));
+        }
+        Ok(out)
+    }
+
+    /// Removes a vault-level record if its stored form is still `expect`.
+    pub async fn delete_meta(&self, name: &str, expect: Vec<u8>) -> Result<(), StoreError> {
+        let key = Self::meta_key(name);
+        self.backend
+            .commit(Batch {
+                expect: vec![(key.clone(), Some(expect))],
+                ops: vec![Op::Delete(key)],
+            })
+            .await
+    }
+
     /// Writes a sealed vault-level record if its stored form is still `expect`.
     pub async fn put_meta(
         &self,
@@ -281,6 +310,73 @@ impl VaultStore {
         self.records
             .open(&Self::aad(&key), &sealed)
             .map_err(|_| StoreError::Integrity(format!("{} version record", kind.as_str())))
+    }
+
+    /// An object's head and the raw record it came from, for a multi-object write
+    /// ([`stage`](Self::stage) + [`commit`](Self::commit)).
+    pub async fn head_for_update<M: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<(Option<Head<M>>, Option<Vec<u8>>), StoreError> {
+        Ok(match self.head_raw::<M>(kind, name).await? {
+            Some((h, raw)) => (Some(h), Some(raw)),
+            None => (None, None),
+        })
+    }
+
+    /// Adds one object's change to a batch, conditional on its head still being `expected`
+    /// (the raw record [`head_for_update`](Self::head_for_update) returned).
+    pub fn stage<M: Serialize>(
+        &self,
+        batch: &mut Batch,
+        kind: Kind,
+        name: &str,
+        expected: Option<Vec<u8>>,
+        change: Change<M>,
+    ) -> Result<(), StoreError> {
+        let head_key = self.head_key(kind, name);
+        batch.expect.push((head_key.clone(), expected));
+        match change {
+            Change::Keep => {}
+            Change::Put { head, values } => {
+                if !head.name.eq_ignore_ascii_case(name) {
+                    return Err(StoreError::Integrity("head renamed".into()));
+                }
+                let plain = Zeroizing::new(
+                    serde_json::to_vec(&head)
+                        .map_err(|e| StoreError::Backend(format!("encoding head: {e}")))?,
+                );
+                batch.ops.push(Op::Put(
+                    head_key.clone(),
+                    self.records.seal(&Self::aad(&head_key), &plain)?,
+                ));
+                for (version, value) in values {
+                    let key = self.value_key(kind, name, &version);
+                    let sealed = self.records.seal(&Self::aad(&key), &value)?;
+                    batch.ops.push(Op::Put(key, sealed));
+                }
+            }
+            Change::Purge => {
+                batch.ops.push(Op::Delete(head_key));
+                batch
+                    .ops
+                    .push(Op::DeletePrefix(self.versions_prefix(kind, name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes one value record (e.g. a pending certificate's key once it is merged).
+    pub fn stage_delete_value(&self, batch: &mut Batch, kind: Kind, name: &str, version: &str) {
+        batch
+            .ops
+            .push(Op::Delete(self.value_key(kind, name, version)));
+    }
+
+    /// Applies a staged batch atomically; `StoreError::Conflict` means re-read and retry.
+    pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.backend.commit(batch).await
     }
 
     /// Reads the object's head, lets `decide` choose a change, and writes it atomically,
@@ -370,6 +466,7 @@ mod tests {
             versions: vec![Version::new(version.into(), 1, Meta::default())],
             deleted: None,
             rotation: None,
+            certificate: None,
         }
     }
 
@@ -473,6 +570,7 @@ mod tests {
                         versions: vec![],
                         deleted: None,
                         rotation: None,
+                        certificate: None,
                     });
                     head.versions
                         .push(Version::new(format!("v{i}"), i, Meta::default()));

@@ -57,6 +57,40 @@ pub struct Head<M> {
     /// Keys only: the rotation policy and what the scheduler has done under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationState>,
+    /// Certificates only: the policy and the current (or last) issuance operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateState>,
+}
+
+/// A certificate's policy, its issuance operation, and the last version an
+/// `EmailContacts` action fired for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct CertificateState {
+    pub policy: crate::wire::CertificatePolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingOperation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_version: Option<String>,
+}
+
+/// An issuance: completed at once for `Self` and kvault issuers, waiting for a merge for
+/// `Unknown` (the private key then waits as a value record under the version id).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PendingOperation {
+    pub version: String,
+    pub issuer: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
+    #[serde(default)]
+    pub cancellation_requested: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::wire::OperationError>,
+    pub request_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<crate::wire::Tags>,
 }
 
 /// A key's rotation policy as stored, and the last version a `Notify` action fired for
@@ -75,6 +109,7 @@ impl<M> Head<M> {
             versions: Vec::new(),
             deleted: None,
             rotation: None,
+            certificate: None,
         }
     }
 

@@ -1,0 +1,102 @@
+//! What the CSI provider needs from the client beyond the CLI's methods: a client built
+//! from a CA bundle held in memory (a SecretProviderClass may carry the PEM inline; the
+//! provider writes nothing to disk), and a certificate's DER.
+
+use super::{ClientError, VaultClient};
+use reqwest::{Certificate, Method, Url};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The parts of a CertificateBundle the provider reads.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CertificateDer {
+    /// `…/certificates/{name}/{version}`.
+    pub id: String,
+    /// The certificate, DER (decoded from the bundle's standard-base64 `cer`).
+    #[serde(deserialize_with = "cer_from_base64")]
+    pub cer: Vec<u8>,
+}
+
+fn cer_from_base64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    use base64::Engine;
+    let s: String = serde::Deserialize::deserialize(d)?;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|_| serde::de::Error::custom("cer is not base64"))
+}
+
+impl VaultClient {
+    /// A client for `url` trusting only the CA certificates in `ca_pem`, with no token
+    /// (give it one per request with [`VaultClient::with_token`]). One such client per
+    /// vault shares its connection pool across every pod that mounts from that vault.
+    pub fn for_provider(
+        url: &str,
+        ca_pem: &[u8],
+        request_timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        crate::install_crypto_provider();
+        let origin = Url::parse(url)
+            .map_err(|e| ClientError::Config(format!("invalid vault URL '{url}': {e}")))?;
+        if origin.scheme() != "https" {
+            return Err(ClientError::Config(format!(
+                "the vault URL must be https:// (got '{url}')"
+            )));
+        }
+        let host = origin
+            .host_str()
+            .ok_or_else(|| ClientError::Config("the vault URL has no host".into()))?
+            .to_string();
+        let certs = Certificate::from_pem_bundle(ca_pem)
+            .map_err(|e| ClientError::Config(format!("parsing the CA bundle: {e}")))?;
+        if certs.is_empty() {
+            return Err(ClientError::Config(
+                "the CA bundle holds no certificate".into(),
+            ));
+        }
+        let mut b = reqwest::Client::builder()
+            .https_only(true)
+            .user_agent(concat!("kvault-provider/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(request_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tls_certs_only(certs);
+        // RFC 6761: *.localhost names are loopback, whatever the resolver says.
+        if host.ends_with(".localhost") {
+            b = b.resolve(&host, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        }
+        let http = b
+            .build()
+            .map_err(|e| ClientError::Config(format!("building the HTTPS client: {e}")))?;
+        Ok(Self {
+            http,
+            origin,
+            token: Zeroizing::new(String::new()),
+        })
+    }
+
+    /// `GET /certificates/{name}/{version}` (latest when `version` is `None`): the
+    /// certificate's id and DER.
+    pub async fn get_certificate_der(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<CertificateDer, ClientError> {
+        let path = format!(
+            "/certificates/{}/{}",
+            Self::seg(name),
+            Self::seg(version.unwrap_or(""))
+        );
+        self.call(Method::GET, &path, &[], None::<&()>).await
+    }
+
+    /// `GET /certificates/{name}/versions`: every version's id, `created` and `enabled`.
+    pub async fn list_certificate_versions_for_mount(
+        &self,
+        name: &str,
+    ) -> Result<Vec<crate::wire::SecretItem>, ClientError> {
+        // A CertificateItem has the same `id` and `attributes` members as a SecretItem.
+        self.list_all(&format!("/certificates/{}/versions", Self::seg(name)))
+            .await
+    }
+}
