@@ -221,8 +221,42 @@ async fn get(
         });
     }
     let raw = state.store.value(KIND, &head.name, &v.id).await?;
-    let value = String::from_utf8(raw.to_vec()).map_err(|_| ApiError::Integrity)?;
-    Reply::ok(&bundle(ctx, &head, v, Some(value)))
+    let value = Zeroizing::new(String::from_utf8(raw.to_vec()).map_err(|_| ApiError::Integrity)?);
+    let mut out = bundle(ctx, &head, v, None);
+    // A certificate's secret converts between PFX and PEM on request.
+    let wanted = ctx.query.get("outContentType").filter(|w| !w.is_empty());
+    match wanted {
+        Some(w) if v.meta.managed && Some(w) != v.meta.content_type.as_deref() => {
+            out.value = Some(convert_certificate_secret(&value, v.meta.content_type.as_deref(), w)?);
+            out.content_type = Some(w.to_string());
+        }
+        _ => out.value = Some(value.to_string()),
+    }
+    Reply::ok(&out)
+}
+
+/// PFX (base64) ↔ PEM for certificate-backed secrets.
+fn convert_certificate_secret(value: &str, from: Option<&str>, to: &str) -> ApiResult<String> {
+    use crate::crypto::x509;
+    use crate::server::certificates::{PEM, PFX};
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let imported = match from {
+        Some(PFX) => {
+            let der = Zeroizing::new(b64.decode(value.trim()).map_err(|_| ApiError::Integrity)?);
+            x509::import_pfx(&der, "").map_err(|_| ApiError::Integrity)?
+        }
+        Some(PEM) => x509::import_pem(value.as_bytes()).map_err(|_| ApiError::Integrity)?,
+        _ => return Err(ApiError::bad("outContentType applies to certificate secrets only.")),
+    };
+    match to {
+        PEM => Ok(x509::pem_bundle(Some(&imported.key), &imported.chain).to_string()),
+        PFX => Ok(b64.encode(x509::pfx(Some(&imported.key), &imported.chain)?)),
+        other => Err(ApiError::bad(format!(
+            "outContentType '{}' is not supported: use {PFX} or {PEM}.",
+            objects::printable(other)
+        ))),
+    }
 }
 
 async fn update(
