@@ -227,7 +227,11 @@ async fn get(
     let wanted = ctx.query.get("outContentType").filter(|w| !w.is_empty());
     match wanted {
         Some(w) if v.meta.managed && Some(w) != v.meta.content_type.as_deref() => {
-            out.value = Some(convert_certificate_secret(&value, v.meta.content_type.as_deref(), w)?);
+            out.value = Some(convert_certificate_secret(
+                &value,
+                v.meta.content_type.as_deref(),
+                w,
+            )?);
             out.content_type = Some(w.to_string());
         }
         _ => out.value = Some(value.to_string()),
@@ -247,7 +251,11 @@ fn convert_certificate_secret(value: &str, from: Option<&str>, to: &str) -> ApiR
             x509::import_pfx(&der, "").map_err(|_| ApiError::Integrity)?
         }
         Some(PEM) => x509::import_pem(value.as_bytes()).map_err(|_| ApiError::Integrity)?,
-        _ => return Err(ApiError::bad("outContentType applies to certificate secrets only.")),
+        _ => {
+            return Err(ApiError::bad(
+                "outContentType applies to certificate secrets only.",
+            ));
+        }
     };
     match to {
         PEM => Ok(x509::pem_bundle(Some(&imported.key), &imported.chain).to_string()),

@@ -1,6 +1,7 @@
 //! Integration tests: real `kvault server`s on loopback with real TLS and real storage.
 
 mod authz;
+mod certificates;
 mod cli;
 mod common;
 mod keys;
