@@ -1,6 +1,7 @@
 //! The `kvault` command line: the programs (`server`, `dev`) and the people's client
 //! commands (`secret`, `token`).
 
+mod cert;
 mod key;
 mod secret;
 
@@ -45,6 +46,9 @@ enum Command {
     /// Work with secrets.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Work with certificates, issuers and contacts.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
     /// Work with keys and cryptographic operations.
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -153,6 +157,7 @@ pub fn main() -> ExitCode {
             Command::Secret(cmd) => secret::run(cmd).await,
             Command::Policy(cmd) => secret::run_policy(cmd).await,
             Command::Key(cmd) => key::run(cmd).await,
+            Command::Cert(cmd) => cert::run(cmd).await,
         }
     });
     match result {

@@ -388,3 +388,123 @@ fn secret_values_and_tokens_appear_in_no_log_or_audit_output() {
         );
     }
 }
+
+#[test]
+fn cert_and_key_commands_through_the_real_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = free_port();
+    let mut dev = start_dev(&state, port);
+    let env = dev_env(&state);
+    let o = kvault(
+        &env,
+        &[
+            "cert",
+            "create",
+            "web",
+            "--subject",
+            "CN=web.example.test",
+            "--dns",
+            "web.example.test",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains("completed"));
+    let out = dir.path().join("out");
+    let o = kvault(
+        &env,
+        &["cert", "get", "web", "--out", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{o:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "key.pem is private");
+    let cert = out.join("cert.pem");
+    let verify = Command::new("openssl")
+        .args([
+            "verify",
+            "-CAfile",
+            cert.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(verify.status.success());
+    // The key.pem matches the certificate.
+    let k = Command::new("openssl")
+        .args([
+            "pkey",
+            "-in",
+            out.join("key.pem").to_str().unwrap(),
+            "-pubout",
+        ])
+        .output()
+        .unwrap();
+    let c = Command::new("openssl")
+        .args(["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"])
+        .output()
+        .unwrap();
+    assert_eq!(k.stdout, c.stdout);
+    assert!(stdout(&kvault(&env, &["cert", "list"])).contains("web"));
+
+    // Keys: create, sign a file, verify it.
+    assert!(
+        kvault(
+            &env,
+            &["key", "create", "signer", "--kty", "EC", "--curve", "P-256"]
+        )
+        .status
+        .success()
+    );
+    let doc = dir.path().join("doc.txt");
+    std::fs::write(&doc, b"sign me").unwrap();
+    let o = kvault(
+        &env,
+        &[
+            "key",
+            "sign",
+            "signer",
+            "--alg",
+            "ES256",
+            "--file",
+            doc.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let sig = stdout(&o).trim().to_string();
+    let o = kvault(
+        &env,
+        &[
+            "key",
+            "verify",
+            "signer",
+            "--alg",
+            "ES256",
+            "--file",
+            doc.to_str().unwrap(),
+            "--signature",
+            &sig,
+        ],
+    );
+    assert!(o.status.success() && stdout(&o).contains("valid"), "{o:?}");
+    std::fs::write(&doc, b"tampered").unwrap();
+    let o = kvault(
+        &env,
+        &[
+            "key",
+            "verify",
+            "signer",
+            "--alg",
+            "ES256",
+            "--file",
+            doc.to_str().unwrap(),
+            "--signature",
+            &sig,
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(sigterm(&mut dev).success());
+}

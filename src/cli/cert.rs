@@ -1,0 +1,584 @@
+//! `kvault cert …`: the certificates API for people.
+
+use super::secret::{
+    Connection, Output, last_segment, parse_tag, print_json, read_input, tags, time,
+};
+use crate::wire::{
+    BasicConstraints, CertificateAttributes, CertificateBundle, CertificateCreateParameters,
+    CertificateImportParameters, CertificateMergeParameters, CertificatePolicy,
+    CertificateUpdateParameters, Contact, Contacts, IssuerBundle, IssuerCredentials,
+    IssuerParameters, KeyProperties, SecretProperties, SubjectAlternativeNames, X509Properties,
+};
+use base64::Engine;
+use clap::Subcommand;
+use rustls::pki_types::pem::PemObject;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a certificate (self-signed, through an issuer, or pending a merge).
+    Create {
+        name: String,
+        /// e.g. "CN=web.example.test, O=Example".
+        #[arg(long)]
+        subject: Option<String>,
+        /// DNS subject alternative name (repeatable).
+        #[arg(long = "dns")]
+        dns: Vec<String>,
+        /// Self, Unknown, or the name of an issuer.
+        #[arg(long, default_value = "Self")]
+        issuer: String,
+        /// RSA or EC.
+        #[arg(long, default_value = "RSA")]
+        kty: String,
+        #[arg(long)]
+        size: Option<u32>,
+        #[arg(long)]
+        curve: Option<String>,
+        /// application/x-pkcs12 or application/x-pem-file.
+        #[arg(long)]
+        content_type: Option<String>,
+        #[arg(long)]
+        validity_months: Option<u32>,
+        /// Make a CA certificate (for a kvault issuer).
+        #[arg(long)]
+        ca: bool,
+        /// A whole CertificatePolicy as JSON (overrides the flags above).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Import a PFX or PEM file (certificate and private key).
+    Import {
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// The PFX password.
+        #[arg(long, env = "KVAULT_PFX_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show a certificate; with --out, write cert.pem, chain.pem and key.pem there.
+    Get {
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    List {
+        #[arg(long)]
+        deleted: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Versions {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Update {
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        enabled: Option<bool>,
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Delete {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Recover {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Purge {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Backup {
+        name: String,
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    Restore {
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Complete a pending (issuer Unknown) certificate with the signed certificate (PEM or DER).
+    Merge {
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show the pending operation (and its CSR).
+    Pending {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show the policy, or replace parts of it with --set FILE (JSON).
+    Policy {
+        name: String,
+        #[arg(long)]
+        set: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Create or replace an issuer (provider "kvault": --account-id names a CA certificate).
+    IssuerSet {
+        name: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        account_id: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    IssuerGet {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    IssuerList {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    IssuerDelete {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Set the certificate contacts (repeat --email), show them, or --delete them.
+    Contacts {
+        #[arg(long = "email")]
+        emails: Vec<String>,
+        #[arg(long)]
+        delete: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+fn print_cert(b: &CertificateBundle, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        return print_json(b);
+    }
+    println!("id:       {}", b.id);
+    println!("x5t:      {}", b.x5t.as_deref().unwrap_or(""));
+    println!("enabled:  {}", b.attributes.enabled.unwrap_or(true));
+    println!(
+        "valid:    {} .. {}",
+        time(b.attributes.nbf),
+        time(b.attributes.exp)
+    );
+    if let Some(s) = b
+        .policy
+        .as_ref()
+        .and_then(|p| p.x509_props.as_ref())
+        .and_then(|x| x.subject.as_deref())
+    {
+        println!("subject:  {s}");
+    }
+    Ok(())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &PathBuf) -> anyhow::Result<T> {
+    let text =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Writes cert.pem, chain.pem and (when the secret holds it) key.pem, owner-only.
+async fn write_out(
+    conn: &Connection,
+    name: &str,
+    version: Option<&str>,
+    dir: &PathBuf,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let c = conn.client()?;
+    let secret = c.get_secret(name, version).await?;
+    let value = zeroize::Zeroizing::new(secret.value.unwrap_or_default());
+    let imported = if secret.content_type.as_deref() == Some(crate::server::certificates::PEM) {
+        crate::crypto::x509::import_pem(value.as_bytes())
+    } else {
+        let der = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.decode(value.trim())?,
+        );
+        crate::crypto::x509::import_pfx(&der, "")
+    }
+    .map_err(|e| anyhow::anyhow!("the certificate's secret cannot be read: {e}"))?;
+    std::fs::create_dir_all(dir)?;
+    let write = |file: &str, text: &str, mode: u32| -> anyhow::Result<()> {
+        let p = dir.join(file);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&p)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
+        f.write_all(text.as_bytes())?;
+        Ok(())
+    };
+    write(
+        "cert.pem",
+        &crate::crypto::x509::pem_bundle(None, &imported.chain[..1]),
+        0o644,
+    )?;
+    write(
+        "chain.pem",
+        &crate::crypto::x509::pem_bundle(None, &imported.chain),
+        0o644,
+    )?;
+    if let Some(pkcs8) = imported.key.pkcs8() {
+        write(
+            "key.pem",
+            &crate::crypto::pem::encode("PRIVATE KEY", pkcs8),
+            0o600,
+        )?;
+    }
+    eprintln!("wrote cert.pem, chain.pem and key.pem to {}", dir.display());
+    Ok(())
+}
+
+pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
+    match cmd {
+        CertCommand::Create {
+            name,
+            subject,
+            dns,
+            issuer,
+            kty,
+            size,
+            curve,
+            content_type,
+            validity_months,
+            ca,
+            policy,
+            tags: t,
+            conn,
+        } => {
+            let policy = match policy {
+                Some(p) => read_json::<CertificatePolicy>(&p)?,
+                None => CertificatePolicy {
+                    key_props: Some(KeyProperties {
+                        kty: Some(kty),
+                        key_size: size,
+                        crv: curve,
+                        ..Default::default()
+                    }),
+                    secret_props: content_type.map(|c| SecretProperties {
+                        content_type: Some(c),
+                    }),
+                    x509_props: Some(X509Properties {
+                        subject,
+                        sans: (!dns.is_empty()).then(|| SubjectAlternativeNames {
+                            dns_names: Some(dns),
+                            ..Default::default()
+                        }),
+                        validity_months,
+                        key_usage: ca.then(|| {
+                            vec![
+                                "keyCertSign".into(),
+                                "cRLSign".into(),
+                                "digitalSignature".into(),
+                            ]
+                        }),
+                        basic_constraints: ca.then_some(BasicConstraints { ca: true }),
+                        ..Default::default()
+                    }),
+                    issuer: Some(IssuerParameters {
+                        name: Some(issuer),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            };
+            let c = conn.client()?;
+            let op = c
+                .create_certificate(
+                    &name,
+                    &CertificateCreateParameters {
+                        policy: Some(policy),
+                        tags: tags(t),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let op = if op.csr.is_some() {
+                op
+            } else {
+                c.get_certificate_operation(&name).await?
+            };
+            if conn.output == Output::Json {
+                return print_json(&op);
+            }
+            println!("certificate {name}: {}", op.status);
+            if let Some(csr) = &op.csr {
+                println!(
+                    "{}",
+                    crate::crypto::pem::encode(
+                        "CERTIFICATE REQUEST",
+                        &base64::engine::general_purpose::STANDARD.decode(csr)?
+                    )
+                    .as_str()
+                );
+            }
+            Ok(())
+        }
+        CertCommand::Import {
+            name,
+            file,
+            password,
+            conn,
+        } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let b = conn
+                .client()?
+                .import_certificate(
+                    &name,
+                    &CertificateImportParameters {
+                        value: base64::engine::general_purpose::STANDARD.encode(&bytes),
+                        pwd: password,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            print_cert(&b, conn.output)
+        }
+        CertCommand::Get {
+            name,
+            version,
+            out,
+            conn,
+        } => {
+            let b = conn
+                .client()?
+                .get_certificate(&name, version.as_deref())
+                .await?;
+            if let Some(dir) = out {
+                write_out(&conn, &name, version.as_deref(), &dir).await?;
+            }
+            print_cert(&b, conn.output)
+        }
+        CertCommand::List { deleted, conn } => {
+            let c = conn.client()?;
+            if deleted {
+                let items = c.list_deleted_certificates().await?;
+                if conn.output == Output::Json {
+                    return print_json(&items);
+                }
+                for i in items {
+                    println!(
+                        "{:<40} deleted {}",
+                        last_segment(&i.item.id),
+                        time(i.deletion.deleted_date)
+                    );
+                }
+            } else {
+                let items = c.list_certificates().await?;
+                if conn.output == Output::Json {
+                    return print_json(&items);
+                }
+                for i in items {
+                    println!(
+                        "{:<40} expires {}",
+                        last_segment(&i.id),
+                        time(i.attributes.exp)
+                    );
+                }
+            }
+            Ok(())
+        }
+        CertCommand::Versions { name, conn } => {
+            let items = conn.client()?.list_certificate_versions(&name).await?;
+            if conn.output == Output::Json {
+                return print_json(&items);
+            }
+            for i in items {
+                println!(
+                    "{:<34} expires {}",
+                    last_segment(&i.id),
+                    time(i.attributes.exp)
+                );
+            }
+            Ok(())
+        }
+        CertCommand::Update {
+            name,
+            version,
+            enabled,
+            tags: t,
+            conn,
+        } => {
+            let b = conn
+                .client()?
+                .update_certificate(
+                    &name,
+                    version.as_deref(),
+                    &CertificateUpdateParameters {
+                        attributes: enabled.map(|e| CertificateAttributes {
+                            enabled: Some(e),
+                            ..Default::default()
+                        }),
+                        tags: tags(t),
+                        policy: None,
+                    },
+                )
+                .await?;
+            print_cert(&b, conn.output)
+        }
+        CertCommand::Delete { name, conn } => {
+            let d = conn.client()?.delete_certificate(&name).await?;
+            if conn.output == Output::Json {
+                return print_json(&d);
+            }
+            println!(
+                "deleted certificate {name} (with its key and secret); recoverable until {}",
+                time(d.deletion.scheduled_purge_date)
+            );
+            Ok(())
+        }
+        CertCommand::Recover { name, conn } => {
+            let b = conn.client()?.recover_deleted_certificate(&name).await?;
+            print_cert(&b, conn.output)
+        }
+        CertCommand::Purge { name, conn } => {
+            conn.client()?.purge_deleted_certificate(&name).await?;
+            println!("purged certificate {name}");
+            Ok(())
+        }
+        CertCommand::Backup { name, file, conn } => {
+            let blob = conn.client()?.backup_certificate(&name).await?;
+            match file {
+                Some(p) => std::fs::write(&p, blob.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?,
+                None => println!("{blob}"),
+            }
+            Ok(())
+        }
+        CertCommand::Restore { file, conn } => {
+            let blob = read_input(file.as_ref())?;
+            let b = conn.client()?.restore_certificate(blob.trim()).await?;
+            print_cert(&b, conn.output)
+        }
+        CertCommand::Merge { name, file, conn } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let ders: Vec<Vec<u8>> = if bytes.starts_with(b"-----BEGIN") {
+                rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
+                    .map(|c| c.map(|c| c.to_vec()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| anyhow::anyhow!("{} is not PEM", file.display()))?
+            } else {
+                vec![bytes]
+            };
+            let x5c = ders
+                .iter()
+                .map(|d| base64::engine::general_purpose::STANDARD.encode(d))
+                .collect();
+            let b = conn
+                .client()?
+                .merge_certificate(
+                    &name,
+                    &CertificateMergeParameters {
+                        x5c,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            print_cert(&b, conn.output)
+        }
+        CertCommand::Pending { name, conn } => {
+            print_json(&conn.client()?.get_certificate_operation(&name).await?)
+        }
+        CertCommand::Policy { name, set, conn } => {
+            let c = conn.client()?;
+            let p = match set {
+                Some(f) => c.update_certificate_policy(&name, &read_json(&f)?).await?,
+                None => c.get_certificate_policy(&name).await?,
+            };
+            print_json(&p)
+        }
+        CertCommand::IssuerSet {
+            name,
+            provider,
+            account_id,
+            conn,
+        } => {
+            let b = conn
+                .client()?
+                .set_certificate_issuer(
+                    &name,
+                    &IssuerBundle {
+                        provider: Some(provider),
+                        credentials: account_id.map(|a| IssuerCredentials {
+                            account_id: Some(a),
+                            pwd: None,
+                        }),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            print_json(&b)
+        }
+        CertCommand::IssuerGet { name, conn } => {
+            print_json(&conn.client()?.get_certificate_issuer(&name).await?)
+        }
+        CertCommand::IssuerList { conn } => {
+            print_json(&conn.client()?.list_certificate_issuers().await?)
+        }
+        CertCommand::IssuerDelete { name, conn } => {
+            print_json(&conn.client()?.delete_certificate_issuer(&name).await?)
+        }
+        CertCommand::Contacts {
+            emails,
+            delete,
+            conn,
+        } => {
+            let c = conn.client()?;
+            let r = if delete {
+                c.delete_certificate_contacts().await?
+            } else if emails.is_empty() {
+                c.get_certificate_contacts().await?
+            } else {
+                c.set_certificate_contacts(&Contacts {
+                    id: None,
+                    contacts: emails
+                        .into_iter()
+                        .map(|e| Contact {
+                            email: Some(e),
+                            name: None,
+                            phone: None,
+                        })
+                        .collect(),
+                })
+                .await?
+            };
+            print_json(&r)
+        }
+    }
+}
