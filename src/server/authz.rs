@@ -281,6 +281,84 @@ mod tests {
         ]
     }
 
+    fn every_certificate_operation() -> Vec<(Operation, &'static str)> {
+        let n = || "c1".to_string();
+        vec![
+            (Operation::CreateCertificate { name: n() }, "create"),
+            (Operation::MergeCertificate { name: n() }, "create"),
+            (Operation::ImportCertificate { name: n() }, "import"),
+            (Operation::GetCertificate { name: n(), version: None }, "get"),
+            (Operation::GetDeletedCertificate { name: n() }, "get"),
+            (Operation::GetCertificatePolicy { name: n() }, "get"),
+            (Operation::GetCertificateOperation { name: n() }, "get"),
+            (Operation::ListCertificates, "list"),
+            (Operation::ListCertificateVersions { name: n() }, "list"),
+            (Operation::ListDeletedCertificates, "list"),
+            (Operation::UpdateCertificate { name: n(), version: None }, "update"),
+            (Operation::UpdateCertificatePolicy { name: n() }, "update"),
+            (Operation::UpdateCertificateOperation { name: n() }, "update"),
+            (Operation::DeleteCertificate { name: n() }, "delete"),
+            (Operation::DeleteCertificateOperation { name: n() }, "delete"),
+            (Operation::PurgeDeletedCertificate { name: n() }, "purge"),
+            (Operation::RecoverDeletedCertificate { name: n() }, "recover"),
+            (Operation::BackupCertificate { name: n() }, "backup"),
+            (Operation::RestoreCertificate, "restore"),
+            (Operation::GetContacts, "managecontacts"),
+            (Operation::SetContacts, "managecontacts"),
+            (Operation::DeleteContacts, "managecontacts"),
+            (Operation::ListIssuers, "listissuers"),
+            (Operation::GetIssuer { name: n() }, "getissuers"),
+            (Operation::SetIssuer { name: n() }, "setissuers"),
+            (Operation::UpdateIssuer { name: n() }, "setissuers"),
+            (Operation::DeleteIssuer { name: n() }, "deleteissuers"),
+        ]
+    }
+
+    #[test]
+    fn every_certificate_permission_times_every_certificate_operation() {
+        for perm in CertificatePermission::ALL {
+            let policy: PolicyDocument = serde_json::from_value(json!({
+                "generation": 1, "authorization": "AccessPolicy",
+                "accessPolicies": [{"principal": {"kind": "User", "name": "alice"},
+                    "permissions": {"certificates": [perm.as_str()], "keys": ["get", "create"], "secrets": ["get"]}}]
+            }))
+            .unwrap();
+            let policy = policy.compile().unwrap();
+            for (op, needed) in every_certificate_operation() {
+                let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
+                let issuer_op = needed.ends_with("issuers");
+                let expected = needed == perm.as_str() || (issuer_op && perm.as_str() == "manageissuers");
+                assert_eq!(allowed, expected, "certificates {perm} vs {op:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_role_times_every_certificate_operation() {
+        for role in BuiltInRole::ALL {
+            let policy: PolicyDocument = serde_json::from_value(json!({
+                "generation": 1,
+                "roleAssignments": [{"principal": {"kind": "User", "name": "alice"}, "role": role.name()}]
+            }))
+            .unwrap();
+            let policy = policy.compile().unwrap();
+            for (op, needed) in every_certificate_operation() {
+                let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
+                let read = matches!(needed, "get" | "list");
+                let expected = match role {
+                    BuiltInRole::Administrator => true,
+                    // certificates/*, certificatecas/*, certificatecontacts/write.
+                    BuiltInRole::CertificatesOfficer => !matches!(op, Operation::GetContacts),
+                    // */read covers certificates, issuers and contacts.
+                    BuiltInRole::Reader => read || matches!(op, Operation::GetContacts | Operation::ListIssuers | Operation::GetIssuer { .. }),
+                    BuiltInRole::CertificateUser => read,
+                    _ => false,
+                };
+                assert_eq!(allowed, expected, "{role} vs {op:?}");
+            }
+        }
+    }
+
     #[test]
     fn every_key_permission_times_every_key_operation() {
         for perm in KeyPermission::ALL {
