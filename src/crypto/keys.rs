@@ -12,7 +12,7 @@ use aws_lc_rs::cipher::{
 use aws_lc_rs::digest::{self, Digest};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::iv::FixedLength;
-use aws_lc_rs::key_wrap::{self, AesKek, KeyWrap};
+use aws_lc_rs::key_wrap::{self, AesKek, KeyWrap, KeyWrapPadded};
 use aws_lc_rs::rsa::{
     self, KeyPairComponents, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
     Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
@@ -162,6 +162,8 @@ alg_enum!(EncryptionAlgorithm {
     A128CbcPad = "A128CBCPAD",
     A192CbcPad = "A192CBCPAD",
     A256CbcPad = "A256CBCPAD",
+    CkmAesKeyWrap = "CKM_AES_KEY_WRAP",
+    CkmAesKeyWrapPad = "CKM_AES_KEY_WRAP_PAD",
 });
 
 alg_enum!(SignatureAlgorithm {
@@ -712,9 +714,17 @@ impl KeyMaterial {
                     tag: None,
                 })
             }
-            E::A128Kw | E::A192Kw | E::A256Kw => {
+            E::A128Kw | E::A192Kw | E::A256Kw | E::CkmAesKeyWrap | E::CkmAesKeyWrapPad => {
                 Err(bad(format!("{alg} is a key-wrap algorithm; use wrapKey")))
             }
+        }
+    }
+
+    /// The KEK size of a `CKM_AES_KEY_WRAP*` algorithm is the key's own size.
+    fn kek_bits(&self, alg: EncryptionAlgorithm) -> Result<usize, KeyError> {
+        match &self.0 {
+            Inner::Oct(k) => Ok(k.len() * 8),
+            _ => Err(bad(format!("{alg} needs a symmetric (oct) key"))),
         }
     }
 
@@ -847,7 +857,7 @@ impl KeyMaterial {
                 buf.truncate(n);
                 Ok(buf)
             }
-            E::A128Kw | E::A192Kw | E::A256Kw => {
+            E::A128Kw | E::A192Kw | E::A256Kw | E::CkmAesKeyWrap | E::CkmAesKeyWrapPad => {
                 Err(bad(format!("{alg} is a key-wrap algorithm; use unwrapKey")))
             }
         }
@@ -858,8 +868,32 @@ impl KeyMaterial {
         use EncryptionAlgorithm as E;
         match alg {
             E::RsaOaep | E::RsaOaep256 | E::Rsa1_5 => Ok(self.encrypt(alg, key, None, None)?.value),
-            E::A128Kw | E::A192Kw | E::A256Kw => {
-                let bits = kw_bits(alg);
+            E::CkmAesKeyWrapPad => {
+                let bits = self.kek_bits(alg)?;
+                let kek = self.oct(bits, alg)?;
+                if key.is_empty() {
+                    return Err(bad("there is no key to wrap"));
+                }
+                let c = match bits {
+                    128 => &key_wrap::AES_128,
+                    256 => &key_wrap::AES_256,
+                    _ => return Err(bad(format!("{alg} needs a 128- or 256-bit key"))),
+                };
+                let mut out = vec![0u8; key.len() + 15];
+                let n = AesKek::new(c, kek)
+                    .map_err(|_| bad("AES key rejected"))?
+                    .wrap_with_padding(key, &mut out)
+                    .map_err(|_| KeyError::Failed)?
+                    .len();
+                out.truncate(n);
+                Ok(out)
+            }
+            E::A128Kw | E::A192Kw | E::A256Kw | E::CkmAesKeyWrap => {
+                let bits = if alg == E::CkmAesKeyWrap {
+                    self.kek_bits(alg)?
+                } else {
+                    kw_bits(alg)
+                };
                 let kek = self.oct(bits, alg)?;
                 check_kw_input(key)?;
                 let mut out = vec![0u8; key.len() + 8];
@@ -882,7 +916,7 @@ impl KeyMaterial {
                 Ok(out)
             }
             _ => Err(bad(format!(
-                "{alg} is not a key-wrap algorithm: use RSA-OAEP, RSA-OAEP-256, RSA1_5 or A128KW/A192KW/A256KW"
+                "{alg} is not a key-wrap algorithm: use RSA-OAEP, RSA-OAEP-256, RSA1_5, A128KW/A192KW/A256KW or CKM_AES_KEY_WRAP(_PAD)"
             ))),
         }
     }
@@ -895,8 +929,34 @@ impl KeyMaterial {
         use EncryptionAlgorithm as E;
         match alg {
             E::RsaOaep | E::RsaOaep256 | E::Rsa1_5 => self.decrypt(alg, wrapped, None, None, None),
-            E::A128Kw | E::A192Kw | E::A256Kw => {
-                let bits = kw_bits(alg);
+            E::CkmAesKeyWrapPad => {
+                let bits = self.kek_bits(alg)?;
+                let kek = self.oct(bits, alg)?;
+                if wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) {
+                    return Err(bad(format!(
+                        "an {alg} wrapped key is a multiple of 8 bytes, at least 16"
+                    )));
+                }
+                let c = match bits {
+                    128 => &key_wrap::AES_128,
+                    256 => &key_wrap::AES_256,
+                    _ => return Err(bad(format!("{alg} needs a 128- or 256-bit key"))),
+                };
+                let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);
+                let n = AesKek::new(c, kek)
+                    .map_err(|_| bad("AES key rejected"))?
+                    .unwrap_with_padding(wrapped, &mut out)
+                    .map_err(|_| KeyError::Failed)?
+                    .len();
+                out.truncate(n);
+                Ok(out)
+            }
+            E::A128Kw | E::A192Kw | E::A256Kw | E::CkmAesKeyWrap => {
+                let bits = if alg == E::CkmAesKeyWrap {
+                    self.kek_bits(alg)?
+                } else {
+                    kw_bits(alg)
+                };
                 let kek = self.oct(bits, alg)?;
                 if wrapped.len() < 24 || !wrapped.len().is_multiple_of(8) {
                     return Err(bad(format!(
@@ -923,7 +983,7 @@ impl KeyMaterial {
                 Ok(out)
             }
             _ => Err(bad(format!(
-                "{alg} is not a key-wrap algorithm: use RSA-OAEP, RSA-OAEP-256, RSA1_5 or A128KW/A192KW/A256KW"
+                "{alg} is not a key-wrap algorithm: use RSA-OAEP, RSA-OAEP-256, RSA1_5, A128KW/A192KW/A256KW or CKM_AES_KEY_WRAP(_PAD)"
             ))),
         }
     }

@@ -268,3 +268,47 @@ fn imports_need_private_members_and_consistency() {
     assert!(KeyMaterial::from_stored(b"Zjunk").is_err());
     assert!(KeyMaterial::from_stored(b"").is_err());
 }
+
+#[test]
+fn ckm_aes_key_wrap_variants() {
+    let k = KeyMaterial::import(ImportParts {
+        kty: Some(KeyType::Oct),
+        k: Some(Zeroizing::new(unhex(
+            "5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8",
+        ))),
+        ..Default::default()
+    })
+    .unwrap();
+    // RFC 5649 §6 needs a 192-bit KEK, which aws-lc-rs lacks for padded wrap: refused clearly.
+    assert!(matches!(
+        k.wrap(
+            EncryptionAlgorithm::CkmAesKeyWrapPad,
+            &unhex("c37b7e6492584340bed12207808941155068f738")
+        ),
+        Err(KeyError::Bad(_))
+    ));
+    // The unpadded variant follows the key's size (here AES-192, RFC 3394).
+    let w = k
+        .wrap(EncryptionAlgorithm::CkmAesKeyWrap, &[3u8; 16])
+        .unwrap();
+    assert_eq!(
+        k.unwrap(EncryptionAlgorithm::CkmAesKeyWrap, &w)
+            .unwrap()
+            .as_slice(),
+        &[3u8; 16]
+    );
+    let k256 = KeyMaterial::generate_oct(256).unwrap();
+    for len in [1usize, 7, 20, 32] {
+        let data = vec![9u8; len];
+        let w = k256
+            .wrap(EncryptionAlgorithm::CkmAesKeyWrapPad, &data)
+            .unwrap();
+        assert_eq!(w.len() % 8, 0);
+        assert_eq!(
+            k256.unwrap(EncryptionAlgorithm::CkmAesKeyWrapPad, &w)
+                .unwrap()
+                .as_slice(),
+            data.as_slice()
+        );
+    }
+}
