@@ -1429,7 +1429,7 @@ async fn purge(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<
 /// Removes a soft-deleted certificate with its key and secret (the sweeper passes `None`).
 pub async fn purge_all(state: &AppState, name: &str, _sd: Option<SoftDelete>) -> ApiResult<()> {
     with_trio(state, name, |trio| {
-        if !trio.cert.as_ref().is_some_and(|c| c.deleted.is_some()) {
+        if trio.cert.as_ref().is_none_or(|c| c.deleted.is_none()) {
             return Err(FAMILY.deleted_not_found(name));
         }
         let k = if trio.key.is_some() {
