@@ -287,20 +287,41 @@ mod tests {
             (Operation::CreateCertificate { name: n() }, "create"),
             (Operation::MergeCertificate { name: n() }, "create"),
             (Operation::ImportCertificate { name: n() }, "import"),
-            (Operation::GetCertificate { name: n(), version: None }, "get"),
+            (
+                Operation::GetCertificate {
+                    name: n(),
+                    version: None,
+                },
+                "get",
+            ),
             (Operation::GetDeletedCertificate { name: n() }, "get"),
             (Operation::GetCertificatePolicy { name: n() }, "get"),
             (Operation::GetCertificateOperation { name: n() }, "get"),
             (Operation::ListCertificates, "list"),
             (Operation::ListCertificateVersions { name: n() }, "list"),
             (Operation::ListDeletedCertificates, "list"),
-            (Operation::UpdateCertificate { name: n(), version: None }, "update"),
+            (
+                Operation::UpdateCertificate {
+                    name: n(),
+                    version: None,
+                },
+                "update",
+            ),
             (Operation::UpdateCertificatePolicy { name: n() }, "update"),
-            (Operation::UpdateCertificateOperation { name: n() }, "update"),
+            (
+                Operation::UpdateCertificateOperation { name: n() },
+                "update",
+            ),
             (Operation::DeleteCertificate { name: n() }, "delete"),
-            (Operation::DeleteCertificateOperation { name: n() }, "delete"),
+            (
+                Operation::DeleteCertificateOperation { name: n() },
+                "delete",
+            ),
             (Operation::PurgeDeletedCertificate { name: n() }, "purge"),
-            (Operation::RecoverDeletedCertificate { name: n() }, "recover"),
+            (
+                Operation::RecoverDeletedCertificate { name: n() },
+                "recover",
+            ),
             (Operation::BackupCertificate { name: n() }, "backup"),
             (Operation::RestoreCertificate, "restore"),
             (Operation::GetContacts, "managecontacts"),
@@ -327,7 +348,8 @@ mod tests {
             for (op, needed) in every_certificate_operation() {
                 let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
                 let issuer_op = needed.ends_with("issuers");
-                let expected = needed == perm.as_str() || (issuer_op && perm.as_str() == "manageissuers");
+                let expected =
+                    needed == perm.as_str() || (issuer_op && perm.as_str() == "manageissuers");
                 assert_eq!(allowed, expected, "certificates {perm} vs {op:?}");
             }
         }
@@ -350,7 +372,14 @@ mod tests {
                     // certificates/*, certificatecas/*, certificatecontacts/write.
                     BuiltInRole::CertificatesOfficer => !matches!(op, Operation::GetContacts),
                     // */read covers certificates, issuers and contacts.
-                    BuiltInRole::Reader => read || matches!(op, Operation::GetContacts | Operation::ListIssuers | Operation::GetIssuer { .. }),
+                    BuiltInRole::Reader => {
+                        read || matches!(
+                            op,
+                            Operation::GetContacts
+                                | Operation::ListIssuers
+                                | Operation::GetIssuer { .. }
+                        )
+                    }
                     BuiltInRole::CertificateUser => read,
                     _ => false,
                 };

@@ -13,7 +13,7 @@ use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::http::{PageRequest, Reply, RequestContext, paginate};
 use crate::server::keys::{KeyMeta, PublicJwk};
-use crate::server::objects::{self, Backup, Family, SoftDelete};
+use crate::server::objects::{self, Backup, Family, Listing, SoftDelete};
 use crate::server::ops::Operation;
 use crate::server::secrets::SecretMeta;
 use crate::server::store::{
@@ -1268,49 +1268,42 @@ async fn update_policy(
 }
 
 async fn list(state: &AppState, ctx: &RequestContext, deleted: bool) -> ApiResult<Reply> {
-    let page = PageRequest::from_query(&ctx.query)?;
+    if deleted {
+        return FAMILY
+            .list_page::<CertMeta, _>(&state.store, ctx, Listing::Deleted, |h, v| {
+                DeletedCertificateItem {
+                    item: item(ctx, h, v, false),
+                    deletion: FAMILY.deletion_info(&ctx.origin, h),
+                }
+            })
+            .await;
+    }
     let include_pending = ctx
         .query
         .get("includePending")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let heads = state.store.heads::<CertMeta>(Kind::Certificate).await?;
-    let chosen = heads.iter().filter(|h| h.deleted.is_some() == deleted);
-    if deleted {
-        let items: Vec<(String, DeletedCertificateItem)> = chosen
-            .filter_map(|h| {
-                h.current().map(|v| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        DeletedCertificateItem {
-                            item: item(ctx, h, v, false),
-                            deletion: FAMILY.deletion_info(&ctx.origin, h),
-                        },
-                    )
-                })
+    if !include_pending {
+        return FAMILY
+            .list_page::<CertMeta, _>(&state.store, ctx, Listing::Live, |h, v| {
+                item(ctx, h, v, false)
             })
-            .collect();
-        return Reply::ok(&paginate(
-            items,
-            &page,
-            &format!("{}/deletedcertificates", ctx.origin),
-            &ctx.api_version,
-        ));
+            .await;
     }
-    let items: Vec<(String, CertificateItem)> = chosen
+    // With includePending, certificates still waiting for their merge show too.
+    let page = PageRequest::from_query(&ctx.query)?;
+    let heads = state.store.heads::<CertMeta>(Kind::Certificate).await?;
+    let items: Vec<(String, CertificateItem)> = heads
+        .iter()
+        .filter(|h| h.deleted.is_none())
         .filter_map(|h| match h.current() {
             Some(v) => Some((h.name.to_ascii_lowercase(), item(ctx, h, v, false))),
-            // A certificate still waiting for its merge only shows with includePending.
-            None if include_pending
-                && h.certificate.as_ref().is_some_and(|c| c.pending.is_some()) =>
-            {
-                Some((
-                    h.name.to_ascii_lowercase(),
-                    CertificateItem {
-                        id: format!("{}/certificates/{}", ctx.origin, h.name),
-                        ..Default::default()
-                    },
-                ))
-            }
+            None if h.certificate.as_ref().is_some_and(|c| c.pending.is_some()) => Some((
+                h.name.to_ascii_lowercase(),
+                CertificateItem {
+                    id: format!("{}/certificates/{}", ctx.origin, h.name),
+                    ..Default::default()
+                },
+            )),
             None => None,
         })
         .collect();
@@ -1323,23 +1316,9 @@ async fn list(state: &AppState, ctx: &RequestContext, deleted: bool) -> ApiResul
 }
 
 async fn versions(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    objects::validate_name(name)?;
-    let page = PageRequest::from_query(&ctx.query)?;
-    let items: Vec<(String, CertificateItem)> = match state
-        .store
-        .head::<CertMeta>(Kind::Certificate, name)
-        .await?
-    {
-        Some(h) if h.deleted.is_none() => h
-            .versions
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("{i:010}"), item(ctx, &h, v, true)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let base = format!("{}/certificates/{}/versions", ctx.origin, name);
-    Reply::ok(&paginate(items, &page, &base, &ctx.api_version))
+    FAMILY
+        .versions_page::<CertMeta, _>(&state.store, ctx, name, |h, v| item(ctx, h, v, true))
+        .await
 }
 
 // ---------- soft delete, recover, purge: the key and secret follow ----------

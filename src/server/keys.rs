@@ -12,8 +12,8 @@ use crate::crypto::keys::{
 };
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::http::{PageRequest, Reply, RequestContext, paginate};
-use crate::server::objects::{self, Family};
+use crate::server::http::{Reply, RequestContext};
+use crate::server::objects::{self, Family, Listing};
 use crate::server::ops::{KeyOp, Operation};
 use crate::server::store::{Change, Head, Kind, RotationState, Version};
 use crate::wire::{
@@ -626,58 +626,25 @@ async fn update(
 }
 
 async fn list(state: &AppState, ctx: &RequestContext, deleted: bool) -> ApiResult<Reply> {
-    let page = PageRequest::from_query(&ctx.query)?;
-    let heads = state.store.heads::<KeyMeta>(KIND).await?;
-    let live = heads.iter().filter(|h| h.deleted.is_some() == deleted);
     if deleted {
-        let items: Vec<(String, DeletedKeyItem)> = live
-            .filter_map(|h| {
-                h.current().map(|v| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        DeletedKeyItem {
-                            item: item(ctx, h, v, false),
-                            deletion: FAMILY.deletion_info(&ctx.origin, h),
-                        },
-                    )
-                })
+        return FAMILY
+            .list_page::<KeyMeta, _>(&state.store, ctx, Listing::Deleted, |h, v| DeletedKeyItem {
+                item: item(ctx, h, v, false),
+                deletion: FAMILY.deletion_info(&ctx.origin, h),
             })
-            .collect();
-        return Reply::ok(&paginate(
-            items,
-            &page,
-            &format!("{}/deletedkeys", ctx.origin),
-            &ctx.api_version,
-        ));
+            .await;
     }
-    let items: Vec<(String, KeyItem)> = live
-        .filter_map(|h| {
-            h.current()
-                .map(|v| (h.name.to_ascii_lowercase(), item(ctx, h, v, false)))
+    FAMILY
+        .list_page::<KeyMeta, _>(&state.store, ctx, Listing::Live, |h, v| {
+            item(ctx, h, v, false)
         })
-        .collect();
-    Reply::ok(&paginate(
-        items,
-        &page,
-        &format!("{}/keys", ctx.origin),
-        &ctx.api_version,
-    ))
+        .await
 }
 
 async fn versions(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    objects::validate_name(name)?;
-    let page = PageRequest::from_query(&ctx.query)?;
-    let items: Vec<(String, KeyItem)> = match state.store.head::<KeyMeta>(KIND, name).await? {
-        Some(h) if h.deleted.is_none() => h
-            .versions
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("{i:010}"), item(ctx, &h, v, true)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let base = format!("{}/keys/{}/versions", ctx.origin, name);
-    Reply::ok(&paginate(items, &page, &base, &ctx.api_version))
+    FAMILY
+        .versions_page::<KeyMeta, _>(&state.store, ctx, name, |h, v| item(ctx, h, v, true))
+        .await
 }
 
 fn b64_field(v: &Option<String>, name: &str) -> ApiResult<Option<Vec<u8>>> {

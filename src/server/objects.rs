@@ -528,3 +528,77 @@ impl Family {
             .await
     }
 }
+
+/// Which objects a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Live,
+    Deleted,
+}
+
+impl Family {
+    /// One page of the live or deleted objects, each shown through `show` (called with the
+    /// object and its current version), sorted by name.
+    pub async fn list_page<M: DeserializeOwned, T: Serialize>(
+        &self,
+        store: &VaultStore,
+        ctx: &crate::server::http::RequestContext,
+        which: Listing,
+        show: impl Fn(&Head<M>, &crate::server::store::Version<M>) -> T,
+    ) -> ApiResult<crate::server::http::Reply> {
+        let page = crate::server::http::PageRequest::from_query(&ctx.query)?;
+        let heads = store.heads::<M>(self.kind).await?;
+        let items: Vec<(String, T)> = heads
+            .iter()
+            .filter(|h| h.deleted.is_some() == (which == Listing::Deleted))
+            .filter_map(|h| {
+                h.current()
+                    .map(|v| (h.name.to_ascii_lowercase(), show(h, v)))
+            })
+            .collect();
+        let collection = match which {
+            Listing::Live => self.kind.collection(),
+            Listing::Deleted => self.kind.deleted_collection(),
+        };
+        crate::server::http::Reply::ok(&crate::server::http::paginate(
+            items,
+            &page,
+            &format!("{}/{collection}", ctx.origin),
+            &ctx.api_version,
+        ))
+    }
+
+    /// One page of a live object's versions in creation order (empty for a missing name,
+    /// as the cloud answers).
+    pub async fn versions_page<M: DeserializeOwned, T: Serialize>(
+        &self,
+        store: &VaultStore,
+        ctx: &crate::server::http::RequestContext,
+        name: &str,
+        show: impl Fn(&Head<M>, &crate::server::store::Version<M>) -> T,
+    ) -> ApiResult<crate::server::http::Reply> {
+        validate_name(name)?;
+        let page = crate::server::http::PageRequest::from_query(&ctx.query)?;
+        let items: Vec<(String, T)> = match store.head::<M>(self.kind, name).await? {
+            Some(h) if h.deleted.is_none() => h
+                .versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{i:010}"), show(&h, v)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let base = format!(
+            "{}/{}/{}/versions",
+            ctx.origin,
+            self.kind.collection(),
+            name
+        );
+        crate::server::http::Reply::ok(&crate::server::http::paginate(
+            items,
+            &page,
+            &base,
+            &ctx.api_version,
+        ))
+    }
+}

@@ -3,8 +3,8 @@
 
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::http::{PageRequest, Reply, RequestContext, paginate};
-use crate::server::objects::{self, Family};
+use crate::server::http::{Reply, RequestContext};
+use crate::server::objects::{self, Family, Listing};
 use crate::server::ops::Operation;
 use crate::server::store::{Change, Head, Kind, Version};
 use crate::wire::{
@@ -349,64 +349,28 @@ fn deleted_reply(ctx: &RequestContext, head: &SecretHead) -> ApiResult<Reply> {
 }
 
 async fn list(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply> {
-    let page = PageRequest::from_query(&ctx.query)?;
-    let heads = state.store.heads::<SecretMeta>(KIND).await?;
-    let items: Vec<(String, SecretItem)> = heads
-        .iter()
-        .filter(|h| h.deleted.is_none())
-        .filter_map(|h| {
-            h.current()
-                .map(|v| (h.name.to_ascii_lowercase(), item(ctx, h, v, false)))
+    FAMILY
+        .list_page::<SecretMeta, _>(&state.store, ctx, Listing::Live, |h, v| {
+            item(ctx, h, v, false)
         })
-        .collect();
-    Reply::ok(&paginate(
-        items,
-        &page,
-        &format!("{}/secrets", ctx.origin),
-        &ctx.api_version,
-    ))
+        .await
 }
 
 async fn versions(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    objects::validate_name(name)?;
-    let page = PageRequest::from_query(&ctx.query)?;
-    let items: Vec<(String, SecretItem)> = match state.store.head::<SecretMeta>(KIND, name).await? {
-        Some(h) if h.deleted.is_none() => h
-            .versions
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("{i:010}"), item(ctx, &h, v, true)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let base = format!("{}/secrets/{}/versions", ctx.origin, name);
-    Reply::ok(&paginate(items, &page, &base, &ctx.api_version))
+    FAMILY
+        .versions_page::<SecretMeta, _>(&state.store, ctx, name, |h, v| item(ctx, h, v, true))
+        .await
 }
 
 async fn list_deleted(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply> {
-    let page = PageRequest::from_query(&ctx.query)?;
-    let heads = state.store.heads::<SecretMeta>(KIND).await?;
-    let items: Vec<(String, DeletedSecretItem)> = heads
-        .iter()
-        .filter(|h| h.deleted.is_some())
-        .filter_map(|h| {
-            h.current().map(|v| {
-                (
-                    h.name.to_ascii_lowercase(),
-                    DeletedSecretItem {
-                        item: item(ctx, h, v, false),
-                        deletion: FAMILY.deletion_info(&ctx.origin, h),
-                    },
-                )
-            })
+    FAMILY
+        .list_page::<SecretMeta, _>(&state.store, ctx, Listing::Deleted, |h, v| {
+            DeletedSecretItem {
+                item: item(ctx, h, v, false),
+                deletion: FAMILY.deletion_info(&ctx.origin, h),
+            }
         })
-        .collect();
-    Reply::ok(&paginate(
-        items,
-        &page,
-        &format!("{}/deletedsecrets", ctx.origin),
-        &ctx.api_version,
-    ))
+        .await
 }
 
 async fn get_deleted(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
