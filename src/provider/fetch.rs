@@ -1,0 +1,697 @@
+//! Reaching vaults on behalf of pods, under load: one HTTPS client per (vault, CA bundle),
+//! a short-lived cache keyed by the *pod's token digest*, object and version (a pod only
+//! ever gets answers fetched with its own token, so it can never read through the cache
+//! what its identity may not), de-duplication of identical fetches in flight, a global
+//! bound on concurrent vault requests, and retries with jittered exponential backoff on
+//! 429, 5xx and transport errors.
+
+use super::error::{ErrorCode, MountError, MountResult};
+use super::metrics::{CacheLabel, ObjectTypeLabel, ProviderMetrics, VaultCallLabels};
+use super::params::{CaSource, MAX_CA_BUNDLE, ObjectType};
+use super::render::Material;
+use crate::client::{ClientError, VaultClient};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OnceCell, Semaphore};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    /// How long an answer is reused for the same token, object and version (0: never).
+    pub cache_ttl: Duration,
+    pub max_cache_entries: usize,
+    /// Concurrent vault requests across all mounts.
+    pub max_concurrent_requests: usize,
+    /// Retries after 429, 5xx or a transport error.
+    pub max_retries: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub request_timeout: Duration,
+    /// The default CA bundle (the cluster's `kvault-ca` ConfigMap).
+    pub ca_file: Option<PathBuf>,
+    /// Directories `vaultCACertPath` may name files in.
+    pub ca_dirs: Vec<PathBuf>,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(30),
+            max_cache_entries: 10_000,
+            max_concurrent_requests: 32,
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            ca_file: None,
+            ca_dirs: Vec::new(),
+        }
+    }
+}
+
+/// One object version as fetched.
+#[derive(Debug)]
+pub struct Versioned {
+    /// The vault's version id.
+    pub version: String,
+    pub material: Material,
+}
+
+/// One entry of an object's version listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub version: String,
+    pub created: i64,
+    pub enabled: bool,
+}
+
+/// A cached answer: one object version or a version listing.
+#[derive(Debug)]
+pub enum Answer {
+    One(Versioned),
+    Versions(Vec<VersionInfo>),
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    /// SHA-256 of the pod's token: answers are never shared between tokens.
+    identity: [u8; 32],
+    vault: String,
+    kind: ObjectType,
+    /// Lower-cased: object names compare case-insensitively.
+    name: String,
+    /// `""` for the latest version.
+    version: String,
+    listing: bool,
+}
+
+type Shared = Result<Arc<Answer>, MountError>;
+
+struct Slot {
+    cell: OnceCell<Shared>,
+    fresh_until: Instant,
+}
+
+impl Slot {
+    fn usable(&self, now: Instant) -> bool {
+        match self.cell.get() {
+            // In flight: join it, whatever the TTL.
+            None => true,
+            Some(Ok(_)) => now < self.fresh_until,
+            Some(Err(_)) => false,
+        }
+    }
+}
+
+/// A pod's view of one vault: the shared client with the pod's token.
+pub struct PodClient {
+    client: VaultClient,
+    identity: [u8; 32],
+    vault: String,
+    /// Cached answers never outlive the token.
+    token_expiry: Option<i64>,
+}
+
+pub struct Fetcher {
+    settings: FetchSettings,
+    clients: Mutex<HashMap<(String, [u8; 32]), VaultClient>>,
+    slots: Mutex<HashMap<CacheKey, Arc<Slot>>>,
+    limiter: Semaphore,
+    metrics: Arc<ProviderMetrics>,
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn last_segment(id: &str) -> String {
+    id.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn outcome(r: &Result<(), &ClientError>) -> &'static str {
+    match r {
+        Ok(()) => "ok",
+        Err(ClientError::Api { status, .. }) => match status {
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "not_found",
+            429 => "throttled",
+            500..=599 => "server_error",
+            _ => "client_error",
+        },
+        Err(ClientError::Transport(_)) => "transport",
+        Err(_) => "client_error",
+    }
+}
+
+fn retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport(_) => true,
+        ClientError::Api { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
+        _ => false,
+    }
+}
+
+/// A uniformly random fraction in [0.5, 1) for full-ish jitter.
+fn jitter() -> f64 {
+    let r = crate::crypto::random::<2>().unwrap_or([0x80, 0]);
+    0.5 + f64::from(u16::from_be_bytes(r)) / f64::from(u16::MAX) / 2.0
+}
+
+/// Maps a vault error to the pod-facing error, naming the object and what to do.
+pub fn describe_error(e: &ClientError, what: &str, vault: &str, audience: &str) -> MountError {
+    match e {
+        ClientError::Api {
+            status, message, ..
+        } => match status {
+            401 => MountError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "the vault {vault} rejected the pod's service-account token ({message}); the vault must trust the cluster's service-account issuer and accept the audience '{audience}'"
+                ),
+            ),
+            403 => MountError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "the pod's service account may not read {what} in {vault}: {message}; grant it access in the vault's policy (e.g. role Key Vault Secrets User, Crypto User or Certificate User on the object)"
+                ),
+            ),
+            404 => MountError::new(
+                ErrorCode::NotFound,
+                format!("{what} was not found in {vault}: {message}"),
+            ),
+            429 => MountError::new(
+                ErrorCode::Throttled,
+                format!("the vault {vault} kept throttling requests for {what}: {message}"),
+            ),
+            500..=599 => MountError::new(
+                ErrorCode::VaultUnavailable,
+                format!("the vault {vault} failed to serve {what} (HTTP {status}): {message}"),
+            ),
+            _ => MountError::new(
+                ErrorCode::InvalidParameters,
+                format!(
+                    "the vault {vault} refused the request for {what} (HTTP {status}): {message}"
+                ),
+            ),
+        },
+        ClientError::Transport(t) => MountError::new(
+            ErrorCode::VaultUnavailable,
+            format!("cannot reach the vault at {vault}: {t}"),
+        ),
+        ClientError::Decode(d) => MountError::new(
+            ErrorCode::VaultUnavailable,
+            format!("unexpected answer from the vault {vault} for {what}: {d}"),
+        ),
+        ClientError::Config(c) => MountError::new(
+            ErrorCode::VaultUnavailable,
+            format!("cannot set up a client for the vault {vault}: {c}"),
+        ),
+    }
+}
+
+impl Fetcher {
+    pub fn new(settings: FetchSettings, metrics: Arc<ProviderMetrics>) -> Self {
+        Self {
+            limiter: Semaphore::new(settings.max_concurrent_requests.max(1)),
+            settings,
+            clients: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Drops expired cache entries (called periodically).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.retain(|_, s| s.cell.get().is_none() || s.usable(now));
+        }
+    }
+
+    /// The number of cache entries (tests, metrics).
+    pub fn cache_len(&self) -> usize {
+        self.slots.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Reads the CA bundle for a mount.
+    pub async fn load_ca(&self, src: &CaSource) -> MountResult<Zeroizing<Vec<u8>>> {
+        let unavailable = |m: String| MountError::new(ErrorCode::VaultUnavailable, m);
+        let path = match src {
+            CaSource::Inline(pem) => return Ok(Zeroizing::new(pem.clone())),
+            CaSource::Default => self.settings.ca_file.clone().ok_or_else(|| {
+                unavailable(
+                    "no CA bundle for the vault's TLS: the provider runs without --ca-file; set vaultCACert or vaultCACertPath in the SecretProviderClass".into(),
+                )
+            })?,
+            CaSource::File(p) => {
+                let real = tokio::fs::canonicalize(p).await.map_err(|e| {
+                    MountError::invalid(format!("vaultCACertPath {}: {e}", p.display()))
+                })?;
+                let mut allowed = false;
+                for dir in &self.settings.ca_dirs {
+                    if let Ok(d) = tokio::fs::canonicalize(dir).await
+                        && real.starts_with(&d)
+                    {
+                        allowed = true;
+                    }
+                }
+                if !allowed {
+                    return Err(MountError::invalid(format!(
+                        "vaultCACertPath {} is outside the directories the provider reads CA bundles from ({}); mount the bundle there (--ca-dir) or use vaultCACert",
+                        p.display(),
+                        self.settings
+                            .ca_dirs
+                            .iter()
+                            .map(|d| d.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                real
+            }
+        };
+        let meta = tokio::fs::metadata(&path).await.map_err(|e| {
+            unavailable(format!(
+                "cannot read the CA bundle {}: {e} (mount the kvault-ca ConfigMap there, or set vaultCACert in the SecretProviderClass)",
+                path.display()
+            ))
+        })?;
+        if !meta.is_file() || meta.len() > MAX_CA_BUNDLE as u64 {
+            return Err(unavailable(format!(
+                "the CA bundle {} is not a file of at most {MAX_CA_BUNDLE} bytes",
+                path.display()
+            )));
+        }
+        let pem = tokio::fs::read(&path).await.map_err(|e| {
+            unavailable(format!("cannot read the CA bundle {}: {e}", path.display()))
+        })?;
+        Ok(Zeroizing::new(pem))
+    }
+
+    /// The shared client for a vault and CA bundle, with the pod's token.
+    pub fn pod_client(
+        &self,
+        vault: &str,
+        ca_pem: &[u8],
+        token: &Zeroizing<String>,
+        token_expiry: Option<i64>,
+    ) -> MountResult<PodClient> {
+        let ca_digest = crate::crypto::sha256(ca_pem);
+        let key = (vault.to_string(), ca_digest);
+        let base = {
+            let mut clients = self
+                .clients
+                .lock()
+                .map_err(|_| MountError::new(ErrorCode::Internal, "client cache poisoned"))?;
+            match clients.get(&key) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = VaultClient::for_provider(vault, ca_pem, self.settings.request_timeout)
+                        .map_err(|e| describe_error(&e, "", vault, ""))?;
+                    if clients.len() >= 256 {
+                        clients.clear();
+                    }
+                    clients.insert(key, c.clone());
+                    c
+                }
+            }
+        };
+        Ok(PodClient {
+            client: base.with_token(token.clone()),
+            identity: crate::crypto::sha256(token.as_bytes()),
+            vault: vault.to_string(),
+            token_expiry,
+        })
+    }
+
+    fn fresh_until(&self, pod: &PodClient) -> Instant {
+        let now = Instant::now();
+        let mut ttl = self.settings.cache_ttl;
+        if let Some(exp) = pod.token_expiry {
+            let left = exp.saturating_sub(now_unix()).max(0) as u64;
+            ttl = ttl.min(Duration::from_secs(left));
+        }
+        now + ttl
+    }
+
+    async fn cached<F, Fut>(&self, key: CacheKey, fresh_until: Instant, fetch: F) -> Shared
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Shared>,
+    {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .map_err(|_| MountError::new(ErrorCode::Internal, "cache poisoned"))?;
+            let now = Instant::now();
+            match slots.get(&key) {
+                Some(s) if s.usable(now) => {
+                    let result = if s.cell.initialized() {
+                        "hit"
+                    } else {
+                        "shared"
+                    };
+                    self.metrics
+                        .cache
+                        .get_or_create(&CacheLabel { result })
+                        .inc();
+                    s.clone()
+                }
+                _ => {
+                    self.metrics
+                        .cache
+                        .get_or_create(&CacheLabel { result: "miss" })
+                        .inc();
+                    if slots.len() >= self.settings.max_cache_entries {
+                        slots.retain(|_, s| s.cell.get().is_none() || s.usable(now));
+                    }
+                    let s = Arc::new(Slot {
+                        cell: OnceCell::new(),
+                        fresh_until,
+                    });
+                    if slots.len() < self.settings.max_cache_entries {
+                        slots.insert(key.clone(), s.clone());
+                    }
+                    s
+                }
+            }
+        };
+        let result = slot.cell.get_or_init(fetch).await.clone();
+        if result.is_err()
+            && let Ok(mut slots) = self.slots.lock()
+            && slots.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot))
+        {
+            slots.remove(&key);
+        }
+        result
+    }
+
+    /// Runs one vault request under the concurrency bound, retrying 429/5xx/transport
+    /// errors with jittered exponential backoff.
+    async fn call<T, F, Fut>(&self, kind: ObjectType, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let object_type = kind.as_str();
+        let mut attempt = 0u32;
+        loop {
+            let permit = self.limiter.acquire().await;
+            let started = Instant::now();
+            let r = op().await;
+            drop(permit);
+            self.metrics
+                .vault_call_duration
+                .get_or_create(&ObjectTypeLabel { object_type })
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .vault_calls
+                .get_or_create(&VaultCallLabels {
+                    object_type,
+                    outcome: outcome(&r.as_ref().map(|_| ())),
+                })
+                .inc();
+            match r {
+                Err(e) if retryable(&e) && attempt < self.settings.max_retries => {
+                    attempt += 1;
+                    self.metrics.vault_retries.inc();
+                    let exp = self
+                        .settings
+                        .initial_backoff
+                        .saturating_mul(1 << (attempt - 1).min(16));
+                    let delay = exp.min(self.settings.max_backoff).mul_f64(jitter());
+                    tracing::debug!(object_type, attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying vault request");
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One object version (`None`: the latest).
+    pub async fn get(
+        &self,
+        pod: &PodClient,
+        kind: ObjectType,
+        name: &str,
+        version: Option<&str>,
+        audience: &str,
+    ) -> MountResult<Arc<Answer>> {
+        let key = CacheKey {
+            identity: pod.identity,
+            vault: pod.vault.clone(),
+            kind,
+            name: name.to_ascii_lowercase(),
+            version: version.unwrap_or("").to_ascii_lowercase(),
+            listing: false,
+        };
+        let what = match version {
+            Some(v) => format!("{} '{name}' version {v}", kind.as_str()),
+            None => format!("{} '{name}'", kind.as_str()),
+        };
+        self.cached(key, self.fresh_until(pod), || async {
+            let c = &pod.client;
+            let fetched = match kind {
+                ObjectType::Secret => self
+                    .call(kind, || c.get_secret(name, version))
+                    .await
+                    .and_then(|b| {
+                        let value = b.value.ok_or_else(|| {
+                            ClientError::Decode("the secret bundle has no value".into())
+                        })?;
+                        Ok(Versioned {
+                            version: last_segment(&b.id),
+                            material: Material::Secret {
+                                value: Zeroizing::new(value),
+                                content_type: b.content_type,
+                                certificate_backed: b.kid.is_some(),
+                            },
+                        })
+                    }),
+                ObjectType::Key => self.call(kind, || c.get_key(name, version)).await.map(|b| {
+                    let mut jwk = b.key;
+                    let version = last_segment(jwk.kid.as_deref().unwrap_or_default());
+                    // Only public members are ever used (the API never returns others).
+                    jwk.d = None;
+                    jwk.p = None;
+                    jwk.q = None;
+                    jwk.dp = None;
+                    jwk.dq = None;
+                    jwk.qi = None;
+                    jwk.k = None;
+                    Versioned {
+                        version,
+                        material: Material::Key(jwk),
+                    }
+                }),
+                ObjectType::Cert => self
+                    .call(kind, || c.get_certificate_der(name, version))
+                    .await
+                    .map(|b| Versioned {
+                        version: last_segment(&b.id),
+                        material: Material::Cert(b.cer),
+                    }),
+            };
+            fetched
+                .map(|v| Arc::new(Answer::One(v)))
+                .map_err(|e| describe_error(&e, &what, &pod.vault, audience))
+        })
+        .await
+    }
+
+    /// Every version of an object, newest first.
+    pub async fn versions(
+        &self,
+        pod: &PodClient,
+        kind: ObjectType,
+        name: &str,
+        audience: &str,
+    ) -> MountResult<Vec<VersionInfo>> {
+        let key = CacheKey {
+            identity: pod.identity,
+            vault: pod.vault.clone(),
+            kind,
+            name: name.to_ascii_lowercase(),
+            version: String::new(),
+            listing: true,
+        };
+        let what = format!("the versions of {} '{name}'", kind.as_str());
+        let answer = self
+            .cached(key, self.fresh_until(pod), || async {
+                let c = &pod.client;
+                let listed: Result<Vec<VersionInfo>, ClientError> = match kind {
+                    ObjectType::Secret => self
+                        .call(kind, || c.list_secret_versions(name))
+                        .await
+                        .map(|items| {
+                            items
+                                .into_iter()
+                                .map(|i| VersionInfo {
+                                    version: last_segment(&i.id),
+                                    created: i.attributes.created.unwrap_or(0),
+                                    enabled: i.attributes.enabled.unwrap_or(true),
+                                })
+                                .collect()
+                        }),
+                    ObjectType::Key => {
+                        self.call(kind, || c.list_key_versions(name))
+                            .await
+                            .map(|items| {
+                                items
+                                    .into_iter()
+                                    .map(|i| VersionInfo {
+                                        version: last_segment(&i.kid),
+                                        created: i.attributes.created.unwrap_or(0),
+                                        enabled: i.attributes.enabled.unwrap_or(true),
+                                    })
+                                    .collect()
+                            })
+                    }
+                    ObjectType::Cert => self
+                        .call(kind, || c.list_certificate_versions_for_mount(name))
+                        .await
+                        .map(|items| {
+                            items
+                                .into_iter()
+                                .map(|i| VersionInfo {
+                                    version: last_segment(&i.id),
+                                    created: i.attributes.created.unwrap_or(0),
+                                    enabled: i.attributes.enabled.unwrap_or(true),
+                                })
+                                .collect()
+                        }),
+                };
+                let mut listed =
+                    listed.map_err(|e| describe_error(&e, &what, &pod.vault, audience))?;
+                // Newest first; the id breaks ties deterministically.
+                listed.sort_by(|a, b| {
+                    b.created
+                        .cmp(&a.created)
+                        .then_with(|| b.version.cmp(&a.version))
+                });
+                Ok(Arc::new(Answer::Versions(listed)))
+            })
+            .await?;
+        match answer.as_ref() {
+            Answer::Versions(v) => Ok(v.clone()),
+            Answer::One(_) => Err(MountError::new(ErrorCode::Internal, "cache mix-up")),
+        }
+    }
+}
+
+/// The fetched object version inside a cache answer.
+pub fn one(answer: &Answer) -> MountResult<&Versioned> {
+    match answer {
+        Answer::One(v) => Ok(v),
+        Answer::Versions(_) => Err(MountError::new(ErrorCode::Internal, "cache mix-up")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_to_versions() {
+        assert_eq!(last_segment("https://v/secrets/a/0123abc"), "0123abc");
+        assert_eq!(last_segment("https://v/keys/a/0123abc/"), "0123abc");
+    }
+
+    #[test]
+    fn errors_name_the_object_and_the_fix() {
+        let api = |status: u16| ClientError::Api {
+            status,
+            code: "X".into(),
+            message: "m".into(),
+        };
+        let d = |e| describe_error(&e, "secret 'db'", "https://v.ns.svc", "aud");
+        assert_eq!(d(api(401)).code, ErrorCode::Unauthorized);
+        assert!(d(api(401)).message.contains("'aud'"));
+        let f = d(api(403));
+        assert_eq!(f.code, ErrorCode::Forbidden);
+        assert!(f.message.contains("secret 'db'") && f.message.contains("https://v.ns.svc"));
+        assert_eq!(d(api(404)).code, ErrorCode::NotFound);
+        assert_eq!(d(api(429)).code, ErrorCode::Throttled);
+        assert_eq!(d(api(503)).code, ErrorCode::VaultUnavailable);
+        assert_eq!(
+            d(ClientError::Transport("refused".into())).code,
+            ErrorCode::VaultUnavailable
+        );
+        assert!(retryable(&api(429)) && retryable(&api(503)) && !retryable(&api(403)));
+        let j = jitter();
+        assert!((0.5..=1.0).contains(&j));
+    }
+
+    #[tokio::test]
+    async fn identical_fetches_in_flight_are_shared_and_errors_not_cached() {
+        let f = Fetcher::new(FetchSettings::default(), Arc::new(ProviderMetrics::new()));
+        let key = |name: &str| CacheKey {
+            identity: [1; 32],
+            vault: "v".into(),
+            kind: ObjectType::Secret,
+            name: name.into(),
+            version: String::new(),
+            listing: false,
+        };
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let until = Instant::now() + Duration::from_secs(30);
+        let fetch = |calls: Arc<std::sync::atomic::AtomicUsize>| async move {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Arc::new(Answer::Versions(vec![])))
+        };
+        let (a, b) = tokio::join!(
+            f.cached(key("a"), until, || fetch(calls.clone())),
+            f.cached(key("a"), until, || fetch(calls.clone()))
+        );
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Cached within the TTL …
+        f.cached(key("a"), until, || fetch(calls.clone()))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // … but another identity never sees it.
+        let mut other = key("a");
+        other.identity = [2; 32];
+        f.cached(other, until, || fetch(calls.clone()))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Errors are shared with concurrent waiters but not kept.
+        let r = f
+            .cached(key("e"), until, || async {
+                Err(MountError::new(ErrorCode::Forbidden, "no"))
+            })
+            .await;
+        assert!(r.is_err());
+        f.cached(key("e"), until, || fetch(calls.clone()))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Expired entries are fetched again and swept.
+        let past = Instant::now();
+        f.cached(key("x"), past, || fetch(calls.clone()))
+            .await
+            .unwrap();
+        f.cached(key("x"), past, || fetch(calls.clone()))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 5);
+        let before = f.cache_len();
+        f.sweep();
+        assert_eq!(f.cache_len(), before - 1);
+    }
+}
