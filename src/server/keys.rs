@@ -103,6 +103,10 @@ pub async fn handle(
         O::GetKey { name, version } => get(state, ctx, &name, version.as_deref()).await,
         O::UpdateKey { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
         O::DeleteKey { name } => {
+            let live = FAMILY.live::<KeyMeta>(&state.store, &name).await?;
+            if live.current().is_some_and(|v| v.meta.managed) {
+                return Err(objects::managed_by_certificate("key", &live.name));
+            }
             let head = FAMILY
                 .soft_delete::<KeyMeta>(&state.store, &name, state.clock.now(), ctx.soft_delete)
                 .await?;

@@ -118,6 +118,16 @@ impl SoftDelete {
     }
 }
 
+/// A certificate's key or secret is deleted with its certificate, not on its own.
+pub fn managed_by_certificate(what: &str, name: &str) -> ApiError {
+    ApiError::Forbidden {
+        message: format!(
+            "The {what} {name} belongs to certificate {name}; delete the certificate instead."
+        ),
+        inner: None,
+    }
+}
+
 pub fn purge_protected() -> ApiError {
     ApiError::Forbidden {
         message: "Operation \"purge\" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge it after the retention period has passed.".into(),

@@ -334,6 +334,10 @@ async fn update(
 }
 
 async fn delete(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
+    let live = FAMILY.live::<SecretMeta>(&state.store, name).await?;
+    if live.current().is_some_and(|v| v.meta.managed) {
+        return Err(objects::managed_by_certificate("secret", &live.name));
+    }
     let head = FAMILY
         .soft_delete::<SecretMeta>(&state.store, name, state.clock.now(), ctx.soft_delete)
         .await?;

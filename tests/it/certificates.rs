@@ -165,8 +165,13 @@ async fn self_signed_issuance_with_key_and_secret() {
     assert!(pem_value.contains("BEGIN PRIVATE KEY") && pem_value.contains("BEGIN CERTIFICATE"));
     assert_eq!(body["contentType"], "application/x-pem-file");
 
-    // A managed key is not rotated by hand, and a plain secret cannot take the name.
+    // A managed key is not rotated or deleted by hand; neither is the secret deleted alone.
     assert_eq!(c.rotate_key("web").await.unwrap_err().status(), Some(403));
+    assert_eq!(c.delete_key("web").await.unwrap_err().status(), Some(403));
+    assert_eq!(
+        c.delete_secret("web").await.unwrap_err().status(),
+        Some(403)
+    );
     let r = c
         .set_secret(
             "web",
