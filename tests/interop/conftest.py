@@ -1,5 +1,5 @@
-"""Fixtures for the kvault <-> Azure SDK (azure-keyvault-secrets, azure-keyvault-keys)
-interoperability suite.
+"""Fixtures for the kvault <-> Azure SDK (azure-keyvault-secrets, azure-keyvault-keys,
+azure-keyvault-certificates) interoperability suite.
 
 Every vault used by the tests is a real `kvault dev` process started on a free
 port with its own state directory. The official Azure SDK talks to it
@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 from azure.core.credentials import AccessToken
+from azure.keyvault.certificates import CertificateClient
 from azure.keyvault.keys import KeyClient, KeyVaultKey
 from azure.keyvault.keys.crypto import CryptographyClient
 from azure.keyvault.secrets import SecretClient
@@ -58,6 +59,12 @@ ALL_KEY_PERMISSIONS = [
 # Cryptographic operations only, and no `get`: a CryptographyClient for this principal gets 403
 # when it fetches the key, so (as the SDK does for a caller without keys/get) it performs every
 # operation in the vault instead of locally with the public key.
+# What the certificates tests grant the suite's principal on top (certs vault only): every
+# certificate operation, issuers included (`certificates/*`, `certificatecas/*`,
+# `certificatecontacts/write`), reading certificate-backed secrets, and every key operation.
+CERTS_ROLES = ["Key Vault Certificates Officer", "Key Vault Secrets User", CRYPTO_ROLE]
+# The api-version the suite uses for raw data-plane requests (the certificates SDK's default).
+RAW_API_VERSION = "2026-04-01"
 CRYPTO_ONLY_PERMISSIONS = ["encrypt", "decrypt", "wrapKey", "unwrapKey", "sign", "verify"]
 CRYPTO_REMOTE_USER = "crypto-remote"
 
@@ -302,6 +309,11 @@ class Vault:
         kwargs.setdefault("logging_enable", True)
         return KeyClient(self.url, credential or self.credential, **kwargs)
 
+    def certificate_client(self, credential: Any = None, **kwargs: Any) -> CertificateClient:
+        kwargs.setdefault("connection_verify", str(self.ca))
+        kwargs.setdefault("logging_enable", True)
+        return CertificateClient(self.url, credential or self.credential, **kwargs)
+
     def crypto_client(self, key: "str | KeyVaultKey", credential: Any = None, **kwargs: Any) -> CryptographyClient:
         """A CryptographyClient for `key` (a KeyVaultKey or a key id) trusting the vault's CA."""
         kwargs.setdefault("connection_verify", str(self.ca))
@@ -426,6 +438,33 @@ def policy_request(
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
     try:
         with opener.open(req, timeout=30) as resp:
+            return PolicyResponse(resp.status, _lower_keys(resp.headers), resp.read().decode())
+    except urllib.error.HTTPError as e:
+        return PolicyResponse(e.code, _lower_keys(e.headers), e.read().decode(errors="replace"))
+
+
+def data_plane_request(
+    vault: "Vault",
+    method: str,
+    path: str,
+    doc: Any = None,
+    token: Optional[str] = None,
+    api_version: str = RAW_API_VERSION,
+) -> PolicyResponse:
+    """One raw data-plane request, e.g. `POST /certificates/NAME/create`, for what the SDK
+    cannot express (as dev-admin unless `token` is given). Never raises for an HTTP error status.
+    The Key Vault challenge is skipped: the bearer token goes with the first request."""
+    url = f"{vault.url}{path}?api-version={api_version}"
+    body = json.dumps(doc).encode() if doc is not None else None
+    req = urllib.request.Request(url, data=body, method=method)
+    req.add_header("Authorization", f"Bearer {token if token is not None else vault.admin_token}")
+    req.add_header("Accept", "application/json")
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    ctx = ssl.create_default_context(cafile=str(vault.ca))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+    try:
+        with opener.open(req, timeout=60) as resp:
             return PolicyResponse(resp.status, _lower_keys(resp.headers), resp.read().decode())
     except urllib.error.HTTPError as e:
         return PolicyResponse(e.code, _lower_keys(e.headers), e.read().decode(errors="replace"))
@@ -654,3 +693,35 @@ def crypto_key_client(crypto_vault) -> KeyClient:
 @pytest.fixture(scope="session")
 def remote_credential(crypto_vault) -> KvaultCredential:
     return KvaultCredential(crypto_vault.state_dir, user=CRYPTO_REMOTE_USER)
+
+
+def certs_policy_doc() -> Dict[str, Any]:
+    """RBAC: the usual grants plus interop-user as Certificates Officer, Secrets User and
+    Crypto Officer."""
+    return policy_doc(role_assignments=[role_assignment(TOKEN_USER, role) for role in CERTS_ROLES])
+
+
+@pytest.fixture(scope="session")
+def certs_vault(vault_factory) -> Vault:
+    """The certificates tests' vault (RBAC, throttling off): see certs_policy_doc()."""
+    v = vault_factory.start("certs")
+    push_policy(v, certs_policy_doc())
+    return v
+
+
+@pytest.fixture(scope="session")
+def cert_client(certs_vault) -> CertificateClient:
+    with certs_vault.certificate_client() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def cert_secret_client(certs_vault) -> SecretClient:
+    with certs_vault.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def cert_key_client(certs_vault) -> KeyClient:
+    with certs_vault.key_client() as c:
+        yield c

@@ -17,7 +17,6 @@ A failing assertion here is a kvault compatibility bug: fix the server, not the 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import re
