@@ -80,6 +80,8 @@ struct CacheKey {
     /// SHA-256 of the pod's token: answers are never shared between tokens.
     identity: [u8; 32],
     vault: String,
+    /// SHA-256 of the CA bundle the answer was verified with.
+    ca: [u8; 32],
     kind: ObjectType,
     /// Lower-cased: object names compare case-insensitively.
     name: String,
@@ -111,6 +113,7 @@ pub struct PodClient {
     client: VaultClient,
     identity: [u8; 32],
     vault: String,
+    ca: [u8; 32],
     /// Cached answers never outlive the token.
     token_expiry: Option<i64>,
 }
@@ -331,6 +334,7 @@ impl Fetcher {
             client: base.with_token(token.clone()),
             identity: crate::crypto::sha256(token.as_bytes()),
             vault: vault.to_string(),
+            ca: ca_digest,
             token_expiry,
         })
     }
@@ -452,6 +456,7 @@ impl Fetcher {
         let key = CacheKey {
             identity: pod.identity,
             vault: pod.vault.clone(),
+            ca: pod.ca,
             kind,
             name: name.to_ascii_lowercase(),
             version: version.unwrap_or("").to_ascii_lowercase(),
@@ -522,6 +527,7 @@ impl Fetcher {
         let key = CacheKey {
             identity: pod.identity,
             vault: pod.vault.clone(),
+            ca: pod.ca,
             kind,
             name: name.to_ascii_lowercase(),
             version: String::new(),
@@ -640,6 +646,7 @@ mod tests {
         let key = |name: &str| CacheKey {
             identity: [1; 32],
             vault: "v".into(),
+            ca: [0; 32],
             kind: ObjectType::Secret,
             name: name.into(),
             version: String::new(),

@@ -5,6 +5,7 @@ mod certificates;
 mod cli;
 mod common;
 mod keys;
+mod provider;
 mod secrets_api;
 mod storage;
 mod tls;
