@@ -108,7 +108,14 @@ fn bundle(
         content_type: v.meta.content_type.clone(),
         attributes: attributes(ctx, v),
         tags: v.tags.clone(),
-        kid: v.meta.kid.clone(),
+        // Stored relative so ids follow the origin the client used.
+        kid: v.meta.kid.as_ref().map(|k| {
+            if k.starts_with('/') {
+                format!("{}{k}", ctx.origin)
+            } else {
+                k.clone()
+            }
+        }),
         managed: v.meta.managed.then_some(true),
         previous_version: None,
     }
@@ -155,6 +162,9 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
         .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
             let mut head = match current {
                 Some(h) if h.deleted.is_some() => return Err(FAMILY.deleted_conflict(&h.name)),
+                Some(h) if h.current().is_some_and(|v| v.meta.managed) => {
+                    return Err(objects::managed_by_certificate("secret", &h.name));
+                }
                 Some(h) => h,
                 None => Head {
                     name: name.to_string(),

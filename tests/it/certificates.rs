@@ -172,7 +172,7 @@ async fn self_signed_issuance_with_key_and_secret() {
         c.delete_secret("web").await.unwrap_err().status(),
         Some(403)
     );
-    let r = c
+    let e = c
         .set_secret(
             "web",
             &kvault::wire::SecretSetParameters {
@@ -182,11 +182,16 @@ async fn self_signed_issuance_with_key_and_secret() {
                 attributes: None,
             },
         )
-        .await;
-    assert!(
-        r.is_ok(),
-        "setting a secret version is allowed (the cloud allows it too)"
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.status(),
+        Some(403),
+        "a certificate's secret is written only by the certificate"
     );
+    // The secret links its key by absolute id.
+    let s = c.get_secret("web", None).await.unwrap();
+    assert_eq!(s.kid.as_deref(), cert.kid.as_deref());
     v.stop().await;
 }
 
