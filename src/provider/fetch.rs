@@ -71,7 +71,7 @@ pub struct VersionInfo {
 /// A cached answer: one object version or a version listing.
 #[derive(Debug)]
 pub enum Answer {
-    One(Versioned),
+    One(Box<Versioned>),
     Versions(Vec<VersionInfo>),
 }
 
@@ -498,7 +498,7 @@ impl Fetcher {
                     jwk.k = None;
                     Versioned {
                         version,
-                        material: Material::Key(jwk),
+                        material: Material::Key(Box::new(jwk)),
                     }
                 }),
                 ObjectType::Cert => self
@@ -510,7 +510,7 @@ impl Fetcher {
                     }),
             };
             fetched
-                .map(|v| Arc::new(Answer::One(v)))
+                .map(|v| Arc::new(Answer::One(Box::new(v))))
                 .map_err(|e| describe_error(&e, &what, &pod.vault, audience))
         })
         .await
@@ -600,7 +600,7 @@ impl Fetcher {
 /// The fetched object version inside a cache answer.
 pub fn one(answer: &Answer) -> MountResult<&Versioned> {
     match answer {
-        Answer::One(v) => Ok(v),
+        Answer::One(v) => Ok(v.as_ref()),
         Answer::Versions(_) => Err(MountError::new(ErrorCode::Internal, "cache mix-up")),
     }
 }

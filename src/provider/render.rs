@@ -27,7 +27,7 @@ pub enum Material {
         certificate_backed: bool,
     },
     /// The public members of the key.
-    Key(JsonWebKey),
+    Key(Box<JsonWebKey>),
     /// The certificate's DER (`cer`).
     Cert(Vec<u8>),
 }
@@ -115,7 +115,7 @@ fn decode(spec: &ObjectSpec, value: &[u8]) -> Result<Zeroizing<Vec<u8>>, String>
 
 fn hex_decode(s: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let s = s.trim_ascii();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -437,7 +437,7 @@ mod tests {
         let expected: PublicKeyX509Der = pair.public_key().as_der().unwrap();
         assert_eq!(public_key_der(&jwk).unwrap(), expected.as_ref());
         let s = spec("- objectName: k\n  objectType: key");
-        let out = render(&s, &Material::Key(jwk)).unwrap();
+        let out = render(&s, &Material::Key(Box::new(jwk))).unwrap();
         assert!(out.starts_with(b"-----BEGIN PUBLIC KEY-----\n"));
     }
 
@@ -474,21 +474,25 @@ mod tests {
             kty: Some("oct".into()),
             ..Default::default()
         };
-        let e = render(&s, &Material::Key(oct)).unwrap_err();
+        let e = render(&s, &Material::Key(Box::new(oct))).unwrap_err();
         assert!(e.contains("key 'k'") && e.contains("symmetric"), "{e}");
         let rsa = JsonWebKey {
             kty: Some("RSA".into()),
             n: Some("AQAB".into()),
             ..Default::default()
         };
-        assert!(render(&s, &Material::Key(rsa)).unwrap_err().contains("'e'"));
+        assert!(
+            render(&s, &Material::Key(Box::new(rsa)))
+                .unwrap_err()
+                .contains("'e'")
+        );
         let ec = JsonWebKey {
             kty: Some("EC".into()),
             crv: Some("P-999".into()),
             ..Default::default()
         };
         assert!(
-            render(&s, &Material::Key(ec))
+            render(&s, &Material::Key(Box::new(ec)))
                 .unwrap_err()
                 .contains("P-999")
         );
