@@ -1151,3 +1151,79 @@ async fn mount_latency_for_1_and_20_objects() {
     p_warm.stop().await;
     v.stop().await;
 }
+
+/// The SecretProviderClass in examples/provider/ mounts as written (pointed at the test
+/// vault instead of the in-cluster Service).
+#[tokio::test]
+async fn the_example_secret_provider_class_mounts() {
+    let spc: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/provider/secretproviderclass.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spc["spec"]["provider"], "kvault");
+    let params = spc["spec"]["parameters"].as_object().unwrap().clone();
+    assert_eq!(params["vaultName"], "payments");
+    let objects = params["objects"].as_str().unwrap();
+
+    let (fx, v, p) = started(pod_policy(json!({"enabled": false})), &[]).await;
+    let admin = v.client();
+    admin.set_secret("db-password", &set("pw")).await.unwrap();
+    admin.set_secret("api-token", &set("old")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    admin.set_secret("api-token", &set("new")).await.unwrap();
+    admin
+        .create_key(
+            "signing",
+            &KeyCreateParameters {
+                kty: "EC".into(),
+                crv: Some("P-256".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    admin
+        .create_certificate(
+            "web-tls",
+            &CertificateCreateParameters {
+                policy: Some(
+                    serde_json::from_value(json!({
+                        "x509_props": {"subject": "CN=web.team-a.svc"},
+                        "issuer": {"name": "Self"}
+                    }))
+                    .unwrap(),
+                ),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let web = fx.token_for(WEB, json!({}));
+    let mut c = p.client().await;
+    let r = mount(&mut c, attributes(&v.url, &web, objects, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        paths(&r),
+        vec![
+            "db/password",
+            "tls.crt",
+            "tls.pem",
+            "tls.pfx",
+            "signing.pub",
+            "api-token/0",
+            "api-token/1"
+        ]
+    );
+    assert_eq!(file(&r, "tls.pem").mode, 0o400);
+    assert_eq!(file(&r, "api-token/0").contents, b"new");
+    // The synced Secret's objectName is one of the files.
+    let synced = &spc["spec"]["secretObjects"][0]["data"][0]["objectName"];
+    assert!(paths(&r).contains(&synced.as_str().unwrap()));
+    p.stop().await;
+    v.stop().await;
+}
