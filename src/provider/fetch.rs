@@ -23,6 +23,8 @@ pub struct FetchSettings {
     /// How long an answer is reused for the same token, object and version (0: never).
     pub cache_ttl: Duration,
     pub max_cache_entries: usize,
+    /// Bytes of cached content at most (secret values, certificates, keys).
+    pub max_cache_bytes: usize,
     /// Concurrent vault requests across all mounts.
     pub max_concurrent_requests: usize,
     /// Retries after 429, 5xx or a transport error.
@@ -40,7 +42,8 @@ impl Default for FetchSettings {
     fn default() -> Self {
         Self {
             cache_ttl: Duration::from_secs(30),
-            max_cache_entries: 10_000,
+            max_cache_entries: 4096,
+            max_cache_bytes: 16 * 1024 * 1024,
             max_concurrent_requests: 32,
             max_retries: 3,
             initial_backoff: Duration::from_millis(200),
@@ -75,6 +78,34 @@ pub enum Answer {
     Versions(Vec<VersionInfo>),
 }
 
+impl Answer {
+    /// Approximate memory held, for the cache's byte budget.
+    fn size(&self) -> usize {
+        match self {
+            Answer::One(v) => {
+                v.version.len()
+                    + match &v.material {
+                        Material::Secret {
+                            value,
+                            content_type,
+                            ..
+                        } => value.len() + content_type.as_ref().map_or(0, String::len),
+                        Material::Key(jwk) => {
+                            [&jwk.n, &jwk.e, &jwk.x, &jwk.y, &jwk.kid]
+                                .iter()
+                                .map(|m| m.as_ref().map_or(0, String::len))
+                                .sum::<usize>()
+                                + 64
+                        }
+                        Material::Cert(der) => der.len(),
+                    }
+                    + 128
+            }
+            Answer::Versions(v) => v.len() * 96 + 64,
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
     /// SHA-256 of the pod's token: answers are never shared between tokens.
@@ -95,6 +126,8 @@ type Shared = Result<Arc<Answer>, MountError>;
 struct Slot {
     cell: OnceCell<Shared>,
     fresh_until: Instant,
+    /// Content bytes, once fetched.
+    size: std::sync::atomic::AtomicUsize,
 }
 
 impl Slot {
@@ -384,6 +417,7 @@ impl Fetcher {
                     let s = Arc::new(Slot {
                         cell: OnceCell::new(),
                         fresh_until,
+                        size: std::sync::atomic::AtomicUsize::new(0),
                     });
                     if slots.len() < self.settings.max_cache_entries {
                         slots.insert(key.clone(), s.clone());
@@ -393,13 +427,45 @@ impl Fetcher {
             }
         };
         let result = slot.cell.get_or_init(fetch).await.clone();
-        if result.is_err()
-            && let Ok(mut slots) = self.slots.lock()
+        if let Ok(mut slots) = self.slots.lock()
             && slots.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot))
         {
-            slots.remove(&key);
+            use std::sync::atomic::Ordering::Relaxed;
+            match &result {
+                // Errors are never kept.
+                Err(_) => {
+                    slots.remove(&key);
+                }
+                Ok(answer) if slot.size.load(Relaxed) == 0 => {
+                    let size = answer.size().max(1);
+                    slot.size.store(size, Relaxed);
+                    let total = |m: &HashMap<CacheKey, Arc<Slot>>| {
+                        m.values().map(|s| s.size.load(Relaxed)).sum::<usize>()
+                    };
+                    if total(&slots) > self.settings.max_cache_bytes {
+                        let now = Instant::now();
+                        slots.retain(|_, s| s.cell.get().is_none() || s.usable(now));
+                        if total(&slots) > self.settings.max_cache_bytes {
+                            slots.remove(&key);
+                        }
+                    }
+                }
+                Ok(_) => {}
+            }
         }
         result
+    }
+
+    /// Bytes of cached content (tests, metrics).
+    pub fn cache_bytes(&self) -> usize {
+        self.slots
+            .lock()
+            .map(|m| {
+                m.values()
+                    .map(|s| s.size.load(std::sync::atomic::Ordering::Relaxed))
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
     /// Runs one vault request under the concurrency bound, retrying 429/5xx/transport
@@ -700,5 +766,35 @@ mod tests {
         let before = f.cache_len();
         f.sweep();
         assert_eq!(f.cache_len(), before - 1);
+    }
+
+    #[tokio::test]
+    async fn the_cache_keeps_to_its_byte_budget() {
+        let settings = FetchSettings {
+            max_cache_bytes: 3000,
+            ..FetchSettings::default()
+        };
+        let f = Fetcher::new(settings, Arc::new(ProviderMetrics::new()));
+        let until = Instant::now() + Duration::from_secs(30);
+        let big = || async {
+            Ok(Arc::new(Answer::One(Box::new(Versioned {
+                version: "v".into(),
+                material: Material::Cert(vec![0; 1000]),
+            }))))
+        };
+        for i in 0..5 {
+            let key = CacheKey {
+                identity: [1; 32],
+                vault: "v".into(),
+                ca: [0; 32],
+                kind: ObjectType::Cert,
+                name: format!("c{i}"),
+                version: String::new(),
+                listing: false,
+            };
+            f.cached(key, until, big).await.unwrap();
+        }
+        assert_eq!(f.cache_len(), 2);
+        assert!(f.cache_bytes() <= 3000);
     }
 }

@@ -66,6 +66,9 @@ pub struct ProviderOptions {
     /// (0 turns the cache off; identical fetches in flight are still shared).
     #[arg(long, default_value = "30s", value_parser = crate::cli::parse_duration)]
     pub cache_ttl: Duration,
+    /// Bytes of fetched content the cache may hold.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub cache_max_bytes: usize,
     /// Vault requests in flight at once, across all mounts.
     #[arg(long, default_value_t = 32)]
     pub max_concurrent_requests: usize,
@@ -180,6 +183,7 @@ impl ProviderServer {
         let fetcher = Arc::new(Fetcher::new(
             FetchSettings {
                 cache_ttl: opts.cache_ttl,
+                max_cache_bytes: opts.cache_max_bytes,
                 max_concurrent_requests: opts.max_concurrent_requests,
                 max_retries: opts.max_retries,
                 request_timeout: opts.request_timeout,
