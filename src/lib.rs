@@ -6,6 +6,7 @@
 //! embedded-defaults vault for laptops and CI).
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod clock;

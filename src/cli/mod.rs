@@ -55,6 +55,8 @@ enum Command {
     /// Read or replace a vault's policy document (control plane only).
     #[command(subcommand)]
     Policy(secret::PolicyCommand),
+    /// Print the CustomResourceDefinitions (Vault, AccessPolicy, RoleAssignment) as YAML.
+    Crd,
 }
 
 #[derive(Debug, clap::Args)]
@@ -158,6 +160,12 @@ pub fn main() -> ExitCode {
             Command::Policy(cmd) => secret::run_policy(cmd).await,
             Command::Key(cmd) => key::run(cmd).await,
             Command::Cert(cmd) => cert::run(cmd).await,
+            Command::Crd => {
+                use std::io::Write;
+                let yaml = crate::api::all_crds_yaml()?;
+                std::io::stdout().lock().write_all(yaml.as_bytes())?;
+                Ok(())
+            }
         }
     });
     match result {
