@@ -1,0 +1,1 @@
+//! Desired objects (filled in next).

@@ -1,0 +1,55 @@
+//! `kvault operator`: reconciles `Vault`, `AccessPolicy` and `RoleAssignment` resources into
+//! running, secured vaults.
+//!
+//! Split the way the style anchors do it: pure desired-state functions (spec in, objects
+//! out) in [`policy`] and [`desired`], tested directly; the I/O shell (watches, server-side
+//! apply, status, events, policy push) stays thin on top of them.
+
+pub mod desired;
+pub mod policy;
+
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "kvault-operator";
+
+/// What the operator knows about its cluster and itself; the same for every vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSettings {
+    /// The operator's namespace (its CA Secret lives there).
+    pub namespace: String,
+    /// The operator's service account: the only principal a vault lets replace its policy.
+    pub service_account: String,
+    /// The kvault image the vault StatefulSets run.
+    pub image: String,
+    pub image_pull_policy: Option<String>,
+    /// The cluster's DNS domain (`cluster.local`), for the certificate's long name.
+    pub cluster_domain: String,
+    /// The `iss` of the cluster's service-account tokens.
+    pub cluster_issuer: String,
+    /// The cluster's pod network(s). With `network.defaultAction: Deny` and `allowedPeers`,
+    /// the server itself can only judge addresses: it admits the pod network and leaves the
+    /// per-pod choice to the NetworkPolicy.
+    pub pod_cidrs: Vec<String>,
+}
+
+impl OperatorSettings {
+    /// `ServiceAccount <ns>/<name>`, as `kvault server --admin-principal` takes it.
+    pub fn admin_principal(&self) -> String {
+        format!("ServiceAccount {}/{}", self.namespace, self.service_account)
+    }
+
+    #[cfg(test)]
+    pub fn test() -> Self {
+        Self {
+            namespace: "kvault-system".into(),
+            service_account: "kvault-operator".into(),
+            image: "ghcr.io/kvault/kvault:0.1.0".into(),
+            image_pull_policy: None,
+            cluster_domain: "cluster.local".into(),
+            cluster_issuer: "https://kubernetes.default.svc.cluster.local".into(),
+            pod_cidrs: vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures;

@@ -1,0 +1,396 @@
+use super::*;
+use crate::api::{NetworkPeer, OidcIssuer, VaultSpec};
+use crate::operator::fixtures::{access_policy, principal, role_assignment, sa, vault};
+use crate::policy::{
+    BuiltInRole, DataAction, DefaultAction, Identity, KeyPermission, ObjectKind, Permission,
+    Principal, Requirement, SecretPermission, TlsVersion,
+};
+
+fn settings() -> OperatorSettings {
+    OperatorSettings::test()
+}
+
+fn caller_sa(ns: &str, name: &str) -> Principal {
+    Principal {
+        identity: Identity::ServiceAccount {
+            namespace: ns.into(),
+            name: name.into(),
+        },
+        groups: vec![],
+        application: None,
+        issuer: settings().cluster_issuer,
+    }
+}
+
+fn secret_get(name: &str) -> Requirement<'_> {
+    Requirement {
+        permission: Permission::Secret(SecretPermission::Get),
+        alternative: None,
+        action: DataAction::SecretsGetSecret,
+        object: Some((ObjectKind::Secrets, name)),
+    }
+}
+
+#[test]
+fn rbac_vault_compiles_its_role_assignments_and_enforces_them() {
+    let v = vault("team-a", "payments", VaultSpec::default());
+    let ras = vec![
+        role_assignment(
+            "team-a",
+            "web",
+            "payments",
+            BuiltInRole::SecretsUser,
+            sa("web"),
+        ),
+        // Another vault's, and another namespace's: not this vault's business.
+        role_assignment(
+            "team-a",
+            "other",
+            "billing",
+            BuiltInRole::Administrator,
+            sa("x"),
+        ),
+        role_assignment(
+            "team-b",
+            "web",
+            "payments",
+            BuiltInRole::Administrator,
+            sa("y"),
+        ),
+    ];
+    let c = compile(&v, &[], &ras, 7, &settings()).unwrap();
+    assert_eq!(c.document.generation, 7);
+    assert_eq!(c.document.authorization, AuthorizationMode::Rbac);
+    assert_eq!(c.document.role_assignments.len(), 1);
+    let entry = &c.document.role_assignments[0];
+    // A service account without a namespace is one of the grant's namespace.
+    assert_eq!(entry.principal.namespace.as_deref(), Some("team-a"));
+    assert_eq!(entry.role, BuiltInRole::SecretsUser);
+    assert_eq!(
+        c.grants,
+        vec![GrantOutcome {
+            kind: GrantKind::RoleAssignment,
+            name: "web".into(),
+            state: GrantState::Applied
+        }]
+    );
+    // The document the server would enforce lets exactly that caller read.
+    let compiled = c.document.compile().unwrap();
+    assert!(compiled.allows(&caller_sa("team-a", "web"), &secret_get("db")));
+    assert!(!compiled.allows(&caller_sa("team-b", "web"), &secret_get("db")));
+    assert!(!compiled.allows(&caller_sa("team-a", "x"), &secret_get("db")));
+}
+
+#[test]
+fn access_policy_vault_compiles_compound_identity() {
+    let v = vault(
+        "team-b",
+        "legacy",
+        VaultSpec {
+            authorization: AuthorizationMode::AccessPolicy,
+            ..Default::default()
+        },
+    );
+    let mut alice = access_policy(
+        "team-b",
+        "alice-via-tool",
+        "legacy",
+        principal(PrincipalKind::User, "alice"),
+    );
+    alice.spec.application = Some("deploy-tool".into());
+    let mut worker = access_policy("team-b", "worker", "legacy", sa("worker"));
+    worker.spec.permissions.keys = vec![KeyPermission::UnwrapKey];
+    let c = compile(&v, &[worker, alice], &[], 1, &settings()).unwrap();
+    assert_eq!(c.document.authorization, AuthorizationMode::AccessPolicy);
+    // Sorted by name.
+    let names: Vec<&str> = c.grants.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["alice-via-tool", "worker"]);
+    assert!(c.grants.iter().all(|g| g.state == GrantState::Applied));
+    assert_eq!(
+        c.document.access_policies[0].application.as_deref(),
+        Some("deploy-tool")
+    );
+    let compiled = c.document.compile().unwrap();
+    let alice_alone = Principal {
+        identity: Identity::User("alice".into()),
+        groups: vec![],
+        application: None,
+        issuer: "https://dex".into(),
+    };
+    let alice_via_tool = Principal {
+        application: Some("deploy-tool".into()),
+        ..alice_alone.clone()
+    };
+    assert!(compiled.allows(&alice_via_tool, &secret_get("s")));
+    assert!(!compiled.allows(&alice_alone, &secret_get("s")));
+    assert!(compiled.allows(&caller_sa("team-b", "worker"), &secret_get("s")));
+}
+
+#[test]
+fn grants_of_the_other_mode_are_kept_but_reported_inactive() {
+    let v = vault("team-a", "payments", VaultSpec::default());
+    let aps = vec![access_policy("team-a", "ap", "payments", sa("web"))];
+    let ras = vec![role_assignment(
+        "team-a",
+        "ra",
+        "payments",
+        BuiltInRole::Reader,
+        sa("web"),
+    )];
+    let c = compile(&v, &aps, &ras, 1, &settings()).unwrap();
+    let ap = c.grants.iter().find(|g| g.name == "ap").unwrap();
+    assert_eq!(ap.state, GrantState::Inactive(AuthorizationMode::Rbac));
+    assert_eq!(ap.state.condition(), ("False", "InactiveInThisMode"));
+    assert!(ap.state.message().contains("RBAC"));
+    // Kept, so switching modes takes effect with the next push.
+    assert_eq!(c.document.access_policies.len(), 1);
+    assert_eq!(c.document.role_assignments.len(), 1);
+}
+
+#[test]
+fn an_invalid_grant_is_left_out_without_blocking_the_others() {
+    let v = vault("team-a", "payments", VaultSpec::default());
+    let mut bad_scope = role_assignment(
+        "team-a",
+        "bad-scope",
+        "payments",
+        BuiltInRole::Reader,
+        sa("a"),
+    );
+    bad_scope.spec.scope = Some("/vaults/everything".into());
+    let mut user_with_ns = role_assignment(
+        "team-a",
+        "user-ns",
+        "payments",
+        BuiltInRole::Reader,
+        principal(PrincipalKind::User, "bob"),
+    );
+    user_with_ns.spec.principal.namespace = Some("team-a".into());
+    let good = role_assignment("team-a", "good", "payments", BuiltInRole::Reader, sa("b"));
+    let c = compile(&v, &[], &[bad_scope, good, user_with_ns], 1, &settings()).unwrap();
+    assert_eq!(c.document.role_assignments.len(), 1);
+    assert_eq!(c.document.role_assignments[0].principal.name, "b");
+    let state = |n: &str| c.grants.iter().find(|g| g.name == n).unwrap().state.clone();
+    assert_eq!(state("good"), GrantState::Applied);
+    assert!(matches!(state("bad-scope"), GrantState::Invalid(m) if m.contains("scope")));
+    assert!(matches!(state("user-ns"), GrantState::Invalid(m) if m.contains("namespace")));
+    assert_eq!(state("user-ns").condition(), ("False", "Invalid"));
+}
+
+#[test]
+fn grants_being_deleted_are_dropped() {
+    let v = vault("team-a", "payments", VaultSpec::default());
+    let mut going = role_assignment("team-a", "going", "payments", BuiltInRole::Reader, sa("a"));
+    going.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+    ));
+    let c = compile(&v, &[], &[going], 1, &settings()).unwrap();
+    assert!(c.document.role_assignments.is_empty());
+    assert!(c.grants.is_empty());
+}
+
+#[test]
+fn the_cluster_issuer_is_the_only_service_account_issuer() {
+    let v = vault(
+        "team-a",
+        "payments",
+        VaultSpec {
+            identity: crate::api::VaultIdentity {
+                issuers: vec![
+                    OidcIssuer {
+                        issuer: "https://dex.example.com".into(),
+                        audiences: vec!["kvault".into()],
+                        ..Default::default()
+                    },
+                    OidcIssuer {
+                        issuer: "https://login.example.org/tenant/v2.0".into(),
+                        jwks_uri: Some("https://login.example.org/keys".into()),
+                        ..Default::default()
+                    },
+                ],
+            },
+            ..Default::default()
+        },
+    );
+    let c = compile(&v, &[], &[], 1, &settings()).unwrap();
+    let id = c.document.identity.as_ref().unwrap();
+    assert_eq!(id.issuers.len(), 3);
+    assert_eq!(id.issuers[0].issuer, settings().cluster_issuer);
+    assert!(id.issuers[0].service_accounts);
+    assert_eq!(id.issuers[0].jwks_file.as_deref(), Some(CLUSTER_JWKS_PATH));
+    assert!(id.issuers[1..].iter().all(|i| !i.service_accounts));
+    assert_eq!(
+        id.issuers[2].jwks_uri.as_deref(),
+        Some("https://login.example.org/keys")
+    );
+    // Tokens for this vault (its URL or the challenge resource), plus the extra audience;
+    // never a token minted for the API server or another vault.
+    assert!(
+        id.audiences
+            .contains(&"https://payments.team-a.svc".to_string())
+    );
+    assert!(id.audiences.contains(&"https://team-a.svc".to_string()));
+    assert!(id.audiences.contains(&"kvault".to_string()));
+    assert!(!id.audiences.iter().any(|a| a.contains("kubernetes")));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn unusable_issuer_settings_are_warned_about() {
+    let v = vault(
+        "team-a",
+        "payments",
+        VaultSpec {
+            identity: crate::api::VaultIdentity {
+                issuers: vec![
+                    OidcIssuer {
+                        issuer: settings().cluster_issuer,
+                        ..Default::default()
+                    },
+                    OidcIssuer {
+                        issuer: "https://dex.example.com".into(),
+                        user_claim: Some("email".into()),
+                        ..Default::default()
+                    },
+                ],
+            },
+            ..Default::default()
+        },
+    );
+    let c = compile(&v, &[], &[], 1, &settings()).unwrap();
+    let id = c.document.identity.as_ref().unwrap();
+    // The cluster issuer is never re-added without its service-account marking.
+    assert_eq!(id.issuers.len(), 2);
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("already trusted"));
+    assert!(c.warnings[1].contains("claim names"));
+}
+
+#[test]
+fn network_tls_soft_delete_and_throttling_come_from_the_spec() {
+    let mut spec = VaultSpec::default();
+    spec.network.default_action = DefaultAction::Deny;
+    spec.network.ip_rules = vec!["10.20.0.0/16".into(), "192.0.2.7".into()];
+    spec.network.trusted_proxies = vec!["10.0.0.1".into()];
+    spec.tls.min_version = TlsVersion::Tls13;
+    spec.soft_delete.retention_days = 30;
+    spec.soft_delete.purge_protection = true;
+    spec.throttling.requests = 1000;
+    let v = vault("team-a", "payments", spec);
+    let c = compile(&v, &[], &[], 1, &settings()).unwrap();
+    let d = &c.document;
+    assert_eq!(d.network.default_action, DefaultAction::Deny);
+    assert_eq!(d.network.ip_rules, ["10.20.0.0/16", "192.0.2.7"]);
+    assert_eq!(d.network.trusted_proxies, ["10.0.0.1"]);
+    assert_eq!(d.tls.as_ref().unwrap().min_version, TlsVersion::Tls13);
+    let sd = d.soft_delete.unwrap();
+    assert_eq!((sd.retention_days, sd.purge_protection), (30, true));
+    assert_eq!(d.throttling.requests, 1000);
+    let compiled = d.compile().unwrap();
+    assert!(compiled.network.allows("10.20.3.4".parse().unwrap()));
+    assert!(!compiled.network.allows("10.21.0.1".parse().unwrap()));
+}
+
+#[test]
+fn allowed_peers_admit_the_pod_network_server_side() {
+    let mut spec = VaultSpec::default();
+    spec.network.default_action = DefaultAction::Deny;
+    spec.network.ip_rules = vec!["192.0.2.0/24".into()];
+    spec.network.allowed_peers = vec![NetworkPeer {
+        namespace_selector: None,
+        pod_selector: Some(Default::default()),
+    }];
+    let v = vault("team-a", "payments", spec);
+    // Without the pod network the server cannot honour selectors: say so.
+    let c = compile(&v, &[], &[], 1, &settings()).unwrap();
+    assert_eq!(c.document.network.ip_rules, ["192.0.2.0/24"]);
+    assert_eq!(c.warnings.len(), 1);
+    let s = OperatorSettings {
+        pod_cidrs: vec!["10.244.0.0/16".into()],
+        ..settings()
+    };
+    let c = compile(&v, &[], &[], 1, &s).unwrap();
+    assert_eq!(
+        c.document.network.ip_rules,
+        ["192.0.2.0/24", "10.244.0.0/16"]
+    );
+    assert!(c.warnings.is_empty());
+    // With Allow the pod network is not added (nothing to open).
+    let mut open = v.clone();
+    open.spec.network.default_action = DefaultAction::Allow;
+    let c = compile(&open, &[], &[], 1, &s).unwrap();
+    assert_eq!(c.document.network.ip_rules, ["192.0.2.0/24"]);
+}
+
+#[test]
+fn too_many_access_policies_are_refused_past_the_limit() {
+    let v = vault(
+        "team-b",
+        "legacy",
+        VaultSpec {
+            authorization: AuthorizationMode::AccessPolicy,
+            ..Default::default()
+        },
+    );
+    let aps: Vec<_> = (0..MAX_ACCESS_POLICIES + 2)
+        .map(|i| access_policy("team-b", &format!("ap-{i:05}"), "legacy", sa("w")))
+        .collect();
+    let c = compile(&v, &aps, &[], 1, &settings()).unwrap();
+    assert_eq!(c.document.access_policies.len(), MAX_ACCESS_POLICIES);
+    let over: Vec<&str> = c
+        .grants
+        .iter()
+        .filter(|g| g.state == GrantState::OverLimit)
+        .map(|g| g.name.as_str())
+        .collect();
+    assert_eq!(over, ["ap-01024", "ap-01025"]);
+}
+
+#[test]
+fn the_digest_ignores_generation_and_order_but_not_content() {
+    let v = vault("team-a", "payments", VaultSpec::default());
+    let a = role_assignment("team-a", "a", "payments", BuiltInRole::Reader, sa("a"));
+    let b = role_assignment("team-a", "b", "payments", BuiltInRole::Reader, sa("b"));
+    let one = compile(&v, &[], &[a.clone(), b.clone()], 1, &settings()).unwrap();
+    let two = compile(&v, &[], &[b.clone(), a.clone()], 9, &settings()).unwrap();
+    assert_eq!(one.digest, two.digest);
+    assert_eq!(one.digest.len(), 64);
+    let mut b2 = b.clone();
+    b2.spec.role = BuiltInRole::SecretsUser;
+    let three = compile(&v, &[], &[a, b2], 1, &settings()).unwrap();
+    assert_ne!(one.digest, three.digest);
+    let mut tighter = v.clone();
+    tighter.spec.tls.min_version = TlsVersion::Tls13;
+    let four = compile(&tighter, &[], &[b], 1, &settings()).unwrap();
+    assert_ne!(one.digest, four.digest);
+}
+
+#[test]
+fn generations_increase_on_every_change_only() {
+    assert_eq!(next_generation(None, None, "d1"), (1, true));
+    assert_eq!(next_generation(Some(4), Some("d1"), "d1"), (4, false));
+    assert_eq!(next_generation(Some(4), Some("d1"), "d2"), (5, true));
+    assert_eq!(next_generation(Some(4), None, "d2"), (5, true));
+    // A negative generation in a hand-edited status is treated as none.
+    assert_eq!(next_generation(Some(-3), Some("d1"), "d1"), (1, true));
+}
+
+#[test]
+fn an_unnamed_vault_is_an_error() {
+    let mut v = vault("team-a", "payments", VaultSpec::default());
+    v.metadata.namespace = None;
+    assert!(matches!(
+        compile(&v, &[], &[], 1, &settings()),
+        Err(CompileError::Unnamed)
+    ));
+}
+
+#[test]
+fn the_compiled_document_round_trips_through_the_wire_format() {
+    let v = vault("team-a", "payments", VaultSpec::default());
+    let ra = role_assignment("team-a", "a", "payments", BuiltInRole::Reader, sa("a"));
+    let c = compile(&v, &[], &[ra], 3, &settings()).unwrap();
+    let json = serde_json::to_string(&c.document).unwrap();
+    let back: PolicyDocument = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, c.document);
+}
