@@ -71,6 +71,31 @@ pub enum DesiredError {
     Unnamed,
     #[error("network.ipRules entry '{0}' is not an IP address or CIDR")]
     IpRule(String),
+    #[error(
+        "vault name '{0}' cannot name a Service and a StatefulSet: use a DNS label of at most \
+         {MAX_VAULT_NAME} characters starting with a letter"
+    )]
+    Name(String),
+}
+
+/// Longest vault name: the StatefulSet's pods and revision labels add a suffix.
+pub const MAX_VAULT_NAME: usize = 52;
+
+/// The CRD cannot check `metadata.name` (kube-derive emits no root-level rule), so the
+/// operator does, before creating anything.
+pub fn check_vault_name(name: &str) -> Result<(), DesiredError> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= MAX_VAULT_NAME
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1] != b'-'
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(DesiredError::Name(name.to_string()))
+    }
 }
 
 pub fn master_key_secret_name(vault: &str) -> String {
@@ -114,6 +139,7 @@ struct Identity {
 
 fn identity(vault: &Vault) -> Result<Identity, DesiredError> {
     let name = vault.metadata.name.clone().ok_or(DesiredError::Unnamed)?;
+    check_vault_name(&name)?;
     let namespace = vault
         .metadata
         .namespace

@@ -66,6 +66,21 @@ fn a_vault_without_uid_cannot_own_anything_yet() {
 }
 
 #[test]
+fn vault_names_must_fit_a_service_and_a_stateful_set() {
+    for good in ["payments", "a", "pay-2", &"a".repeat(52)] {
+        assert!(check_vault_name(good).is_ok(), "{good}");
+    }
+    for bad in ["", "2fa", "pay.ments", "Pay", "pay-", &"a".repeat(53)] {
+        assert_eq!(check_vault_name(bad), Err(DesiredError::Name(bad.into())));
+    }
+    let v = vault("team-a", "9lives", VaultSpec::default());
+    assert!(matches!(
+        desired_objects(&v, &settings()),
+        Err(DesiredError::Name(_))
+    ));
+}
+
+#[test]
 fn the_server_runs_locked_down() {
     let sts = stateful_set(&payments(VaultSpec::default()), &settings()).unwrap();
     let pod = pod(&sts);
