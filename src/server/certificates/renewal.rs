@@ -5,7 +5,7 @@
 use super::{CertMeta, issue_new_version};
 use crate::clock::UnixTime;
 use crate::server::AppState;
-use crate::server::store::{Change, Kind, StoreError, Version};
+use crate::server::store::{Kind, StoreError, Version};
 use crate::wire::CertificatePolicy;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,27 +77,14 @@ pub async fn run_once(state: &AppState) -> Result<(usize, usize), StoreError> {
             && cs.notified_version.as_deref() != Some(current.id.as_str())
         {
             let version = current.id.clone();
-            let recorded =
-                state
-                    .store
-                    .modify::<CertMeta, bool, StoreError>(Kind::Certificate, &head.name, |cur| {
-                        match cur {
-                            Some(mut h) if h.current().is_some_and(|v| v.id == version) => {
-                                if let Some(c) = h.certificate.as_mut() {
-                                    c.notified_version = Some(version.clone());
-                                }
-                                Ok((
-                                    Change::Put {
-                                        head: h,
-                                        values: vec![],
-                                    },
-                                    true,
-                                ))
-                            }
-                            _ => Ok((Change::Keep, false)),
-                        }
-                    })
-                    .await?;
+            let recorded = state
+                .store
+                .record_for_current::<CertMeta>(Kind::Certificate, &head.name, &version, |h| {
+                    if let Some(c) = h.certificate.as_mut() {
+                        c.notified_version = Some(version.clone());
+                    }
+                })
+                .await?;
             if recorded {
                 notified += 1;
                 tracing::info!("a certificate is near expiry (EmailContacts lifetime action)");

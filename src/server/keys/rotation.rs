@@ -9,7 +9,7 @@ use crate::clock::UnixTime;
 use crate::crypto::keys::Curve;
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::store::{Change, Head, StoreError, Version};
+use crate::server::store::{Head, StoreError, Version};
 use crate::wire::{
     KeyRotationPolicy, KeyRotationPolicyAttributes, LifetimeAction, LifetimeActionType,
 };
@@ -306,20 +306,10 @@ pub async fn run_once(state: &AppState) -> Result<(usize, usize), StoreError> {
             let version = current.id.clone();
             let recorded = state
                 .store
-                .modify::<KeyMeta, bool, StoreError>(KIND, &head.name, |cur| match cur {
-                    Some(mut h) if h.current().is_some_and(|v| v.id == version) => {
-                        if let Some(r) = h.rotation.as_mut() {
-                            r.notified_version = Some(version.clone());
-                        }
-                        Ok((
-                            Change::Put {
-                                head: h,
-                                values: vec![],
-                            },
-                            true,
-                        ))
+                .record_for_current::<KeyMeta>(KIND, &head.name, &version, |h| {
+                    if let Some(r) = h.rotation.as_mut() {
+                        r.notified_version = Some(version.clone());
                     }
-                    _ => Ok((Change::Keep, false)),
                 })
                 .await?;
             if recorded {

@@ -312,6 +312,31 @@ impl VaultStore {
             .map_err(|_| StoreError::Integrity(format!("{} version record", kind.as_str())))
     }
 
+    /// Marks, once, that a lifetime notification fired for `version`: `mark` runs only
+    /// while `version` is still the object's current version. Returns whether it ran.
+    pub async fn record_for_current<M: Serialize + DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+        version: &str,
+        mark: impl Fn(&mut Head<M>),
+    ) -> Result<bool, StoreError> {
+        self.modify::<M, bool, StoreError>(kind, name, |cur| match cur {
+            Some(mut h) if h.current().is_some_and(|v| v.id == version) => {
+                mark(&mut h);
+                Ok((
+                    Change::Put {
+                        head: h,
+                        values: vec![],
+                    },
+                    true,
+                ))
+            }
+            _ => Ok((Change::Keep, false)),
+        })
+        .await
+    }
+
     /// An object's head and the raw record it came from, for a multi-object write
     /// ([`stage`](Self::stage) + [`commit`](Self::commit)).
     pub async fn head_for_update<M: DeserializeOwned>(
