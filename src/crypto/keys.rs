@@ -236,6 +236,9 @@ enum Inner {
     Rsa {
         pair: RsaKeyPair,
         pkcs8: Zeroizing<Vec<u8>>,
+        /// The same key as aws-lc's encryption types, parsed on first use.
+        dec: std::sync::OnceLock<PrivateDecryptingKey>,
+        enc: std::sync::OnceLock<PublicEncryptingKey>,
     },
     Ec {
         curve: Curve,
@@ -291,7 +294,12 @@ impl KeyMaterial {
     fn from_rsa_pair(pair: RsaKeyPair) -> Result<Self, KeyError> {
         let der: Pkcs8V1Der = pair.as_der().map_err(|_| bad("RSA key export failed"))?;
         let pkcs8 = Zeroizing::new(der.as_ref().to_vec());
-        Ok(Self(Inner::Rsa { pair, pkcs8 }))
+        Ok(Self(Inner::Rsa {
+            pair,
+            pkcs8,
+            dec: Default::default(),
+            enc: Default::default(),
+        }))
     }
 
     pub fn generate_ec(curve: Curve) -> Result<Self, KeyError> {
@@ -437,6 +445,8 @@ impl KeyMaterial {
                 Ok(Self(Inner::Rsa {
                     pair,
                     pkcs8: Zeroizing::new(der.to_vec()),
+                    dec: Default::default(),
+                    enc: Default::default(),
                 }))
             }
             Some((b'E', rest)) => {
@@ -463,6 +473,8 @@ impl KeyMaterial {
             return Ok(Self(Inner::Rsa {
                 pair,
                 pkcs8: Zeroizing::new(der.to_vec()),
+                dec: Default::default(),
+                enc: Default::default(),
             }));
         }
         for curve in [Curve::P256, Curve::P384, Curve::P521, Curve::P256K] {
@@ -564,21 +576,30 @@ impl KeyMaterial {
     }
 
     fn rsa_public(&self) -> Result<PublicEncryptingKey, KeyError> {
-        let Inner::Rsa { pair, .. } = &self.0 else {
+        let Inner::Rsa { pair, enc, .. } = &self.0 else {
             return Err(bad("this algorithm needs an RSA key"));
         };
+        if let Some(k) = enc.get() {
+            return Ok(k.clone());
+        }
         let spki: PublicKeyX509Der = pair
             .public_key()
             .as_der()
             .map_err(|_| bad("RSA public key export failed"))?;
-        PublicEncryptingKey::from_der(spki.as_ref()).map_err(|_| bad("RSA public key rejected"))
+        let key = PublicEncryptingKey::from_der(spki.as_ref())
+            .map_err(|_| bad("RSA public key rejected"))?;
+        Ok(enc.get_or_init(|| key).clone())
     }
 
     fn rsa_private(&self) -> Result<PrivateDecryptingKey, KeyError> {
-        let Inner::Rsa { pkcs8, .. } = &self.0 else {
+        let Inner::Rsa { pkcs8, dec, .. } = &self.0 else {
             return Err(bad("this algorithm needs an RSA key"));
         };
-        PrivateDecryptingKey::from_pkcs8(pkcs8).map_err(|_| bad("RSA key rejected"))
+        if let Some(k) = dec.get() {
+            return Ok(k.clone());
+        }
+        let key = PrivateDecryptingKey::from_pkcs8(pkcs8).map_err(|_| bad("RSA key rejected"))?;
+        Ok(dec.get_or_init(|| key).clone())
     }
 
     fn oct(&self, bits: usize, alg: EncryptionAlgorithm) -> Result<&[u8], KeyError> {

@@ -123,6 +123,7 @@ pub async fn handle(
             FAMILY
                 .purge::<KeyMeta>(&state.store, &name, ctx.soft_delete)
                 .await?;
+            state.key_cache.forget(&name);
             Ok(Reply::NoContent)
         }
         O::RecoverDeletedKey { name } => {
@@ -747,13 +748,10 @@ async fn key_operation(
             inner: Some("ReleasePolicyNotSatisfied"),
         });
     }
-    let stored = state.store.value(KIND, &head.name, &v.id).await?;
+    let material = state.key_cache.load(state, &head.name, &v.id).await?;
     let rsa = v.meta.kty == "RSA";
     let body = body.to_vec();
-    let job = move || -> ApiResult<Reply> {
-        let material = KeyMaterial::from_stored(&stored).map_err(|_| ApiError::Integrity)?;
-        run_operation(&material, op, kid, &body)
-    };
+    let job = move || -> ApiResult<Reply> { run_operation(&material, op, kid, &body) };
     // RSA private-key operations take hundreds of microseconds: keep them off the workers.
     if rsa && matches!(op, KeyOp::Decrypt | KeyOp::UnwrapKey | KeyOp::Sign) {
         tokio::task::spawn_blocking(job)
@@ -761,6 +759,52 @@ async fn key_operation(
             .map_err(|_| ApiError::Internal)?
     } else {
         job()
+    }
+}
+
+/// Parsed key material by (name, version). Versions are immutable and their ids random, so
+/// an entry never goes stale; what may change (enabled, key_ops, validity) is read from the
+/// head on every request. Parsing an RSA key costs more than using it, hence the cache; it
+/// is bounded, and aws-lc cleanses key memory when an entry is dropped.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<KeyMaterial>>>,
+}
+
+const KEY_CACHE_CAPACITY: usize = 1024;
+
+impl KeyCache {
+    pub async fn load(
+        &self,
+        state: &AppState,
+        name: &str,
+        version: &str,
+    ) -> ApiResult<std::sync::Arc<KeyMaterial>> {
+        let id = format!("{}/{}", name.to_ascii_lowercase(), version);
+        if let Some(hit) = self.entries.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(hit);
+        }
+        let stored = state.store.value(KIND, name, version).await?;
+        let material = tokio::task::spawn_blocking(move || KeyMaterial::from_stored(&stored))
+            .await
+            .map_err(|_| ApiError::Internal)?
+            .map_err(|_| ApiError::Integrity)?;
+        let material = std::sync::Arc::new(material);
+        if let Ok(mut m) = self.entries.lock() {
+            if m.len() >= KEY_CACHE_CAPACITY {
+                m.clear();
+            }
+            m.insert(id, material.clone());
+        }
+        Ok(material)
+    }
+
+    /// Forgets a key's versions (purge): nothing of a purged key stays in memory.
+    pub fn forget(&self, name: &str) {
+        let prefix = format!("{}/", name.to_ascii_lowercase());
+        if let Ok(mut m) = self.entries.lock() {
+            m.retain(|k, _| !k.starts_with(&prefix));
+        }
     }
 }
 

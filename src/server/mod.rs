@@ -48,6 +48,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The vault's name (the first label of its host), as denial messages name it.
     pub vault_name: String,
+    /// Parsed key material of recently used key versions.
+    pub key_cache: keys::KeyCache,
     pub clock: SharedClock,
     /// The `WWW-Authenticate` value of every 401.
     pub challenge: HeaderValue,
@@ -192,6 +194,7 @@ impl Server {
                 audit,
                 metrics,
                 vault_name,
+                key_cache: keys::KeyCache::default(),
                 clock: config.clock,
                 challenge,
                 vault_origin: config.url.origin,
