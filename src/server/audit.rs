@@ -10,9 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
-
-const CHANNEL_DEPTH: usize = 8192;
 
 #[derive(Debug, Clone, Default)]
 pub struct AuditSinks {
@@ -58,19 +55,42 @@ pub fn result_of(status: u16) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Lines waiting for the writer. Requests append without waking anyone; the writer drains
+/// the buffer every few milliseconds (so a busy vault pays no wake-up per request).
+struct Shared {
+    buf: std::sync::Mutex<Vec<u8>>,
+    failed: AtomicBool,
+    /// Wakes the writer early when the buffer is filling up.
+    full: tokio::sync::Notify,
+    sinks: tokio::sync::Mutex<Sinks>,
+}
+
+struct Sinks {
+    stdout: Option<tokio::io::BufWriter<tokio::io::Stdout>>,
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+}
+
+/// Above this the buffer applies back-pressure: requests wait for the writer.
+const BUFFER_LIMIT: usize = 4 * 1024 * 1024;
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+
+#[derive(Clone)]
 pub struct AuditLog {
-    tx: Option<mpsc::Sender<Vec<u8>>>,
-    failed: Arc<AtomicBool>,
+    shared: Option<Arc<Shared>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("enabled", &self.shared.is_some())
+            .finish()
+    }
 }
 
 impl AuditLog {
     /// A log that writes nowhere (for embedding and tests that do not look at it).
     pub fn disabled() -> Self {
-        Self {
-            tx: None,
-            failed: Arc::new(AtomicBool::new(false)),
-        }
+        Self { shared: None }
     }
 
     /// Opens the sinks (a file is created 0600 and appended to) and starts the writer.
@@ -89,68 +109,99 @@ impl AuditLog {
             }
             None => None,
         };
-        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let failed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(writer(rx, sinks.stdout, file, failed.clone()));
+        let shared = Arc::new(Shared {
+            buf: std::sync::Mutex::new(Vec::with_capacity(64 * 1024)),
+            failed: AtomicBool::new(false),
+            full: tokio::sync::Notify::new(),
+            sinks: tokio::sync::Mutex::new(Sinks {
+                stdout: sinks
+                    .stdout
+                    .then(|| tokio::io::BufWriter::new(tokio::io::stdout())),
+                file,
+            }),
+        });
+        tokio::spawn(writer(Arc::downgrade(&shared)));
         Ok(Self {
-            tx: Some(tx),
-            failed,
+            shared: Some(shared),
         })
     }
 
     /// False once a sink has failed: the server then refuses requests (fail closed).
     pub fn healthy(&self) -> bool {
-        !self.failed.load(Ordering::Relaxed)
+        self.shared
+            .as_ref()
+            .is_none_or(|s| !s.failed.load(Ordering::Relaxed))
     }
 
     /// Queues one record; `false` when it could not be (the sink failed).
     pub async fn record(&self, rec: &AuditRecord<'_>) -> bool {
-        let Some(tx) = &self.tx else { return true };
-        if !self.healthy() {
-            return false;
-        }
+        let Some(shared) = &self.shared else {
+            return true;
+        };
         let mut line = match serde_json::to_vec(rec) {
             Ok(l) => l,
             Err(_) => return false,
         };
         line.push(b'\n');
-        tx.send(line).await.is_ok()
+        loop {
+            if shared.failed.load(Ordering::Relaxed) {
+                return false;
+            }
+            {
+                let Ok(mut buf) = shared.buf.lock() else {
+                    return false;
+                };
+                if buf.len() + line.len() <= BUFFER_LIMIT {
+                    buf.extend_from_slice(&line);
+                    return true;
+                }
+            }
+            // Back-pressure: let the writer catch up.
+            shared.full.notify_one();
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Writes out everything queued so far (at shutdown).
+    pub async fn flush(&self) -> bool {
+        match &self.shared {
+            Some(s) => drain(s).await,
+            None => true,
+        }
     }
 }
 
-async fn writer(
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    stdout: bool,
-    mut file: Option<tokio::io::BufWriter<tokio::fs::File>>,
-    failed: Arc<AtomicBool>,
-) {
-    let mut out = stdout.then(|| tokio::io::BufWriter::new(tokio::io::stdout()));
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-            if batch.len() >= 256 {
-                break;
-            }
+/// Writes and flushes what is buffered; marks the log failed on any error.
+async fn drain(shared: &Shared) -> bool {
+    let mut sinks = shared.sinks.lock().await;
+    let pending = match shared.buf.lock() {
+        Ok(mut b) => std::mem::take(&mut *b),
+        Err(_) => return false,
+    };
+    if pending.is_empty() {
+        return !shared.failed.load(Ordering::Relaxed);
+    }
+    let mut ok = true;
+    if let Some(o) = sinks.stdout.as_mut() {
+        ok &= o.write_all(&pending).await.is_ok() && o.flush().await.is_ok();
+    }
+    if let Some(f) = sinks.file.as_mut() {
+        ok &= f.write_all(&pending).await.is_ok() && f.flush().await.is_ok();
+    }
+    if !ok && !shared.failed.swap(true, Ordering::SeqCst) {
+        tracing::error!("the audit log cannot be written; refusing requests until restart");
+    }
+    ok
+}
+
+async fn writer(shared: std::sync::Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        tokio::select! {
+            _ = tokio::time::sleep(FLUSH_EVERY) => {}
+            _ = s.full.notified() => {}
         }
-        let mut ok = true;
-        for line in &batch {
-            if let Some(o) = out.as_mut() {
-                ok &= o.write_all(line).await.is_ok();
-            }
-            if let Some(f) = file.as_mut() {
-                ok &= f.write_all(line).await.is_ok();
-            }
-        }
-        if let Some(o) = out.as_mut() {
-            ok &= o.flush().await.is_ok();
-        }
-        if let Some(f) = file.as_mut() {
-            ok &= f.flush().await.is_ok();
-        }
-        if !ok {
-            failed.store(true, Ordering::SeqCst);
-            tracing::error!("the audit log cannot be written; refusing requests until restart");
+        if !drain(&s).await {
             return;
         }
     }

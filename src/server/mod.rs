@@ -300,6 +300,9 @@ impl Server {
         {
             tracing::warn!("in-flight requests did not finish within 10 s");
         }
+        if !self.state.audit.flush().await {
+            tracing::error!("the last audit lines could not be written");
+        }
     }
 }
 
