@@ -249,6 +249,12 @@ async fn get(
     Reply::ok(&out)
 }
 
+fn not_convertible() -> ApiError {
+    ApiError::bad(
+        "This certificate's secret holds no private key (the key is not exportable), so it cannot be converted.",
+    )
+}
+
 /// PFX (base64) ↔ PEM for certificate-backed secrets.
 fn convert_certificate_secret(value: &str, from: Option<&str>, to: &str) -> ApiResult<String> {
     use crate::crypto::x509;
@@ -258,9 +264,9 @@ fn convert_certificate_secret(value: &str, from: Option<&str>, to: &str) -> ApiR
     let imported = match from {
         Some(PFX) => {
             let der = Zeroizing::new(b64.decode(value.trim()).map_err(|_| ApiError::Integrity)?);
-            x509::import_pfx(&der, "").map_err(|_| ApiError::Integrity)?
+            x509::import_pfx(&der, "").map_err(|_| not_convertible())?
         }
-        Some(PEM) => x509::import_pem(value.as_bytes()).map_err(|_| ApiError::Integrity)?,
+        Some(PEM) => x509::import_pem(value.as_bytes()).map_err(|_| not_convertible())?,
         _ => {
             return Err(ApiError::bad(
                 "outContentType applies to certificate secrets only.",
