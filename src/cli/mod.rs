@@ -55,6 +55,8 @@ enum Command {
     /// Read or replace a vault's policy document (control plane only).
     #[command(subcommand)]
     Policy(secret::PolicyCommand),
+    /// Run the Kubernetes operator (reconciles Vault, AccessPolicy and RoleAssignment).
+    Operator(crate::operator::OperatorOptions),
     /// Print the CustomResourceDefinitions (Vault, AccessPolicy, RoleAssignment) as YAML.
     Crd,
 }
@@ -118,7 +120,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::install_crypto_provider();
     let level = match cli.command {
-        Command::Server(_) | Command::Dev(_) | Command::Provider(_) => "info",
+        Command::Server(_) | Command::Dev(_) | Command::Provider(_) | Command::Operator(_) => {
+            "info"
+        }
         _ => "warn",
     };
     init_logging(cli.log_format, level);
@@ -141,6 +145,7 @@ pub fn main() -> ExitCode {
             }
             Command::Dev(opts) => crate::dev::run(opts).await,
             Command::Provider(opts) => crate::provider::run(opts).await,
+            Command::Operator(opts) => crate::operator::run(opts).await,
             Command::Token(t) => {
                 let token = crate::dev::mint_token(
                     &t.state_dir,

@@ -5,8 +5,12 @@
 //! out) in [`policy`] and [`desired`], tested directly; the I/O shell (watches, server-side
 //! apply, status, events, policy push) stays thin on top of them.
 
+pub mod controller;
 pub mod desired;
 pub mod policy;
+pub mod status;
+
+pub use controller::{OperatorOptions, run};
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "kvault-operator";
@@ -53,3 +57,6 @@ impl OperatorSettings {
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+
+#[cfg(test)]
+mod mock_api_server_tests;

@@ -1,0 +1,587 @@
+//! The I/O shell of the operator: `kvault operator`'s options, the `Vault` controller and
+//! its reconcile. Everything it decides comes from the pure functions in [`super::desired`]
+//! and [`super::status`]; this file only reads, applies and reports.
+//!
+//! Habits (controller-rs): one field manager for every server-side apply
+//! ([`FIELD_MANAGER`], forced), status patched only when it changed, an event only on a
+//! transition of the Ready condition, a short backed-off requeue after errors and a long
+//! periodic one after success.
+
+use super::desired::{self, DesiredError, DesiredObjects};
+use super::status::{self, Outcome, Rollout};
+use super::{FIELD_MANAGER, OperatorSettings};
+use crate::api::{AccessPolicy, RoleAssignment, Vault, VaultStatus};
+use anyhow::Context as _;
+use futures_util::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The image the vault StatefulSets run unless `--image` says otherwise.
+pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/kvault/kvault:", env!("CARGO_PKG_VERSION"));
+/// Periodic resync of a healthy vault (certificate renewal, drift).
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// Requeue while pods are still coming up (the StatefulSet watch usually comes first).
+pub const WAIT_FOR_PODS: Duration = Duration::from_secs(30);
+
+/// `kvault operator`: reconcile `Vault`, `AccessPolicy` and `RoleAssignment` resources.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorOptions {
+    /// The operator's own namespace (its CA Secret lives there).
+    #[arg(
+        long,
+        env = "KVAULT_OPERATOR_NAMESPACE",
+        default_value = "kvault-system"
+    )]
+    pub namespace: String,
+    /// The operator's service account: the only principal a vault lets replace its policy.
+    #[arg(
+        long,
+        env = "KVAULT_OPERATOR_SERVICE_ACCOUNT",
+        default_value = "kvault-operator"
+    )]
+    pub service_account: String,
+    /// The kvault image the vault StatefulSets run.
+    #[arg(long, env = "KVAULT_IMAGE", default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// imagePullPolicy of the vault containers (default: the cluster's).
+    #[arg(long, env = "KVAULT_IMAGE_PULL_POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub image_pull_policy: Option<String>,
+    /// The cluster's DNS domain.
+    #[arg(long, env = "KVAULT_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The `iss` of the cluster's service-account tokens
+    /// (default: https://kubernetes.default.svc.<cluster domain>).
+    #[arg(long, env = "KVAULT_CLUSTER_ISSUER")]
+    pub cluster_issuer: Option<String>,
+    /// The cluster's pod network(s), comma-separated CIDRs (used with `allowedPeers`).
+    #[arg(long = "pod-cidr", env = "KVAULT_POD_CIDRS", value_delimiter = ',')]
+    pub pod_cidrs: Vec<String>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, env = "KVAULT_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+}
+
+impl OperatorOptions {
+    /// The settings every vault's desired objects are computed with.
+    pub fn settings(&self) -> Result<OperatorSettings, String> {
+        for cidr in &self.pod_cidrs {
+            if cidr.parse::<ipnet::IpNet>().is_err() {
+                return Err(format!(
+                    "--pod-cidr '{cidr}' is not a CIDR like 10.244.0.0/16"
+                ));
+            }
+        }
+        let cluster_issuer = self
+            .cluster_issuer
+            .clone()
+            .unwrap_or_else(|| format!("https://kubernetes.default.svc.{}", self.cluster_domain));
+        if !cluster_issuer.starts_with("https://") {
+            return Err(format!(
+                "--cluster-issuer must be an https:// URL (got '{cluster_issuer}')"
+            ));
+        }
+        if self.service_account.is_empty() || self.namespace.is_empty() {
+            return Err("--namespace and --service-account must not be empty".into());
+        }
+        Ok(OperatorSettings {
+            namespace: self.namespace.clone(),
+            service_account: self.service_account.clone(),
+            image: self.image.clone(),
+            image_pull_policy: self.image_pull_policy.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            cluster_issuer,
+            pod_cidrs: self.pod_cidrs.clone(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot generate the master key: {0}")]
+    MasterKey(String),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::MasterKey(_) => "master_key",
+        }
+    }
+}
+
+/// The operator's own metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Metrics {
+    pub reconciliations: Counter,
+    pub failures: Counter,
+}
+
+impl Metrics {
+    pub fn register(self, registry: &mut Registry) -> Self {
+        registry.register(
+            "kvault_operator_reconciliations",
+            "Vault reconciliations started",
+            self.reconciliations.clone(),
+        );
+        registry.register(
+            "kvault_operator_reconcile_failures",
+            "Vault reconciliations that failed (and were requeued)",
+            self.failures.clone(),
+        );
+        self
+    }
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub settings: OperatorSettings,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// Consecutive failures per vault, for the error backoff.
+    failures: Mutex<HashMap<ObjectRef<Vault>, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: OperatorSettings, metrics: Metrics) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<Vault>, u32>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Requeue delay after `failures` consecutive failures: 5 s, doubling, at most 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(10));
+    Duration::from_secs(secs.min(300))
+}
+
+/// The Vault a grant names (same namespace).
+pub fn grant_vault(meta: &ObjectMeta, vault_name: &str) -> Option<ObjectRef<Vault>> {
+    let ns = meta.namespace.as_deref()?;
+    Some(ObjectRef::new(vault_name).within(ns))
+}
+
+/// One vault, one pass: master key, objects, status.
+pub async fn reconcile(vault: Arc<Vault>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciliations.inc();
+    let (Some(name), Some(ns)) = (
+        vault.metadata.name.clone(),
+        vault.metadata.namespace.clone(),
+    ) else {
+        return Ok(Action::await_change());
+    };
+    if vault.metadata.deletion_timestamp.is_some() {
+        // Owned objects go with the Vault; soft delete (keeping the data) is not there yet.
+        return Ok(Action::await_change());
+    }
+    let outcome = match plan(&vault, &ctx.settings) {
+        Err(invalid) => invalid,
+        Ok(objects) => {
+            ensure_master_key(&ctx.client, &vault, &ns, &name).await?;
+            let sts = apply_objects(&ctx.client, &ns, &name, &objects).await?;
+            Outcome::Applied(Rollout::of(&sts, vault.spec.replicas))
+        }
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new_status = status::vault_status(&vault, &outcome, &now);
+    if vault.status.as_ref() != Some(&new_status) {
+        patch_status(&ctx.client, &ns, &name, &new_status).await?;
+        publish_transition(&ctx, &vault, &new_status).await;
+    }
+    ctx.failures().remove(&ObjectRef::from_obj(vault.as_ref()));
+    Ok(match outcome {
+        Outcome::Invalid { .. } => Action::await_change(),
+        Outcome::Applied(r) if r.serving() || r.desired == 0 => Action::requeue(RESYNC),
+        Outcome::Applied(_) => Action::requeue(WAIT_FOR_PODS),
+    })
+}
+
+/// Logs, counts and requeues with a per-vault exponential backoff.
+pub fn error_policy(vault: Arc<Vault>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failures.inc();
+    let n = {
+        let mut failures = ctx.failures();
+        let n = failures
+            .entry(ObjectRef::from_obj(vault.as_ref()))
+            .or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff(n);
+    tracing::warn!(
+        vault = %vault.name_any(),
+        namespace = vault.namespace().unwrap_or_default(),
+        error = %error,
+        kind = error.metric_label(),
+        retry_in_secs = delay.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// The objects to apply, or why there are none.
+fn plan(vault: &Vault, settings: &OperatorSettings) -> Result<DesiredObjects, Outcome> {
+    let name = vault.name_any();
+    let invalid = |e: DesiredError| {
+        let reason = match e {
+            DesiredError::Name(_) => status::reason::INVALID_NAME,
+            _ => status::reason::INVALID_SPEC,
+        };
+        Outcome::Invalid {
+            reason,
+            message: e.to_string(),
+        }
+    };
+    desired::check_vault_name(&name).map_err(invalid)?;
+    desired::desired_objects(vault, settings).map_err(invalid)
+}
+
+/// Creates `<vault>-master-key` if it does not exist. Never replaces or reads it: only its
+/// metadata is fetched, and the key itself is neither logged nor kept.
+async fn ensure_master_key(
+    client: &Client,
+    vault: &Vault,
+    ns: &str,
+    name: &str,
+) -> Result<(), Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret_name = desired::master_key_secret_name(name);
+    if secrets.get_metadata_opt(&secret_name).await?.is_some() {
+        return Ok(());
+    }
+    let key = crate::crypto::MasterKey::generate().map_err(|e| Error::MasterKey(e.to_string()))?;
+    let secret = desired::master_key_secret(vault, &key.to_base64())
+        .map_err(|e| Error::MasterKey(e.to_string()))?;
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match secrets.create(&pp, &secret).await {
+        Ok(_) => {
+            tracing::info!(vault = name, namespace = ns, secret = %secret_name, "master key created");
+            Ok(())
+        }
+        // Created meanwhile by another pass: the existing key wins.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Server-side apply of one namespaced object with the operator's field manager.
+async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    Ok(api.patch(&name, &pp, &Patch::Apply(obj)).await?)
+}
+
+/// Applies everything and returns the StatefulSet as the API server has it now.
+async fn apply_objects(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    objects: &DesiredObjects,
+) -> Result<StatefulSet, Error> {
+    apply(client, ns, &objects.service_account).await?;
+    apply(client, ns, &objects.service).await?;
+    let sts = apply(client, ns, &objects.stateful_set).await?;
+    apply(client, ns, &objects.network_policy).await?;
+    match &objects.pod_disruption_budget {
+        Some(pdb) => {
+            apply(client, ns, pdb).await?;
+        }
+        None => {
+            // Scaled down to one replica: a PDB would block node drains.
+            let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+            match pdbs.delete(name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(sts)
+}
+
+async fn patch_status(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    status: &VaultStatus,
+) -> Result<(), Error> {
+    let api: Api<Vault> = Api::namespaced(client.clone(), ns);
+    let body = serde_json::json!({
+        "apiVersion": Vault::api_version(&()),
+        "kind": Vault::kind(&()),
+        "status": status,
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(name, &pp, &Patch::Apply(&body)).await?;
+    Ok(())
+}
+
+/// An event when Ready changes status or reason (not on every pass). Best effort: a failed
+/// event never fails the reconcile.
+async fn publish_transition(ctx: &Context, vault: &Vault, new: &VaultStatus) {
+    let before = status::ready_state(vault.status.as_ref());
+    let after = status::ready_state(Some(new));
+    if before == after {
+        return;
+    }
+    let Some(ready) = new
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::api::condition::READY)
+    else {
+        return;
+    };
+    let degraded = new
+        .conditions
+        .iter()
+        .any(|c| c.type_ == crate::api::condition::DEGRADED && c.status == "True");
+    let event = Event {
+        type_: if degraded {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: ready.reason.clone(),
+        note: Some(ready.message.clone()).filter(|m| !m.is_empty()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &vault.object_ref(&())).await {
+        tracing::warn!(vault = %vault.name_any(), error = %e, "cannot publish an event");
+    }
+}
+
+/// Fails with instructions when a kvault CRD is not installed.
+pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
+    let lp = ListParams::default().limit(1);
+    let missing = "is the CRD installed? Apply them with `kubectl apply -f crds/` \
+                   (or `kvault crd | kubectl apply -f -`)";
+    Api::<Vault>::all(client.clone())
+        .list(&lp)
+        .await
+        .with_context(|| format!("cannot list vaults.kvault.dev: {missing}"))?;
+    Api::<AccessPolicy>::all(client.clone())
+        .list(&lp)
+        .await
+        .with_context(|| format!("cannot list accesspolicies.kvault.dev: {missing}"))?;
+    Api::<RoleAssignment>::all(client.clone())
+        .list(&lp)
+        .await
+        .with_context(|| format!("cannot list roleassignments.kvault.dev: {missing}"))?;
+    Ok(())
+}
+
+/// The `Vault` controller: owned objects and the vault's grants trigger its reconcile.
+pub fn controller(client: Client) -> Controller<Vault> {
+    let all = watcher::Config::default().any_semantic();
+    // Only objects the operator made (not every Secret of the cluster).
+    let ours = watcher::Config::default()
+        .labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"))
+        .any_semantic();
+    Controller::new(Api::<Vault>::all(client.clone()), all.clone())
+        .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
+        .owns(Api::<Service>::all(client.clone()), ours.clone())
+        .owns(Api::<ServiceAccount>::all(client.clone()), ours.clone())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), ours.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), ours)
+        .watches(
+            Api::<AccessPolicy>::all(client.clone()),
+            all.clone(),
+            |g: AccessPolicy| grant_vault(&g.metadata, &g.spec.vault_ref.name),
+        )
+        .watches(
+            Api::<RoleAssignment>::all(client),
+            all,
+            |g: RoleAssignment| grant_vault(&g.metadata, &g.spec.vault_ref.name),
+        )
+}
+
+/// `kvault operator`: until SIGTERM or Ctrl-C.
+pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
+    let settings = opts.settings().map_err(anyhow::Error::msg)?;
+    let client = Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client (in-cluster or kubeconfig)")?;
+    check_crds(&client).await?;
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::default().register(&mut registry);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let http = tokio::spawn(serve_health(listener, Arc::new(registry), stop_rx));
+
+    tracing::info!(
+        namespace = %settings.namespace,
+        service_account = %settings.service_account,
+        image = %settings.image,
+        listen = %opts.listen,
+        "operator started"
+    );
+    let ctx = Arc::new(Context::new(client.clone(), settings, metrics));
+    controller(client)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((vault, _)) => tracing::debug!(vault = %vault.name, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    tracing::info!("operator stopping");
+    let _ = stop_tx.send(());
+    let _ = http.await;
+    Ok(())
+}
+
+async fn serve_health(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    let metrics = move || {
+        let registry = registry.clone();
+        async move {
+            let mut out = String::new();
+            match prometheus_client::encoding::text::encode(&mut out, &registry) {
+                Ok(()) => (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    out,
+                )
+                    .into_response(),
+                Err(_) => (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                    String::from("cannot encode metrics"),
+                )
+                    .into_response(),
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = stop.await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "health endpoint stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        opts: OperatorOptions,
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(5));
+        assert_eq!(backoff(2), Duration::from_secs(10));
+        assert_eq!(backoff(3), Duration::from_secs(20));
+        assert_eq!(backoff(7), Duration::from_secs(300));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn options_become_settings() {
+        let c = Cmd::try_parse_from([
+            "op",
+            "--namespace",
+            "ops",
+            "--pod-cidr",
+            "10.244.0.0/16,fd00::/64",
+        ])
+        .unwrap();
+        let s = c.opts.settings().unwrap();
+        assert_eq!(s.namespace, "ops");
+        assert_eq!(
+            s.cluster_issuer,
+            "https://kubernetes.default.svc.cluster.local"
+        );
+        assert_eq!(s.pod_cidrs, vec!["10.244.0.0/16", "fd00::/64"]);
+        assert_eq!(s.admin_principal(), "ServiceAccount ops/kvault-operator");
+        assert!(s.image.starts_with("ghcr.io/kvault/kvault:"));
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        let c = Cmd::try_parse_from(["op", "--pod-cidr", "pods"]).unwrap();
+        assert!(c.opts.settings().unwrap_err().contains("pods"));
+        let c = Cmd::try_parse_from(["op", "--cluster-issuer", "http://x"]).unwrap();
+        assert!(c.opts.settings().unwrap_err().contains("https://"));
+    }
+
+    #[test]
+    fn grants_map_to_the_vault_in_their_namespace() {
+        let g = crate::operator::fixtures::access_policy(
+            "team-a",
+            "worker",
+            "payments",
+            crate::operator::fixtures::sa("web"),
+        );
+        let r = grant_vault(&g.metadata, &g.spec.vault_ref.name).unwrap();
+        assert_eq!(r, ObjectRef::new("payments").within("team-a"));
+    }
+}

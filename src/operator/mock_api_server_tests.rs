@@ -1,0 +1,329 @@
+//! Reconcile flows against a **mocked** API server (kube's `tower-test` style): no cluster.
+//!
+//! Each test plays the API server: it takes the reconcile's requests one by one, checks the
+//! method, path, query (field manager, force) and body, and answers as the API server would.
+//! A request the script does not expect fails the test (the mock is dropped, so the
+//! reconcile sees a closed connection); a missing one times out.
+
+use super::controller::{Context, Metrics, WAIT_FOR_PODS, reconcile};
+use super::status::{self, Outcome, Rollout};
+use super::{FIELD_MANAGER, OperatorSettings, fixtures};
+use crate::api::{Vault, VaultSpec};
+use http::{Method, Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+type Reply = tower_test::mock::SendResponse<Response<Body>>;
+
+const NS: &str = "team-a";
+const NAME: &str = "payments";
+
+fn context() -> (Arc<Context>, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let ctx = Context::new(client, OperatorSettings::test(), Metrics::default());
+    (Arc::new(ctx), ApiServer(handle))
+}
+
+/// One request as the mock received it.
+#[derive(Debug)]
+struct Seen {
+    method: Method,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+impl Seen {
+    fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// A server-side apply by the operator's one field manager, forced.
+    fn assert_apply(&self, path: &str) {
+        assert_eq!(self.method, Method::PATCH, "{}", self.path);
+        assert_eq!(self.path, path);
+        assert_eq!(
+            self.param("fieldManager"),
+            Some(FIELD_MANAGER),
+            "{}",
+            self.query
+        );
+        assert_eq!(self.param("force"), Some("true"), "{}", self.query);
+        assert_eq!(self.content_type, "application/apply-patch+yaml");
+    }
+}
+
+struct ApiServer(Handle);
+
+impl ApiServer {
+    async fn next(&mut self) -> (Seen, Reply) {
+        let (req, reply) = self
+            .0
+            .next_request()
+            .await
+            .expect("the reconcile stopped sending requests");
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (
+            Seen {
+                method,
+                path,
+                query,
+                content_type,
+                body,
+            },
+            reply,
+        )
+    }
+
+    /// Takes the next request and answers `status` with `body`.
+    async fn answer(&mut self, status: StatusCode, body: impl FnOnce(&Seen) -> Value) -> Seen {
+        let (seen, reply) = self.next().await;
+        let out = serde_json::to_vec(&body(&seen)).unwrap();
+        reply.send_response(
+            Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Body::from(out))
+                .unwrap(),
+        );
+        seen
+    }
+
+    /// Answers with the request's own body (what an apply or create returns, near enough).
+    async fn echo(&mut self, status: StatusCode) -> Seen {
+        self.answer(status, |s| s.body.clone()).await
+    }
+
+    async fn not_found(&mut self) -> Seen {
+        self.answer(StatusCode::NOT_FOUND, |s| {
+            json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("{} not found", s.path), "reason": "NotFound", "code": 404
+            })
+        })
+        .await
+    }
+
+    /// The objects every valid vault gets, applied in this order; no PDB with one replica.
+    async fn objects_applied(&mut self) {
+        let core = format!("/api/v1/namespaces/{NS}");
+        self.echo(StatusCode::OK)
+            .await
+            .assert_apply(&format!("{core}/serviceaccounts/{NAME}"));
+        self.echo(StatusCode::OK)
+            .await
+            .assert_apply(&format!("{core}/services/{NAME}"));
+        let sts = self.echo(StatusCode::OK).await;
+        sts.assert_apply(&format!(
+            "/apis/apps/v1/namespaces/{NS}/statefulsets/{NAME}"
+        ));
+        assert_eq!(sts.body["kind"], "StatefulSet");
+        assert_eq!(sts.body["metadata"]["ownerReferences"][0]["kind"], "Vault");
+        self.echo(StatusCode::OK).await.assert_apply(&format!(
+            "/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/{NAME}"
+        ));
+        let pdb = self.not_found().await;
+        assert_eq!(pdb.method, Method::DELETE);
+        assert_eq!(
+            pdb.path,
+            format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{NAME}")
+        );
+    }
+
+    async fn status_patched(&mut self) -> Seen {
+        let s = self.answer(StatusCode::OK, vault_with_status).await;
+        s.assert_apply(&format!(
+            "/apis/kvault.dev/v1alpha1/namespaces/{NS}/vaults/{NAME}/status"
+        ));
+        assert_eq!(s.body["kind"], "Vault");
+        s
+    }
+
+    async fn event_published(&mut self) -> Seen {
+        let e = self.echo(StatusCode::CREATED).await;
+        assert_eq!(e.method, Method::POST);
+        assert_eq!(
+            e.path,
+            format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")
+        );
+        e
+    }
+}
+
+/// The API server answers a status patch with the whole object.
+fn vault_with_status(patch: &Seen) -> Value {
+    let name = patch.path.rsplit('/').nth(1).unwrap_or_default();
+    let mut v = patch.body.clone();
+    v["metadata"] = json!({"name": name, "namespace": NS, "generation": 1});
+    v["spec"] = json!({});
+    v
+}
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("timed out: a request the test expected was never sent")
+}
+
+fn new_vault(name: &str) -> Arc<Vault> {
+    Arc::new(fixtures::vault(NS, name, VaultSpec::default()))
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_vault_gets_its_objects_applied_and_its_status_patched() {
+    let (ctx, mut api) = context();
+    let server = tokio::spawn(async move {
+        // The master key does not exist: only its metadata is read, then it is created.
+        let get = api.not_found().await;
+        assert_eq!(get.method, Method::GET);
+        assert_eq!(
+            get.path,
+            format!("/api/v1/namespaces/{NS}/secrets/{NAME}-master-key")
+        );
+        let create = api.echo(StatusCode::CREATED).await;
+        assert_eq!(create.method, Method::POST);
+        assert_eq!(create.path, format!("/api/v1/namespaces/{NS}/secrets"));
+        assert_eq!(create.param("fieldManager"), Some(FIELD_MANAGER));
+        assert_eq!(create.body["metadata"]["name"], "payments-master-key");
+        assert_eq!(create.body["immutable"], true);
+        assert!(create.body["data"]["master.key"].is_string());
+        // Not owned by the Vault: soft delete keeps it.
+        assert!(create.body["metadata"]["ownerReferences"].is_null());
+
+        api.objects_applied().await;
+        let status = api.status_patched().await;
+        let event = api.event_published().await;
+        (status, event)
+    });
+    let action = within(reconcile(new_vault(NAME), ctx)).await.unwrap();
+    // No pods yet (the mock's StatefulSet has no status): check again soon.
+    assert_eq!(action, Action::requeue(WAIT_FOR_PODS));
+
+    let (status, event) = within(server).await.unwrap();
+    let st = &status.body["status"];
+    assert_eq!(st["vaultUri"], "https://payments.team-a.svc");
+    assert_eq!(st["observedGeneration"], 1);
+    assert_eq!(condition(st, "Ready")["status"], "False");
+    assert_eq!(condition(st, "Ready")["reason"], "PodsNotReady");
+    assert_eq!(condition(st, "Progressing")["status"], "True");
+    assert_eq!(condition(st, "Degraded")["status"], "False");
+    assert_eq!(event.body["reason"], "PodsNotReady");
+    assert_eq!(event.body["type"], "Normal");
+    assert_eq!(event.body["regarding"]["name"], NAME);
+}
+
+#[tokio::test]
+async fn the_master_key_secret_is_not_overwritten_when_it_exists() {
+    let (ctx, mut api) = context();
+    let server = tokio::spawn(async move {
+        let get = api
+            .answer(StatusCode::OK, |_| {
+                json!({
+                    "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                    "metadata": {"name": "payments-master-key", "namespace": NS}
+                })
+            })
+            .await;
+        assert_eq!(get.method, Method::GET);
+        assert_eq!(
+            get.path,
+            format!("/api/v1/namespaces/{NS}/secrets/{NAME}-master-key")
+        );
+        // Straight on to the owned objects: no create, no apply, no update of the Secret.
+        api.objects_applied().await;
+        api.status_patched().await;
+        api.event_published().await;
+    });
+    within(reconcile(new_vault(NAME), ctx)).await.unwrap();
+    within(server).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unchanged_vault_gets_no_status_patch_and_no_event() {
+    let (ctx, mut api) = context();
+    let mut vault = fixtures::vault(NS, NAME, VaultSpec::default());
+    let earlier = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+    );
+    let pending = Outcome::Applied(Rollout {
+        desired: 1,
+        ..Default::default()
+    });
+    vault.status = Some(status::vault_status(&vault, &pending, &earlier));
+    let server = tokio::spawn(async move {
+        api.answer(StatusCode::OK, |_| {
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": "payments-master-key"}})
+        })
+        .await;
+        api.objects_applied().await;
+        // Nothing else: the handle is dropped here, so a status patch would fail the
+        // reconcile.
+    });
+    let action = within(reconcile(Arc::new(vault), ctx)).await.unwrap();
+    assert_eq!(action, Action::requeue(WAIT_FOR_PODS));
+    within(server).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_invalid_name_creates_nothing_and_says_why() {
+    let (ctx, mut api) = context();
+    // Not a DNS label: it could not name the Service or the StatefulSet.
+    let name = "9-lives";
+    let server = tokio::spawn(async move {
+        let status = api.answer(StatusCode::OK, vault_with_status).await;
+        status.assert_apply(&format!(
+            "/apis/kvault.dev/v1alpha1/namespaces/{NS}/vaults/{name}/status"
+        ));
+        let event = api.event_published().await;
+        (status, event)
+    });
+    let action = within(reconcile(new_vault(name), ctx)).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    let (status, event) = within(server).await.unwrap();
+    let st = &status.body["status"];
+    assert_eq!(condition(st, "Degraded")["status"], "True");
+    assert_eq!(condition(st, "Degraded")["reason"], "InvalidName");
+    assert!(
+        condition(st, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("9-lives")
+    );
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "InvalidName");
+}

@@ -1,0 +1,324 @@
+//! A vault's status from what the reconcile saw: pure, so that "no change, no patch" and the
+//! condition transitions are tested without an API server.
+
+use crate::api::condition::{DEGRADED, PROGRESSING, READY};
+use crate::api::{Vault, VaultStatus};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// What one reconcile of a vault found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The spec or name cannot be turned into objects; nothing was applied.
+    Invalid {
+        reason: &'static str,
+        message: String,
+    },
+    /// The objects were applied; this is the StatefulSet's rollout as the API server
+    /// returned it.
+    Applied(Rollout),
+}
+
+/// The part of a StatefulSet's status that says whether the vault serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rollout {
+    pub desired: i32,
+    pub ready: i32,
+    pub updated: i32,
+    /// The controller has seen the latest template and the current revision is the update
+    /// revision.
+    pub settled: bool,
+}
+
+impl Rollout {
+    pub fn of(sts: &StatefulSet, default_replicas: i32) -> Self {
+        let desired = sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(default_replicas);
+        let Some(st) = sts.status.as_ref() else {
+            return Self {
+                desired,
+                ..Self::default()
+            };
+        };
+        let seen = match (st.observed_generation, sts.metadata.generation) {
+            (Some(o), Some(g)) => o >= g,
+            _ => false,
+        };
+        let same_revision = match (&st.current_revision, &st.update_revision) {
+            (Some(c), Some(u)) => c == u,
+            // Older API servers leave them out while nothing rolls.
+            (None, None) => true,
+            _ => false,
+        };
+        Self {
+            desired,
+            ready: st.ready_replicas.unwrap_or(0),
+            updated: st.updated_replicas.unwrap_or(0),
+            settled: seen && same_revision,
+        }
+    }
+
+    pub fn serving(&self) -> bool {
+        self.desired > 0 && self.ready >= self.desired && self.settled
+    }
+}
+
+/// Reasons (CamelCase, as `kubectl describe` shows them).
+pub mod reason {
+    pub const SERVING: &str = "Serving";
+    pub const PODS_NOT_READY: &str = "PodsNotReady";
+    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+    pub const ROLLING_OUT: &str = "RollingOut";
+    pub const ROLLED_OUT: &str = "RolledOut";
+    pub const AS_EXPECTED: &str = "AsExpected";
+    pub const INVALID_NAME: &str = "InvalidName";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+}
+
+/// One condition as this reconcile wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn wanted(type_: &'static str, status: bool, reason: &'static str, message: String) -> Wanted {
+    Wanted {
+        type_,
+        status,
+        reason,
+        message,
+    }
+}
+
+/// Ready, Progressing and Degraded for an outcome.
+pub fn conditions_for(outcome: &Outcome) -> [Wanted; 3] {
+    use reason::*;
+    match outcome {
+        Outcome::Invalid { reason, message } => [
+            wanted(READY, false, reason, message.clone()),
+            wanted(
+                PROGRESSING,
+                false,
+                reason,
+                "nothing is applied until the spec is fixed".into(),
+            ),
+            wanted(DEGRADED, true, reason, message.clone()),
+        ],
+        Outcome::Applied(r) if r.desired == 0 => [
+            wanted(READY, false, SCALED_TO_ZERO, "spec.replicas is 0".into()),
+            wanted(PROGRESSING, false, ROLLED_OUT, "no pods wanted".into()),
+            wanted(DEGRADED, false, AS_EXPECTED, String::new()),
+        ],
+        Outcome::Applied(r) if r.serving() => [
+            wanted(
+                READY,
+                true,
+                SERVING,
+                format!("{} of {} pods ready", r.ready, r.desired),
+            ),
+            wanted(
+                PROGRESSING,
+                false,
+                ROLLED_OUT,
+                "all pods run the current spec".into(),
+            ),
+            wanted(DEGRADED, false, AS_EXPECTED, String::new()),
+        ],
+        Outcome::Applied(r) => [
+            wanted(
+                READY,
+                false,
+                PODS_NOT_READY,
+                format!("{} of {} pods ready", r.ready, r.desired),
+            ),
+            wanted(
+                PROGRESSING,
+                true,
+                ROLLING_OUT,
+                format!("{} of {} pods updated", r.updated, r.desired),
+            ),
+            wanted(DEGRADED, false, AS_EXPECTED, String::new()),
+        ],
+    }
+}
+
+/// Merges wanted conditions into the existing ones: a condition whose status did not change
+/// keeps its `lastTransitionTime`, so an unchanged vault yields an identical status (and no
+/// patch).
+pub fn merge_conditions(
+    old: &[Condition],
+    wanted: &[Wanted],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    wanted
+        .iter()
+        .map(|w| {
+            let status = if w.status { "True" } else { "False" };
+            let since = old
+                .iter()
+                .find(|c| c.type_ == w.type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            Condition {
+                type_: w.type_.into(),
+                status: status.into(),
+                reason: w.reason.into(),
+                message: w.message.clone(),
+                observed_generation: generation,
+                last_transition_time: since,
+            }
+        })
+        .collect()
+}
+
+/// The status a vault should have after this reconcile. The policy fields are carried over
+/// (the policy push owns them).
+pub fn vault_status(vault: &Vault, outcome: &Outcome, now: &Time) -> VaultStatus {
+    let old = vault.status.clone().unwrap_or_default();
+    let generation = vault.metadata.generation;
+    VaultStatus {
+        conditions: merge_conditions(&old.conditions, &conditions_for(outcome), generation, now),
+        observed_generation: generation,
+        vault_uri: vault.url(),
+        applied_policy_generation: old.applied_policy_generation,
+        applied_policy_digest: old.applied_policy_digest,
+    }
+}
+
+/// The Ready condition's (status, reason), to tell transitions (which get an event) from
+/// repeats.
+pub fn ready_state(status: Option<&VaultStatus>) -> Option<(String, String)> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::VaultSpec;
+    use crate::operator::fixtures;
+
+    fn t(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    fn serving() -> Outcome {
+        Outcome::Applied(Rollout {
+            desired: 1,
+            ready: 1,
+            updated: 1,
+            settled: true,
+        })
+    }
+
+    #[test]
+    fn a_serving_vault_is_ready_with_its_url_and_generation() {
+        let v = fixtures::vault("team-a", "payments", VaultSpec::default());
+        let s = vault_status(&v, &serving(), &t(100));
+        assert_eq!(s.vault_uri.as_deref(), Some("https://payments.team-a.svc"));
+        assert_eq!(s.observed_generation, Some(1));
+        let ready = &s.conditions[0];
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "True")
+        );
+        assert_eq!(ready.reason, reason::SERVING);
+        assert_eq!(s.conditions[1].status, "False");
+        assert_eq!(s.conditions[2].status, "False");
+    }
+
+    #[test]
+    fn an_unchanged_vault_gets_an_identical_status() {
+        let mut v = fixtures::vault("team-a", "payments", VaultSpec::default());
+        let first = vault_status(&v, &serving(), &t(100));
+        v.status = Some(first.clone());
+        // Later, nothing changed: same status, transition times kept, so no patch.
+        assert_eq!(vault_status(&v, &serving(), &t(500)), first);
+    }
+
+    #[test]
+    fn a_transition_moves_only_the_changed_conditions_time() {
+        let mut v = fixtures::vault("team-a", "payments", VaultSpec::default());
+        let rolling = Outcome::Applied(Rollout {
+            desired: 2,
+            ready: 1,
+            updated: 1,
+            settled: false,
+        });
+        v.status = Some(vault_status(&v, &rolling, &t(100)));
+        let s = vault_status(&v, &serving(), &t(200));
+        assert_eq!(s.conditions[0].last_transition_time, t(200)); // Ready: False → True
+        assert_eq!(s.conditions[1].last_transition_time, t(200)); // Progressing: True → False
+        assert_eq!(s.conditions[2].last_transition_time, t(100)); // Degraded stayed False
+    }
+
+    #[test]
+    fn policy_fields_are_carried_over() {
+        let mut v = fixtures::vault("team-a", "payments", VaultSpec::default());
+        v.status = Some(VaultStatus {
+            applied_policy_generation: Some(7),
+            applied_policy_digest: Some("abc".into()),
+            ..Default::default()
+        });
+        let s = vault_status(&v, &serving(), &t(1));
+        assert_eq!(s.applied_policy_generation, Some(7));
+        assert_eq!(s.applied_policy_digest.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn an_invalid_vault_is_degraded_and_not_progressing() {
+        let v = fixtures::vault("team-a", "payments", VaultSpec::default());
+        let out = Outcome::Invalid {
+            reason: reason::INVALID_SPEC,
+            message: "network.ipRules entry 'x' is not an IP address or CIDR".into(),
+        };
+        let s = vault_status(&v, &out, &t(1));
+        let by = |ty: &str| s.conditions.iter().find(|c| c.type_ == ty).unwrap().clone();
+        assert_eq!(by("Ready").status, "False");
+        assert_eq!(by("Degraded").status, "True");
+        assert_eq!(by("Degraded").reason, "InvalidSpec");
+        assert!(by("Degraded").message.contains("ipRules"));
+        assert_eq!(by("Progressing").status, "False");
+    }
+
+    #[test]
+    fn rollout_reads_the_stateful_set_status() {
+        use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
+        let mut sts = StatefulSet {
+            spec: Some(StatefulSetSpec {
+                replicas: Some(3),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        sts.metadata.generation = Some(4);
+        assert_eq!(Rollout::of(&sts, 1).desired, 3);
+        assert!(!Rollout::of(&sts, 1).serving());
+        sts.status = Some(StatefulSetStatus {
+            observed_generation: Some(4),
+            replicas: 3,
+            ready_replicas: Some(3),
+            updated_replicas: Some(3),
+            current_revision: Some("r2".into()),
+            update_revision: Some("r2".into()),
+            ..Default::default()
+        });
+        assert!(Rollout::of(&sts, 1).serving());
+        // An old generation or a rollout in flight is not serving the current spec.
+        sts.metadata.generation = Some(5);
+        assert!(!Rollout::of(&sts, 1).serving());
+        sts.metadata.generation = Some(4);
+        sts.status.as_mut().unwrap().update_revision = Some("r3".into());
+        assert!(!Rollout::of(&sts, 1).serving());
+    }
+}
