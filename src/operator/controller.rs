@@ -8,9 +8,11 @@
 //! periodic one after success.
 
 use super::desired::{self, DesiredError, DesiredObjects};
+use super::policy::{self, GrantKind, GrantOutcome};
+use super::push::{self, PolicyEndpoint, ServiceAccountEndpoint};
 use super::status::{self, Outcome, Rollout};
 use super::{FIELD_MANAGER, OperatorSettings};
-use crate::api::{AccessPolicy, RoleAssignment, Vault, VaultStatus};
+use crate::api::{AccessPolicy, GrantStatus, RoleAssignment, Vault, VaultStatus};
 use anyhow::Context as _;
 use futures_util::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
@@ -75,6 +77,10 @@ pub struct OperatorOptions {
     /// The cluster's pod network(s), comma-separated CIDRs (used with `allowedPeers`).
     #[arg(long = "pod-cidr", env = "KVAULT_POD_CIDRS", value_delimiter = ',')]
     pub pod_cidrs: Vec<String>,
+    /// The CA bundle that signs the vaults' server certificates, trusted for policy pushes
+    /// (system roots when absent).
+    #[arg(long, env = "KVAULT_VAULT_CA_FILE")]
+    pub vault_ca_file: Option<std::path::PathBuf>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     #[arg(long, env = "KVAULT_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -160,12 +166,19 @@ pub struct Context {
     pub settings: OperatorSettings,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Where policy documents go (the vaults; a fake in tests).
+    pub policy: Arc<dyn PolicyEndpoint>,
     /// Consecutive failures per vault, for the error backoff.
     failures: Mutex<HashMap<ObjectRef<Vault>, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, settings: OperatorSettings, metrics: Metrics) -> Self {
+    pub fn new(
+        client: Client,
+        settings: OperatorSettings,
+        metrics: Metrics,
+        policy: Arc<dyn PolicyEndpoint>,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -175,6 +188,7 @@ impl Context {
             client,
             settings,
             metrics,
+            policy,
             failures: Mutex::default(),
         }
     }
@@ -209,16 +223,28 @@ pub async fn reconcile(vault: Arc<Vault>, ctx: Arc<Context>) -> Result<Action, E
         // Owned objects go with the Vault; soft delete (keeping the data) is not there yet.
         return Ok(Action::await_change());
     }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut applied_policy = None;
     let outcome = match plan(&vault, &ctx.settings) {
         Err(invalid) => invalid,
         Ok(objects) => {
             ensure_master_key(&ctx.client, &vault, &ns, &name).await?;
             let sts = apply_objects(&ctx.client, &ns, &name, &objects).await?;
-            Outcome::Applied(Rollout::of(&sts, vault.spec.replicas))
+            let rollout = Rollout::of(&sts, vault.spec.replicas);
+            if rollout.serving() {
+                let (outcome, applied) = sync_policy(&ctx, &vault, &ns, rollout, &now).await?;
+                applied_policy = applied;
+                outcome
+            } else {
+                Outcome::Applied(rollout)
+            }
         }
     };
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let new_status = status::vault_status(&vault, &outcome, &now);
+    let mut new_status = status::vault_status(&vault, &outcome, &now);
+    if let Some((generation, digest)) = applied_policy {
+        new_status.applied_policy_generation = Some(generation);
+        new_status.applied_policy_digest = Some(digest);
+    }
     if vault.status.as_ref() != Some(&new_status) {
         patch_status(&ctx.client, &ns, &name, &new_status).await?;
         publish_transition(&ctx, &vault, &new_status).await;
@@ -227,8 +253,151 @@ pub async fn reconcile(vault: Arc<Vault>, ctx: Arc<Context>) -> Result<Action, E
     Ok(match outcome {
         Outcome::Invalid { .. } => Action::await_change(),
         Outcome::Applied(r) if r.serving() || r.desired == 0 => Action::requeue(RESYNC),
-        Outcome::Applied(_) => Action::requeue(WAIT_FOR_PODS),
+        Outcome::Applied(_) | Outcome::PolicyNotApplied { .. } => Action::requeue(WAIT_FOR_PODS),
     })
+}
+
+/// Compiles the vault's grants and settings, pushes the document when its content changed,
+/// and reports on every grant. Returns the outcome and the (generation, digest) the vault
+/// now holds.
+async fn sync_policy(
+    ctx: &Context,
+    vault: &Vault,
+    ns: &str,
+    rollout: Rollout,
+    now: &Time,
+) -> Result<(Outcome, Option<(i64, String)>), Error> {
+    let lp = ListParams::default();
+    let access_policies = Api::<AccessPolicy>::namespaced(ctx.client.clone(), ns)
+        .list(&lp)
+        .await?
+        .items;
+    let role_assignments = Api::<RoleAssignment>::namespaced(ctx.client.clone(), ns)
+        .list(&lp)
+        .await?
+        .items;
+    let compiled =
+        match policy::compile(vault, &access_policies, &role_assignments, 0, &ctx.settings) {
+            Ok(c) => c,
+            Err(e) => {
+                let outcome = Outcome::Invalid {
+                    reason: status::reason::INVALID_POLICY,
+                    message: e.to_string(),
+                };
+                return Ok((outcome, None));
+            }
+        };
+    let old = vault.status.as_ref();
+    let (generation, needed) = policy::next_generation(
+        old.and_then(|s| s.applied_policy_generation),
+        old.and_then(|s| s.applied_policy_digest.as_deref()),
+        &compiled.digest,
+    );
+    let applied = if needed {
+        let mut document = compiled.document.clone();
+        document.generation = generation;
+        match push::push(ctx.policy.as_ref(), vault, document).await {
+            Ok(g) => {
+                tracing::info!(vault = %vault.name_any(), namespace = ns, generation = g, "policy pushed");
+                for warning in &compiled.warnings {
+                    publish(ctx, vault, EventType::Warning, "PolicyWarning", warning).await;
+                }
+                g
+            }
+            Err(e) => {
+                let outcome = Outcome::PolicyNotApplied {
+                    rollout,
+                    message: format!("cannot push the policy: {e}"),
+                };
+                return Ok((outcome, None));
+            }
+        }
+    } else {
+        generation
+    };
+    let applied = i64::try_from(applied).unwrap_or(i64::MAX);
+    for grant in &compiled.grants {
+        report_grant(
+            ctx,
+            ns,
+            grant,
+            &access_policies,
+            &role_assignments,
+            applied,
+            now,
+        )
+        .await?;
+    }
+    Ok((Outcome::Applied(rollout), Some((applied, compiled.digest))))
+}
+
+/// Patches a grant's status when it changed.
+async fn report_grant(
+    ctx: &Context,
+    ns: &str,
+    grant: &GrantOutcome,
+    access_policies: &[AccessPolicy],
+    role_assignments: &[RoleAssignment],
+    policy_generation: i64,
+    now: &Time,
+) -> Result<(), Error> {
+    let named = |m: &ObjectMeta| m.name.as_deref() == Some(grant.name.as_str());
+    match grant.kind {
+        GrantKind::AccessPolicy => {
+            let Some(g) = access_policies.iter().find(|g| named(&g.metadata)) else {
+                return Ok(());
+            };
+            let new = status::grant_status(
+                g.status.as_ref(),
+                &grant.state,
+                g.metadata.generation,
+                policy_generation,
+                now,
+            );
+            if g.status.as_ref() != Some(&new) {
+                patch_grant_status::<AccessPolicy>(&ctx.client, ns, &grant.name, &new).await?;
+            }
+        }
+        GrantKind::RoleAssignment => {
+            let Some(g) = role_assignments.iter().find(|g| named(&g.metadata)) else {
+                return Ok(());
+            };
+            let new = status::grant_status(
+                g.status.as_ref(),
+                &grant.state,
+                g.metadata.generation,
+                policy_generation,
+                now,
+            );
+            if g.status.as_ref() != Some(&new) {
+                patch_grant_status::<RoleAssignment>(&ctx.client, ns, &grant.name, &new).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn patch_grant_status<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    status: &GrantStatus,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(name, &pp, &Patch::Apply(&body)).await?;
+    Ok(())
 }
 
 /// Logs, counts and requeues with a per-vault exponential backoff.
@@ -381,14 +550,20 @@ async fn publish_transition(ctx: &Context, vault: &Vault, new: &VaultStatus) {
         .conditions
         .iter()
         .any(|c| c.type_ == crate::api::condition::DEGRADED && c.status == "True");
+    let type_ = if degraded {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    publish(ctx, vault, type_, &ready.reason, &ready.message).await;
+}
+
+/// One event about a vault; best effort.
+async fn publish(ctx: &Context, vault: &Vault, type_: EventType, reason: &str, note: &str) {
     let event = Event {
-        type_: if degraded {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: ready.reason.clone(),
-        note: Some(ready.message.clone()).filter(|m| !m.is_empty()),
+        type_,
+        reason: reason.into(),
+        note: Some(note.to_string()).filter(|n| !n.is_empty()),
         action: "Reconcile".into(),
         secondary: None,
     };
@@ -465,7 +640,18 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         listen = %opts.listen,
         "operator started"
     );
-    let ctx = Arc::new(Context::new(client.clone(), settings, metrics));
+    let endpoint = ServiceAccountEndpoint {
+        client: client.clone(),
+        namespace: settings.namespace.clone(),
+        service_account: settings.service_account.clone(),
+        ca_file: opts.vault_ca_file.clone(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        metrics,
+        Arc::new(endpoint),
+    ));
     controller(client)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

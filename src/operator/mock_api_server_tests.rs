@@ -5,10 +5,12 @@
 //! A request the script does not expect fails the test (the mock is dropped, so the
 //! reconcile sees a closed connection); a missing one times out.
 
-use super::controller::{Context, Metrics, WAIT_FOR_PODS, reconcile};
+use super::controller::{Context, Metrics, RESYNC, WAIT_FOR_PODS, reconcile};
+use super::push::fake::FakeEndpoint;
 use super::status::{self, Outcome, Rollout};
 use super::{FIELD_MANAGER, OperatorSettings, fixtures};
 use crate::api::{Vault, VaultSpec};
+use crate::policy::BuiltInRole;
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
@@ -24,9 +26,14 @@ const NS: &str = "team-a";
 const NAME: &str = "payments";
 
 fn context() -> (Arc<Context>, ApiServer) {
+    context_with(Arc::new(FakeEndpoint::default()))
+}
+
+/// A context whose policy pushes go to `vault` (an in-memory vault).
+fn context_with(vault: Arc<FakeEndpoint>) -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let ctx = Context::new(client, OperatorSettings::test(), Metrics::default());
+    let ctx = Context::new(client, OperatorSettings::test(), Metrics::default(), vault);
     (Arc::new(ctx), ApiServer(handle))
 }
 
@@ -131,6 +138,11 @@ impl ApiServer {
 
     /// The objects every valid vault gets, applied in this order; no PDB with one replica.
     async fn objects_applied(&mut self) {
+        self.objects_applied_with(false).await
+    }
+
+    /// With `serving`, the StatefulSet comes back with all its pods ready.
+    async fn objects_applied_with(&mut self, serving: bool) {
         let core = format!("/api/v1/namespaces/{NS}");
         self.echo(StatusCode::OK)
             .await
@@ -138,7 +150,19 @@ impl ApiServer {
         self.echo(StatusCode::OK)
             .await
             .assert_apply(&format!("{core}/services/{NAME}"));
-        let sts = self.echo(StatusCode::OK).await;
+        let sts = self
+            .answer(StatusCode::OK, |s| {
+                let mut sts = s.body.clone();
+                if serving {
+                    sts["metadata"]["generation"] = json!(1);
+                    sts["status"] = json!({
+                        "observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
+                        "updatedReplicas": 1, "currentRevision": "r1", "updateRevision": "r1"
+                    });
+                }
+                sts
+            })
+            .await;
         sts.assert_apply(&format!(
             "/apis/apps/v1/namespaces/{NS}/statefulsets/{NAME}"
         ));
@@ -326,4 +350,132 @@ async fn an_invalid_name_creates_nothing_and_says_why() {
     );
     assert_eq!(event.body["type"], "Warning");
     assert_eq!(event.body["reason"], "InvalidName");
+}
+
+fn master_key_exists(_: &Seen) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+           "metadata": {"name": "payments-master-key", "namespace": NS}})
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "kvault.dev/v1alpha1", "kind": format!("{kind}List"),
+           "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+fn web_reads_secrets() -> Value {
+    let g = fixtures::role_assignment(
+        NS,
+        "web-reads",
+        NAME,
+        BuiltInRole::SecretsUser,
+        fixtures::sa("web"),
+    );
+    serde_json::to_value(g).unwrap()
+}
+
+fn other_vaults_grant() -> Value {
+    let g = fixtures::role_assignment(
+        NS,
+        "elsewhere",
+        "other",
+        BuiltInRole::Reader,
+        fixtures::sa("web"),
+    );
+    serde_json::to_value(g).unwrap()
+}
+
+/// Lists the grants of the namespace: no access policies, the given role assignments.
+async fn grants_listed(api: &mut ApiServer, role_assignments: Vec<Value>) {
+    let aps = api
+        .answer(StatusCode::OK, |_| list("AccessPolicy", vec![]))
+        .await;
+    assert_eq!(aps.method, Method::GET);
+    assert_eq!(
+        aps.path,
+        format!("/apis/kvault.dev/v1alpha1/namespaces/{NS}/accesspolicies")
+    );
+    let ras = api
+        .answer(StatusCode::OK, move |_| {
+            list("RoleAssignment", role_assignments)
+        })
+        .await;
+    assert_eq!(
+        ras.path,
+        format!("/apis/kvault.dev/v1alpha1/namespaces/{NS}/roleassignments")
+    );
+}
+
+/// The API server answers a grant's status patch with the whole grant.
+fn grant_with_status(patch: &Seen) -> Value {
+    let mut g = web_reads_secrets();
+    g["status"] = patch.body["status"].clone();
+    g
+}
+
+#[tokio::test]
+async fn a_ready_vault_gets_its_policy_pushed_and_its_grants_report_applied() {
+    let vault_side = Arc::new(FakeEndpoint::default());
+    let (ctx, mut api) = context_with(vault_side.clone());
+    let server = tokio::spawn(async move {
+        api.answer(StatusCode::OK, master_key_exists).await;
+        api.objects_applied_with(true).await;
+        grants_listed(&mut api, vec![web_reads_secrets(), other_vaults_grant()]).await;
+        // The policy goes to the vault here (the fake), then each grant of this vault
+        // says whether it is enforced; the other vault's grant is not touched.
+        let grant = api.answer(StatusCode::OK, grant_with_status).await;
+        grant.assert_apply(&format!(
+            "/apis/kvault.dev/v1alpha1/namespaces/{NS}/roleassignments/web-reads/status"
+        ));
+        let status = api.status_patched().await;
+        let event = api.event_published().await;
+        (grant, status, event)
+    });
+    let action = within(reconcile(new_vault(NAME), ctx)).await.unwrap();
+    assert_eq!(action, Action::requeue(RESYNC));
+    let (grant, status, event) = within(server).await.unwrap();
+
+    assert_eq!(*vault_side.puts.lock().unwrap(), vec![1]);
+    let pushed = vault_side.held.lock().unwrap().clone().unwrap();
+    assert_eq!(pushed.role_assignments.len(), 1);
+
+    let g = &grant.body["status"];
+    assert_eq!(condition(g, "Applied")["status"], "True");
+    assert_eq!(g["appliedPolicyGeneration"], 1);
+    let st = &status.body["status"];
+    assert_eq!(condition(st, "Ready")["status"], "True");
+    assert_eq!(condition(st, "Ready")["reason"], "Serving");
+    assert_eq!(st["appliedPolicyGeneration"], 1);
+    assert!(
+        st["appliedPolicyDigest"]
+            .as_str()
+            .is_some_and(|d| d.len() == 64)
+    );
+    assert_eq!(event.body["reason"], "Serving");
+}
+
+#[tokio::test]
+async fn a_changed_grant_pushes_the_next_generation_and_a_conflict_is_resolved() {
+    // The vault holds generation 5 (recovered, say) while the status remembers 1 with
+    // another content: the operator pushes 2, is refused, reads 5 and pushes 6.
+    let vault_side = Arc::new(FakeEndpoint::holding(5));
+    let (ctx, mut api) = context_with(vault_side.clone());
+    let mut vault = fixtures::vault(NS, NAME, VaultSpec::default());
+    vault.status = Some(crate::api::VaultStatus {
+        applied_policy_generation: Some(1),
+        applied_policy_digest: Some("content before the grant changed".into()),
+        ..Default::default()
+    });
+    let server = tokio::spawn(async move {
+        api.answer(StatusCode::OK, master_key_exists).await;
+        api.objects_applied_with(true).await;
+        grants_listed(&mut api, vec![web_reads_secrets()]).await;
+        api.answer(StatusCode::OK, grant_with_status).await;
+        let status = api.status_patched().await;
+        api.event_published().await;
+        status
+    });
+    within(reconcile(Arc::new(vault), ctx)).await.unwrap();
+    let status = within(server).await.unwrap();
+    assert_eq!(*vault_side.puts.lock().unwrap(), vec![2, 6]);
+    assert_eq!(status.body["status"]["appliedPolicyGeneration"], 6);
 }

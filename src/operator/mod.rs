@@ -8,6 +8,7 @@
 pub mod controller;
 pub mod desired;
 pub mod policy;
+pub mod push;
 pub mod status;
 
 pub use controller::{OperatorOptions, run};

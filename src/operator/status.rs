@@ -1,8 +1,9 @@
 //! A vault's status from what the reconcile saw: pure, so that "no change, no patch" and the
 //! condition transitions are tested without an API server.
 
-use crate::api::condition::{DEGRADED, PROGRESSING, READY};
-use crate::api::{Vault, VaultStatus};
+use super::policy::GrantState;
+use crate::api::condition::{APPLIED, DEGRADED, PROGRESSING, READY};
+use crate::api::{GrantStatus, Vault, VaultStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -17,6 +18,8 @@ pub enum Outcome {
     /// The objects were applied; this is the StatefulSet's rollout as the API server
     /// returned it.
     Applied(Rollout),
+    /// Serving, but the policy document could not be pushed.
+    PolicyNotApplied { rollout: Rollout, message: String },
 }
 
 /// The part of a StatefulSet's status that says whether the vault serves.
@@ -76,6 +79,9 @@ pub mod reason {
     pub const AS_EXPECTED: &str = "AsExpected";
     pub const INVALID_NAME: &str = "InvalidName";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const INVALID_POLICY: &str = "InvalidPolicy";
+    pub const POLICY_NOT_APPLIED: &str = "PolicyNotApplied";
+    pub const PUSHING_POLICY: &str = "PushingPolicy";
 }
 
 /// One condition as this reconcile wants it.
@@ -109,6 +115,16 @@ pub fn conditions_for(outcome: &Outcome) -> [Wanted; 3] {
                 "nothing is applied until the spec is fixed".into(),
             ),
             wanted(DEGRADED, true, reason, message.clone()),
+        ],
+        Outcome::PolicyNotApplied { message, .. } => [
+            wanted(READY, false, POLICY_NOT_APPLIED, message.clone()),
+            wanted(
+                PROGRESSING,
+                true,
+                PUSHING_POLICY,
+                "retrying the policy push".into(),
+            ),
+            wanted(DEGRADED, true, POLICY_NOT_APPLIED, message.clone()),
         ],
         Outcome::Applied(r) if r.desired == 0 => [
             wanted(READY, false, SCALED_TO_ZERO, "spec.replicas is 0".into()),
@@ -189,6 +205,26 @@ pub fn vault_status(vault: &Vault, outcome: &Outcome, now: &Time) -> VaultStatus
         vault_uri: vault.url(),
         applied_policy_generation: old.applied_policy_generation,
         applied_policy_digest: old.applied_policy_digest,
+    }
+}
+
+/// A grant's status after a compile: its `Applied` condition and, when the document holds
+/// it, the policy generation that does.
+pub fn grant_status(
+    old: Option<&GrantStatus>,
+    state: &GrantState,
+    grant_generation: Option<i64>,
+    policy_generation: i64,
+    now: &Time,
+) -> GrantStatus {
+    let (status, reason) = state.condition();
+    let w = wanted(APPLIED, status == "True", reason, state.message());
+    let in_document = matches!(state, GrantState::Applied | GrantState::Inactive(_));
+    let old_conditions = old.map(|o| o.conditions.as_slice()).unwrap_or_default();
+    GrantStatus {
+        conditions: merge_conditions(old_conditions, &[w], grant_generation, now),
+        observed_generation: grant_generation,
+        applied_policy_generation: in_document.then_some(policy_generation),
     }
 }
 
@@ -289,6 +325,44 @@ mod tests {
         assert_eq!(by("Degraded").reason, "InvalidSpec");
         assert!(by("Degraded").message.contains("ipRules"));
         assert_eq!(by("Progressing").status, "False");
+    }
+
+    #[test]
+    fn grant_statuses_say_applied_or_why_not() {
+        let s = grant_status(None, &GrantState::Applied, Some(3), 9, &t(10));
+        assert_eq!(s.conditions[0].type_, "Applied");
+        assert_eq!(s.conditions[0].status, "True");
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.applied_policy_generation, Some(9));
+        // Unchanged: identical, so no patch.
+        assert_eq!(
+            grant_status(Some(&s), &GrantState::Applied, Some(3), 9, &t(99)),
+            s
+        );
+        let bad = grant_status(
+            Some(&s),
+            &GrantState::Invalid("no such principal".into()),
+            Some(4),
+            10,
+            &t(20),
+        );
+        assert_eq!(bad.conditions[0].status, "False");
+        assert_eq!(bad.conditions[0].reason, "Invalid");
+        assert_eq!(bad.conditions[0].message, "no such principal");
+        assert_eq!(bad.conditions[0].last_transition_time, t(20));
+        assert_eq!(bad.applied_policy_generation, None);
+    }
+
+    #[test]
+    fn a_failed_push_degrades_the_vault() {
+        let v = fixtures::vault("team-a", "payments", VaultSpec::default());
+        let out = Outcome::PolicyNotApplied {
+            rollout: Rollout::default(),
+            message: "cannot reach the vault".into(),
+        };
+        let s = vault_status(&v, &out, &t(1));
+        assert_eq!(s.conditions[0].reason, reason::POLICY_NOT_APPLIED);
+        assert_eq!(s.conditions[2].status, "True");
     }
 
     #[test]
