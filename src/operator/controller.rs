@@ -7,6 +7,7 @@
 //! transition of the Ready condition, a short backed-off requeue after errors and a long
 //! periodic one after success.
 
+use super::ca::{self, Ca, CaError};
 use super::desired::{self, DesiredError, DesiredObjects};
 use super::policy::{self, GrantKind, GrantOutcome};
 use super::push::{self, PolicyEndpoint, ServiceAccountEndpoint};
@@ -77,8 +78,8 @@ pub struct OperatorOptions {
     /// The cluster's pod network(s), comma-separated CIDRs (used with `allowedPeers`).
     #[arg(long = "pod-cidr", env = "KVAULT_POD_CIDRS", value_delimiter = ',')]
     pub pod_cidrs: Vec<String>,
-    /// The CA bundle that signs the vaults' server certificates, trusted for policy pushes
-    /// (system roots when absent).
+    /// The CA bundle trusted for policy pushes (default: the operator's own CA, which signs
+    /// the vaults' server certificates).
     #[arg(long, env = "KVAULT_VAULT_CA_FILE")]
     pub vault_ca_file: Option<std::path::PathBuf>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
@@ -126,6 +127,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("cannot generate the master key: {0}")]
     MasterKey(String),
+    #[error(transparent)]
+    Certificate(#[from] CaError),
 }
 
 impl Error {
@@ -133,6 +136,7 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::MasterKey(_) => "master_key",
+            Error::Certificate(_) => "certificate",
         }
     }
 }
@@ -166,6 +170,8 @@ pub struct Context {
     pub settings: OperatorSettings,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// The CA that signs the vaults' server certificates.
+    pub ca: Arc<Ca>,
     /// Where policy documents go (the vaults; a fake in tests).
     pub policy: Arc<dyn PolicyEndpoint>,
     /// Consecutive failures per vault, for the error backoff.
@@ -177,6 +183,7 @@ impl Context {
         client: Client,
         settings: OperatorSettings,
         metrics: Metrics,
+        ca: Arc<Ca>,
         policy: Arc<dyn PolicyEndpoint>,
     ) -> Self {
         let reporter = Reporter {
@@ -188,6 +195,7 @@ impl Context {
             client,
             settings,
             metrics,
+            ca,
             policy,
             failures: Mutex::default(),
         }
@@ -229,6 +237,21 @@ pub async fn reconcile(vault: Arc<Vault>, ctx: Arc<Context>) -> Result<Action, E
         Err(invalid) => invalid,
         Ok(objects) => {
             ensure_master_key(&ctx.client, &vault, &ns, &name).await?;
+            ensure_certificate(&ctx, &vault, &ns, &name, now.0.as_second()).await?;
+            apply(
+                &ctx.client,
+                &ns,
+                &desired::ca_config_map(&ns, &ctx.ca.cert_pem),
+            )
+            .await?;
+            let jwks = cluster_jwks(&ctx.client).await?;
+            apply(
+                &ctx.client,
+                &ns,
+                &desired::cluster_jwks_config_map(&vault, &jwks)
+                    .map_err(|e| Error::Certificate(e.into()))?,
+            )
+            .await?;
             let sts = apply_objects(&ctx.client, &ns, &name, &objects).await?;
             let rollout = Rollout::of(&sts, vault.spec.replicas);
             if rollout.serving() {
@@ -471,6 +494,60 @@ async fn ensure_master_key(
     }
 }
 
+/// Issues `<vault>-tls` when it is missing, expiring or signed by another CA. The server
+/// re-reads the Secret's files without a restart.
+async fn ensure_certificate(
+    ctx: &Context,
+    vault: &Vault,
+    ns: &str,
+    name: &str,
+    now: i64,
+) -> Result<(), Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let existing = secrets.get_opt(&desired::tls_secret_name(name)).await?;
+    if ca::needs_new_certificate(existing.as_ref(), &ctx.ca.cert_pem, now) {
+        let secret = ctx.ca.server_secret(vault, &ctx.settings, now)?;
+        apply(&ctx.client, ns, &secret).await?;
+        tracing::info!(vault = name, namespace = ns, "server certificate issued");
+    }
+    Ok(())
+}
+
+/// The cluster's service-account JWKS (`/openid/v1/jwks`), for the vault to check pods'
+/// tokens offline.
+async fn cluster_jwks(client: &Client) -> Result<String, Error> {
+    let request = axum::http::Request::get("/openid/v1/jwks")
+        .body(Vec::new())
+        .map_err(|e| Error::Kube(kube::Error::HttpError(e)))?;
+    Ok(client.request_text(request).await?)
+}
+
+/// Loads the operator's CA from its Secret, creating it at first start.
+pub async fn ensure_ca(client: &Client, namespace: &str) -> anyhow::Result<Ca> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if let Some(s) = secrets.get_opt(ca::CA_SECRET).await? {
+        return Ok(Ca::from_secret(&s)?);
+    }
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let generated = Ca::generate(now)?;
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match secrets.create(&pp, &generated.to_secret(namespace)?).await {
+        Ok(_) => {
+            tracing::info!(namespace, secret = ca::CA_SECRET, "operator CA created");
+            Ok(generated)
+        }
+        // Another replica made it first: use theirs.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let s = secrets.get(ca::CA_SECRET).await?;
+            Ok(Ca::from_secret(&s)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Server-side apply of one namespaced object with the operator's field manager.
 async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
 where
@@ -624,6 +701,25 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         .await
         .context("cannot configure the Kubernetes client (in-cluster or kubeconfig)")?;
     check_crds(&client).await?;
+    let ca = ensure_ca(&client, &settings.namespace)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot load or create Secret {}/{}",
+                settings.namespace,
+                ca::CA_SECRET
+            )
+        })?;
+    // The vault client takes the CA as a file.
+    let vault_ca_file = match &opts.vault_ca_file {
+        Some(f) => f.clone(),
+        None => {
+            let f = std::env::temp_dir().join("kvault-operator-ca.crt");
+            std::fs::write(&f, &ca.cert_pem)
+                .with_context(|| format!("cannot write {}", f.display()))?;
+            f
+        }
+    };
 
     let mut registry = Registry::default();
     let metrics = Metrics::default().register(&mut registry);
@@ -644,12 +740,13 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         client: client.clone(),
         namespace: settings.namespace.clone(),
         service_account: settings.service_account.clone(),
-        ca_file: opts.vault_ca_file.clone(),
+        ca_file: Some(vault_ca_file),
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
         metrics,
+        Arc::new(ca),
         Arc::new(endpoint),
     ));
     controller(client)

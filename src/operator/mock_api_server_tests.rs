@@ -5,6 +5,7 @@
 //! A request the script does not expect fails the test (the mock is dropped, so the
 //! reconcile sees a closed connection); a missing one times out.
 
+use super::ca::Ca;
 use super::controller::{Context, Metrics, RESYNC, WAIT_FOR_PODS, reconcile};
 use super::push::fake::FakeEndpoint;
 use super::status::{self, Outcome, Rollout};
@@ -33,7 +34,14 @@ fn context() -> (Arc<Context>, ApiServer) {
 fn context_with(vault: Arc<FakeEndpoint>) -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let ctx = Context::new(client, OperatorSettings::test(), Metrics::default(), vault);
+    let ca = Arc::new(Ca::generate(1_790_000_000).unwrap());
+    let ctx = Context::new(
+        client,
+        OperatorSettings::test(),
+        Metrics::default(),
+        ca,
+        vault,
+    );
     (Arc::new(ctx), ApiServer(handle))
 }
 
@@ -136,6 +144,47 @@ impl ApiServer {
         .await
     }
 
+    /// The server certificate (issued: there is none yet), the CA ConfigMap, the cluster's
+    /// JWKS and its ConfigMap.
+    async fn certificate_and_jwks(&mut self) {
+        let core = format!("/api/v1/namespaces/{NS}");
+        let get = self.not_found().await;
+        assert_eq!(get.method, Method::GET);
+        assert_eq!(get.path, format!("{core}/secrets/{NAME}-tls"));
+        let tls = self.echo(StatusCode::OK).await;
+        tls.assert_apply(&format!("{core}/secrets/{NAME}-tls"));
+        assert_eq!(tls.body["type"], "kubernetes.io/tls");
+        assert_eq!(tls.body["metadata"]["ownerReferences"][0]["kind"], "Vault");
+        assert!(tls.body["metadata"]["annotations"]["kvault.dev/not-after"].is_string());
+        let ca = self.echo(StatusCode::OK).await;
+        ca.assert_apply(&format!("{core}/configmaps/kvault-ca"));
+        assert!(
+            ca.body["data"]["ca.crt"]
+                .as_str()
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        let (jwks, reply) = self.next().await;
+        assert_eq!(
+            (jwks.method, jwks.path.as_str()),
+            (Method::GET, "/openid/v1/jwks")
+        );
+        reply.send_response(
+            Response::builder()
+                .status(StatusCode::OK)
+                .body(Body::from(
+                    br#"{"keys":[{"kty":"EC","kid":"k1"}]}"#.to_vec(),
+                ))
+                .unwrap(),
+        );
+        let cm = self.echo(StatusCode::OK).await;
+        cm.assert_apply(&format!("{core}/configmaps/{NAME}-cluster-jwks"));
+        assert_eq!(
+            cm.body["data"]["jwks.json"],
+            r#"{"keys":[{"kty":"EC","kid":"k1"}]}"#
+        );
+    }
+
     /// The objects every valid vault gets, applied in this order; no PDB with one replica.
     async fn objects_applied(&mut self) {
         self.objects_applied_with(false).await
@@ -143,6 +192,7 @@ impl ApiServer {
 
     /// With `serving`, the StatefulSet comes back with all its pods ready.
     async fn objects_applied_with(&mut self, serving: bool) {
+        self.certificate_and_jwks().await;
         let core = format!("/api/v1/namespaces/{NS}");
         self.echo(StatusCode::OK)
             .await
@@ -287,7 +337,8 @@ async fn the_master_key_secret_is_not_overwritten_when_it_exists() {
             get.path,
             format!("/api/v1/namespaces/{NS}/secrets/{NAME}-master-key")
         );
-        // Straight on to the owned objects: no create, no apply, no update of the Secret.
+        // Straight on to the certificate and the owned objects: no create, no apply, no
+        // update of the master-key Secret.
         api.objects_applied().await;
         api.status_patched().await;
         api.event_published().await;

@@ -5,6 +5,7 @@
 //! out) in [`policy`] and [`desired`], tested directly; the I/O shell (watches, server-side
 //! apply, status, events, policy push) stays thin on top of them.
 
+pub mod ca;
 pub mod controller;
 pub mod desired;
 pub mod policy;
