@@ -11,20 +11,22 @@ use super::ca::{self, Ca, CaError};
 use super::desired::{self, DesiredError, DesiredObjects};
 use super::policy::{self, GrantKind, GrantOutcome};
 use super::push::{self, PolicyEndpoint, ServiceAccountEndpoint};
+use super::soft_delete;
 use super::status::{self, Outcome, Rollout};
 use super::{FIELD_MANAGER, OperatorSettings};
-use crate::api::{AccessPolicy, GrantStatus, RoleAssignment, Vault, VaultStatus};
+use crate::api::{AccessPolicy, CreateMode, GrantStatus, RoleAssignment, Vault, VaultStatus};
 use anyhow::Context as _;
 use futures_util::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -129,6 +131,8 @@ pub enum Error {
     MasterKey(String),
     #[error(transparent)]
     Certificate(#[from] CaError),
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
@@ -137,6 +141,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::MasterKey(_) => "master_key",
             Error::Certificate(_) => "certificate",
+            Error::Finalizer(_) => "finalizer",
         }
     }
 }
@@ -218,50 +223,63 @@ pub fn grant_vault(meta: &ObjectMeta, vault_name: &str) -> Option<ObjectRef<Vaul
     Some(ObjectRef::new(vault_name).within(ns))
 }
 
-/// One vault, one pass: master key, objects, status.
+/// One vault, one pass, behind the soft-delete finalizer: master key, certificate, objects,
+/// policy, status; or, when the Vault is being deleted, marking what is kept.
 pub async fn reconcile(vault: Arc<Vault>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciliations.inc();
+    let Some(ns) = vault.metadata.namespace.clone() else {
+        return Ok(Action::await_change());
+    };
+    let key = ObjectRef::from_obj(vault.as_ref());
+    let api: Api<Vault> = Api::namespaced(ctx.client.clone(), &ns);
+    let action = finalizer(&api, soft_delete::VAULT_FINALIZER, vault, |event| async {
+        match event {
+            FinalizerEvent::Apply(v) => apply_vault(v, &ctx).await,
+            FinalizerEvent::Cleanup(v) => keep_deleted_vault(v, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    ctx.failures().remove(&key);
+    Ok(action)
+}
+
+async fn apply_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, Error> {
     let (Some(name), Some(ns)) = (
         vault.metadata.name.clone(),
         vault.metadata.namespace.clone(),
     ) else {
         return Ok(Action::await_change());
     };
-    if vault.metadata.deletion_timestamp.is_some() {
-        // Owned objects go with the Vault; soft delete (keeping the data) is not there yet.
-        return Ok(Action::await_change());
-    }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut applied_policy = None;
     let outcome = match plan(&vault, &ctx.settings) {
         Err(invalid) => invalid,
-        Ok(objects) => {
-            ensure_master_key(&ctx.client, &vault, &ns, &name).await?;
-            ensure_certificate(&ctx, &vault, &ns, &name, now.0.as_second()).await?;
-            apply(
-                &ctx.client,
-                &ns,
-                &desired::ca_config_map(&ns, &ctx.ca.cert_pem),
-            )
-            .await?;
-            let jwks = cluster_jwks(&ctx.client).await?;
-            apply(
-                &ctx.client,
-                &ns,
-                &desired::cluster_jwks_config_map(&vault, &jwks)
-                    .map_err(|e| Error::Certificate(e.into()))?,
-            )
-            .await?;
-            let sts = apply_objects(&ctx.client, &ns, &name, &objects).await?;
-            let rollout = Rollout::of(&sts, vault.spec.replicas);
-            if rollout.serving() {
-                let (outcome, applied) = sync_policy(&ctx, &vault, &ns, rollout, &now).await?;
-                applied_policy = applied;
-                outcome
-            } else {
-                Outcome::Applied(rollout)
+        Ok(objects) => match ensure_master_key(ctx, &vault, &ns, &name).await? {
+            Some(refused) => refused,
+            None => {
+                ensure_certificate(ctx, &vault, &ns, &name, now.0.as_second()).await?;
+                apply(
+                    &ctx.client,
+                    &ns,
+                    &desired::ca_config_map(&ns, &ctx.ca.cert_pem),
+                )
+                .await?;
+                let jwks = cluster_jwks(&ctx.client).await?;
+                let jwks_map = desired::cluster_jwks_config_map(&vault, &jwks)
+                    .map_err(|e| Error::Certificate(e.into()))?;
+                apply(&ctx.client, &ns, &jwks_map).await?;
+                let sts = apply_objects(&ctx.client, &ns, &name, &objects).await?;
+                let rollout = Rollout::of(&sts, vault.spec.replicas);
+                if rollout.serving() {
+                    let (outcome, applied) = sync_policy(ctx, &vault, &ns, rollout, &now).await?;
+                    applied_policy = applied;
+                    outcome
+                } else {
+                    Outcome::Applied(rollout)
+                }
             }
-        }
+        },
     };
     let mut new_status = status::vault_status(&vault, &outcome, &now);
     if let Some((generation, digest)) = applied_policy {
@@ -270,14 +288,160 @@ pub async fn reconcile(vault: Arc<Vault>, ctx: Arc<Context>) -> Result<Action, E
     }
     if vault.status.as_ref() != Some(&new_status) {
         patch_status(&ctx.client, &ns, &name, &new_status).await?;
-        publish_transition(&ctx, &vault, &new_status).await;
+        publish_transition(ctx, &vault, &new_status).await;
     }
-    ctx.failures().remove(&ObjectRef::from_obj(vault.as_ref()));
     Ok(match outcome {
         Outcome::Invalid { .. } => Action::await_change(),
         Outcome::Applied(r) if r.serving() || r.desired == 0 => Action::requeue(RESYNC),
         Outcome::Applied(_) | Outcome::PolicyNotApplied { .. } => Action::requeue(WAIT_FOR_PODS),
     })
+}
+
+/// The Vault is being deleted: mark its master key and data volumes as kept (and protect
+/// them with a finalizer when purge protection is on). What it owns goes with it.
+async fn keep_deleted_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, Error> {
+    let (Some(name), Some(ns)) = (
+        vault.metadata.name.clone(),
+        vault.metadata.namespace.clone(),
+    ) else {
+        return Ok(Action::await_change());
+    };
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let merge = PatchParams::default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let key_name = desired::master_key_secret_name(&name);
+    let mut kept = 0;
+    if let Some(m) = secrets.get_metadata_opt(&key_name).await?
+        && !soft_delete::is_kept(&m.metadata)
+    {
+        let patch =
+            soft_delete::keep_patch(&vault, &m.metadata.finalizers.unwrap_or_default(), now);
+        secrets
+            .patch_metadata(&key_name, &merge, &Patch::Merge(&patch))
+            .await?;
+        kept += 1;
+    }
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let lp = ListParams::default().labels(&format!("{}={name}", desired::VAULT_LABEL));
+    for pvc in pvcs.list_metadata(&lp).await?.items {
+        if soft_delete::is_kept(&pvc.metadata) {
+            continue;
+        }
+        let pvc_name = pvc.metadata.name.clone().unwrap_or_default();
+        let patch =
+            soft_delete::keep_patch(&vault, &pvc.metadata.finalizers.unwrap_or_default(), now);
+        pvcs.patch_metadata(&pvc_name, &merge, &Patch::Merge(&patch))
+            .await?;
+        kept += 1;
+    }
+    let days = vault.spec.soft_delete.retention_days;
+    tracing::info!(vault = %name, namespace = %ns, kept, retention_days = days, "vault soft-deleted");
+    let note = format!(
+        "master key and data kept for {days} days; a new Vault named {name} with createMode: Recover takes them back"
+    );
+    publish(ctx, &vault, EventType::Normal, "SoftDeleted", &note).await;
+    Ok(Action::await_change())
+}
+
+/// Takes back a deleted vault's master key and volumes.
+async fn recover(
+    ctx: &Context,
+    vault: &Vault,
+    ns: &str,
+    name: &str,
+    key_meta: &ObjectMeta,
+) -> Result<(), Error> {
+    let merge = PatchParams::default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let key_name = desired::master_key_secret_name(name);
+    let patch = soft_delete::restore_patch(&key_meta.finalizers.clone().unwrap_or_default());
+    secrets
+        .patch_metadata(&key_name, &merge, &Patch::Merge(&patch))
+        .await?;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("{}={name}", desired::VAULT_LABEL));
+    for pvc in pvcs.list_metadata(&lp).await?.items {
+        if soft_delete::is_kept(&pvc.metadata) {
+            let pvc_name = pvc.metadata.name.clone().unwrap_or_default();
+            let patch = soft_delete::restore_patch(&pvc.metadata.finalizers.unwrap_or_default());
+            pvcs.patch_metadata(&pvc_name, &merge, &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    tracing::info!(vault = name, namespace = ns, "deleted vault recovered");
+    publish(
+        ctx,
+        vault,
+        EventType::Normal,
+        "Recovered",
+        "the deleted vault's master key and data are in use again",
+    )
+    .await;
+    Ok(())
+}
+
+/// Deletes the kept objects of deleted vaults whose retention period is over (unless a
+/// Vault of that name exists again). Returns how many vaults were purged.
+pub async fn purge_expired(client: &Client, now: i64) -> Result<usize, Error> {
+    let lp = ListParams::default().labels(&format!("{}=true", soft_delete::DELETED_LABEL));
+    let mut purged = 0;
+    for key in Api::<Secret>::all(client.clone())
+        .list_metadata(&lp)
+        .await?
+        .items
+    {
+        if !soft_delete::purge_due(&key.metadata, now) {
+            continue;
+        }
+        let (Some(ns), Some(vault)) = (
+            key.metadata.namespace.clone(),
+            key.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(desired::VAULT_LABEL))
+                .cloned(),
+        ) else {
+            continue;
+        };
+        if Api::<Vault>::namespaced(client.clone(), &ns)
+            .get_opt(&vault)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let merge = PatchParams::default();
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        let by_vault = ListParams::default().labels(&format!("{}={vault}", desired::VAULT_LABEL));
+        for pvc in pvcs.list_metadata(&by_vault).await?.items {
+            if !soft_delete::is_kept(&pvc.metadata) {
+                continue;
+            }
+            let pvc_name = pvc.metadata.name.clone().unwrap_or_default();
+            let patch = soft_delete::restore_patch(&pvc.metadata.finalizers.unwrap_or_default());
+            pvcs.patch_metadata(&pvc_name, &merge, &Patch::Merge(&patch))
+                .await?;
+            ignore_not_found(pvcs.delete(&pvc_name, &DeleteParams::default()).await)?;
+        }
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let key_name = key.metadata.name.clone().unwrap_or_default();
+        let patch = soft_delete::restore_patch(&key.metadata.finalizers.unwrap_or_default());
+        secrets
+            .patch_metadata(&key_name, &merge, &Patch::Merge(&patch))
+            .await?;
+        ignore_not_found(secrets.delete(&key_name, &DeleteParams::default()).await)?;
+        tracing::info!(vault = %vault, namespace = %ns, "deleted vault purged after its retention period");
+        purged += 1;
+    }
+    Ok(purged)
+}
+
+fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Compiles the vault's grants and settings, pushes the document when its content changed,
@@ -464,17 +628,47 @@ fn plan(vault: &Vault, settings: &OperatorSettings) -> Result<DesiredObjects, Ou
 }
 
 /// Creates `<vault>-master-key` if it does not exist. Never replaces or reads it: only its
-/// metadata is fetched, and the key itself is neither logged nor kept.
+/// metadata is fetched, and the key itself is neither logged nor kept. A deleted vault's
+/// kept key is taken back with `createMode: Recover` and refuses the name otherwise;
+/// `Recover` with nothing to recover is refused too.
 async fn ensure_master_key(
-    client: &Client,
+    ctx: &Context,
     vault: &Vault,
     ns: &str,
     name: &str,
-) -> Result<(), Error> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+) -> Result<Option<Outcome>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let secret_name = desired::master_key_secret_name(name);
-    if secrets.get_metadata_opt(&secret_name).await?.is_some() {
-        return Ok(());
+    let recover_asked = vault.spec.create_mode == CreateMode::Recover;
+    match secrets.get_metadata_opt(&secret_name).await? {
+        Some(m) if soft_delete::is_kept(&m.metadata) => {
+            if recover_asked {
+                recover(ctx, vault, ns, name, &m.metadata).await?;
+                return Ok(None);
+            }
+            let until = m
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(soft_delete::PURGE_AFTER_ANNOTATION))
+                .cloned()
+                .unwrap_or_default();
+            return Ok(Some(Outcome::Invalid {
+                reason: status::reason::DELETED_VAULT_EXISTS,
+                message: format!(
+                    "a deleted vault named {name} keeps its data until {until}: set \
+                     createMode: Recover to take it back, or purge it first"
+                ),
+            }));
+        }
+        Some(_) => return Ok(None),
+        None if recover_asked => {
+            return Ok(Some(Outcome::Invalid {
+                reason: status::reason::NOTHING_TO_RECOVER,
+                message: format!("createMode is Recover but no deleted vault named {name} is kept"),
+            }));
+        }
+        None => {}
     }
     let key = crate::crypto::MasterKey::generate().map_err(|e| Error::MasterKey(e.to_string()))?;
     let secret = desired::master_key_secret(vault, &key.to_base64())
@@ -486,10 +680,10 @@ async fn ensure_master_key(
     match secrets.create(&pp, &secret).await {
         Ok(_) => {
             tracing::info!(vault = name, namespace = ns, secret = %secret_name, "master key created");
-            Ok(())
+            Ok(None)
         }
         // Created meanwhile by another pass: the existing key wins.
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -742,6 +936,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         service_account: settings.service_account.clone(),
         ca_file: Some(vault_ca_file),
     };
+    let purger = tokio::spawn(purge_loop(client.clone()));
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
@@ -760,9 +955,24 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         })
         .await;
     tracing::info!("operator stopping");
+    purger.abort();
     let _ = stop_tx.send(());
     let _ = http.await;
     Ok(())
+}
+
+/// How often deleted vaults are checked for the end of their retention period.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+async fn purge_loop(client: Client) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        if let Err(e) = purge_expired(&client, now).await {
+            tracing::warn!(error = %e, "purging deleted vaults failed; retrying later");
+        }
+    }
 }
 
 async fn serve_health(

@@ -8,6 +8,7 @@
 use super::ca::Ca;
 use super::controller::{Context, Metrics, RESYNC, WAIT_FOR_PODS, reconcile};
 use super::push::fake::FakeEndpoint;
+use super::soft_delete::{DELETED_LABEL, PURGE_AFTER_ANNOTATION, VAULT_FINALIZER};
 use super::status::{self, Outcome, Rollout};
 use super::{FIELD_MANAGER, OperatorSettings, fixtures};
 use crate::api::{Vault, VaultSpec};
@@ -265,7 +266,13 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn new_vault(name: &str) -> Arc<Vault> {
-    Arc::new(fixtures::vault(NS, name, VaultSpec::default()))
+    Arc::new(finalized(fixtures::vault(NS, name, VaultSpec::default())))
+}
+
+/// A Vault as it is after its first pass: with the soft-delete finalizer.
+fn finalized(mut v: Vault) -> Vault {
+    v.metadata.finalizers = Some(vec![VAULT_FINALIZER.into()]);
+    v
 }
 
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
@@ -350,7 +357,7 @@ async fn the_master_key_secret_is_not_overwritten_when_it_exists() {
 #[tokio::test]
 async fn an_unchanged_vault_gets_no_status_patch_and_no_event() {
     let (ctx, mut api) = context();
-    let mut vault = fixtures::vault(NS, NAME, VaultSpec::default());
+    let mut vault = finalized(fixtures::vault(NS, NAME, VaultSpec::default()));
     let earlier = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
     );
@@ -510,7 +517,7 @@ async fn a_changed_grant_pushes_the_next_generation_and_a_conflict_is_resolved()
     // another content: the operator pushes 2, is refused, reads 5 and pushes 6.
     let vault_side = Arc::new(FakeEndpoint::holding(5));
     let (ctx, mut api) = context_with(vault_side.clone());
-    let mut vault = fixtures::vault(NS, NAME, VaultSpec::default());
+    let mut vault = finalized(fixtures::vault(NS, NAME, VaultSpec::default()));
     vault.status = Some(crate::api::VaultStatus {
         applied_policy_generation: Some(1),
         applied_policy_digest: Some("content before the grant changed".into()),
@@ -529,4 +536,148 @@ async fn a_changed_grant_pushes_the_next_generation_and_a_conflict_is_resolved()
     let status = within(server).await.unwrap();
     assert_eq!(*vault_side.puts.lock().unwrap(), vec![2, 6]);
     assert_eq!(status.body["status"]["appliedPolicyGeneration"], 6);
+}
+
+#[tokio::test]
+async fn a_new_vault_first_gets_the_soft_delete_finalizer() {
+    let (ctx, mut api) = context();
+    let server = tokio::spawn(async move {
+        let add = api
+            .answer(StatusCode::OK, |_| {
+                let mut v = serde_json::to_value(finalized(fixtures::vault(
+                    NS,
+                    NAME,
+                    VaultSpec::default(),
+                )))
+                .unwrap();
+                v["metadata"]["finalizers"] = json!([VAULT_FINALIZER]);
+                v
+            })
+            .await;
+        assert_eq!(add.method, Method::PATCH);
+        assert_eq!(
+            add.path,
+            format!("/apis/kvault.dev/v1alpha1/namespaces/{NS}/vaults/{NAME}")
+        );
+        assert_eq!(add.content_type, "application/json-patch+json");
+        assert!(add.body.to_string().contains(VAULT_FINALIZER));
+    });
+    let fresh = Arc::new(fixtures::vault(NS, NAME, VaultSpec::default()));
+    // Nothing else this pass: the finalizer's own change brings the vault back.
+    assert_eq!(
+        within(reconcile(fresh, ctx)).await.unwrap(),
+        Action::await_change()
+    );
+    within(server).await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_a_vault_keeps_its_master_key_and_volumes_with_a_purge_time() {
+    let (ctx, mut api) = context();
+    let mut spec = VaultSpec::default();
+    spec.soft_delete.retention_days = 7;
+    spec.soft_delete.purge_protection = true;
+    let mut vault = finalized(fixtures::vault(NS, NAME, spec));
+    vault.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let server = tokio::spawn(async move {
+        let core = format!("/api/v1/namespaces/{NS}");
+        api.answer(StatusCode::OK, master_key_exists).await;
+        let key = api.answer(StatusCode::OK, master_key_exists).await;
+        assert_eq!(key.method, Method::PATCH);
+        assert_eq!(key.path, format!("{core}/secrets/{NAME}-master-key"));
+        assert_eq!(key.content_type, "application/merge-patch+json");
+        let list = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                       "metadata": {}, "items": [{"apiVersion": "meta.k8s.io/v1",
+                       "kind": "PartialObjectMetadata", "metadata": {"name": "data-payments-0",
+                       "namespace": NS, "finalizers": ["kubernetes.io/pvc-protection"]}}]})
+            })
+            .await;
+        assert_eq!(list.path, format!("{core}/persistentvolumeclaims"));
+        assert_eq!(
+            list.param("labelSelector"),
+            Some("kvault.dev%2Fvault%3Dpayments")
+        );
+        let pvc = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                       "metadata": {"name": "data-payments-0", "namespace": NS}})
+            })
+            .await;
+        assert_eq!(
+            pvc.path,
+            format!("{core}/persistentvolumeclaims/data-payments-0")
+        );
+        api.event_published().await;
+        let done = api
+            .answer(StatusCode::OK, |_| {
+                let mut v =
+                    serde_json::to_value(fixtures::vault(NS, NAME, VaultSpec::default())).unwrap();
+                v["metadata"]["finalizers"] = json!([]);
+                v
+            })
+            .await;
+        assert_eq!(done.method, Method::PATCH);
+        assert_eq!(
+            done.path,
+            format!("/apis/kvault.dev/v1alpha1/namespaces/{NS}/vaults/{NAME}")
+        );
+        (key, pvc)
+    });
+    assert_eq!(
+        within(reconcile(Arc::new(vault), ctx)).await.unwrap(),
+        Action::await_change()
+    );
+    let (key, pvc) = within(server).await.unwrap();
+    for kept in [&key.body, &pvc.body] {
+        assert_eq!(kept["metadata"]["labels"][DELETED_LABEL], "true");
+        assert!(kept["metadata"]["annotations"][PURGE_AFTER_ANNOTATION].is_string());
+        assert!(
+            kept["metadata"]["finalizers"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("kvault.dev/purge-protection"))
+        );
+    }
+    // The PVC's own protection is kept.
+    assert!(
+        pvc.body["metadata"]["finalizers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("kubernetes.io/pvc-protection"))
+    );
+}
+
+#[tokio::test]
+async fn a_new_vault_over_a_deleted_ones_data_is_refused_without_recover() {
+    let (ctx, mut api) = context();
+    let server = tokio::spawn(async move {
+        api.answer(StatusCode::OK, |_| {
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": "payments-master-key", "namespace": NS,
+                     "labels": {DELETED_LABEL: "true"},
+                     "annotations": {PURGE_AFTER_ANNOTATION: "2027-01-01T00:00:00Z"}}})
+        })
+        .await;
+        // Nothing is created or applied: only the status says why.
+        let status = api.status_patched().await;
+        api.event_published().await;
+        status
+    });
+    assert_eq!(
+        within(reconcile(new_vault(NAME), ctx)).await.unwrap(),
+        Action::await_change()
+    );
+    let status = within(server).await.unwrap();
+    let degraded = condition(&status.body["status"], "Degraded");
+    assert_eq!(degraded["reason"], "DeletedVaultExists");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .contains("createMode: Recover")
+    );
 }

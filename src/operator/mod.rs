@@ -10,6 +10,7 @@ pub mod controller;
 pub mod desired;
 pub mod policy;
 pub mod push;
+pub mod soft_delete;
 pub mod status;
 
 pub use controller::{OperatorOptions, run};

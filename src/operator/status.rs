@@ -80,6 +80,8 @@ pub mod reason {
     pub const INVALID_NAME: &str = "InvalidName";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const INVALID_POLICY: &str = "InvalidPolicy";
+    pub const DELETED_VAULT_EXISTS: &str = "DeletedVaultExists";
+    pub const NOTHING_TO_RECOVER: &str = "NothingToRecover";
     pub const POLICY_NOT_APPLIED: &str = "PolicyNotApplied";
     pub const PUSHING_POLICY: &str = "PushingPolicy";
 }
