@@ -6,7 +6,7 @@
 //! reconcile sees a closed connection); a missing one times out.
 
 use super::ca::Ca;
-use super::controller::{Context, Metrics, RESYNC, WAIT_FOR_PODS, reconcile};
+use super::controller::{Context, Metrics, RESYNC, WAIT_FOR_PODS, purge_expired, reconcile};
 use super::push::fake::FakeEndpoint;
 use super::soft_delete::{DELETED_LABEL, PURGE_AFTER_ANNOTATION, VAULT_FINALIZER};
 use super::status::{self, Outcome, Rollout};
@@ -680,4 +680,140 @@ async fn a_new_vault_over_a_deleted_ones_data_is_refused_without_recover() {
             .unwrap()
             .contains("createMode: Recover")
     );
+}
+
+fn kept_key(purge_after: &str) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+           "metadata": {"name": "payments-master-key", "namespace": NS,
+             "labels": {DELETED_LABEL: "true", "kvault.dev/vault": NAME},
+             "annotations": {PURGE_AFTER_ANNOTATION: purge_after},
+             "finalizers": ["kvault.dev/purge-protection"]}})
+}
+
+fn kept_pvcs() -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {},
+           "items": [{"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+             "metadata": {"name": "data-payments-0", "namespace": NS,
+               "labels": {DELETED_LABEL: "true", "kvault.dev/vault": NAME},
+               "finalizers": ["kubernetes.io/pvc-protection", "kvault.dev/purge-protection"]}}]})
+}
+
+#[tokio::test]
+async fn recover_takes_back_the_deleted_vaults_key_and_volumes() {
+    let (ctx, mut api) = context();
+    let mut spec = VaultSpec::default();
+    spec.create_mode = crate::api::CreateMode::Recover;
+    let vault = Arc::new(finalized(fixtures::vault(NS, NAME, spec)));
+    let server = tokio::spawn(async move {
+        let core = format!("/api/v1/namespaces/{NS}");
+        api.answer(StatusCode::OK, |_| kept_key("2027-01-01T00:00:00Z"))
+            .await;
+        let key = api
+            .answer(StatusCode::OK, |_| kept_key("2027-01-01T00:00:00Z"))
+            .await;
+        assert_eq!(
+            (key.method.clone(), key.path.as_str()),
+            (
+                Method::PATCH,
+                format!("{core}/secrets/{NAME}-master-key").as_str()
+            )
+        );
+        assert_eq!(key.body["metadata"]["labels"][DELETED_LABEL], Value::Null);
+        assert_eq!(key.body["metadata"]["finalizers"], json!([]));
+        api.answer(StatusCode::OK, |_| kept_pvcs()).await;
+        let pvc = api
+            .answer(StatusCode::OK, |_| kept_pvcs()["items"][0].clone())
+            .await;
+        assert_eq!(
+            pvc.path,
+            format!("{core}/persistentvolumeclaims/data-payments-0")
+        );
+        assert_eq!(
+            pvc.body["metadata"]["finalizers"],
+            json!(["kubernetes.io/pvc-protection"])
+        );
+        let recovered = api.event_published().await;
+        assert_eq!(recovered.body["reason"], "Recovered");
+        // Then the usual pass, on the same key (no new one is created).
+        api.objects_applied().await;
+        api.status_patched().await;
+        api.event_published().await;
+    });
+    within(reconcile(vault, ctx)).await.unwrap();
+    within(server).await.unwrap();
+}
+
+#[tokio::test]
+async fn recover_with_nothing_kept_is_refused() {
+    let (ctx, mut api) = context();
+    let mut spec = VaultSpec::default();
+    spec.create_mode = crate::api::CreateMode::Recover;
+    let vault = Arc::new(finalized(fixtures::vault(NS, NAME, spec)));
+    let server = tokio::spawn(async move {
+        api.not_found().await;
+        let status = api.status_patched().await;
+        api.event_published().await;
+        status
+    });
+    within(reconcile(vault, ctx)).await.unwrap();
+    let status = within(server).await.unwrap();
+    assert_eq!(
+        condition(&status.body["status"], "Degraded")["reason"],
+        "NothingToRecover"
+    );
+}
+
+#[tokio::test]
+async fn kept_objects_are_purged_after_the_retention_period() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut api = ApiServer(handle);
+    let server = tokio::spawn(async move {
+        let core = format!("/api/v1/namespaces/{NS}");
+        let list = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                       "metadata": {}, "items": [kept_key("2026-01-01T00:00:00Z")]})
+            })
+            .await;
+        assert_eq!(list.path, "/api/v1/secrets");
+        assert_eq!(
+            list.param("labelSelector"),
+            Some("kvault.dev%2Fdeleted%3Dtrue")
+        );
+        // No Vault of that name again.
+        let vault = api.not_found().await;
+        assert_eq!(
+            vault.path,
+            format!("/apis/kvault.dev/v1alpha1/namespaces/{NS}/vaults/{NAME}")
+        );
+        api.answer(StatusCode::OK, |_| kept_pvcs()).await;
+        let unprotect = api
+            .answer(StatusCode::OK, |_| kept_pvcs()["items"][0].clone())
+            .await;
+        assert_eq!(
+            unprotect.body["metadata"]["finalizers"],
+            json!(["kubernetes.io/pvc-protection"])
+        );
+        let del = api.answer(StatusCode::OK, |_| json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})).await;
+        assert_eq!(
+            (del.method.clone(), del.path.clone()),
+            (
+                Method::DELETE,
+                format!("{core}/persistentvolumeclaims/data-payments-0")
+            )
+        );
+        api.answer(StatusCode::OK, |_| kept_key("2026-01-01T00:00:00Z"))
+            .await;
+        let del = api.answer(StatusCode::OK, |_| json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})).await;
+        assert_eq!(
+            (del.method.clone(), del.path.clone()),
+            (Method::DELETE, format!("{core}/secrets/{NAME}-master-key"))
+        );
+    });
+    let now = k8s_openapi::jiff::Timestamp::from_second(1_790_000_000)
+        .unwrap()
+        .as_second();
+    assert_eq!(within(purge_expired(&client, now)).await.unwrap(), 1);
+    within(server).await.unwrap();
 }
