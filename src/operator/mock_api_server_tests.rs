@@ -701,8 +701,10 @@ fn kept_pvcs() -> Value {
 #[tokio::test]
 async fn recover_takes_back_the_deleted_vaults_key_and_volumes() {
     let (ctx, mut api) = context();
-    let mut spec = VaultSpec::default();
-    spec.create_mode = crate::api::CreateMode::Recover;
+    let spec = VaultSpec {
+        create_mode: crate::api::CreateMode::Recover,
+        ..Default::default()
+    };
     let vault = Arc::new(finalized(fixtures::vault(NS, NAME, spec)));
     let server = tokio::spawn(async move {
         let core = format!("/api/v1/namespaces/{NS}");
@@ -746,8 +748,10 @@ async fn recover_takes_back_the_deleted_vaults_key_and_volumes() {
 #[tokio::test]
 async fn recover_with_nothing_kept_is_refused() {
     let (ctx, mut api) = context();
-    let mut spec = VaultSpec::default();
-    spec.create_mode = crate::api::CreateMode::Recover;
+    let spec = VaultSpec {
+        create_mode: crate::api::CreateMode::Recover,
+        ..Default::default()
+    };
     let vault = Arc::new(finalized(fixtures::vault(NS, NAME, spec)));
     let server = tokio::spawn(async move {
         api.not_found().await;
