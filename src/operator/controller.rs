@@ -9,6 +9,7 @@
 
 use super::ca::{self, Ca, CaError};
 use super::desired::{self, DesiredError, DesiredObjects};
+use super::leader;
 use super::policy::{self, GrantKind, GrantOutcome};
 use super::push::{self, PolicyEndpoint, ServiceAccountEndpoint};
 use super::soft_delete;
@@ -84,6 +85,9 @@ pub struct OperatorOptions {
     /// the vaults' server certificates).
     #[arg(long, env = "KVAULT_VAULT_CA_FILE")]
     pub vault_ca_file: Option<std::path::PathBuf>,
+    /// This replica's name in the leader Lease (default: the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     #[arg(long, env = "KVAULT_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -936,7 +940,20 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         service_account: settings.service_account.clone(),
         ca_file: Some(vault_ca_file),
     };
+    let identity = opts.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("kvault-operator-{}", std::process::id()))
+    });
+    tokio::select! {
+        _ = leader::acquire(&client, &settings.namespace, &identity) => {}
+        _ = shutdown_signal() => {
+            let _ = stop_tx.send(());
+            let _ = http.await;
+            return Ok(());
+        }
+    }
     let purger = tokio::spawn(purge_loop(client.clone()));
+    let namespace = settings.namespace.clone();
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
@@ -944,7 +961,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         Arc::new(ca),
         Arc::new(endpoint),
     ));
-    controller(client)
+    let run_controller = controller(client.clone())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -952,13 +969,43 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
                 Ok((vault, _)) => tracing::debug!(vault = %vault.name, "reconciled"),
                 Err(e) => tracing::debug!(error = %e, "reconcile error"),
             }
-        })
-        .await;
-    tracing::info!("operator stopping");
+        });
+    let lost = tokio::select! {
+        _ = run_controller => false,
+        _ = leader::hold(&client, &namespace, &identity) => true,
+    };
     purger.abort();
     let _ = stop_tx.send(());
+    if lost {
+        anyhow::bail!("lost the leader Lease: exiting so that only one replica acts");
+    }
+    tracing::info!("operator stopping");
+    leader::release(&client, &namespace, &identity).await;
     let _ = http.await;
     Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// How often deleted vaults are checked for the end of their retention period.

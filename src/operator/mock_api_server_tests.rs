@@ -821,3 +821,43 @@ async fn kept_objects_are_purged_after_the_retention_period() {
     assert_eq!(within(purge_expired(&client, now)).await.unwrap(), 1);
     within(server).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_leader_lease_is_created_when_free_and_not_taken_while_held() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut api = ApiServer(handle);
+    let server = tokio::spawn(async move {
+        let path = "/apis/coordination.k8s.io/v1/namespaces/kvault-system/leases";
+        let get = api.not_found().await;
+        assert_eq!(get.path, format!("{path}/kvault-operator"));
+        let create = api.echo(StatusCode::CREATED).await;
+        assert_eq!(
+            (create.method.clone(), create.path.as_str()),
+            (Method::POST, path)
+        );
+        assert_eq!(create.body["spec"]["holderIdentity"], "replica-a");
+        // Replica b finds it held and fresh: it waits, writing nothing.
+        let held = create.body.clone();
+        api.answer(StatusCode::OK, move |_| held).await;
+    });
+    assert!(
+        within(super::leader::try_hold(
+            &client,
+            "kvault-system",
+            "replica-a"
+        ))
+        .await
+        .unwrap()
+    );
+    assert!(
+        !within(super::leader::try_hold(
+            &client,
+            "kvault-system",
+            "replica-b"
+        ))
+        .await
+        .unwrap()
+    );
+    within(server).await.unwrap();
+}

@@ -8,6 +8,7 @@
 pub mod ca;
 pub mod controller;
 pub mod desired;
+pub mod leader;
 pub mod policy;
 pub mod push;
 pub mod soft_delete;
