@@ -591,6 +591,88 @@ where
     Ok(())
 }
 
+/// What the grants' controller needs of `AccessPolicy` and `RoleAssignment`.
+pub trait Grant:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    fn vault_name(&self) -> &str;
+    fn grant_status(&self) -> Option<&GrantStatus>;
+}
+
+impl Grant for AccessPolicy {
+    fn vault_name(&self) -> &str {
+        &self.spec.vault_ref.name
+    }
+    fn grant_status(&self) -> Option<&GrantStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl Grant for RoleAssignment {
+    fn vault_name(&self) -> &str {
+        &self.spec.vault_ref.name
+    }
+    fn grant_status(&self) -> Option<&GrantStatus> {
+        self.status.as_ref()
+    }
+}
+
+/// Re-checks a grant whose vault is missing or not ready.
+pub const GRANT_RECHECK: Duration = Duration::from_secs(60);
+
+/// A grant's own pass: says `VaultNotFound` or `VaultNotReady` when its vault cannot apply
+/// it. Everything else about grants is reported by their Vault's reconcile.
+pub async fn reconcile_grant<G: Grant>(grant: Arc<G>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let (Some(name), Some(ns)) = (grant.meta().name.clone(), grant.meta().namespace.clone()) else {
+        return Ok(Action::await_change());
+    };
+    if grant.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let vault = Api::<Vault>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(grant.vault_name())
+        .await?;
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let pending = status::pending_grant_status(
+        grant.grant_status(),
+        grant.vault_name(),
+        &ns,
+        vault.as_ref(),
+        grant.meta().generation,
+        &now,
+    );
+    if let Some(new) = pending {
+        patch_grant_status::<G>(&ctx.client, &ns, &name, &new).await?;
+    }
+    let vault_ready = vault
+        .as_ref()
+        .is_some_and(|v| status::ready_state(v.status.as_ref()).is_some_and(|(s, _)| s == "True"));
+    Ok(if vault_ready {
+        Action::await_change()
+    } else {
+        Action::requeue(GRANT_RECHECK)
+    })
+}
+
+pub fn grant_error_policy<G: Grant>(grant: Arc<G>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failures.inc();
+    tracing::warn!(
+        kind = %G::kind(&()),
+        name = %grant.name_any(),
+        namespace = grant.namespace().unwrap_or_default(),
+        error = %error,
+        "grant reconcile failed"
+    );
+    Action::requeue(backoff(2))
+}
+
 /// Logs, counts and requeues with a per-vault exponential backoff.
 pub fn error_policy(vault: Arc<Vault>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failures.inc();
@@ -961,15 +1043,37 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         Arc::new(ca),
         Arc::new(endpoint),
     ));
-    let run_controller = controller(client.clone())
+    let vaults = controller(client.clone())
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|res| async move {
             match res {
                 Ok((vault, _)) => tracing::debug!(vault = %vault.name, "reconciled"),
                 Err(e) => tracing::debug!(error = %e, "reconcile error"),
             }
         });
+    let grants_config = watcher::Config::default().any_semantic();
+    let access_policies = Controller::new(
+        Api::<AccessPolicy>::all(client.clone()),
+        grants_config.clone(),
+    )
+    .shutdown_on_signal()
+    .run(
+        reconcile_grant::<AccessPolicy>,
+        grant_error_policy::<AccessPolicy>,
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
+    let role_assignments =
+        Controller::new(Api::<RoleAssignment>::all(client.clone()), grants_config)
+            .shutdown_on_signal()
+            .run(
+                reconcile_grant::<RoleAssignment>,
+                grant_error_policy::<RoleAssignment>,
+                ctx,
+            )
+            .for_each(|_| async {});
+    let run_controller = futures_util::future::join3(vaults, access_policies, role_assignments);
     let lost = tokio::select! {
         _ = run_controller => false,
         _ = leader::hold(&client, &namespace, &identity) => true,

@@ -861,3 +861,46 @@ async fn the_leader_lease_is_created_when_free_and_not_taken_while_held() {
     );
     within(server).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_grant_of_a_missing_vault_says_vault_not_found() {
+    let (ctx, mut api) = context();
+    let grant = Arc::new(fixtures::access_policy(
+        NS,
+        "worker",
+        "nowhere",
+        fixtures::sa("web"),
+    ));
+    let server = tokio::spawn(async move {
+        let get = api.not_found().await;
+        assert_eq!(
+            get.path,
+            format!("/apis/kvault.dev/v1alpha1/namespaces/{NS}/vaults/nowhere")
+        );
+        let patch = api
+            .answer(StatusCode::OK, |p| {
+                let mut g = serde_json::to_value(fixtures::access_policy(
+                    NS,
+                    "worker",
+                    "nowhere",
+                    fixtures::sa("web"),
+                ))
+                .unwrap();
+                g["status"] = p.body["status"].clone();
+                g
+            })
+            .await;
+        patch.assert_apply(&format!(
+            "/apis/kvault.dev/v1alpha1/namespaces/{NS}/accesspolicies/worker/status"
+        ));
+        patch
+    });
+    let action = within(super::controller::reconcile_grant(grant, ctx))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(super::controller::GRANT_RECHECK));
+    let patch = within(server).await.unwrap();
+    let applied = condition(&patch.body["status"], "Applied");
+    assert_eq!(applied["status"], "False");
+    assert_eq!(applied["reason"], "VaultNotFound");
+}

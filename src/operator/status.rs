@@ -230,6 +230,54 @@ pub fn grant_status(
     }
 }
 
+/// Grant reasons set by the grants' own controller (the Vault's reconcile sets the others).
+pub const VAULT_NOT_FOUND: &str = "VaultNotFound";
+pub const VAULT_NOT_READY: &str = "VaultNotReady";
+
+/// What a grant's status should say while its vault cannot apply it: `None` when the vault
+/// is ready (its reconcile reports on the grant) or when the grant is already applied at its
+/// current generation (a vault that is briefly not ready keeps enforcing its last policy).
+pub fn pending_grant_status(
+    old: Option<&GrantStatus>,
+    vault_name: &str,
+    namespace: &str,
+    vault: Option<&Vault>,
+    grant_generation: Option<i64>,
+    now: &Time,
+) -> Option<GrantStatus> {
+    let (reason, message) = match vault {
+        None => (
+            VAULT_NOT_FOUND,
+            format!("no Vault named {vault_name} in namespace {namespace}"),
+        ),
+        Some(v) if ready_state(v.status.as_ref()).is_some_and(|(s, _)| s == "True") => {
+            return None;
+        }
+        Some(_) => (
+            VAULT_NOT_READY,
+            format!("Vault {vault_name} is not ready; the grant is applied once it is"),
+        ),
+    };
+    if vault.is_some()
+        && old.is_some_and(|o| {
+            o.observed_generation == grant_generation
+                && o.conditions
+                    .iter()
+                    .any(|c| c.type_ == APPLIED && c.status == "True")
+        })
+    {
+        return None;
+    }
+    let w = wanted(APPLIED, false, reason, message);
+    let old_conditions = old.map(|o| o.conditions.as_slice()).unwrap_or_default();
+    let new = GrantStatus {
+        conditions: merge_conditions(old_conditions, &[w], grant_generation, now),
+        observed_generation: grant_generation,
+        applied_policy_generation: None,
+    };
+    (old != Some(&new)).then_some(new)
+}
+
 /// The Ready condition's (status, reason), to tell transitions (which get an event) from
 /// repeats.
 pub fn ready_state(status: Option<&VaultStatus>) -> Option<(String, String)> {
@@ -353,6 +401,62 @@ mod tests {
         assert_eq!(bad.conditions[0].message, "no such principal");
         assert_eq!(bad.conditions[0].last_transition_time, t(20));
         assert_eq!(bad.applied_policy_generation, None);
+    }
+
+    #[test]
+    fn grants_of_missing_or_unready_vaults_say_so_once() {
+        let s = pending_grant_status(None, "payments", "team-a", None, Some(1), &t(5)).unwrap();
+        assert_eq!(s.conditions[0].reason, VAULT_NOT_FOUND);
+        assert!(s.conditions[0].message.contains("payments"));
+        // Said already: nothing to write.
+        assert_eq!(
+            pending_grant_status(Some(&s), "payments", "team-a", None, Some(1), &t(9)),
+            None
+        );
+
+        let mut v = fixtures::vault("team-a", "payments", VaultSpec::default());
+        let rolling = Outcome::Applied(Rollout {
+            desired: 1,
+            ..Default::default()
+        });
+        v.status = Some(vault_status(&v, &rolling, &t(1)));
+        let s = pending_grant_status(Some(&s), "payments", "team-a", Some(&v), Some(1), &t(10))
+            .unwrap();
+        assert_eq!(s.conditions[0].reason, VAULT_NOT_READY);
+
+        // A ready vault reports on its grants itself.
+        v.status = Some(vault_status(&v, &serving(), &t(2)));
+        assert_eq!(
+            pending_grant_status(None, "payments", "team-a", Some(&v), Some(1), &t(10)),
+            None
+        );
+
+        // An applied grant stays applied while its vault is briefly not ready.
+        let applied = grant_status(None, &GrantState::Applied, Some(1), 3, &t(3));
+        v.status = Some(vault_status(&v, &rolling, &t(4)));
+        assert_eq!(
+            pending_grant_status(
+                Some(&applied),
+                "payments",
+                "team-a",
+                Some(&v),
+                Some(1),
+                &t(10)
+            ),
+            None
+        );
+        // …but not once the grant changed.
+        assert!(
+            pending_grant_status(
+                Some(&applied),
+                "payments",
+                "team-a",
+                Some(&v),
+                Some(2),
+                &t(10)
+            )
+            .is_some()
+        );
     }
 
     #[test]
