@@ -185,6 +185,8 @@ pub struct Context {
     pub policy: Arc<dyn PolicyEndpoint>,
     /// Consecutive failures per vault, for the error backoff.
     failures: Mutex<HashMap<ObjectRef<Vault>, u32>>,
+    /// The cluster JWKS and when it was fetched.
+    jwks: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl Context {
@@ -207,6 +209,7 @@ impl Context {
             ca,
             policy,
             failures: Mutex::default(),
+            jwks: tokio::sync::Mutex::default(),
         }
     }
 
@@ -269,7 +272,7 @@ async fn apply_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, Error> 
                     &desired::ca_config_map(&ns, &ctx.ca.cert_pem),
                 )
                 .await?;
-                let jwks = cluster_jwks(&ctx.client).await?;
+                let jwks = cluster_jwks(ctx).await?;
                 let jwks_map = desired::cluster_jwks_config_map(&vault, &jwks)
                     .map_err(|e| Error::Certificate(e.into()))?;
                 apply(&ctx.client, &ns, &jwks_map).await?;
@@ -793,13 +796,25 @@ async fn ensure_certificate(
     Ok(())
 }
 
+/// How long the cluster JWKS is reused before it is fetched again (key rotation reaches the
+/// vaults within this time plus the kubelet's ConfigMap sync).
+pub const JWKS_TTL: Duration = Duration::from_secs(300);
+
 /// The cluster's service-account JWKS (`/openid/v1/jwks`), for the vault to check pods'
-/// tokens offline.
-async fn cluster_jwks(client: &Client) -> Result<String, Error> {
+/// tokens offline; fetched at most every [`JWKS_TTL`].
+async fn cluster_jwks(ctx: &Context) -> Result<String, Error> {
+    let mut cached = ctx.jwks.lock().await;
+    if let Some((at, jwks)) = cached.as_ref()
+        && at.elapsed() < JWKS_TTL
+    {
+        return Ok(jwks.clone());
+    }
     let request = axum::http::Request::get("/openid/v1/jwks")
         .body(Vec::new())
         .map_err(|e| Error::Kube(kube::Error::HttpError(e)))?;
-    Ok(client.request_text(request).await?)
+    let jwks = ctx.client.request_text(request).await?;
+    *cached = Some((std::time::Instant::now(), jwks.clone()));
+    Ok(jwks)
 }
 
 /// Loads the operator's CA from its Secret, creating it at first start.

@@ -148,6 +148,11 @@ impl ApiServer {
     /// The server certificate (issued: there is none yet), the CA ConfigMap, the cluster's
     /// JWKS and its ConfigMap.
     async fn certificate_and_jwks(&mut self) {
+        self.certificate_and_jwks_with(true).await
+    }
+
+    /// `fetch`: whether the JWKS is fetched (it is reused for a while once fetched).
+    async fn certificate_and_jwks_with(&mut self, fetch: bool) {
         let core = format!("/api/v1/namespaces/{NS}");
         let get = self.not_found().await;
         assert_eq!(get.method, Method::GET);
@@ -165,19 +170,21 @@ impl ApiServer {
                 .unwrap()
                 .contains("BEGIN CERTIFICATE")
         );
-        let (jwks, reply) = self.next().await;
-        assert_eq!(
-            (jwks.method, jwks.path.as_str()),
-            (Method::GET, "/openid/v1/jwks")
-        );
-        reply.send_response(
-            Response::builder()
-                .status(StatusCode::OK)
-                .body(Body::from(
-                    br#"{"keys":[{"kty":"EC","kid":"k1"}]}"#.to_vec(),
-                ))
-                .unwrap(),
-        );
+        if fetch {
+            let (jwks, reply) = self.next().await;
+            assert_eq!(
+                (jwks.method, jwks.path.as_str()),
+                (Method::GET, "/openid/v1/jwks")
+            );
+            reply.send_response(
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .body(Body::from(
+                        br#"{"keys":[{"kty":"EC","kid":"k1"}]}"#.to_vec(),
+                    ))
+                    .unwrap(),
+            );
+        }
         let cm = self.echo(StatusCode::OK).await;
         cm.assert_apply(&format!("{core}/configmaps/{NAME}-cluster-jwks"));
         assert_eq!(
@@ -194,6 +201,14 @@ impl ApiServer {
     /// With `serving`, the StatefulSet comes back with all its pods ready.
     async fn objects_applied_with(&mut self, serving: bool) {
         self.certificate_and_jwks().await;
+        self.owned_objects_applied(serving).await;
+    }
+
+    async fn objects_applied_after_certificate(&mut self) {
+        self.owned_objects_applied(false).await;
+    }
+
+    async fn owned_objects_applied(&mut self, serving: bool) {
         let core = format!("/api/v1/namespaces/{NS}");
         self.echo(StatusCode::OK)
             .await
@@ -903,4 +918,25 @@ async fn a_grant_of_a_missing_vault_says_vault_not_found() {
     let applied = condition(&patch.body["status"], "Applied");
     assert_eq!(applied["status"], "False");
     assert_eq!(applied["reason"], "VaultNotFound");
+}
+
+#[tokio::test]
+async fn the_cluster_jwks_is_fetched_once_and_reused() {
+    let (ctx, mut api) = context();
+    let server = tokio::spawn(async move {
+        api.answer(StatusCode::OK, master_key_exists).await;
+        api.objects_applied().await;
+        api.status_patched().await;
+        api.event_published().await;
+        // Second pass (the vault still has no status: the mock does not store it).
+        api.answer(StatusCode::OK, master_key_exists).await;
+        api.certificate_and_jwks_with(false).await;
+        api.objects_applied_after_certificate().await;
+        api.status_patched().await;
+    });
+    within(reconcile(new_vault(NAME), ctx.clone()))
+        .await
+        .unwrap();
+    within(reconcile(new_vault(NAME), ctx)).await.unwrap();
+    within(server).await.unwrap();
 }
