@@ -20,7 +20,9 @@ use anyhow::Context as _;
 use futures_util::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -976,7 +978,14 @@ pub fn controller(client: Client) -> Controller<Vault> {
         .owns(Api::<Service>::all(client.clone()), ours.clone())
         .owns(Api::<ServiceAccount>::all(client.clone()), ours.clone())
         .owns(Api::<NetworkPolicy>::all(client.clone()), ours.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), ours)
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            ours.clone(),
+        )
+        // The JWKS ConfigMap (Secrets are not watched: a full watch would hold every
+        // master key and TLS key in memory, and kube's metadata-only owned watches are
+        // unstable features).
+        .owns(Api::<ConfigMap>::all(client.clone()), ours)
         .watches(
             Api::<AccessPolicy>::all(client.clone()),
             all.clone(),
