@@ -2,7 +2,8 @@
 //!
 //! The Lease `kvault-operator` in the operator's namespace names its holder. A replica takes
 //! it when it is free or expired, renews it every [`RENEW_EVERY`], and stops (the process
-//! exits; Kubernetes restarts it as a candidate) as soon as a renewal fails. Every write is
+//! exits; Kubernetes restarts it as a candidate) when it finds the Lease taken or has not
+//! renewed it for two thirds of its duration. Every write is
 //! a `replace` with the read `resourceVersion`, so two candidates racing for an expired
 //! Lease cannot both win: the API server refuses the second with 409.
 
@@ -123,20 +124,25 @@ pub async fn acquire(client: &Client, namespace: &str, me: &str) {
     }
 }
 
-/// Renews the Lease until a renewal fails or finds it taken; then returns.
+/// Renews the Lease until it is found taken, or until renewals have failed for so long that
+/// another replica may take it (two thirds of its duration); then returns. A single failed
+/// renewal (an API server hiccup) is retried.
 pub async fn hold(client: &Client, namespace: &str, me: &str) {
+    let give_up_after = Duration::from_secs(u64::try_from(LEASE_SECONDS).unwrap_or(15) * 2 / 3);
+    let mut last_renewal = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
         match try_hold(client, namespace, me).await {
-            Ok(true) => {}
+            Ok(true) => last_renewal = tokio::time::Instant::now(),
             Ok(false) => {
                 tracing::error!(lease = LEASE_NAME, "the Lease was taken by another replica");
                 return;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot renew the Lease");
+            Err(e) if last_renewal.elapsed() >= give_up_after => {
+                tracing::error!(error = %e, "cannot renew the Lease; stepping down");
                 return;
             }
+            Err(e) => tracing::warn!(error = %e, "cannot renew the Lease; retrying"),
         }
     }
 }
