@@ -949,20 +949,40 @@ async fn publish(ctx: &Context, vault: &Vault, type_: EventType, reason: &str, n
 /// Fails with instructions when a kvault CRD is not installed.
 pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
     let lp = ListParams::default().limit(1);
-    let missing = "is the CRD installed? Apply them with `kubectl apply -f crds/` \
-                   (or `kvault crd | kubectl apply -f -`)";
-    Api::<Vault>::all(client.clone())
-        .list(&lp)
-        .await
-        .with_context(|| format!("cannot list vaults.kvault.dev: {missing}"))?;
-    Api::<AccessPolicy>::all(client.clone())
-        .list(&lp)
-        .await
-        .with_context(|| format!("cannot list accesspolicies.kvault.dev: {missing}"))?;
-    Api::<RoleAssignment>::all(client.clone())
-        .list(&lp)
-        .await
-        .with_context(|| format!("cannot list roleassignments.kvault.dev: {missing}"))?;
+    let results = [
+        (
+            "vaults.kvault.dev",
+            Api::<Vault>::all(client.clone()).list(&lp).await.err(),
+        ),
+        (
+            "accesspolicies.kvault.dev",
+            Api::<AccessPolicy>::all(client.clone())
+                .list(&lp)
+                .await
+                .err(),
+        ),
+        (
+            "roleassignments.kvault.dev",
+            Api::<RoleAssignment>::all(client.clone())
+                .list(&lp)
+                .await
+                .err(),
+        ),
+    ];
+    for (crd, error) in results {
+        match error {
+            None => {}
+            Some(kube::Error::Api(s)) if s.is_not_found() => anyhow::bail!(
+                "the CustomResourceDefinition {crd} is not installed: apply them with \
+                 `kubectl apply -f crds/` (or `kvault crd | kubectl apply -f -`)"
+            ),
+            Some(kube::Error::Api(s)) if s.code == 403 => anyhow::bail!(
+                "the operator may not list {crd} ({}): check its ClusterRole (docs/operator.md)",
+                s.message
+            ),
+            Some(e) => anyhow::bail!("cannot list {crd}: {e}"),
+        }
+    }
     Ok(())
 }
 
@@ -1001,9 +1021,10 @@ pub fn controller(client: Client) -> Controller<Vault> {
 /// `kvault operator`: until SIGTERM or Ctrl-C.
 pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     let settings = opts.settings().map_err(anyhow::Error::msg)?;
-    let client = Client::try_default()
-        .await
-        .context("cannot configure the Kubernetes client (in-cluster or kubeconfig)")?;
+    // kube's error already carries its causes: one line, not anyhow's repeated chain.
+    let client = Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or kubeconfig): {e}")
+    })?;
     check_crds(&client).await?;
     let ca = ensure_ca(&client, &settings.namespace)
         .await
