@@ -940,3 +940,60 @@ async fn the_cluster_jwks_is_fetched_once_and_reused() {
     within(reconcile(new_vault(NAME), ctx)).await.unwrap();
     within(server).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_missing_crd_stops_the_operator_with_instructions() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut api = ApiServer(handle);
+    let server = tokio::spawn(async move {
+        let vaults = api.answer(StatusCode::OK, |_| list("Vault", vec![])).await;
+        assert_eq!(vaults.path, "/apis/kvault.dev/v1alpha1/vaults");
+        assert_eq!(vaults.param("limit"), Some("1"));
+        api.answer(StatusCode::OK, |_| list("AccessPolicy", vec![]))
+            .await;
+        api.not_found().await;
+    });
+    let err = within(super::controller::check_crds(&client))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("roleassignments.kvault.dev is not installed"),
+        "{err}"
+    );
+    assert!(err.contains("kubectl apply -f crds/"), "{err}");
+    within(server).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_vault_leaves_the_policy_unapplied_and_says_why() {
+    let unreachable = Arc::new(FakeEndpoint {
+        down: true,
+        ..Default::default()
+    });
+    let (ctx, mut api) = context_with(unreachable);
+    let server = tokio::spawn(async move {
+        api.answer(StatusCode::OK, master_key_exists).await;
+        api.objects_applied_with(true).await;
+        grants_listed(&mut api, vec![web_reads_secrets()]).await;
+        // No grant status: nothing was applied. The vault says why.
+        let status = api.status_patched().await;
+        let event = api.event_published().await;
+        (status, event)
+    });
+    let action = within(reconcile(new_vault(NAME), ctx)).await.unwrap();
+    assert_eq!(action, Action::requeue(WAIT_FOR_PODS));
+    let (status, event) = within(server).await.unwrap();
+    let st = &status.body["status"];
+    assert_eq!(condition(st, "Ready")["reason"], "PolicyNotApplied");
+    assert_eq!(condition(st, "Degraded")["status"], "True");
+    assert!(
+        condition(st, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused")
+    );
+    assert!(st["appliedPolicyGeneration"].is_null());
+    assert_eq!(event.body["type"], "Warning");
+}
