@@ -230,4 +230,25 @@ mod tests {
         assert!(needs_new_certificate(Some(&s), &other.cert_pem, NOW));
         assert!(needs_new_certificate(None, &ca.cert_pem, NOW));
     }
+
+    #[test]
+    fn the_server_loads_the_issued_secret_as_mounted() {
+        crate::install_crypto_provider();
+        let ca = Ca::generate(NOW).unwrap();
+        let vault = fixtures::vault("team-a", "payments", VaultSpec::default());
+        let s = ca
+            .server_secret(&vault, &OperatorSettings::test(), NOW)
+            .unwrap();
+        let data = s.data.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["tls.crt", "tls.key"] {
+            std::fs::write(dir.path().join(file), &data[file].0).unwrap();
+        }
+        let loaded = crate::server::tls::load_certified_key(
+            &dir.path().join("tls.crt"),
+            &dir.path().join("tls.key"),
+        );
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
+        assert_eq!(loaded.unwrap().cert.len(), 2);
+    }
 }
