@@ -954,7 +954,7 @@ async fn a_missing_crd_stops_the_operator_with_instructions() {
             .await;
         api.not_found().await;
     });
-    let err = within(super::controller::check_crds(&client))
+    let err = within(super::app::check_crds(&client))
         .await
         .unwrap_err()
         .to_string();

@@ -5,6 +5,7 @@
 //! out) in [`policy`] and [`desired`], tested directly; the I/O shell (watches, server-side
 //! apply, status, events, policy push) stays thin on top of them.
 
+pub mod app;
 pub mod ca;
 pub mod controller;
 pub mod desired;
@@ -14,7 +15,7 @@ pub mod push;
 pub mod soft_delete;
 pub mod status;
 
-pub use controller::{OperatorOptions, run};
+pub use app::{OperatorOptions, run};
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "kvault-operator";

@@ -1,0 +1,408 @@
+//! The `kvault operator` program: options, start-up checks (CRDs, CA), leader election, the
+//! controllers, the purge loop and the health endpoint. The reconciles live in
+//! [`super::controller`].
+
+use super::FIELD_MANAGER;
+use super::OperatorSettings;
+use super::ca::{self, Ca};
+use super::controller::{
+    Context, Metrics, controller, error_policy, grant_error_policy, purge_expired, reconcile,
+    reconcile_grant,
+};
+use super::leader;
+use super::push::ServiceAccountEndpoint;
+use crate::api::{AccessPolicy, RoleAssignment, Vault};
+use anyhow::Context as _;
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, PostParams};
+use kube::runtime::controller::Controller;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The image the vault StatefulSets run unless `--image` says otherwise.
+pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/kvault/kvault:", env!("CARGO_PKG_VERSION"));
+/// `kvault operator`: reconcile `Vault`, `AccessPolicy` and `RoleAssignment` resources.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorOptions {
+    /// The operator's own namespace (its CA Secret lives there).
+    #[arg(
+        long,
+        env = "KVAULT_OPERATOR_NAMESPACE",
+        default_value = "kvault-system"
+    )]
+    pub namespace: String,
+    /// The operator's service account: the only principal a vault lets replace its policy.
+    #[arg(
+        long,
+        env = "KVAULT_OPERATOR_SERVICE_ACCOUNT",
+        default_value = "kvault-operator"
+    )]
+    pub service_account: String,
+    /// The kvault image the vault StatefulSets run.
+    #[arg(long, env = "KVAULT_IMAGE", default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// imagePullPolicy of the vault containers (default: the cluster's).
+    #[arg(long, env = "KVAULT_IMAGE_PULL_POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub image_pull_policy: Option<String>,
+    /// The cluster's DNS domain.
+    #[arg(long, env = "KVAULT_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The `iss` of the cluster's service-account tokens
+    /// (default: https://kubernetes.default.svc.<cluster domain>).
+    #[arg(long, env = "KVAULT_CLUSTER_ISSUER")]
+    pub cluster_issuer: Option<String>,
+    /// The cluster's pod network(s), comma-separated CIDRs (used with `allowedPeers`).
+    #[arg(long = "pod-cidr", env = "KVAULT_POD_CIDRS", value_delimiter = ',')]
+    pub pod_cidrs: Vec<String>,
+    /// The CA bundle trusted for policy pushes (default: the operator's own CA, which signs
+    /// the vaults' server certificates).
+    #[arg(long, env = "KVAULT_VAULT_CA_FILE")]
+    pub vault_ca_file: Option<std::path::PathBuf>,
+    /// This replica's name in the leader Lease (default: the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, env = "KVAULT_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+}
+
+impl OperatorOptions {
+    /// The settings every vault's desired objects are computed with.
+    pub fn settings(&self) -> Result<OperatorSettings, String> {
+        for cidr in &self.pod_cidrs {
+            if cidr.parse::<ipnet::IpNet>().is_err() {
+                return Err(format!(
+                    "--pod-cidr '{cidr}' is not a CIDR like 10.244.0.0/16"
+                ));
+            }
+        }
+        let cluster_issuer = self
+            .cluster_issuer
+            .clone()
+            .unwrap_or_else(|| format!("https://kubernetes.default.svc.{}", self.cluster_domain));
+        if !cluster_issuer.starts_with("https://") {
+            return Err(format!(
+                "--cluster-issuer must be an https:// URL (got '{cluster_issuer}')"
+            ));
+        }
+        if self.service_account.is_empty() || self.namespace.is_empty() {
+            return Err("--namespace and --service-account must not be empty".into());
+        }
+        Ok(OperatorSettings {
+            namespace: self.namespace.clone(),
+            service_account: self.service_account.clone(),
+            image: self.image.clone(),
+            image_pull_policy: self.image_pull_policy.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            cluster_issuer,
+            pod_cidrs: self.pod_cidrs.clone(),
+        })
+    }
+}
+
+/// Fails with instructions when a kvault CRD is not installed.
+pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
+    let lp = ListParams::default().limit(1);
+    let results = [
+        (
+            "vaults.kvault.dev",
+            Api::<Vault>::all(client.clone()).list(&lp).await.err(),
+        ),
+        (
+            "accesspolicies.kvault.dev",
+            Api::<AccessPolicy>::all(client.clone())
+                .list(&lp)
+                .await
+                .err(),
+        ),
+        (
+            "roleassignments.kvault.dev",
+            Api::<RoleAssignment>::all(client.clone())
+                .list(&lp)
+                .await
+                .err(),
+        ),
+    ];
+    for (crd, error) in results {
+        match error {
+            None => {}
+            Some(kube::Error::Api(s)) if s.is_not_found() => anyhow::bail!(
+                "the CustomResourceDefinition {crd} is not installed: apply them with \
+                 `kubectl apply -f crds/` (or `kvault crd | kubectl apply -f -`)"
+            ),
+            Some(kube::Error::Api(s)) if s.code == 403 => anyhow::bail!(
+                "the operator may not list {crd} ({}): check its ClusterRole (docs/operator.md)",
+                s.message
+            ),
+            Some(e) => anyhow::bail!("cannot list {crd}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Loads the operator's CA from its Secret, creating it at first start.
+pub async fn ensure_ca(client: &Client, namespace: &str) -> anyhow::Result<Ca> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if let Some(s) = secrets.get_opt(ca::CA_SECRET).await? {
+        return Ok(Ca::from_secret(&s)?);
+    }
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let generated = Ca::generate(now)?;
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match secrets.create(&pp, &generated.to_secret(namespace)?).await {
+        Ok(_) => {
+            tracing::info!(namespace, secret = ca::CA_SECRET, "operator CA created");
+            Ok(generated)
+        }
+        // Another replica made it first: use theirs.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let s = secrets.get(ca::CA_SECRET).await?;
+            Ok(Ca::from_secret(&s)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `kvault operator`: until SIGTERM or Ctrl-C.
+pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
+    let settings = opts.settings().map_err(anyhow::Error::msg)?;
+    // kube's error already carries its causes: one line, not anyhow's repeated chain.
+    let client = Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or kubeconfig): {e}")
+    })?;
+    check_crds(&client).await?;
+    let ca = ensure_ca(&client, &settings.namespace)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot load or create Secret {}/{}",
+                settings.namespace,
+                ca::CA_SECRET
+            )
+        })?;
+    // The vault client takes the CA as a file.
+    let vault_ca_file = match &opts.vault_ca_file {
+        Some(f) => f.clone(),
+        None => {
+            let f = std::env::temp_dir().join("kvault-operator-ca.crt");
+            std::fs::write(&f, &ca.cert_pem)
+                .with_context(|| format!("cannot write {}", f.display()))?;
+            f
+        }
+    };
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::default().register(&mut registry);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let http = tokio::spawn(serve_health(listener, Arc::new(registry), stop_rx));
+
+    tracing::info!(
+        namespace = %settings.namespace,
+        service_account = %settings.service_account,
+        image = %settings.image,
+        listen = %opts.listen,
+        "operator started"
+    );
+    let endpoint = ServiceAccountEndpoint {
+        client: client.clone(),
+        namespace: settings.namespace.clone(),
+        service_account: settings.service_account.clone(),
+        ca_file: Some(vault_ca_file),
+    };
+    let identity = opts.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("kvault-operator-{}", std::process::id()))
+    });
+    tokio::select! {
+        _ = leader::acquire(&client, &settings.namespace, &identity) => {}
+        _ = shutdown_signal() => {
+            let _ = stop_tx.send(());
+            let _ = http.await;
+            return Ok(());
+        }
+    }
+    let purger = tokio::spawn(purge_loop(client.clone()));
+    let namespace = settings.namespace.clone();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        metrics,
+        Arc::new(ca),
+        Arc::new(endpoint),
+    ));
+    let vaults = controller(client.clone())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|res| async move {
+            match res {
+                Ok((vault, _)) => tracing::debug!(vault = %vault.name, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        });
+    let grants_config = watcher::Config::default().any_semantic();
+    let access_policies = Controller::new(
+        Api::<AccessPolicy>::all(client.clone()),
+        grants_config.clone(),
+    )
+    .shutdown_on_signal()
+    .run(
+        reconcile_grant::<AccessPolicy>,
+        grant_error_policy::<AccessPolicy>,
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
+    let role_assignments =
+        Controller::new(Api::<RoleAssignment>::all(client.clone()), grants_config)
+            .shutdown_on_signal()
+            .run(
+                reconcile_grant::<RoleAssignment>,
+                grant_error_policy::<RoleAssignment>,
+                ctx,
+            )
+            .for_each(|_| async {});
+    let run_controller = futures_util::future::join3(vaults, access_policies, role_assignments);
+    let lost = tokio::select! {
+        _ = run_controller => false,
+        _ = leader::hold(&client, &namespace, &identity) => true,
+    };
+    purger.abort();
+    let _ = stop_tx.send(());
+    if lost {
+        anyhow::bail!("lost the leader Lease: exiting so that only one replica acts");
+    }
+    tracing::info!("operator stopping");
+    leader::release(&client, &namespace, &identity).await;
+    let _ = http.await;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// How often deleted vaults are checked for the end of their retention period.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+async fn purge_loop(client: Client) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        if let Err(e) = purge_expired(&client, now).await {
+            tracing::warn!(error = %e, "purging deleted vaults failed; retrying later");
+        }
+    }
+}
+
+async fn serve_health(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    let metrics = move || {
+        let registry = registry.clone();
+        async move {
+            let mut out = String::new();
+            match prometheus_client::encoding::text::encode(&mut out, &registry) {
+                Ok(()) => (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    out,
+                )
+                    .into_response(),
+                Err(_) => (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                    String::from("cannot encode metrics"),
+                )
+                    .into_response(),
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = stop.await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "health endpoint stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        opts: OperatorOptions,
+    }
+
+    #[test]
+    fn options_become_settings() {
+        let c = Cmd::try_parse_from([
+            "op",
+            "--namespace",
+            "ops",
+            "--pod-cidr",
+            "10.244.0.0/16,fd00::/64",
+        ])
+        .unwrap();
+        let s = c.opts.settings().unwrap();
+        assert_eq!(s.namespace, "ops");
+        assert_eq!(
+            s.cluster_issuer,
+            "https://kubernetes.default.svc.cluster.local"
+        );
+        assert_eq!(s.pod_cidrs, vec!["10.244.0.0/16", "fd00::/64"]);
+        assert_eq!(s.admin_principal(), "ServiceAccount ops/kvault-operator");
+        assert!(s.image.starts_with("ghcr.io/kvault/kvault:"));
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        let c = Cmd::try_parse_from(["op", "--pod-cidr", "pods"]).unwrap();
+        assert!(c.opts.settings().unwrap_err().contains("pods"));
+        let c = Cmd::try_parse_from(["op", "--cluster-issuer", "http://x"]).unwrap();
+        assert!(c.opts.settings().unwrap_err().contains("https://"));
+    }
+}
