@@ -1092,19 +1092,6 @@ async fn import(
 
 // ---------- read and manage ----------
 
-fn pick<'h>(
-    head: &'h CertHead,
-    name: &str,
-    version: Option<&str>,
-) -> ApiResult<&'h Version<CertMeta>> {
-    match version {
-        None => head.current().ok_or_else(|| FAMILY.not_found(name)),
-        Some(v) => head
-            .version(v)
-            .ok_or_else(|| FAMILY.version_not_found(name, v)),
-    }
-}
-
 async fn get(
     state: &AppState,
     ctx: &RequestContext,
@@ -1112,7 +1099,7 @@ async fn get(
     version: Option<&str>,
 ) -> ApiResult<Reply> {
     let head = FAMILY.live::<CertMeta>(&state.store, name).await?;
-    let v = pick(&head, name, version)?;
+    let v = FAMILY.pick(&head, name, version)?;
     Reply::ok(&bundle(ctx, &head, v))
 }
 
@@ -1145,41 +1132,19 @@ async fn update(
             .clone()
             .filter(|h| h.deleted.is_none() && !h.versions.is_empty())
             .ok_or_else(|| FAMILY.not_found(name))?;
-        let id = pick(&cert, name, version)?.id.clone();
+        let id = FAMILY.pick(&cert, name, version)?.id.clone();
         let enabled = p.attributes.as_ref().and_then(|a| a.enabled);
-        let apply = |v: &mut Version<()>| {
-            if let Some(e) = enabled {
-                v.enabled = e;
-            }
-            if let Some(t) = &p.tags {
-                v.tags = Some(t.clone());
-            }
-            v.updated = now;
-        };
-        macro_rules! touch {
-            ($head:expr) => {
-                if let Some(v) = $head.version_mut(&id) {
-                    let mut shadow = Version::new(String::new(), 0, ());
-                    shadow.enabled = v.enabled;
-                    shadow.tags = v.tags.clone();
-                    apply(&mut shadow);
-                    v.enabled = shadow.enabled;
-                    v.tags = shadow.tags;
-                    v.updated = now;
-                }
-            };
-        }
-        touch!(cert);
+        apply_update_in(&mut cert, &id, enabled, &p.tags, now);
         if let (Some(np), Some(c)) = (&new_policy, cert.certificate.as_mut()) {
             c.policy = np.clone();
         }
         let mut key = trio.key.clone();
         let mut secret = trio.secret.clone();
         if let Some(k) = key.as_mut() {
-            touch!(k);
+            apply_update_in(k, &id, enabled, &p.tags, now);
         }
         if let Some(s) = secret.as_mut() {
-            touch!(s);
+            apply_update_in(s, &id, enabled, &p.tags, now);
         }
         let batch = trio.stage(
             state,
@@ -1196,6 +1161,26 @@ async fn update(
     .await?;
     let v = head.version(&id).ok_or(ApiError::Internal)?;
     Reply::ok(&bundle(ctx, &head, v))
+}
+
+/// Applies a certificate update to one version of the certificate, its key or its secret
+/// (the three stay in step).
+fn apply_update_in<M>(
+    head: &mut Head<M>,
+    id: &str,
+    enabled: Option<bool>,
+    tags: &Option<crate::wire::Tags>,
+    now: i64,
+) {
+    if let Some(v) = head.version_mut(id) {
+        if let Some(e) = enabled {
+            v.enabled = e;
+        }
+        if let Some(t) = tags {
+            v.tags = Some(t.clone());
+        }
+        v.updated = now;
+    }
 }
 
 /// PATCH semantics for policies: the sections given replace the stored ones.

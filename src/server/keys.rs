@@ -532,19 +532,6 @@ async fn import(
     current_reply(ctx, &head)
 }
 
-fn pick<'h>(
-    head: &'h KeyHead,
-    name: &str,
-    version: Option<&str>,
-) -> ApiResult<&'h Version<KeyMeta>> {
-    match version {
-        None => head.current().ok_or_else(|| FAMILY.not_found(name)),
-        Some(v) => head
-            .version(v)
-            .ok_or_else(|| FAMILY.version_not_found(name, v)),
-    }
-}
-
 async fn get(
     state: &AppState,
     ctx: &RequestContext,
@@ -552,7 +539,7 @@ async fn get(
     version: Option<&str>,
 ) -> ApiResult<Reply> {
     let head = FAMILY.live::<KeyMeta>(&state.store, name).await?;
-    let v = pick(&head, name, version)?;
+    let v = FAMILY.pick(&head, name, version)?;
     Reply::ok(&bundle(ctx, &head, v))
 }
 
@@ -574,7 +561,7 @@ async fn update(
                 Some(h) if h.deleted.is_none() => h,
                 _ => return Err(FAMILY.not_found(name)),
             };
-            let id = pick(&head, name, version)?.id.clone();
+            let id = FAMILY.pick(&head, name, version)?.id.clone();
             let v = head
                 .version_mut(&id)
                 .ok_or_else(|| FAMILY.not_found(name))?;
@@ -733,7 +720,7 @@ async fn key_operation(
     body: &[u8],
 ) -> ApiResult<Reply> {
     let head = FAMILY.live::<KeyMeta>(&state.store, name).await?;
-    let v = pick(&head, name, version)?;
+    let v = FAMILY.pick(&head, name, version)?;
     check_usable(v, op, state.clock.now())?;
     let kid = kid(ctx, &head, v);
     if op == KeyOp::Release {

@@ -394,6 +394,22 @@ impl Family {
         }
     }
 
+    /// A version of `head`: the current one for `None`, else by id; this family's 404
+    /// otherwise.
+    pub fn pick<'h, M>(
+        &self,
+        head: &'h Head<M>,
+        name: &str,
+        version: Option<&str>,
+    ) -> ApiResult<&'h crate::server::store::Version<M>> {
+        match version {
+            None => head.current().ok_or_else(|| self.not_found(name)),
+            Some(v) => head
+                .version(v)
+                .ok_or_else(|| self.version_not_found(name, v)),
+        }
+    }
+
     /// The live object, or this family's 404.
     pub async fn live<M: DeserializeOwned>(
         &self,

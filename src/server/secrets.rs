@@ -203,19 +203,6 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
     Reply::ok(&bundle(ctx, &head, &version, Some(value.to_string())))
 }
 
-fn pick<'h>(
-    head: &'h SecretHead,
-    name: &str,
-    version: Option<&str>,
-) -> ApiResult<&'h Version<SecretMeta>> {
-    match version {
-        None => head.current().ok_or_else(|| FAMILY.not_found(name)),
-        Some(v) => head
-            .version(v)
-            .ok_or_else(|| FAMILY.version_not_found(name, v)),
-    }
-}
-
 async fn get(
     state: &AppState,
     ctx: &RequestContext,
@@ -223,7 +210,7 @@ async fn get(
     version: Option<&str>,
 ) -> ApiResult<Reply> {
     let head = FAMILY.live::<SecretMeta>(&state.store, name).await?;
-    let v = pick(&head, name, version)?;
+    let v = FAMILY.pick(&head, name, version)?;
     if !v.enabled {
         return Err(ApiError::Forbidden {
             message: "Operation get is not allowed on a disabled secret.".into(),
@@ -302,7 +289,7 @@ async fn update(
                 Some(h) if h.deleted.is_none() => h,
                 _ => return Err(FAMILY.not_found(name)),
             };
-            let id = pick(&head, name, version)?.id.clone();
+            let id = FAMILY.pick(&head, name, version)?.id.clone();
             let Some(v) = head.version_mut(&id) else {
                 return Err(FAMILY.not_found(name));
             };
