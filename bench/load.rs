@@ -5,16 +5,16 @@
 //!
 //! It prints figures and asserts nothing about speed. See bench/README.md.
 
+#[path = "common.rs"]
+mod common;
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use common::*;
+use std::process::{Command, ExitCode};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 const API_VERSION: &str = "2026-04-01";
-const HOST: &str = "bench.kvault.localhost";
 /// 64 bytes: the value of the secret read by the GET phase and of every PUT.
 const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO";
 const _: () = assert!(VALUE.len() == 64);
@@ -22,7 +22,6 @@ const DEFAULT_SECS: f64 = 3.0;
 const DEFAULT_CONNS: [usize; 3] = [1, 16, 64];
 /// A single request that takes longer than this counts as an error; it also bounds how long
 /// a phase can overrun its duration.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
@@ -50,134 +49,6 @@ fn main() -> ExitCode {
 // Setup: the binary, the child processes, /proc readings.
 // ---------------------------------------------------------------------------------------------
 
-/// The kvault binary: `KVAULT_BIN`, else the one cargo built for this bench, else
-/// `target/release/kvault` under the package.
-fn kvault_bin() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("KVAULT_BIN") {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!("KVAULT_BIN={} does not exist", p.display());
-        }
-        return Ok(p);
-    }
-    let candidates = [
-        option_env!("CARGO_BIN_EXE_kvault").map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/kvault")),
-    ];
-    for p in candidates.into_iter().flatten() {
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    bail!(
-        "the release binary {}/target/release/kvault is missing: run `cargo build --release` \
-         (or point KVAULT_BIN at a kvault binary)",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// A child process that is stopped (SIGTERM, then SIGKILL) when the guard is dropped —
-/// at the end of the run, on an error and on a panic.
-struct ChildGuard {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl ChildGuard {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
-        let out = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
-        let err = out.try_clone()?;
-        // The reference server exits when its stdin closes, so it never outlives us.
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting the {name} ({:?})", cmd.get_program()))?;
-        Ok(Self { name, child, log })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Fails if the process has already exited, quoting the end of its log.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!(
-                "the {} exited ({status}); its output:\n{}",
-                self.name,
-                tail.join("\n")
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // SIGTERM lets the vault stop cleanly; SIGKILL if it has not within 3 s.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn clock_ticks_per_sec() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|&t| t > 0)
-        .unwrap_or(100)
-}
-
-/// utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| path.clone())?;
-    // Field 2 (comm) is parenthesised and may contain spaces: count from the last ')'.
-    let rest = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .with_context(|| format!("{path}: unexpected format"))?;
-    // `rest` starts with field 3 (state).
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> anyhow::Result<u64> {
-        fields
-            .get(n - 3)
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("{path}: field {n} missing"))
-    };
-    Ok(field(14)? + field(15)?)
-}
-
 /// VmRSS of a process, in KiB.
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
@@ -188,17 +59,6 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("{path}: no VmRSS"))
-}
-
-/// The `KVAULT_TOKEN` of `dev.env` (`export KVAULT_TOKEN=...`).
-fn read_token(env_file: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(env_file)
-        .with_context(|| format!("reading {}", env_file.display()))?;
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("export KVAULT_TOKEN="))
-        .map(|t| t.trim_matches(|c| c == '\'' || c == '"').to_string())
-        .filter(|t| !t.is_empty())
-        .with_context(|| format!("{} has no KVAULT_TOKEN", env_file.display()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,24 +93,6 @@ struct Ctx {
     put_body: Bytes,
     secs: Duration,
     clk_tck: u64,
-}
-
-fn http_client(ca: &[reqwest::Certificate], port: u16) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .https_only(true)
-        .http1_only()
-        .pool_max_idle_per_host(1)
-        .no_proxy()
-        .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], port)))
-        .tls_certs_only(ca.iter().cloned())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("building the HTTPS client")
-}
-
-fn origin(port: u16) -> String {
-    format!("https://{HOST}:{port}")
 }
 
 /// One connection's request for `op`.
@@ -333,18 +175,6 @@ impl PhaseResult {
     fn client_us_per_req(&self) -> Option<f64> {
         (self.completed > 0).then(|| self.client_cpu.as_secs_f64() * 1e6 / self.completed as f64)
     }
-}
-
-fn percentile(sorted: &[u64], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Duration::from_nanos(sorted[rank - 1])
-}
-
-fn ticks_to_duration(ticks: u64, clk_tck: u64) -> Duration {
-    Duration::from_secs_f64(ticks as f64 / clk_tck as f64)
 }
 
 async fn run_phase(ctx: &Arc<Ctx>, op: Op, conns: usize) -> anyhow::Result<PhaseResult> {
@@ -675,10 +505,6 @@ fn run_bench() -> anyhow::Result<()> {
     })?;
     drop(tmp);
     Ok(())
-}
-
-fn fmt_opt(v: Option<f64>, prec: usize) -> String {
-    v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.prec$}"))
 }
 
 fn print_report(results: &[PhaseResult]) {

@@ -1,0 +1,185 @@
+//! Helpers both benchmarks share: finding and supervising the `kvault` process, reading
+//! its CPU time, the HTTPS client they load it with, and the figures they print.
+//! Included by `load.rs` and `crypto.rs` with `#[path = "common.rs"] mod common;`.
+
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const HOST: &str = "bench.kvault.localhost";
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The kvault binary: `KVAULT_BIN`, else the one cargo built for this bench, else
+/// `target/release/kvault` under the package.
+pub fn kvault_bin() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("KVAULT_BIN") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("KVAULT_BIN={} does not exist", p.display());
+        }
+        return Ok(p);
+    }
+    let candidates = [
+        option_env!("CARGO_BIN_EXE_kvault").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/kvault")),
+    ];
+    for p in candidates.into_iter().flatten() {
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "the release binary {}/target/release/kvault is missing: run `cargo build --release` \
+         (or point KVAULT_BIN at a kvault binary)",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+pub fn clock_ticks_per_sec() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+    // Field 2 (comm) is parenthesised and may contain spaces: count from the last ')'.
+    let rest = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .with_context(|| format!("{path}: unexpected format"))?;
+    // `rest` starts with field 3 (state).
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> anyhow::Result<u64> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("{path}: field {n} missing"))
+    };
+    Ok(field(14)? + field(15)?)
+}
+
+/// The `KVAULT_TOKEN` of `dev.env` (`export KVAULT_TOKEN=...`).
+pub fn read_token(env_file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(env_file)
+        .with_context(|| format!("reading {}", env_file.display()))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("export KVAULT_TOKEN="))
+        .map(|t| t.trim_matches(|c| c == '\'' || c == '"').to_string())
+        .filter(|t| !t.is_empty())
+        .with_context(|| format!("{} has no KVAULT_TOKEN", env_file.display()))
+}
+
+pub fn http_client(ca: &[reqwest::Certificate], port: u16) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .https_only(true)
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .no_proxy()
+        .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], port)))
+        .tls_certs_only(ca.iter().cloned())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .context("building the HTTPS client")
+}
+
+pub fn origin(port: u16) -> String {
+    format!("https://{HOST}:{port}")
+}
+
+pub fn percentile(sorted: &[u64], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Duration::from_nanos(sorted[rank - 1])
+}
+
+pub fn ticks_to_duration(ticks: u64, clk_tck: u64) -> Duration {
+    Duration::from_secs_f64(ticks as f64 / clk_tck as f64)
+}
+
+pub fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.prec$}"))
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when the guard is dropped —
+/// at the end of the run, on an error and on a panic.
+pub struct ChildGuard {
+    pub name: &'static str,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl ChildGuard {
+    pub fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
+        let out = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
+        let err = out.try_clone()?;
+        // The reference server exits when its stdin closes, so it never outlives us.
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting the {name} ({:?})", cmd.get_program()))?;
+        Ok(Self { name, child, log })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails if the process has already exited, quoting the end of its log.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the {} exited ({status}); its output:\n{}",
+                self.name,
+                tail.join("\n")
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SIGTERM lets the vault stop cleanly; SIGKILL if it has not within 3 s.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
