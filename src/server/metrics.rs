@@ -161,6 +161,9 @@ impl Backend for MeteredBackend {
         self.observe("commit", t);
         r
     }
+    async fn holds_job_lease(&self) -> bool {
+        self.inner.holds_job_lease().await
+    }
 }
 
 /// Serves `/metrics` on its own listener until the task is aborted.

@@ -100,6 +100,9 @@ pub fn spawn(state: Arc<AppState>, every: Duration) -> tokio::task::JoinHandle<(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if !state.store.holds_job_lease().await {
+                continue;
+            }
             if let Err(e) = run_once(&state).await {
                 tracing::warn!(error = %e, "certificate renewal pass failed");
             }

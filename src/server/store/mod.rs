@@ -66,6 +66,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
     /// Applies the batch atomically; `StoreError::Conflict` when an expectation failed.
     async fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+    /// Whether this process holds the vault's background-job lease now (purge sweeper,
+    /// rotation, renewal, notifications run on exactly one replica). A backend that only one
+    /// process can open always holds it.
+    async fn holds_job_lease(&self) -> bool {
+        true
+    }
 }
 
 const DATA_KEY: &[u8] = b"m/data-key";
@@ -131,6 +137,12 @@ impl VaultStore {
             names: data_key.name_key()?,
             backup: master.backup_key()?,
         })
+    }
+
+    /// Whether this replica runs the vault's background jobs now (see
+    /// [`Backend::holds_job_lease`]); every background loop asks before each pass.
+    pub async fn holds_job_lease(&self) -> bool {
+        self.backend.holds_job_lease().await
     }
 
     /// The key that seals backup blobs (derived from the master key, not the data key).
