@@ -292,7 +292,9 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
         tls_cert,
         tls_key,
         tls_min_version,
-        data_dir: paths.p("data"),
+        storage: crate::server::config::StorageConfig::Embedded {
+            dir: paths.p("data"),
+        },
         master_key: MasterKeySource::Given(master),
         issuers: vec![IssuerConfig {
             issuer: issuer.clone(),

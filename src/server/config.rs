@@ -7,6 +7,7 @@ use crate::policy::{PolicyDocument, PrincipalKind, PrincipalRef};
 use crate::server::audit::AuditSinks;
 use crate::server::auth::IssuerConfig;
 use crate::server::objects::{MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, SoftDelete};
+use crate::server::store::postgres::PostgresConfig;
 use crate::server::tls::TlsMinVersion;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -43,6 +44,23 @@ pub struct ServerOptions {
     /// Directory of the embedded database.
     #[arg(long, env = "KVAULT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the vault's records live: "embedded" (default: a database file in --data-dir)
+    /// or a PostgreSQL URL, postgres://USER@HOST:PORT/DB?sslmode=require, shared by every
+    /// replica of the vault. Give the password with --storage-password-file.
+    #[arg(long, env = "KVAULT_STORAGE")]
+    pub storage: Option<String>,
+    /// File holding the database password.
+    #[arg(long, env = "KVAULT_STORAGE_PASSWORD_FILE")]
+    pub storage_password_file: Option<PathBuf>,
+    /// PEM bundle that verifies the database's TLS certificate (default: system roots).
+    #[arg(long, env = "KVAULT_STORAGE_CA_FILE")]
+    pub storage_ca_file: Option<PathBuf>,
+    /// The PostgreSQL schema of this vault's table (one vault per schema; default "kvault").
+    #[arg(long, env = "KVAULT_STORAGE_SCHEMA")]
+    pub storage_schema: Option<String>,
+    /// Database connections per replica (default 16).
+    #[arg(long, env = "KVAULT_STORAGE_MAX_CONNECTIONS")]
+    pub storage_max_connections: Option<usize>,
     /// File holding the 32-byte master key (raw or base64).
     #[arg(long, env = "KVAULT_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
@@ -106,6 +124,13 @@ impl ServerOptions {
             tls_key: self.tls_key.or(file.tls_key),
             tls_min_version: self.tls_min_version.or(file.tls_min_version),
             data_dir: self.data_dir.or(file.data_dir),
+            storage: self.storage.or(file.storage),
+            storage_password_file: self.storage_password_file.or(file.storage_password_file),
+            storage_ca_file: self.storage_ca_file.or(file.storage_ca_file),
+            storage_schema: self.storage_schema.or(file.storage_schema),
+            storage_max_connections: self
+                .storage_max_connections
+                .or(file.storage_max_connections),
             master_key_file: self.master_key_file.or(file.master_key_file),
             issuers: if self.issuers.is_empty() {
                 file.issuers
@@ -199,6 +224,98 @@ impl VaultUrl {
     }
 }
 
+/// Where the vault's records live.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    /// One redb file in this directory; one process at a time.
+    Embedded { dir: PathBuf },
+    /// A PostgreSQL database shared by every replica.
+    Postgres(PostgresConfig),
+}
+
+impl StorageConfig {
+    /// Where, for messages (never with a password).
+    pub fn describe(&self) -> String {
+        match self {
+            StorageConfig::Embedded { dir } => dir.display().to_string(),
+            StorageConfig::Postgres(p) => format!(
+                "{} (schema {})",
+                crate::server::store::postgres::redact_url(&p.url),
+                p.schema
+            ),
+        }
+    }
+}
+
+fn storage_from(o: &ServerOptions) -> Result<StorageConfig, ConfigError> {
+    let invalid = |name: &'static str, reason: String| ConfigError::Invalid { name, reason };
+    let url = match o.storage.as_deref().map(str::trim) {
+        None | Some("") | Some("embedded") => {
+            let dir = o.data_dir.clone().ok_or(ConfigError::Missing("data-dir"))?;
+            return Ok(StorageConfig::Embedded { dir });
+        }
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => u,
+        Some(other) => {
+            return Err(invalid(
+                "storage",
+                format!(
+                    "'{}' is neither 'embedded' nor a postgres:// URL",
+                    crate::server::store::postgres::redact_url(other)
+                ),
+            ));
+        }
+    };
+    // A password in the URL would end up in process listings and manifests.
+    let parsed: tokio_postgres::Config = url.parse().map_err(|e| {
+        invalid(
+            "storage",
+            format!("{}: {e}", crate::server::store::postgres::redact_url(url)),
+        )
+    })?;
+    if parsed.get_password().is_some() {
+        return Err(invalid(
+            "storage",
+            "the URL carries a password; put it in --storage-password-file instead".into(),
+        ));
+    }
+    let password = match &o.storage_password_file {
+        None => None,
+        Some(p) => {
+            let text =
+                zeroize::Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
+                    invalid("storage-password-file", format!("{}: {e}", p.display()))
+                })?);
+            Some(zeroize::Zeroizing::new(
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            ))
+        }
+    };
+    let ca_pem = match &o.storage_ca_file {
+        None => None,
+        Some(p) => Some(
+            std::fs::read(p)
+                .map_err(|e| invalid("storage-ca-file", format!("{}: {e}", p.display())))?,
+        ),
+    };
+    let schema = o.storage_schema.clone().unwrap_or_else(|| "kvault".into());
+    crate::server::store::postgres::validate_schema(&schema)
+        .map_err(|reason| invalid("storage-schema", reason))?;
+    let max_connections = o.storage_max_connections.unwrap_or(16);
+    if !(2..=256).contains(&max_connections) {
+        return Err(invalid(
+            "storage-max-connections",
+            format!("{max_connections} is outside 2-256"),
+        ));
+    }
+    Ok(StorageConfig::Postgres(PostgresConfig {
+        url: url.to_string(),
+        password,
+        ca_pem,
+        schema,
+        max_connections,
+    }))
+}
+
 pub enum MasterKeySource {
     File(PathBuf),
     Given(MasterKey),
@@ -212,7 +329,7 @@ pub struct ServerConfig {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub tls_min_version: TlsMinVersion,
-    pub data_dir: PathBuf,
+    pub storage: StorageConfig,
     pub master_key: MasterKeySource,
     pub issuers: Vec<IssuerConfig>,
     pub audiences: Vec<String>,
@@ -299,6 +416,7 @@ pub fn read_policy_file(path: &std::path::Path) -> Result<PolicyDocument, Config
 impl ServerConfig {
     pub fn from_options(o: ServerOptions) -> Result<Self, ConfigError> {
         let o = o.resolve()?;
+        let storage = storage_from(&o)?;
         let url = VaultUrl::parse(o.url.as_deref().ok_or(ConfigError::Missing("url"))?).map_err(
             |reason| ConfigError::Invalid {
                 name: "url",
@@ -387,7 +505,7 @@ impl ServerConfig {
             tls_cert: o.tls_cert.ok_or(ConfigError::Missing("tls-cert"))?,
             tls_key: o.tls_key.ok_or(ConfigError::Missing("tls-key"))?,
             tls_min_version,
-            data_dir: o.data_dir.ok_or(ConfigError::Missing("data-dir"))?,
+            storage,
             master_key: MasterKeySource::File(
                 o.master_key_file
                     .ok_or(ConfigError::Missing("master-key-file"))?,

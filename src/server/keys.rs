@@ -786,6 +786,13 @@ impl KeyCache {
         Ok(material)
     }
 
+    /// Forgets every key (another replica changed keys; which ones, it does not say).
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.clear();
+        }
+    }
+
     /// Forgets a key's versions (purge): nothing of a purged key stays in memory.
     pub fn forget(&self, name: &str) {
         let prefix = format!("{}/", name.to_ascii_lowercase());

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub firewall_denials: Counter,
     pub throttled: Family<CategoryLabel, Counter>,
     pub store_latency: Family<OperationLabel, Histogram, fn() -> Histogram>,
+    /// 1 while this replica holds the background-job lease.
+    pub job_lease_held: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Metrics {
@@ -96,7 +98,14 @@ impl Metrics {
             "Storage backend latency by operation",
             store_latency.clone(),
         );
+        let job_lease_held = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "background_jobs_leader",
+            "1 while this replica runs the vault's background jobs (purge, rotation, renewal, notifications)",
+            job_lease_held.clone(),
+        );
         Self {
+            job_lease_held,
             registry,
             requests,
             latency,
@@ -163,6 +172,11 @@ impl Backend for MeteredBackend {
     }
     async fn holds_job_lease(&self) -> bool {
         self.inner.holds_job_lease().await
+    }
+    fn changes(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<crate::server::store::ChangeNotice>> {
+        self.inner.changes()
     }
 }
 

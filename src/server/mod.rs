@@ -12,6 +12,7 @@ pub mod keys;
 pub mod metrics;
 pub mod objects;
 pub mod ops;
+pub mod replicas;
 pub mod runtime;
 pub mod secrets;
 pub mod store;
@@ -63,7 +64,7 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error("opening storage in {dir}: {source}")]
+    #[error("opening storage {dir}: {source}")]
     Store {
         dir: String,
         source: store::StoreError,
@@ -114,12 +115,20 @@ impl Server {
         let master = config.load_master_key()?;
         let metrics = Arc::new(Metrics::new());
         let store_err = |source| StartError::Store {
-            dir: config.data_dir.display().to_string(),
+            dir: config.storage.describe(),
             source,
         };
-        let backend = store::redb::RedbBackend::open(&config.data_dir.join("kvault.redb"))
-            .map_err(store_err)?;
-        let backend = metrics::MeteredBackend::new(Arc::new(backend), metrics.clone());
+        let backend: Arc<dyn store::Backend> = match &config.storage {
+            config::StorageConfig::Embedded { dir } => Arc::new(
+                store::redb::RedbBackend::open(&dir.join("kvault.redb")).map_err(store_err)?,
+            ),
+            config::StorageConfig::Postgres(pg) => Arc::new(
+                store::postgres::PostgresBackend::open(pg)
+                    .await
+                    .map_err(store_err)?,
+            ),
+        };
+        let backend = metrics::MeteredBackend::new(backend, metrics.clone());
         let store = VaultStore::open(Arc::new(backend), &master)
             .await
             .map_err(store_err)?;
@@ -224,6 +233,7 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
         let router = router(self.state.clone());
         let watcher = self.certs.spawn_watcher(self.tls_reload_interval);
+        let replicas = replicas::spawn(self.state.clone());
         let sweeper = sweeper::spawn(self.state.clone(), self.sweep_interval);
         let rotation = keys::rotation::spawn(self.state.clone(), self.sweep_interval);
         let renewal = certificates::renewal::spawn(self.state.clone(), self.sweep_interval);
@@ -288,6 +298,7 @@ impl Server {
         }
         drop(self.listener);
         watcher.abort();
+        replicas.abort();
         sweeper.abort();
         rotation.abort();
         renewal.abort();

@@ -142,6 +142,28 @@ impl PolicyManager {
         }
     }
 
+    /// Takes up a policy another replica stored (shared storage): the stored document
+    /// replaces the snapshot when its generation is higher.
+    pub async fn refresh(&self, store: &VaultStore) -> Result<bool, ApiError> {
+        let _guard = self.push_lock.lock().await;
+        let Some((plain, _)) = store.meta(POLICY_RECORD).await? else {
+            return Ok(false);
+        };
+        let doc: PolicyDocument =
+            serde_json::from_slice(&plain).map_err(|_| ApiError::Integrity)?;
+        let current = self.current();
+        if doc.generation <= current.generation() {
+            return Ok(false);
+        }
+        let rt = build(&self.defaults, &doc, Some(&*current)).await?;
+        tracing::info!(
+            generation = doc.generation,
+            "policy applied (stored by another replica)"
+        );
+        self.swap(rt);
+        Ok(true)
+    }
+
     /// Replaces the policy: refused (409) when older than the applied one or when it
     /// would turn purge protection off; idempotent for the same generation and content.
     pub async fn push(

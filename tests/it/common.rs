@@ -10,9 +10,10 @@ use kvault::policy::PolicyDocument;
 use kvault::server::audit::AuditSinks;
 use kvault::server::auth::{IssuerConfig, JwksSource};
 use kvault::server::config::{
-    MasterKeySource, ServerConfig, VaultUrl, default_audiences, parse_principal,
+    MasterKeySource, ServerConfig, StorageConfig, VaultUrl, default_audiences, parse_principal,
 };
 use kvault::server::objects::SoftDelete;
+use kvault::server::store::postgres::PostgresConfig;
 use kvault::server::tls::TlsMinVersion;
 use kvault::server::{AppState, Server};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
@@ -147,6 +148,8 @@ pub struct Options {
     pub clock: Option<ManualClock>,
     /// Default: `alice` is Key Vault Administrator, nothing throttled.
     pub policy: Option<PolicyDocument>,
+    /// Default: the embedded database in the fixture's data directory.
+    pub storage: Option<StorageConfig>,
 }
 
 impl Default for Options {
@@ -156,6 +159,7 @@ impl Default for Options {
             tls_min_version: TlsMinVersion::Tls12,
             clock: None,
             policy: Some(kvault::server::dev_policy("alice")),
+            storage: None,
         }
     }
 }
@@ -216,7 +220,12 @@ impl Fixture {
             tls_cert: self.certs.cert.clone(),
             tls_key: self.certs.key.clone(),
             tls_min_version: opts.tls_min_version,
-            data_dir: self.data_dir(),
+            storage: opts
+                .storage
+                .clone()
+                .unwrap_or_else(|| StorageConfig::Embedded {
+                    dir: self.data_dir(),
+                }),
             master_key: MasterKeySource::File(self.master_key.clone()),
             issuers: vec![IssuerConfig {
                 issuer: ISSUER.into(),
@@ -359,6 +368,155 @@ impl TestVault {
             state: None,
             stop: None,
             handle: None,
+        }
+    }
+}
+
+/// The test database (`scripts/test-postgres start` prints the variables; `./scripts/test`
+/// sets them). A fresh schema per call, so tests never share records.
+pub fn postgres(name: &str) -> PostgresConfig {
+    let url = std::env::var("KVAULT_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "KVAULT_TEST_POSTGRES_URL is not set: run `eval \"$(scripts/test-postgres start)\"` first (./scripts/test does)"
+        )
+    });
+    let password = std::env::var("KVAULT_TEST_POSTGRES_PASSWORD_FILE")
+        .ok()
+        .map(|p| Zeroizing::new(std::fs::read_to_string(p).unwrap().trim().to_string()));
+    let ca_pem = std::env::var("KVAULT_TEST_POSTGRES_CA_FILE")
+        .ok()
+        .map(|p| std::fs::read(p).unwrap());
+    let mut rnd = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut rnd).unwrap();
+    let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    PostgresConfig {
+        url,
+        password,
+        ca_pem,
+        schema: format!("t_{name}_{suffix}"),
+        max_connections: 8,
+    }
+}
+
+/// `kvault server` flags for a storage configuration (the password and CA as files).
+pub fn storage_args(dir: &Path, storage: &StorageConfig) -> Vec<std::ffi::OsString> {
+    match storage {
+        StorageConfig::Embedded { dir } => vec!["--data-dir".into(), dir.into()],
+        StorageConfig::Postgres(pg) => {
+            let mut args: Vec<std::ffi::OsString> = vec![
+                "--storage".into(),
+                pg.url.clone().into(),
+                "--storage-schema".into(),
+                pg.schema.clone().into(),
+            ];
+            if let Some(pw) = &pg.password {
+                let f = dir.join("db-password");
+                std::fs::write(&f, pw.as_bytes()).unwrap();
+                args.extend(["--storage-password-file".into(), f.into()]);
+            }
+            if let Some(ca) = &pg.ca_pem {
+                let f = dir.join("db-ca.pem");
+                std::fs::write(&f, ca).unwrap();
+                args.extend(["--storage-ca-file".into(), f.into()]);
+            }
+            args
+        }
+    }
+}
+
+/// The real binary (`kvault server`) as a child process; killed (SIGKILL) when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub vault: TestVault,
+    pub metrics_port: u16,
+}
+
+impl ServerProcess {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn wait_healthy(&self) {
+        for _ in 0..300 {
+            if let Ok(r) = self
+                .vault
+                .http()
+                .get(self.vault.at("/_kvault/health"))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server on port {} never became healthy", self.vault.port);
+    }
+
+    /// One gauge or counter value from `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.split([' ', '{']).next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Fixture {
+    /// Starts `kvault server` on `port` over `storage`; every replica accepts tokens minted
+    /// for the fixture's URL (`alice` is administrator).
+    pub fn spawn_process(&self, port: u16, storage: &StorageConfig) -> ServerProcess {
+        let policy = self.dir.path().join("policy.json");
+        std::fs::write(
+            &policy,
+            serde_json::to_vec(&kvault::server::dev_policy("alice")).unwrap(),
+        )
+        .unwrap();
+        let metrics_port = free_port();
+        let url = format!("https://{HOST}:{port}");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kvault"))
+            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--url", &url, "--audience", &self.url(), "--audience", &url])
+            .arg("--tls-cert")
+            .arg(&self.certs.cert)
+            .arg("--tls-key")
+            .arg(&self.certs.key)
+            .args(storage_args(self.dir.path(), storage))
+            .arg("--master-key-file")
+            .arg(&self.master_key)
+            .arg("--issuer")
+            .arg(format!("{ISSUER}={}", self.issuer.jwks_path.display()))
+            .arg("--policy-file")
+            .arg(&policy)
+            .args(["--admin-principal", &format!("User {OPERATOR}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--audit-log", "none"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let token = self.issuer.sign(
+            Algorithm::ES256,
+            "ec",
+            &self.issuer.claims(&self.url(), "alice"),
+        );
+        ServerProcess {
+            child,
+            vault: TestVault::detached(url, port, self.certs.ca_pem.clone(), token),
+            metrics_port,
         }
     }
 }

@@ -8,6 +8,7 @@ mod keys;
 mod provider;
 mod secrets_api;
 mod storage;
+mod store_conformance;
 mod tls;
 mod tokens;
 mod validation;

@@ -2,11 +2,11 @@
 //! swapped records are refused, and an acknowledged write survives kill -9.
 
 use crate::common::*;
+use kvault::server::config::StorageConfig;
 use kvault::server::store::redb::RedbBackend;
 use kvault::server::store::{Backend, Batch, Op};
 use kvault::server::{Server, StartError};
 use kvault::wire::SecretSetParameters;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,76 +152,18 @@ async fn tampered_and_swapped_records_are_refused_not_served() {
     v.stop().await;
 }
 
-/// The real binary as a child process (`kvault server`), killed with SIGKILL.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_server(fx: &Fixture) -> Child {
-    let policy = fx.dir.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        serde_json::to_vec(&kvault::server::dev_policy("alice")).unwrap(),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_kvault"))
-        .args(["server", "--listen", &format!("127.0.0.1:{}", fx.port)])
-        .args(["--url", &fx.url()])
-        .arg("--tls-cert")
-        .arg(&fx.certs.cert)
-        .arg("--tls-key")
-        .arg(&fx.certs.key)
-        .arg("--data-dir")
-        .arg(fx.data_dir())
-        .arg("--master-key-file")
-        .arg(&fx.master_key)
-        .arg("--issuer")
-        .arg(format!("{ISSUER}={}", fx.issuer.jwks_path.display()))
-        .arg("--policy-file")
-        .arg(&policy)
-        .args(["--metrics-listen", "127.0.0.1:0", "--audit-log", "none"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Child(child)
-}
-
-async fn wait_healthy(v: &TestVault) {
-    for _ in 0..200 {
-        if v.http().get(v.at("/_kvault/health")).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server never became healthy");
-}
-
-#[tokio::test]
-async fn acknowledged_writes_survive_kill_9() {
+/// Writers race a SIGKILL of the real binary: every acknowledged write is there after a
+/// restart, and every listed secret reads back whole.
+async fn acknowledged_writes_survive_kill_9(storage: StorageConfig) {
     let fx = Fixture::new();
-    // A handle for URLs, the CA and the token; its in-process server is stopped at once.
-    let probe = fx.start(Options::default()).await;
-    let (url, port, ca, token) = (
-        probe.url.clone(),
-        probe.port,
-        probe.ca.clone(),
-        probe.token.clone(),
-    );
-    probe.stop().await;
-    let mut child = spawn_server(&fx);
-    let handle = TestHandle::new(url, port, ca, token);
-    wait_healthy(&handle.vault).await;
+    let port = free_port();
+    let mut child = fx.spawn_process(port, &storage);
+    child.wait_healthy().await;
 
-    // Writers race the kill: every acknowledged write must be there afterwards.
     let acked = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
     let mut writers = Vec::new();
     for w in 0..4 {
-        let c = handle.vault.client();
+        let c = child.vault.client();
         let acked = acked.clone();
         writers.push(tokio::spawn(async move {
             for i in 0..1000 {
@@ -235,17 +177,16 @@ async fn acknowledged_writes_survive_kill_9() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    child.0.kill().unwrap(); // SIGKILL
-    child.0.wait().unwrap();
+    child.kill(); // SIGKILL
     for w in writers {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 10, "only {} writes acknowledged", acked.len());
 
-    let _child = spawn_server(&fx);
-    wait_healthy(&handle.vault).await;
-    let c = handle.vault.client();
+    let child = fx.spawn_process(port, &storage);
+    child.wait_healthy().await;
+    let c = child.vault.client();
     for (name, value) in &acked {
         let got = c.get_secret(name, None).await.unwrap();
         assert_eq!(got.value.as_deref(), Some(value.as_str()), "{name}");
@@ -258,15 +199,16 @@ async fn acknowledged_writes_survive_kill_9() {
     }
 }
 
-/// A `TestVault`-shaped handle for a server running in another process.
-struct TestHandle {
-    vault: TestVault,
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    acknowledged_writes_survive_kill_9(StorageConfig::Embedded {
+        dir: dir.path().join("data"),
+    })
+    .await;
 }
 
-impl TestHandle {
-    fn new(url: String, port: u16, ca: std::path::PathBuf, token: String) -> Self {
-        Self {
-            vault: TestVault::detached(url, port, ca, token),
-        }
-    }
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9_postgres() {
+    acknowledged_writes_survive_kill_9(StorageConfig::Postgres(postgres("kill9"))).await;
 }

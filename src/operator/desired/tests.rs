@@ -229,7 +229,12 @@ fn the_server_arguments_are_what_kvault_server_accepts() {
             if p.to_str() == Some(&format!("{MASTER_KEY_DIR}/{MASTER_KEY_FILE}"))
     ));
     assert_eq!(config.tls_cert.to_str(), Some("/etc/kvault/tls/tls.crt"));
-    assert_eq!(config.data_dir.to_str(), Some(DATA_DIR));
+    match &config.storage {
+        crate::server::config::StorageConfig::Embedded { dir } => {
+            assert_eq!(dir.to_str(), Some(DATA_DIR))
+        }
+        other => panic!("embedded storage expected, got {other:?}"),
+    }
 }
 
 #[test]

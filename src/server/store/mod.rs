@@ -9,6 +9,7 @@
 //! Names are lower-cased before the HMAC (object names are case-insensitive), and nothing
 //! in the database reveals a name, a value, or which value belongs to which name.
 
+pub mod postgres;
 pub mod record;
 pub mod redb;
 
@@ -72,9 +73,46 @@ pub trait Backend: Send + Sync + 'static {
     async fn holds_job_lease(&self) -> bool {
         true
     }
+    /// Changes committed by other processes sharing this storage (`None`: nobody else
+    /// writes it, so the server's in-memory state cannot go stale).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<ChangeNotice>> {
+        None
+    }
+}
+
+/// What another replica changed, as far as this one needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeNotice {
+    /// Records whose keys start with one of these (a vault record's whole key, e.g.
+    /// `m/policy`, or a record type and object kind, e.g. `hk` for key heads).
+    Topics(Vec<Vec<u8>>),
+    /// Notices may have been lost (a reconnect): assume everything changed.
+    Everything,
+}
+
+impl ChangeNotice {
+    /// Whether a change of records under `prefix` may be part of this notice.
+    pub fn touches(&self, prefix: &[u8]) -> bool {
+        match self {
+            ChangeNotice::Everything => true,
+            ChangeNotice::Topics(t) => t
+                .iter()
+                .any(|topic| prefix.starts_with(topic) || topic.starts_with(prefix)),
+        }
+    }
 }
 
 const DATA_KEY: &[u8] = b"m/data-key";
+
+/// A random pause before retry `attempt` of a conflicted write: up to 2^attempt ms, 64 ms at most.
+fn conflict_backoff(attempt: usize) -> std::time::Duration {
+    let cap_us = 1000u64 << attempt.min(6);
+    let mut b = [0u8; 8];
+    let r = aws_lc_rs::rand::fill(&mut b)
+        .map(|_| u64::from_le_bytes(b))
+        .unwrap_or(cap_us / 2);
+    std::time::Duration::from_micros(r % cap_us)
+}
 const MAX_RETRIES: usize = 32;
 
 /// What a modification of one object does.
@@ -143,6 +181,11 @@ impl VaultStore {
     /// [`Backend::holds_job_lease`]); every background loop asks before each pass.
     pub async fn holds_job_lease(&self) -> bool {
         self.backend.holds_job_lease().await
+    }
+
+    /// Changes made by other replicas (see [`Backend::changes`]).
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<ChangeNotice>> {
+        self.backend.changes()
     }
 
     /// The key that seals backup blobs (derived from the master key, not the data key).
@@ -274,6 +317,38 @@ impl VaultStore {
                 ops: vec![Op::Put(key, sealed)],
             })
             .await
+    }
+
+    /// Adds the write of a sealed vault-level record to a batch (e.g. an event staged in the
+    /// outbox by the change that caused it, committed together).
+    pub fn stage_meta(
+        &self,
+        batch: &mut Batch,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let key = Self::meta_key(name);
+        let sealed = self.records.seal(&Self::aad(&key), value)?;
+        batch.ops.push(Op::Put(key, sealed));
+        Ok(())
+    }
+
+    /// Makes a batch conditional on a vault-level record's stored form (`None`: absent).
+    pub fn expect_meta(&self, batch: &mut Batch, name: &str, expected: Option<Vec<u8>>) {
+        batch.expect.push((Self::meta_key(name), expected));
+    }
+
+    /// Adds the removal of a vault-level record to a batch.
+    pub fn stage_delete_meta(&self, batch: &mut Batch, name: &str) {
+        batch.ops.push(Op::Delete(Self::meta_key(name)));
+    }
+
+    /// A keyed, opaque tag (hex) of `text`: a record name that must not reveal what it is
+    /// about (object names are stored only as such tags).
+    pub fn opaque_tag(&self, text: &str) -> String {
+        let mut msg = b"kvault/v1/tag/".to_vec();
+        msg.extend_from_slice(text.as_bytes());
+        crate::crypto::hex(hmac::sign(&self.names, &msg).as_ref())
     }
 
     /// The object's head with the raw record it came from (for conditional writes).
@@ -430,7 +505,7 @@ impl VaultStore {
         E: From<StoreError>,
     {
         let head_key = self.head_key(kind, name);
-        for _ in 0..MAX_RETRIES {
+        for attempt in 0..MAX_RETRIES {
             let current = self.head_raw::<M>(kind, name).await?;
             let (head, raw) = match current {
                 Some((h, raw)) => (Some(h), Some(raw)),
@@ -474,7 +549,11 @@ impl VaultStore {
             }
             match self.backend.commit(batch).await {
                 Ok(()) => return Ok(result),
-                Err(StoreError::Conflict) => continue,
+                Err(StoreError::Conflict) => {
+                    // Writers on several replicas collide again if they retry in step.
+                    tokio::time::sleep(conflict_backoff(attempt)).await;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
