@@ -14,8 +14,8 @@ use super::push::ServiceAccountEndpoint;
 use crate::api::{AccessPolicy, RoleAssignment, Vault};
 use anyhow::Context as _;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ListParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -69,6 +69,10 @@ pub struct OperatorOptions {
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     #[arg(long, env = "KVAULT_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Print the ClusterRole, Role and bindings this operator needs (for --namespace and
+    /// --service-account) as YAML, and exit.
+    #[arg(long)]
+    pub print_rbac: bool,
 }
 
 impl OperatorOptions {
@@ -171,9 +175,26 @@ pub async fn ensure_ca(client: &Client, namespace: &str) -> anyhow::Result<Ca> {
     }
 }
 
+/// Applies `kvault-ca` (the CA certificate) in the operator's own namespace too, so that
+/// the CSI provider running there can mount it before any vault exists in that namespace.
+pub async fn publish_ca(client: &Client, namespace: &str, ca: &Ca) -> anyhow::Result<()> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let cm = super::desired::ca_config_map(namespace, &ca.cert_pem);
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(super::desired::CA_CONFIG_MAP, &pp, &Patch::Apply(&cm))
+        .await?;
+    Ok(())
+}
+
 /// `kvault operator`: until SIGTERM or Ctrl-C.
 pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     let settings = opts.settings().map_err(anyhow::Error::msg)?;
+    if opts.print_rbac {
+        use std::io::Write;
+        let yaml = super::rbac::operator_rbac_yaml(&settings.namespace, &settings.service_account)?;
+        std::io::stdout().lock().write_all(yaml.as_bytes())?;
+        return Ok(());
+    }
     // kube's error already carries its causes: one line, not anyhow's repeated chain.
     let client = Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or kubeconfig): {e}")
@@ -186,6 +207,15 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
                 "cannot load or create Secret {}/{}",
                 settings.namespace,
                 ca::CA_SECRET
+            )
+        })?;
+    publish_ca(&client, &settings.namespace, &ca)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot apply ConfigMap {}/{}",
+                settings.namespace,
+                super::desired::CA_CONFIG_MAP
             )
         })?;
     // The vault client takes the CA as a file.

@@ -92,6 +92,7 @@ impl ApiServer {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or_default().to_string();
+        super::rbac::check::assert_allowed(method.as_str(), &path, &query);
         let content_type = req
             .headers()
             .get(http::header::CONTENT_TYPE)

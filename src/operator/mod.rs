@@ -12,6 +12,7 @@ pub mod desired;
 pub mod leader;
 pub mod policy;
 pub mod push;
+pub mod rbac;
 pub mod soft_delete;
 pub mod status;
 
