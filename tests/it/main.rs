@@ -4,6 +4,7 @@ mod authz;
 mod certificates;
 mod cli;
 mod common;
+mod ha;
 mod keys;
 mod provider;
 mod secrets_api;
