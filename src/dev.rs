@@ -311,6 +311,7 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
         tls_reload_interval: Duration::from_secs(5),
         jwks_refresh_interval: Duration::from_secs(30),
         sweep_interval: Duration::from_secs(60),
+        events: Default::default(),
         clock: crate::clock::system(),
         admins: vec![PrincipalRef {
             kind: PrincipalKind::User,

@@ -282,6 +282,7 @@ pub fn compile(
         identity: Some(IdentitySettings { issuers, audiences }),
         soft_delete: Some(spec.soft_delete),
         throttling: spec.throttling,
+        events: None,
     };
     document.compile().map_err(CompileError::Invalid)?;
     let digest = digest(&document);

@@ -36,6 +36,9 @@ pub struct PolicyDocument {
     pub soft_delete: Option<SoftDeleteSettings>,
     #[serde(default)]
     pub throttling: ThrottlingSettings,
+    /// Event notifications (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<super::events::EventSettings>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -424,6 +427,7 @@ impl PolicyDocument {
             identity: None,
             soft_delete: None,
             throttling: ThrottlingSettings::default(),
+            events: None,
         }
     }
 
@@ -511,6 +515,9 @@ impl PolicyDocument {
                     )));
                 }
             }
+        }
+        if let Some(events) = &self.events {
+            events.validate()?;
         }
         Ok(CompiledPolicy {
             doc: self.clone(),

@@ -7,10 +7,14 @@
 //! resources and pushes it to the vault; the server enforces it. Nothing here does I/O.
 
 pub mod document;
+pub mod events;
 pub mod permissions;
 pub mod principal;
 
 pub use document::*;
+pub use events::{
+    AuthHeader, EventObject, EventSettings, EventSubscription, EventType, HeaderSecret, Occurrence,
+};
 pub use permissions::{
     ActionSet, BuiltInRole, CertificatePermission, DataAction, KeyPermission, ObjectKind,
     Permission, SecretPermission,

@@ -478,8 +478,14 @@ async fn with_trio<R>(
     for _ in 0..MAX_RETRIES {
         let trio = load_trio(state, name).await?;
         let (batch, r) = decide(trio)?;
+        let announces = crate::server::events::stages_events(&batch);
         match state.store.commit(batch).await {
-            Ok(()) => return Ok(r),
+            Ok(()) => {
+                if announces {
+                    state.events.wake();
+                }
+                return Ok(r);
+            }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -601,7 +607,7 @@ fn stage_issued(
         notified_version: previous.and_then(|p| p.notified_version),
     });
     let secret_bytes = secret_value(&issued.key, &issued.chain, &content_type, exportable)?;
-    let batch = trio.stage(
+    let mut batch = trio.stage(
         state,
         name,
         Change::Put {
@@ -616,6 +622,18 @@ fn stage_issued(
             head: secret,
             values: vec![(issued.version.clone(), secret_bytes)],
         },
+    )?;
+    // The certificate's new version is also one of its key and of its secret: each raises
+    // its `…NewVersionCreated` event, in the same batch.
+    let rt = state.policy.current();
+    let cv = cert.current().ok_or(ApiError::Internal)?;
+    let versions = [Kind::Certificate, Kind::Key, Kind::Secret]
+        .map(|kind| crate::server::events::ObjectVersion::of(kind, &cert.name, cv));
+    state.events.stage_new_versions(
+        &state.store,
+        rt.policy.doc.events.as_ref(),
+        &mut batch,
+        &versions,
     )?;
     Ok((batch, cert))
 }

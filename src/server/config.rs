@@ -339,6 +339,8 @@ pub struct ServerConfig {
     pub tls_reload_interval: Duration,
     pub jwks_refresh_interval: Duration,
     pub sweep_interval: Duration,
+    /// Event delivery timings (backoff, time to live, scan interval).
+    pub events: crate::server::events::EventsConfig,
     pub clock: SharedClock,
     /// Principals allowed on `/_kvault/policy`.
     pub admins: Vec<PrincipalRef>,
@@ -521,6 +523,7 @@ impl ServerConfig {
             tls_reload_interval: Duration::from_secs(5),
             jwks_refresh_interval: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(300),
+            events: Default::default(),
             clock: crate::clock::system(),
             admins,
             initial_policy,

@@ -111,6 +111,7 @@ impl IntoResponse for Reply {
 }
 
 mod admin;
+mod events_admin;
 
 pub async fn health() -> impl IntoResponse {
     (
@@ -168,6 +169,9 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
             _ => "GetPolicy",
         };
         admin::handle(&state, &rt, req, &mut trace).await
+    } else if events_admin::is_events_path(req.uri().path()) {
+        trace.operation = events_admin::operation(req.uri().path());
+        events_admin::handle(&state, &rt, req, &mut trace).await
     } else {
         handle(&state, &rt, client_ip, req, &mut trace).await
     };

@@ -374,9 +374,11 @@ pub async fn add_version(
 ) -> ApiResult<KeyHead> {
     let stored = material.to_stored();
     version.id = crate::crypto::new_version_id().map_err(|_| ApiError::Internal)?;
-    state
-        .store
-        .modify::<KeyMeta, _, ApiError>(KIND, name, |current| {
+    crate::server::events::modify_with_events::<KeyMeta, _, ApiError>(
+        state,
+        KIND,
+        name,
+        |current| {
             let mut head = match current {
                 Some(h) if h.deleted.is_some() => return Err(FAMILY.deleted_conflict(&h.name)),
                 Some(h) => h,
@@ -390,8 +392,9 @@ pub async fn add_version(
                 },
                 head,
             ))
-        })
-        .await
+        },
+    )
+    .await
 }
 
 fn new_version(

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub store_latency: Family<OperationLabel, Histogram, fn() -> Histogram>,
     /// 1 while this replica holds the background-job lease.
     pub job_lease_held: prometheus_client::metrics::gauge::Gauge,
+    /// Event notifications: deliveries, dead letters, outbox size.
+    pub events: crate::server::events::EventMetrics,
 }
 
 impl Metrics {
@@ -104,8 +106,10 @@ impl Metrics {
             "1 while this replica runs the vault's background jobs (purge, rotation, renewal, notifications)",
             job_lease_held.clone(),
         );
+        let events = crate::server::events::EventMetrics::register(&mut registry);
         Self {
             job_lease_held,
+            events,
             registry,
             requests,
             latency,

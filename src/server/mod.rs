@@ -7,6 +7,7 @@ pub mod authz;
 pub mod certificates;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod keys;
 pub mod metrics;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub challenge: HeaderValue,
     /// The advertised origin, used when a request's Host is unusable.
     pub vault_origin: String,
+    /// Event notifications: staging into the outbox, waking the delivery loop.
+    pub events: Arc<events::Events>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +140,21 @@ impl Server {
             .map_err(|e| StartError::HttpClient(e.to_string()))?
             .build()
             .map_err(|e| StartError::HttpClient(e.to_string()))?;
+        let vault_name = config
+            .url
+            .host
+            .split('.')
+            .next()
+            .unwrap_or(&config.url.host)
+            .to_string();
+        let events = Arc::new(events::Events::new(
+            config.events.clone(),
+            config.url.origin.clone(),
+            vault_name.clone(),
+            config.clock.clone(),
+        ));
         let defaults = Defaults {
+            events: Some(events.clone()),
             soft_delete: config.soft_delete,
             tls_min: config.tls_min_version,
             issuers: config.issuers.clone(),
@@ -176,13 +193,6 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
-        let vault_name = config
-            .url
-            .host
-            .split('.')
-            .next()
-            .unwrap_or(&config.url.host)
-            .to_string();
         Ok(Self {
             listener,
             metrics_listener,
@@ -207,6 +217,7 @@ impl Server {
                 clock: config.clock,
                 challenge,
                 vault_origin: config.url.origin,
+                events,
             }),
             tls_reload_interval: config.tls_reload_interval,
             sweep_interval: config.sweep_interval,
@@ -237,6 +248,8 @@ impl Server {
         let sweeper = sweeper::spawn(self.state.clone(), self.sweep_interval);
         let rotation = keys::rotation::spawn(self.state.clone(), self.sweep_interval);
         let renewal = certificates::renewal::spawn(self.state.clone(), self.sweep_interval);
+        let event_delivery = events::delivery::spawn(self.state.clone());
+        let event_scanner = events::scanner::spawn(self.state.clone());
         let metrics_task = self
             .metrics_listener
             .map(|l| tokio::spawn(metrics::serve(l, self.state.metrics.clone())));
@@ -302,6 +315,8 @@ impl Server {
         sweeper.abort();
         rotation.abort();
         renewal.abort();
+        event_delivery.abort();
+        event_scanner.abort();
         if let Some(m) = metrics_task {
             m.abort();
         }

@@ -29,6 +29,8 @@ pub struct Defaults {
     pub jwks_refresh_interval: Duration,
     pub http: reqwest::Client,
     pub clock: SharedClock,
+    /// Where a policy change is announced (`VaultAccessPolicyChanged`).
+    pub events: Option<Arc<crate::server::events::Events>>,
 }
 
 pub struct Runtime {
@@ -181,6 +183,14 @@ impl PolicyManager {
             ),
             None => (PolicyDocument::empty(), None),
         };
+        // Subscription header values are write-only: a document read back keeps them.
+        let mut doc = doc;
+        doc.keep_header_values_from(&stored);
+        if let Some(name) = doc.subscription_without_header_value() {
+            return Err(ApiError::bad(format!(
+                "Invalid policy document: event subscription '{name}' has an authHeader without a value, and none is stored for it."
+            )));
+        }
         let applied = if raw.is_some() { Some(&stored) } else { None };
         if let Some(applied) = applied {
             if doc.generation < applied.generation {
@@ -217,9 +227,24 @@ impl PolicyManager {
         }
         let current = self.current();
         let rt = build(&self.defaults, &doc, (!at_start).then_some(&*current)).await?;
-        let bytes = serde_json::to_vec(&doc).map_err(|_| ApiError::Internal)?;
-        match store.put_meta(POLICY_RECORD, &bytes, raw).await {
-            Ok(()) => {}
+        let bytes =
+            zeroize::Zeroizing::new(serde_json::to_vec(&doc).map_err(|_| ApiError::Internal)?);
+        // The policy and its `VaultAccessPolicyChanged` events are written together.
+        let mut batch = crate::server::store::Batch::default();
+        store.expect_meta(&mut batch, POLICY_RECORD, raw);
+        store.stage_meta(&mut batch, POLICY_RECORD, &bytes)?;
+        let announced = match &self.defaults.events {
+            Some(events) => events.stage_policy_changed(store, doc.events.as_ref(), &mut batch)?,
+            None => 0,
+        };
+        match store.commit(batch).await {
+            Ok(()) => {
+                if announced > 0
+                    && let Some(events) = &self.defaults.events
+                {
+                    events.wake();
+                }
+            }
             Err(StoreError::Conflict) => {
                 return Err(ApiError::Conflict {
                     message: "The policy changed concurrently; retry the push.".into(),

@@ -157,9 +157,11 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
     validate_attributes(&attrs)?;
     let now = state.clock.now();
     let version_id = crate::crypto::new_version_id().map_err(|_| ApiError::Internal)?;
-    let (head, version) = state
-        .store
-        .modify::<SecretMeta, _, ApiError>(KIND, name, |current| {
+    let (head, version) = crate::server::events::modify_with_events::<SecretMeta, _, ApiError>(
+        state,
+        KIND,
+        name,
+        |current| {
             let mut head = match current {
                 Some(h) if h.deleted.is_some() => return Err(FAMILY.deleted_conflict(&h.name)),
                 Some(h) if h.current().is_some_and(|v| v.meta.managed) => {
@@ -198,8 +200,9 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
                 },
                 (head, v),
             ))
-        })
-        .await?;
+        },
+    )
+    .await?;
     Reply::ok(&bundle(ctx, &head, &version, Some(value.to_string())))
 }
 

@@ -237,6 +237,7 @@ impl Fixture {
             tls_reload_interval: Duration::from_millis(100),
             jwks_refresh_interval: Duration::from_millis(0),
             sweep_interval: Duration::from_secs(3600),
+            events: Default::default(),
             clock,
             admins: vec![parse_principal(&format!("User {OPERATOR}")).unwrap()],
             initial_policy: opts.policy.clone(),

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Whether an action of `action_type` is due for version `v` under `policy`.
-pub fn due(
+pub fn due<M>(
     policy: &CertificatePolicy,
     action_type: &str,
-    v: &Version<CertMeta>,
+    v: &Version<M>,
     now: UnixTime,
 ) -> bool {
     let (Some(nbf), Some(exp)) = (v.nbf, v.exp) else {

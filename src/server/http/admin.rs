@@ -50,10 +50,12 @@ pub(super) async fn handle(
     match parts.method {
         Method::GET => {
             let current = state.policy.current();
+            // Subscription header values are write-only.
+            let shown = current.policy.doc.redacted();
             Reply::ok(&PolicyStatus {
                 applied_generation: current.generation(),
                 outcome: None,
-                policy: &current.policy.doc,
+                policy: &shown,
             })
         }
         Method::PUT => {
@@ -64,13 +66,14 @@ pub(super) async fn handle(
                 .map_err(|e| ApiError::bad(format!("Invalid policy document: {e}")))?;
             let outcome = state.policy.push(&state.store, doc, false).await?;
             let current = state.policy.current();
+            let shown = current.policy.doc.redacted();
             Reply::ok(&PolicyStatus {
                 applied_generation: current.generation(),
                 outcome: Some(match outcome {
                     PushOutcome::Applied => "Applied",
                     PushOutcome::Unchanged => "Unchanged",
                 }),
-                policy: &current.policy.doc,
+                policy: &shown,
             })
         }
         ref m => Err(ApiError::MethodNotAllowed(format!(

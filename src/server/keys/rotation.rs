@@ -229,7 +229,7 @@ pub fn schedule(policy: &KeyRotationPolicy) -> ApiResult<Schedule> {
 }
 
 /// Whether `action` is due for the current version.
-pub fn due(schedule: &Schedule, action: ActionType, v: &Version<KeyMeta>, now: UnixTime) -> bool {
+pub fn due<M>(schedule: &Schedule, action: ActionType, v: &Version<M>, now: UnixTime) -> bool {
     schedule.actions.iter().any(|(a, t)| {
         *a == action
             && match t {
