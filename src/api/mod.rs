@@ -19,7 +19,8 @@ pub use grants::{
 };
 pub use vault::{
     AuditDestination, AuditSpec, CreateMode, EmbeddedStorage, NetworkPeer, NetworkSpec, OidcIssuer,
-    PublicNetworkAccess, StorageSpec, Vault, VaultIdentity, VaultSpec, VaultStatus,
+    PostgresStorage, PublicNetworkAccess, StorageSpec, Vault, VaultIdentity, VaultSpec,
+    VaultStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -420,6 +420,8 @@ fn good_vault_variants_are_admitted() {
         json!({"network": {"allowedPeers": [{"namespaceSelector": {}}]}}),
         json!({"audit": {"destinations": []}}),
         json!({"storage": {"embedded": {"size": "10Gi", "storageClassName": "fast"}}}),
+        json!({"replicas": 3, "storage": {"postgres": {"secretName": "payments-db"}}}),
+        json!({"storage": {"postgres": {"secretName": "db", "caFromSecret": true, "schema": "payments", "maxConnections": 32}}}),
     ] {
         admit("Vault", &vault(spec.clone()), None)
             .unwrap_or_else(|e| panic!("{spec} refused: {e:?}"));
@@ -447,6 +449,53 @@ fn purge_protection_can_be_turned_on_and_never_off() {
         let errs = admit("Vault", new, Some(&on)).unwrap_err();
         assert!(
             errs.iter().any(|e| e.contains("cannot be turned off")),
+            "{errs:?}"
+        );
+    }
+}
+
+#[test]
+fn postgres_storage_is_checked_by_the_schema() {
+    refused(
+        "Vault",
+        vault(json!({"storage": {"embedded": {}, "postgres": {"secretName": "db"}}})),
+        "exactly one of embedded and postgres",
+    );
+    refused(
+        "Vault",
+        vault(json!({"storage": {}})),
+        "exactly one of embedded and postgres",
+    );
+    refused(
+        "Vault",
+        vault(json!({"storage": {"postgres": {"secretName": "db", "schema": "Bad-Name"}}})),
+        "should match",
+    );
+    refused(
+        "Vault",
+        vault(json!({"storage": {"postgres": {"secretName": "db", "maxConnections": 1}}})),
+        "greater than or equal to 2",
+    );
+    refused(
+        "Vault",
+        vault(json!({"storage": {"postgres": {}}})),
+        "secretName",
+    );
+    refused(
+        "Vault",
+        vault(
+            json!({"storage": {"postgres": {"secretName": "db"}}, "audit": {"destinations": ["File"]}}),
+        ),
+        "needs embedded storage",
+    );
+    // A vault's data does not move between backends.
+    let embedded = vault(json!({}));
+    let pg = vault(json!({"storage": {"postgres": {"secretName": "db"}}}));
+    assert!(admit("Vault", &pg, Some(&pg)).is_ok());
+    for (new, old) in [(&pg, &embedded), (&embedded, &pg)] {
+        let errs = admit("Vault", new, Some(old)).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.contains("cannot move between")),
             "{errs:?}"
         );
     }

@@ -67,6 +67,12 @@ use std::collections::BTreeMap;
     validation = Rule::new(
         "!has(oldSelf.storage) || !has(oldSelf.storage.embedded) || !has(self.storage) || !has(self.storage.embedded) || !has(oldSelf.storage.embedded.storageClassName) || (has(self.storage.embedded.storageClassName) && self.storage.embedded.storageClassName == oldSelf.storage.embedded.storageClassName)"
     ).message("storage.embedded.storageClassName cannot change (the volume already exists)").field_path(".storage.embedded.storageClassName"),
+    validation = Rule::new(
+        "!has(oldSelf.storage) || !has(self.storage) || has(self.storage.postgres) == has(oldSelf.storage.postgres)"
+    ).message("storage cannot move between embedded and postgres (the data would stay behind)").field_path(".storage"),
+    validation = Rule::new(
+        "!has(self.storage) || !has(self.storage.postgres) || !has(self.audit) || !has(self.audit.destinations) || !self.audit.destinations.exists(d, d == 'File')"
+    ).message("the File audit destination needs embedded storage (its data volume); use Stdout with postgres").field_path(".audit.destinations"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VaultSpec {
@@ -265,21 +271,55 @@ pub struct OidcIssuer {
     pub groups_claim: Option<String>,
 }
 
-/// Where the vault keeps its data.
+/// Where the vault keeps its data: exactly one of `embedded` and `postgres`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.embedded) != has(self.postgres)",
+    "message": "storage needs exactly one of embedded and postgres"
+}]))]
 pub struct StorageSpec {
     /// The embedded database on a PersistentVolumeClaim (one replica).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedded: Option<EmbeddedStorage>,
+    /// A PostgreSQL database you operate, shared by every replica (replicas may exceed 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresStorage>,
 }
 
 impl Default for StorageSpec {
     fn default() -> Self {
         Self {
             embedded: Some(EmbeddedStorage::default()),
+            postgres: None,
         }
     }
+}
+
+/// Connection details of a PostgreSQL database, from a Secret in the vault's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresStorage {
+    /// Secret with `url` (postgres://USER@HOST:PORT/DB?sslmode=require, no password),
+    /// `password`, and, with `caFromSecret`, `ca.crt`.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Verify the database's certificate with the Secret's `ca.crt` (default: system roots).
+    #[serde(default)]
+    pub ca_from_secret: bool,
+    /// The PostgreSQL schema of this vault's records (default: from namespace and name).
+    /// Two vaults must never share one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,47}$"))]
+    pub schema: Option<String>,
+    /// Database connections per replica.
+    #[serde(default = "default_max_connections")]
+    #[schemars(range(min = 2, max = 256))]
+    pub max_connections: i32,
+}
+
+fn default_max_connections() -> i32 {
+    16
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -22,6 +22,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, EnvVarSource, PodAffinityTerm, PodAntiAffinity, SecretKeySelector,
+    WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     HTTPGetAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
     PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret,
@@ -54,6 +58,8 @@ pub const DATA_MOUNT: &str = "/var/lib/kvault";
 pub const DATA_DIR: &str = "/var/lib/kvault/data";
 pub const AUDIT_FILE: &str = "/var/lib/kvault/audit.log";
 pub const JWKS_FILE: &str = "jwks.json";
+/// Where the PostgreSQL Secret (`password`, `ca.crt`) is mounted.
+pub const STORAGE_SECRET_DIR: &str = "/etc/kvault/storage";
 
 /// Labels of the operator's own pods (the chart sets them); the NetworkPolicy always admits
 /// them so that a policy push is never locked out.
@@ -267,8 +273,6 @@ pub fn server_args(
         &format!("{TLS_DIR}/tls.key"),
         "--tls-min-version",
         tls_min,
-        "--data-dir",
-        DATA_DIR,
         "--master-key-file",
         &format!("{MASTER_KEY_DIR}/{MASTER_KEY_FILE}"),
         "--issuer",
@@ -283,6 +287,32 @@ pub fn server_args(
     .iter()
     .map(|s| s.to_string())
     .collect();
+    match &spec.storage.postgres {
+        // The URL comes from the Secret as KVAULT_STORAGE (see `stateful_set`).
+        Some(pg) => {
+            args.extend([
+                "--storage-password-file".into(),
+                format!("{STORAGE_SECRET_DIR}/password"),
+                "--storage-schema".into(),
+                match &pg.schema {
+                    Some(s) => s.clone(),
+                    None => postgres_schema(
+                        vault.metadata.namespace.as_deref().unwrap_or_default(),
+                        vault.metadata.name.as_deref().unwrap_or_default(),
+                    ),
+                },
+                "--storage-max-connections".into(),
+                pg.max_connections.to_string(),
+            ]);
+            if pg.ca_from_secret {
+                args.extend([
+                    "--storage-ca-file".into(),
+                    format!("{STORAGE_SECRET_DIR}/ca.crt"),
+                ]);
+            }
+        }
+        None => args.extend(["--data-dir".into(), DATA_DIR.into()]),
+    }
     if spec.soft_delete.purge_protection {
         args.push("--purge-protection".into());
     }
@@ -302,6 +332,23 @@ pub fn server_args(
         audit.join(",")
     });
     Ok(args)
+}
+
+/// The default PostgreSQL schema of a vault: `kv_<namespace>_<name>` in identifier
+/// characters, shortened with a hash when too long (both parts are DNS labels, so two
+/// vaults never map to one schema unless the hash collides).
+pub fn postgres_schema(namespace: &str, name: &str) -> String {
+    let clean = |s: &str| s.replace(['-', '.'], "_");
+    let full = format!("kv_{}_{}", clean(namespace), clean(name));
+    if full.len() <= 48 {
+        return full;
+    }
+    let d = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{namespace}/{name}").as_bytes(),
+    );
+    let hash: String = d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}_{hash}", &full[..39])
 }
 
 fn https_probe(period: i32, failures: i32) -> Probe {
@@ -370,7 +417,36 @@ pub fn stateful_set(
 ) -> Result<StatefulSet, DesiredError> {
     let id = identity(vault)?;
     let spec = &vault.spec;
-    let embedded = spec.storage.embedded.clone().unwrap_or_default();
+    let postgres = spec.storage.postgres.as_ref();
+    let mut mounts = vec![
+        mount("data", DATA_MOUNT, false),
+        mount("tls", TLS_DIR, true),
+        mount("master-key", MASTER_KEY_DIR, true),
+        mount(
+            "cluster-jwks",
+            CLUSTER_JWKS_PATH
+                .trim_end_matches(JWKS_FILE)
+                .trim_end_matches('/'),
+            true,
+        ),
+        mount("tmp", "/tmp", false),
+    ];
+    let mut env = Vec::new();
+    if let Some(pg) = postgres {
+        mounts.push(mount("storage", STORAGE_SECRET_DIR, true));
+        env.push(EnvVar {
+            name: "KVAULT_STORAGE".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: pg.secret_name.clone(),
+                    key: "url".into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     let container = Container {
         name: "kvault".into(),
         image: Some(settings.image.clone()),
@@ -411,19 +487,8 @@ pub fn stateful_set(
             }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            mount("data", DATA_MOUNT, false),
-            mount("tls", TLS_DIR, true),
-            mount("master-key", MASTER_KEY_DIR, true),
-            mount(
-                "cluster-jwks",
-                CLUSTER_JWKS_PATH
-                    .trim_end_matches(JWKS_FILE)
-                    .trim_end_matches('/'),
-                true,
-            ),
-            mount("tmp", "/tmp", false),
-        ]),
+        volume_mounts: Some(mounts),
+        env: (!env.is_empty()).then_some(env),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
@@ -475,12 +540,60 @@ pub fn stateful_set(
         ]),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
-        affinity: spec.affinity.clone(),
+        affinity: spec
+            .affinity
+            .clone()
+            .or_else(|| (spec.replicas > 1).then(|| spread_replicas(&id.name))),
         topology_spread_constraints: (!spec.topology_spread_constraints.is_empty())
             .then(|| spec.topology_spread_constraints.clone()),
         priority_class_name: spec.priority_class_name.clone(),
         termination_grace_period_seconds: Some(30),
         ..Default::default()
+    };
+    let mut pod = pod;
+    let claims = match postgres {
+        Some(pg) => {
+            let volumes = pod.volumes.get_or_insert_with(Vec::new);
+            volumes.push(Volume {
+                name: "storage".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(pg.secret_name.clone()),
+                    default_mode: Some(0o400),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            // Nothing to keep on the pod: the data is in the database.
+            volumes.push(Volume {
+                name: "data".into(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(Quantity("64Mi".into())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            None
+        }
+        None => {
+            let embedded = spec.storage.embedded.clone().unwrap_or_default();
+            Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    labels: Some(labels(&id.name)),
+                    ..Default::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: embedded.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([("storage".into(), embedded.size)])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }])
+        }
     };
     let mut pod_labels = labels(&id.name);
     pod_labels.extend(selector_labels(&id.name));
@@ -500,23 +613,7 @@ pub fn stateful_set(
                 }),
                 spec: Some(pod),
             },
-            volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                metadata: ObjectMeta {
-                    name: Some("data".into()),
-                    labels: Some(labels(&id.name)),
-                    ..Default::default()
-                },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".into()]),
-                    storage_class_name: embedded.storage_class_name.clone(),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([("storage".into(), embedded.size)])),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
+            volume_claim_templates: claims,
             // The data outlives the StatefulSet: soft delete keeps it, purge removes it.
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
@@ -528,6 +625,29 @@ pub fn stateful_set(
         }),
         ..Default::default()
     })
+}
+
+/// Replicas prefer different nodes, so that losing one node leaves the vault serving.
+fn spread_replicas(name: &str) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector_labels(name)),
+                            ..Default::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".into(),
+                        ..Default::default()
+                    },
+                },
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// `192.0.2.7` → `192.0.2.7/32`; a CIDR is normalised to its network address.

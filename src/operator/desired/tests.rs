@@ -544,3 +544,140 @@ fn the_certificate_request_issues_a_server_certificate_with_those_names() {
     ));
     assert!(certificate_needs_renewal(None, now));
 }
+
+fn postgres_spec(replicas: i32, ca: bool) -> VaultSpec {
+    let mut spec = VaultSpec::default();
+    spec.replicas = replicas;
+    spec.storage = crate::api::StorageSpec {
+        embedded: None,
+        postgres: Some(crate::api::PostgresStorage {
+            secret_name: "payments-db".into(),
+            ca_from_secret: ca,
+            schema: None,
+            max_connections: 24,
+        }),
+    };
+    spec
+}
+
+#[test]
+fn a_postgres_vault_gets_its_connection_from_the_secret_and_no_volume() {
+    use clap::Parser;
+    let v = payments(postgres_spec(3, true));
+    let mut args = server_args(&v, &settings()).unwrap();
+    assert!(!args.contains(&"--data-dir".to_string()));
+    // The URL reaches the server as KVAULT_STORAGE from the Secret's `url`.
+    let sts = stateful_set(&v, &settings()).unwrap();
+    let c = &pod(&sts).containers[0];
+    let env = c.env.as_ref().unwrap();
+    let url = env.iter().find(|e| e.name == "KVAULT_STORAGE").unwrap();
+    let from = url
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (from.name.as_str(), from.key.as_str()),
+        ("payments-db", "url")
+    );
+    assert!(url.value.is_none(), "never the URL itself in the manifest");
+    // The server's own validation accepts the command line with that URL.
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password");
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    for (flag, path) in [("--storage-password-file", &pw), ("--storage-ca-file", &ca)] {
+        let i = args.iter().position(|a| a == flag).unwrap();
+        assert!(args[i + 1].starts_with(STORAGE_SECRET_DIR));
+        args[i + 1] = path.display().to_string();
+    }
+    args.extend([
+        "--storage".into(),
+        "postgres://kvault@db.team-a.svc:5432/vaults?sslmode=require".into(),
+    ]);
+    let parsed = ServerCommandLine::try_parse_from(&args).unwrap().options;
+    let config = ServerConfig::from_options(parsed).unwrap();
+    match &config.storage {
+        crate::server::config::StorageConfig::Postgres(p) => {
+            assert_eq!(p.schema, "kv_team_a_payments");
+            assert_eq!(p.max_connections, 24);
+            assert_eq!(p.password.as_deref().map(String::as_str), Some("s3cret"));
+            assert!(p.ca_pem.is_some());
+        }
+        other => panic!("postgres storage expected, got {other:?}"),
+    }
+    // No claim: the data lives in the database; the Secret is mounted read-only.
+    let spec = sts.spec.as_ref().unwrap();
+    assert!(spec.volume_claim_templates.is_none());
+    assert_eq!(spec.replicas, Some(3));
+    let volumes = pod(&sts).volumes.as_ref().unwrap();
+    let storage = volumes.iter().find(|v| v.name == "storage").unwrap();
+    assert_eq!(
+        storage.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("payments-db")
+    );
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.name == "data" && v.empty_dir.is_some())
+    );
+    let m = c.volume_mounts.as_ref().unwrap();
+    assert!(
+        m.iter()
+            .any(|m| m.name == "storage" && m.read_only == Some(true))
+    );
+}
+
+#[test]
+fn several_replicas_get_a_disruption_budget_and_prefer_different_nodes() {
+    let v = payments(postgres_spec(3, false));
+    let d = desired_objects(&v, &settings()).unwrap();
+    let pdb = d.pod_disruption_budget.expect("a PDB with 3 replicas");
+    assert_eq!(pdb.spec.unwrap().max_unavailable, Some(IntOrString::Int(1)));
+    let anti = pod(&d.stateful_set)
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .expect("anti-affinity");
+    assert_eq!(
+        anti[0].pod_affinity_term.topology_key,
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        anti[0]
+            .pod_affinity_term
+            .label_selector
+            .as_ref()
+            .unwrap()
+            .match_labels,
+        Some(selector_labels("payments"))
+    );
+    assert!(
+        !server_args(&v, &settings())
+            .unwrap()
+            .contains(&"--storage-ca-file".to_string())
+    );
+    // One replica: neither.
+    let one = desired_objects(&payments(postgres_spec(1, false)), &settings()).unwrap();
+    assert!(one.pod_disruption_budget.is_none());
+    assert!(pod(&one.stateful_set).affinity.is_none());
+}
+
+#[test]
+fn default_schemas_are_identifiers_and_distinct() {
+    assert_eq!(postgres_schema("team-a", "payments"), "kv_team_a_payments");
+    let long_ns = "a".repeat(63);
+    let s1 = postgres_schema(&long_ns, "payments-eu-west");
+    let s2 = postgres_schema(&long_ns, "payments-eu-east");
+    assert_ne!(s1, s2);
+    for s in [&s1, &s2] {
+        crate::server::store::postgres::validate_schema(s).unwrap();
+    }
+}
