@@ -78,6 +78,19 @@ pub struct DevOptions {
     /// Plain-HTTP listener for Prometheus `/metrics` (off unless given).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// "embedded" (default: in the state directory) or a postgres:// URL, to try several
+    /// replicas on one database (see `kvault server --storage`).
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// File holding the database password.
+    #[arg(long)]
+    pub storage_password_file: Option<PathBuf>,
+    /// PEM bundle that verifies the database's certificate.
+    #[arg(long)]
+    pub storage_ca_file: Option<PathBuf>,
+    /// The PostgreSQL schema of the vault's records (default "kvault").
+    #[arg(long)]
+    pub storage_schema: Option<String>,
 }
 
 /// What `kvault token` needs to know about a running dev vault.
@@ -292,9 +305,15 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
         tls_cert,
         tls_key,
         tls_min_version,
-        storage: crate::server::config::StorageConfig::Embedded {
-            dir: paths.p("data"),
-        },
+        storage: crate::server::config::storage_from(&crate::server::config::ServerOptions {
+            data_dir: Some(paths.p("data")),
+            storage: opts.storage.clone(),
+            storage_password_file: opts.storage_password_file.clone(),
+            storage_ca_file: opts.storage_ca_file.clone(),
+            storage_schema: opts.storage_schema.clone(),
+            ..Default::default()
+        })
+        .map_err(|e| DevError::Invalid(e.to_string()))?,
         master_key: MasterKeySource::Given(master),
         issuers: vec![IssuerConfig {
             issuer: issuer.clone(),

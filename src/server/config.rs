@@ -247,7 +247,8 @@ impl StorageConfig {
     }
 }
 
-fn storage_from(o: &ServerOptions) -> Result<StorageConfig, ConfigError> {
+/// The storage settings of a set of options (`--storage` and its companions).
+pub fn storage_from(o: &ServerOptions) -> Result<StorageConfig, ConfigError> {
     let invalid = |name: &'static str, reason: String| ConfigError::Invalid { name, reason };
     let url = match o.storage.as_deref().map(str::trim) {
         None | Some("") | Some("embedded") => {
