@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub const HOST: &str = "bench.kvault.localhost";
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a process under test may take to answer its health check.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The kvault binary: `KVAULT_BIN`, else the one cargo built for this bench, else
 /// `target/release/kvault` under the package.
@@ -181,5 +183,64 @@ impl Drop for ChildGuard {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polls `url` until it answers 200, or fails if `guard`'s process exits or time runs out.
+pub async fn wait_ready(
+    client: &reqwest::Client,
+    url: &str,
+    guard: &mut ChildGuard,
+) -> anyhow::Result<()> {
+    let until = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        guard.check_alive()?;
+        if let Ok(resp) = client.get(url).send().await
+            && resp.status() == reqwest::StatusCode::OK
+        {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!(
+                "the {} did not answer {url} within {} s (log: {})",
+                guard.name,
+                STARTUP_TIMEOUT.as_secs(),
+                guard.log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `BENCH_SECS`, else `default`.
+pub fn env_secs(default: f64) -> anyhow::Result<Duration> {
+    match std::env::var("BENCH_SECS") {
+        Ok(s) => {
+            let v: f64 = s
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v > 0.0 && *v <= 3600.0)
+                .with_context(|| format!("BENCH_SECS={s}: expected seconds, e.g. 3 or 0.5"))?;
+            Ok(Duration::from_secs_f64(v))
+        }
+        Err(_) => Ok(Duration::from_secs_f64(default)),
+    }
+}
+
+/// `BENCH_CONNS`, else `default`.
+pub fn env_conns(default: &[usize]) -> anyhow::Result<Vec<usize>> {
+    match std::env::var("BENCH_CONNS") {
+        Ok(s) => s
+            .split(',')
+            .map(|c| {
+                c.trim()
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| (1..=1024).contains(&n))
+                    .with_context(|| format!("BENCH_CONNS={s}: expected e.g. 1,16,64"))
+            })
+            .collect(),
+        Err(_) => Ok(default.to_vec()),
     }
 }

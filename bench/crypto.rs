@@ -29,9 +29,6 @@ use zeroize::Zeroizing;
 const API_VERSION: &str = "2026-04-01";
 const DEFAULT_SECS: f64 = 2.0;
 const DEFAULT_CONNS: [usize; 2] = [1, 16];
-/// A single request that takes longer than this counts as an error; it also bounds how long
-/// a phase can overrun its duration.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The message whose SHA-256 digest every sign and verify uses.
 const MESSAGE: &[u8] = b"kvault crypto bench";
 
@@ -458,37 +455,6 @@ struct Direct {
 // Setup: the binary, the child process, /proc readings (as in bench/load.rs).
 // ---------------------------------------------------------------------------------------------
 
-fn env_secs() -> anyhow::Result<Duration> {
-    match std::env::var("BENCH_SECS") {
-        Ok(s) => {
-            let v: f64 = s
-                .trim()
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite() && *v > 0.0 && *v <= 3600.0)
-                .with_context(|| format!("BENCH_SECS={s}: expected seconds, e.g. 2 or 0.5"))?;
-            Ok(Duration::from_secs_f64(v))
-        }
-        Err(_) => Ok(Duration::from_secs_f64(DEFAULT_SECS)),
-    }
-}
-
-fn env_conns() -> anyhow::Result<Vec<usize>> {
-    match std::env::var("BENCH_CONNS") {
-        Ok(s) => s
-            .split(',')
-            .map(|c| {
-                c.trim()
-                    .parse()
-                    .ok()
-                    .filter(|&n: &usize| (1..=1024).contains(&n))
-                    .with_context(|| format!("BENCH_CONNS={s}: expected e.g. 1,16"))
-            })
-            .collect(),
-        Err(_) => Ok(DEFAULT_CONNS.to_vec()),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The API side: creating the keys, preparing one valid request per operation.
 // ---------------------------------------------------------------------------------------------
@@ -879,31 +845,6 @@ async fn run_phase(
     })
 }
 
-/// Polls `url` until it answers 200, or fails if the vault exits or time runs out.
-async fn wait_ready(
-    client: &reqwest::Client,
-    url: &str,
-    guard: &mut ChildGuard,
-) -> anyhow::Result<()> {
-    let until = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        guard.check_alive()?;
-        if let Ok(resp) = client.get(url).send().await
-            && resp.status() == reqwest::StatusCode::OK
-        {
-            return Ok(());
-        }
-        if Instant::now() > until {
-            bail!(
-                "the vault did not answer {url} within {} s (log: {})",
-                STARTUP_TIMEOUT.as_secs(),
-                guard.log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The run.
 // ---------------------------------------------------------------------------------------------
@@ -911,8 +852,8 @@ async fn wait_ready(
 fn run_bench() -> anyhow::Result<()> {
     kvault::install_crypto_provider();
     let bin = kvault_bin()?;
-    let secs = env_secs()?;
-    let conns = env_conns()?;
+    let secs = env_secs(DEFAULT_SECS)?;
+    let conns = env_conns(&DEFAULT_CONNS)?;
     let clk_tck = clock_ticks_per_sec();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
 

@@ -20,9 +20,6 @@ const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ
 const _: () = assert!(VALUE.len() == 64);
 const DEFAULT_SECS: f64 = 3.0;
 const DEFAULT_CONNS: [usize; 3] = [1, 16, 64];
-/// A single request that takes longer than this counts as an error; it also bounds how long
-/// a phase can overrun its duration.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -276,68 +273,11 @@ async fn run_phase(ctx: &Arc<Ctx>, op: Op, conns: usize) -> anyhow::Result<Phase
     })
 }
 
-/// Polls `url` until it answers 200, or fails if `guard`'s process exits or time runs out.
-async fn wait_ready(
-    client: &reqwest::Client,
-    url: &str,
-    guard: &mut ChildGuard,
-) -> anyhow::Result<()> {
-    let until = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        guard.check_alive()?;
-        if let Ok(resp) = client.get(url).send().await
-            && resp.status() == reqwest::StatusCode::OK
-        {
-            return Ok(());
-        }
-        if Instant::now() > until {
-            bail!(
-                "the {} did not answer {url} within {} s (log: {})",
-                guard.name,
-                STARTUP_TIMEOUT.as_secs(),
-                guard.log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn env_secs() -> anyhow::Result<Duration> {
-    match std::env::var("BENCH_SECS") {
-        Ok(s) => {
-            let v: f64 = s
-                .trim()
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite() && *v > 0.0 && *v <= 3600.0)
-                .with_context(|| format!("BENCH_SECS={s}: expected seconds, e.g. 3 or 0.5"))?;
-            Ok(Duration::from_secs_f64(v))
-        }
-        Err(_) => Ok(Duration::from_secs_f64(DEFAULT_SECS)),
-    }
-}
-
-fn env_conns() -> anyhow::Result<Vec<usize>> {
-    match std::env::var("BENCH_CONNS") {
-        Ok(s) => s
-            .split(',')
-            .map(|c| {
-                c.trim()
-                    .parse()
-                    .ok()
-                    .filter(|&n: &usize| (1..=1024).contains(&n))
-                    .with_context(|| format!("BENCH_CONNS={s}: expected e.g. 1,16,64"))
-            })
-            .collect(),
-        Err(_) => Ok(DEFAULT_CONNS.to_vec()),
-    }
-}
-
 fn run_bench() -> anyhow::Result<()> {
     kvault::install_crypto_provider();
     let bin = kvault_bin()?;
-    let secs = env_secs()?;
-    let conns = env_conns()?;
+    let secs = env_secs(DEFAULT_SECS)?;
+    let conns = env_conns(&DEFAULT_CONNS)?;
     let clk_tck = clock_ticks_per_sec();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
 

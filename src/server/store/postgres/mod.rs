@@ -263,6 +263,12 @@ impl PostgresBackend {
         if let Some(pw) = &config.password {
             pg.password(pw.as_bytes());
         }
+        if pg.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+            // Records are sealed either way, but names' HMACs, sizes and timing are not.
+            tracing::warn!(
+                "the database connection may run without TLS; add sslmode=require to the URL"
+            );
+        }
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(Duration::from_secs(5));
         }

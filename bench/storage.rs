@@ -1,0 +1,301 @@
+//! `cargo bench --bench storage`: secret GET and SET throughput of the storage backends,
+//! side by side in one run — the embedded database (the reference), PostgreSQL with one
+//! replica, and PostgreSQL with two replicas of one vault sharing the load.
+//!
+//! Each vault is a real `kvault dev` process; PostgreSQL is the test database of
+//! `scripts/test-postgres` (started if `KVAULT_TEST_POSTGRES_URL` is not set). It prints
+//! figures and asserts nothing about speed. See bench/README.md.
+
+#[path = "common.rs"]
+#[allow(dead_code)]
+mod common;
+use anyhow::{Context, bail};
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const API_VERSION: &str = "2026-04-01";
+const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO";
+const DEFAULT_SECS: f64 = 3.0;
+const DEFAULT_CONNS: [usize; 2] = [1, 16];
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("storage bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The database: the environment of `scripts/test-postgres start`, or that script's output.
+struct Database {
+    url: String,
+    password_file: String,
+    ca_file: String,
+}
+
+fn database() -> anyhow::Result<Database> {
+    let from_env = |k: &str| std::env::var(k).ok();
+    if let (Some(url), Some(password_file), Some(ca_file)) = (
+        from_env("KVAULT_TEST_POSTGRES_URL"),
+        from_env("KVAULT_TEST_POSTGRES_PASSWORD_FILE"),
+        from_env("KVAULT_TEST_POSTGRES_CA_FILE"),
+    ) {
+        return Ok(Database {
+            url,
+            password_file,
+            ca_file,
+        });
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-postgres");
+    let out = Command::new(&script)
+        .arg("start")
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} start failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let var = |k: &str| -> anyhow::Result<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+            .map(|v| v.trim_matches('\'').to_string())
+            .with_context(|| format!("{} printed no {k}", script.display()))
+    };
+    Ok(Database {
+        url: var("KVAULT_TEST_POSTGRES_URL")?,
+        password_file: var("KVAULT_TEST_POSTGRES_PASSWORD_FILE")?,
+        ca_file: var("KVAULT_TEST_POSTGRES_CA_FILE")?,
+    })
+}
+
+/// One running replica and a client per connection for it.
+struct Replica {
+    _guard: ChildGuard,
+    port: u16,
+    ca: reqwest::Certificate,
+    auth: reqwest::header::HeaderValue,
+}
+
+async fn start_replica(
+    bin: &Path,
+    state: &Path,
+    log: PathBuf,
+    db: Option<(&Database, &str)>,
+) -> anyhow::Result<Replica> {
+    let port = free_port()?;
+    let env_file = state.join("dev.env");
+    // A replica joining a state directory rewrites dev.env: wait for its own.
+    let _ = std::fs::remove_file(&env_file);
+    let mut cmd = Command::new(bin);
+    cmd.arg("dev")
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--url")
+        .arg(origin(port))
+        .env_remove("KVAULT_STATE_DIR")
+        .env("RUST_LOG", "warn");
+    if let Some((db, schema)) = db {
+        cmd.args(["--storage", &db.url])
+            .args(["--storage-password-file", &db.password_file])
+            .args(["--storage-ca-file", &db.ca_file])
+            .args(["--storage-schema", schema]);
+    }
+    let mut guard = ChildGuard::spawn("vault (kvault dev)", cmd, log)?;
+    let ca_file = state.join("ca.pem");
+    let until = Instant::now() + STARTUP_TIMEOUT;
+    while !(ca_file.is_file() && env_file.is_file()) {
+        guard.check_alive()?;
+        if Instant::now() > until {
+            bail!("the vault did not write {} in time", env_file.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_file)?)?;
+    let setup = http_client(std::slice::from_ref(&ca), port)?;
+    wait_ready(&setup, &format!("{}/_kvault/health", origin(port)), &mut guard).await?;
+    let mut auth = reqwest::header::HeaderValue::from_str(&format!(
+        "Bearer {}",
+        read_token(&env_file)?
+    ))?;
+    auth.set_sensitive(true);
+    Ok(Replica {
+        _guard: guard,
+        port,
+        ca,
+        auth,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Get,
+    Set,
+}
+
+struct Figures {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: u64,
+}
+
+/// `conns` keep-alive connections, spread over the replicas, for `secs`.
+async fn phase(replicas: &[Replica], op: Op, conns: usize, secs: Duration) -> anyhow::Result<Figures> {
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + secs;
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let r = &replicas[c % replicas.len()];
+        let client = http_client(std::slice::from_ref(&r.ca), r.port)?;
+        let (auth, port, errors) = (r.auth.clone(), r.port, errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let req = match op {
+                    Op::Get => client.get(format!(
+                        "{}/secrets/bench-get?api-version={API_VERSION}",
+                        origin(port)
+                    )),
+                    Op::Set => client
+                        .put(format!(
+                            "{}/secrets/bench-set-{c}?api-version={API_VERSION}",
+                            origin(port)
+                        ))
+                        .header("content-type", "application/json")
+                        .body(format!("{{\"value\":\"{VALUE}\"}}")),
+                };
+                match req.header("authorization", auth.clone()).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed().as_nanos() as u64);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    all.sort_unstable();
+    Ok(Figures {
+        rate: all.len() as f64 / secs.as_secs_f64(),
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+        errors: errors.load(Ordering::Relaxed),
+    })
+}
+
+async fn seed(r: &Replica) -> anyhow::Result<()> {
+    let client = http_client(std::slice::from_ref(&r.ca), r.port)?;
+    let resp = client
+        .put(format!("{}/secrets/bench-get?api-version={API_VERSION}", origin(r.port)))
+        .header("authorization", r.auth.clone())
+        .header("content-type", "application/json")
+        .body(format!("{{\"value\":\"{VALUE}\"}}"))
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!("seeding the GET secret: {}", resp.status());
+    }
+    Ok(())
+}
+
+async fn measure(
+    label: &str,
+    replicas: &[Replica],
+    conns: &[usize],
+    secs: Duration,
+) -> anyhow::Result<()> {
+    seed(&replicas[0]).await?;
+    for op in [Op::Get, Op::Set] {
+        for &n in conns {
+            let f = phase(replicas, op, n, secs).await?;
+            println!(
+                "  {label:<24} {:<4} {n:>5} {:>10.0} {:>10.2} {:>10.2} {:>7}",
+                match op {
+                    Op::Get => "GET",
+                    Op::Set => "SET",
+                },
+                f.rate,
+                f.p50.as_secs_f64() * 1e3,
+                f.p99.as_secs_f64() * 1e3,
+                f.errors
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run() -> anyhow::Result<()> {
+    kvault::install_crypto_provider();
+    let bin = kvault_bin()?;
+    let secs = env_secs(DEFAULT_SECS)?;
+    let conns = env_conns(&DEFAULT_CONNS)?;
+    let db = database()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("kvault-bench-storage-")
+        .tempdir()?;
+    let schema = format!("bench_{}", std::process::id());
+
+    println!("kvault storage bench");
+    println!("  binary         {}", bin.display());
+    if bin.components().any(|c| c.as_os_str() == "debug") {
+        println!("  WARNING        this looks like a debug build; figures will be meaningless");
+    }
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        let l: Vec<&str> = l.split_whitespace().take(3).collect();
+        println!("  load average   {} (before the run)", l.join(" "));
+    }
+    println!(
+        "  cores          {} (vaults, PostgreSQL and the client share them)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("  phase length   {:.1} s (BENCH_SECS)", secs.as_secs_f64());
+    println!("  database       schema {schema}");
+    println!();
+    println!(
+        "  {:<24} {:<4} {:>5} {:>10} {:>10} {:>10} {:>7}",
+        "backend", "op", "conns", "req/s", "p50 ms", "p99 ms", "errors"
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        {
+            let state = tmp.path().join("embedded");
+            let r = start_replica(&bin, &state, tmp.path().join("embedded.log"), None).await?;
+            measure("embedded (reference)", std::slice::from_ref(&r), &conns, secs).await?;
+        }
+        let state = tmp.path().join("postgres");
+        let a = start_replica(&bin, &state, tmp.path().join("pg-a.log"), Some((&db, &schema)))
+            .await?;
+        measure("postgres, 1 replica", std::slice::from_ref(&a), &conns, secs).await?;
+        let b = start_replica(&bin, &state, tmp.path().join("pg-b.log"), Some((&db, &schema)))
+            .await?;
+        measure("postgres, 2 replicas", &[a, b], &conns, secs).await?;
+        anyhow::Ok(())
+    })?;
+    println!();
+    println!("  SET: each PUT creates a version and is acknowledged once committed (fsync).");
+    println!("  2 replicas: connections alternate between the two processes.");
+    Ok(())
+}
