@@ -4,6 +4,7 @@
 mod cert;
 mod key;
 mod secret;
+mod vault;
 
 use crate::dev::{DevOptions, TokenRequest};
 use crate::server::config::{ServerConfig, ServerOptions};
@@ -59,6 +60,9 @@ enum Command {
     Operator(crate::operator::OperatorOptions),
     /// Print the CustomResourceDefinitions (Vault, AccessPolicy, RoleAssignment) as YAML.
     Crd,
+    /// Deleted vaults in a cluster: list them, purge one (Kubernetes API).
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +150,7 @@ pub fn main() -> ExitCode {
             Command::Dev(opts) => crate::dev::run(opts).await,
             Command::Provider(opts) => crate::provider::run(opts).await,
             Command::Operator(opts) => crate::operator::run(opts).await,
+            Command::Vault(cmd) => vault::run(cmd).await,
             Command::Token(t) => {
                 let token = crate::dev::mint_token(
                     &t.state_dir,

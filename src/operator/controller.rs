@@ -335,30 +335,41 @@ pub async fn purge_expired(client: &Client, now: i64) -> Result<usize, Error> {
         {
             continue;
         }
-        let merge = PatchParams::default();
-        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-        let by_vault = ListParams::default().labels(&format!("{}={vault}", desired::VAULT_LABEL));
-        for pvc in pvcs.list_metadata(&by_vault).await?.items {
-            if !soft_delete::is_kept(&pvc.metadata) {
-                continue;
-            }
-            let pvc_name = pvc.metadata.name.clone().unwrap_or_default();
-            let patch = soft_delete::restore_patch(&pvc.metadata.finalizers.unwrap_or_default());
-            pvcs.patch_metadata(&pvc_name, &merge, &Patch::Merge(&patch))
-                .await?;
-            ignore_not_found(pvcs.delete(&pvc_name, &DeleteParams::default()).await)?;
-        }
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-        let key_name = key.metadata.name.clone().unwrap_or_default();
-        let patch = soft_delete::restore_patch(&key.metadata.finalizers.unwrap_or_default());
-        secrets
-            .patch_metadata(&key_name, &merge, &Patch::Merge(&patch))
-            .await?;
-        ignore_not_found(secrets.delete(&key_name, &DeleteParams::default()).await)?;
+        purge_vault(client, &ns, &vault, &key.metadata).await?;
         tracing::info!(vault = %vault, namespace = %ns, "deleted vault purged after its retention period");
         purged += 1;
     }
     Ok(purged)
+}
+
+/// Deletes a deleted vault's kept objects: its data PVCs, then its master key (`key` is
+/// the master-key Secret's metadata). The caller has decided that it may go.
+pub async fn purge_vault(
+    client: &Client,
+    ns: &str,
+    vault: &str,
+    key: &ObjectMeta,
+) -> Result<(), Error> {
+    let merge = PatchParams::default();
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let by_vault = ListParams::default().labels(&format!("{}={vault}", desired::VAULT_LABEL));
+    for pvc in pvcs.list_metadata(&by_vault).await?.items {
+        if !soft_delete::is_kept(&pvc.metadata) {
+            continue;
+        }
+        let pvc_name = pvc.metadata.name.clone().unwrap_or_default();
+        let patch = soft_delete::restore_patch(&pvc.metadata.finalizers.unwrap_or_default());
+        pvcs.patch_metadata(&pvc_name, &merge, &Patch::Merge(&patch))
+            .await?;
+        ignore_not_found(pvcs.delete(&pvc_name, &DeleteParams::default()).await)?;
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let key_name = key.name.clone().unwrap_or_default();
+    let patch = soft_delete::restore_patch(&key.finalizers.clone().unwrap_or_default());
+    secrets
+        .patch_metadata(&key_name, &merge, &Patch::Merge(&patch))
+        .await?;
+    ignore_not_found(secrets.delete(&key_name, &DeleteParams::default()).await)
 }
 
 fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
@@ -852,9 +863,19 @@ pub fn controller(client: Client) -> Controller<Vault> {
             Api::<PodDisruptionBudget>::all(client.clone()),
             ours.clone(),
         )
-        // The JWKS ConfigMap (Secrets are not watched: a full watch would hold every
-        // master key and TLS key in memory, and kube's metadata-only owned watches are
-        // unstable features).
+        // The server TLS Secrets only, by label: a changed or deleted one is repaired at
+        // once. Master keys are never watched (nor held in memory).
+        .owns(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default()
+                .labels(&format!(
+                    "app.kubernetes.io/managed-by={FIELD_MANAGER},{}={}",
+                    desired::SECRET_ROLE_LABEL.0,
+                    desired::SECRET_ROLE_LABEL.1
+                ))
+                .any_semantic(),
+        )
+        // The JWKS ConfigMap.
         .owns(Api::<ConfigMap>::all(client.clone()), ours)
         .watches(
             Api::<AccessPolicy>::all(client.clone()),

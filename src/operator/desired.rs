@@ -70,6 +70,9 @@ pub const CA_CONFIG_MAP: &str = "kvault-ca";
 pub const NOT_AFTER_ANNOTATION: &str = "kvault.dev/not-after";
 /// Label on every object of a vault.
 pub const VAULT_LABEL: &str = "kvault.dev/vault";
+/// Label on the server TLS Secret, so the operator can watch just those Secrets (never the
+/// master keys) and repair one at once when it is changed or deleted.
+pub const SECRET_ROLE_LABEL: (&str, &str) = ("kvault.dev/secret", "tls");
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DesiredError {
@@ -796,6 +799,9 @@ pub fn tls_secret(
 ) -> Result<Secret, DesiredError> {
     let id = identity(vault)?;
     let mut metadata = meta(&id, tls_secret_name(&id.name), true);
+    if let Some(l) = metadata.labels.as_mut() {
+        l.insert(SECRET_ROLE_LABEL.0.into(), SECRET_ROLE_LABEL.1.into());
+    }
     metadata.annotations = Some(BTreeMap::from([(
         NOT_AFTER_ANNOTATION.into(),
         not_after_rfc3339.into(),

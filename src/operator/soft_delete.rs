@@ -83,6 +83,55 @@ pub fn purge_due(meta: &ObjectMeta, now: i64) -> bool {
     purge_after(meta).is_some_and(|t| t <= now)
 }
 
+/// A deleted vault, as its kept master-key Secret describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedVault {
+    pub namespace: String,
+    pub name: String,
+    /// When the operator purges it (unix seconds); `None`: unreadable, never automatically.
+    pub purge_after: Option<i64>,
+    pub purge_protection: bool,
+}
+
+/// The deleted vault a kept master-key Secret stands for (`None` for a live vault's key).
+pub fn deleted_vault(key: &ObjectMeta) -> Option<DeletedVault> {
+    if !is_kept(key) {
+        return None;
+    }
+    Some(DeletedVault {
+        namespace: key.namespace.clone()?,
+        name: key
+            .labels
+            .as_ref()?
+            .get(super::desired::VAULT_LABEL)?
+            .clone(),
+        purge_after: purge_after(key),
+        purge_protection: key
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == PURGE_PROTECTION_FINALIZER)),
+    })
+}
+
+/// Whether a person may purge the deleted vault now: always without purge protection;
+/// with it, only once its retention period is over (as the operator would).
+pub fn may_purge(v: &DeletedVault, now: i64) -> Result<(), String> {
+    if !v.purge_protection || v.purge_after.is_some_and(|t| t <= now) {
+        return Ok(());
+    }
+    let when = v
+        .purge_after
+        .and_then(|t| k8s_openapi::jiff::Timestamp::from_second(t).ok())
+        .map_or_else(
+            || "never (its purge-after annotation is unreadable)".to_string(),
+            |t| t.to_string(),
+        );
+    Err(format!(
+        "vault {}/{} has purge protection: it cannot be purged before its retention period ends ({when}); recover it with createMode: Recover or wait",
+        v.namespace, v.name
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +174,51 @@ mod tests {
         let r = restore_patch(&fins);
         assert_eq!(r["metadata"]["labels"][DELETED_LABEL], Value::Null);
         assert_eq!(r["metadata"]["finalizers"], json!([]));
+    }
+
+    fn kept_key(spec: VaultSpec) -> ObjectMeta {
+        let v = fixtures::vault("team-a", "payments", spec);
+        let mut m = meta_from(&keep_patch(&v, &[], NOW));
+        m.namespace = Some("team-a".into());
+        m.name = Some("payments-master-key".into());
+        m.labels.get_or_insert_with(BTreeMap::new).insert(
+            crate::operator::desired::VAULT_LABEL.into(),
+            "payments".into(),
+        );
+        m
+    }
+
+    #[test]
+    fn a_kept_master_key_describes_its_deleted_vault() {
+        let mut spec = VaultSpec::default();
+        spec.soft_delete.retention_days = 7;
+        let d = deleted_vault(&kept_key(spec)).unwrap();
+        assert_eq!(
+            d,
+            DeletedVault {
+                namespace: "team-a".into(),
+                name: "payments".into(),
+                purge_after: Some(NOW + 7 * 86_400),
+                purge_protection: false,
+            }
+        );
+        assert!(may_purge(&d, NOW).is_ok(), "no protection: purge any time");
+        // A live vault's key is not a deleted vault.
+        let mut live = kept_key(VaultSpec::default());
+        live.labels.as_mut().unwrap().remove(DELETED_LABEL);
+        assert!(deleted_vault(&live).is_none());
+    }
+
+    #[test]
+    fn purge_protection_holds_a_deleted_vault_until_its_time() {
+        let mut spec = VaultSpec::default();
+        spec.soft_delete.retention_days = 30;
+        spec.soft_delete.purge_protection = true;
+        let d = deleted_vault(&kept_key(spec)).unwrap();
+        assert!(d.purge_protection);
+        let refused = may_purge(&d, NOW + 86_400).unwrap_err();
+        assert!(refused.contains("purge protection"), "{refused}");
+        assert!(may_purge(&d, NOW + 30 * 86_400).is_ok());
     }
 
     #[test]

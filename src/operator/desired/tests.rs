@@ -681,3 +681,22 @@ fn default_schemas_are_identifiers_and_distinct() {
         crate::server::store::postgres::validate_schema(s).unwrap();
     }
 }
+
+#[test]
+fn only_the_tls_secret_carries_the_watched_label() {
+    let v = payments(VaultSpec::default());
+    let tls = tls_secret(&v, "chain", "key", "ca", "2027-01-01T00:00:00Z").unwrap();
+    let key = master_key_secret(&v, "a2V5").unwrap();
+    let (k, val) = SECRET_ROLE_LABEL;
+    assert_eq!(
+        tls.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get(k)
+            .map(String::as_str),
+        Some(val)
+    );
+    // The operator's watch selects by this label: a master key must never match it.
+    assert!(!key.metadata.labels.as_ref().unwrap().contains_key(k));
+}
