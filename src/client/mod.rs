@@ -861,6 +861,27 @@ impl VaultClient {
             .await
     }
 
+    /// `GET /_kvault/events/expiry`: objects expired or near expiry (control plane only).
+    pub async fn get_expiring(
+        &self,
+    ) -> Result<crate::server::events::scanner::ExpiryReport, ClientError> {
+        self.call(Method::GET, "/_kvault/events/expiry", &[], None::<&()>)
+            .await
+    }
+
+    /// `GET /_kvault/events/dead-letters`: events given up, newest first (control plane
+    /// only).
+    pub async fn get_dead_letters(&self, top: u32) -> Result<serde_json::Value, ClientError> {
+        let top = top.to_string();
+        self.call(
+            Method::GET,
+            "/_kvault/events/dead-letters",
+            &[("top", top.as_str())],
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `GET /_kvault/health` (no token needed).
     pub async fn health(&self) -> Result<(), ClientError> {
         let mut u = self.origin.clone();

@@ -4,6 +4,7 @@ mod authz;
 mod certificates;
 mod cli;
 mod common;
+mod events;
 mod ha;
 mod keys;
 mod provider;
