@@ -11,12 +11,14 @@
 //! the API server refuses a bad object at `kubectl apply` with a message that says why.
 
 pub mod grants;
+pub mod notifications;
 pub mod schema;
 pub mod vault;
 
 pub use grants::{
     AccessPolicy, AccessPolicySpec, GrantStatus, RoleAssignment, RoleAssignmentSpec, VaultRef,
 };
+pub use notifications::{AuthHeaderSpec, NotificationsSpec, SecretKeyRef, SubscriptionSpec};
 pub use vault::{
     AuditDestination, AuditSpec, CreateMode, EmbeddedStorage, NetworkPeer, NetworkSpec, OidcIssuer,
     PostgresStorage, PublicNetworkAccess, StorageSpec, Vault, VaultIdentity, VaultSpec,

@@ -695,3 +695,24 @@ fn every_cel_rule_compiles() {
         );
     }
 }
+
+#[test]
+fn the_events_example_vault_is_admitted() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/events/vault.yaml");
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let vault_doc = docs.iter().find(|d| d["kind"] == "Vault").unwrap();
+    let admitted = admit("Vault", vault_doc, None).unwrap();
+    let v: Vault = serde_json::from_value(admitted).unwrap();
+    let n = v.spec.notifications.unwrap();
+    assert_eq!(n.subscriptions.len(), 2);
+    // Unknown event types and non-https endpoints are refused by the schema.
+    let mut bad = vault_doc.clone();
+    bad["spec"]["notifications"]["subscriptions"][0]["includedEventTypes"] =
+        serde_json::json!(["Microsoft.KeyVault.SecretDeleted"]);
+    assert!(admit("Vault", &bad, None).is_err());
+    let mut bad = vault_doc.clone();
+    bad["spec"]["notifications"]["subscriptions"][0]["endpoint"] =
+        serde_json::json!("http://rotator.team-a.svc/events");
+    assert!(admit("Vault", &bad, None).is_err());
+}

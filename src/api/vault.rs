@@ -122,6 +122,11 @@ pub struct VaultSpec {
     #[serde(default)]
     pub audit: AuditSpec,
 
+    /// Event notifications: CloudEvents webhooks (new versions, near expiry, expiry, policy
+    /// changes) and the near-expiry threshold of the Kubernetes Events on this Vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<super::notifications::NotificationsSpec>,
+
     /// Compute resources of the server container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -169,6 +174,7 @@ impl Default for VaultSpec {
             replicas: 1,
             throttling: ThrottlingSettings::default(),
             audit: AuditSpec::default(),
+            notifications: None,
             resources: None,
             node_selector: BTreeMap::new(),
             tolerations: vec![],

@@ -10,6 +10,7 @@
 
 use super::ca::{self, Ca, CaError};
 use super::desired::{self, DesiredError, DesiredObjects};
+use super::expiry;
 use super::policy::{self, GrantKind, GrantOutcome};
 use super::push::{self, PolicyEndpoint};
 use super::soft_delete;
@@ -207,6 +208,7 @@ async fn apply_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, Error> 
         },
     };
     let mut new_status = status::vault_status(&vault, &outcome, &now);
+    let policy_applied = applied_policy.is_some();
     if let Some((generation, digest)) = applied_policy {
         new_status.applied_policy_generation = Some(generation);
         new_status.applied_policy_digest = Some(digest);
@@ -214,6 +216,9 @@ async fn apply_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, Error> 
     if vault.status.as_ref() != Some(&new_status) {
         patch_status(&ctx.client, &ns, &name, &new_status).await?;
         publish_transition(ctx, &vault, &new_status).await;
+    }
+    if policy_applied {
+        report_expiry(ctx, &vault).await;
     }
     Ok(match outcome {
         Outcome::Invalid { .. } => Action::await_change(),
@@ -399,17 +404,24 @@ async fn sync_policy(
         .list(&lp)
         .await?
         .items;
-    let compiled =
-        match policy::compile(vault, &access_policies, &role_assignments, 0, &ctx.settings) {
-            Ok(c) => c,
-            Err(e) => {
-                let outcome = Outcome::Invalid {
-                    reason: status::reason::INVALID_POLICY,
-                    message: e.to_string(),
-                };
-                return Ok((outcome, None));
-            }
-        };
+    let headers = resolve_event_headers(ctx, vault, ns).await?;
+    let compiled = match policy::compile_with(
+        vault,
+        &access_policies,
+        &role_assignments,
+        0,
+        &ctx.settings,
+        &headers,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            let outcome = Outcome::Invalid {
+                reason: status::reason::INVALID_POLICY,
+                message: e.to_string(),
+            };
+            return Ok((outcome, None));
+        }
+    };
     let old = vault.status.as_ref();
     let (generation, needed) = policy::next_generation(
         old.and_then(|s| s.applied_policy_generation),
@@ -835,16 +847,78 @@ async fn publish_transition(ctx: &Context, vault: &Vault, new: &VaultStatus) {
 
 /// One event about a vault; best effort.
 async fn publish(ctx: &Context, vault: &Vault, type_: EventType, reason: &str, note: &str) {
+    publish_action(ctx, vault, type_, reason, note, "Reconcile").await
+}
+
+/// One event with its own `action` (the recorder's series key besides type and reason).
+async fn publish_action(
+    ctx: &Context,
+    vault: &Vault,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+    action: &str,
+) {
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note.to_string()).filter(|n| !n.is_empty()),
-        action: "Reconcile".into(),
+        action: action.into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &vault.object_ref(&())).await {
         tracing::warn!(vault = %vault.name_any(), error = %e, "cannot publish an event");
     }
+}
+
+/// Warning events for the vault's expired and near-expiry objects, from its expiry report;
+/// best effort (a vault that cannot answer is skipped until the next pass).
+async fn report_expiry(ctx: &Context, vault: &Vault) {
+    match ctx.policy.expiring(vault).await {
+        Ok(report) => {
+            for n in expiry::notices(&report) {
+                publish_action(
+                    ctx,
+                    vault,
+                    EventType::Warning,
+                    &n.reason,
+                    &n.note,
+                    &n.action,
+                )
+                .await;
+            }
+        }
+        Err(e) => tracing::debug!(
+            vault = %vault.name_any(),
+            error = %e,
+            "cannot read the vault's expiry report"
+        ),
+    }
+}
+
+/// Reads the Secrets holding the event subscriptions' header values (only Secrets labelled
+/// `kvault.dev/event-auth: "true"` are used). The values go into the pushed document and
+/// nowhere else: never a log, an event or the Vault's status.
+async fn resolve_event_headers(
+    ctx: &Context,
+    vault: &Vault,
+    ns: &str,
+) -> Result<policy::ResolvedHeaders, Error> {
+    let mut out = policy::ResolvedHeaders::new();
+    let Some(n) = &vault.spec.notifications else {
+        return Ok(out);
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    for s in &n.subscriptions {
+        let Some(h) = &s.auth_header else { continue };
+        let r = &h.secret_key_ref;
+        let found = secrets.get_opt(&r.name).await?;
+        out.insert(
+            s.name.clone(),
+            policy::header_from_secret(found.as_ref(), &r.name, &r.key),
+        );
+    }
+    Ok(out)
 }
 
 /// The `Vault` controller: owned objects and the vault's grants trigger its reconcile.

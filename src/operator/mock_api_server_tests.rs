@@ -998,3 +998,108 @@ async fn an_unreachable_vault_leaves_the_policy_unapplied_and_says_why() {
     assert!(st["appliedPolicyGeneration"].is_null());
     assert_eq!(event.body["type"], "Warning");
 }
+
+#[tokio::test]
+async fn notifications_take_their_header_from_a_secret_and_expiring_objects_become_events() {
+    use crate::server::events::scanner::{ExpiringObject, ExpiryReport};
+    let vault_side = Arc::new(FakeEndpoint::default());
+    *vault_side.expiring.lock().unwrap() = ExpiryReport {
+        near_expiry_days: 30,
+        count: 2,
+        value: vec![
+            ExpiringObject {
+                event_type: "Microsoft.KeyVault.SecretExpired".into(),
+                object_type: "Secret".into(),
+                object_name: "db-password".into(),
+                version: "0123456789abcdef0123456789abcdef".into(),
+                exp: 1_700_000_000,
+            },
+            ExpiringObject {
+                event_type: "Microsoft.KeyVault.CertificateNearExpiry".into(),
+                object_type: "Certificate".into(),
+                object_name: "web".into(),
+                version: "fedcba9876543210fedcba9876543210".into(),
+                exp: 1_800_000_000,
+            },
+        ],
+    };
+    let (ctx, mut api) = context_with(vault_side.clone());
+    let spec = VaultSpec {
+        notifications: Some(
+            serde_json::from_value(json!({"subscriptions": [{
+                "name": "ops",
+                "endpoint": "https://hooks.example.test/kv",
+                "authHeader": {"name": "Authorization",
+                               "secretKeyRef": {"name": "ops-hook", "key": "header"}}
+            }]}))
+            .unwrap(),
+        ),
+        ..Default::default()
+    };
+    let vault = Arc::new(finalized(fixtures::vault(NS, NAME, spec)));
+    let server = tokio::spawn(async move {
+        api.answer(StatusCode::OK, master_key_exists).await;
+        api.objects_applied_with(true).await;
+        grants_listed(&mut api, vec![]).await;
+        // The header's Secret is read (it carries the opt-in label) before the push.
+        let secret = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "ops-hook", "namespace": NS, "uid": "s1",
+                                    "resourceVersion": "9",
+                                    "labels": {"kvault.dev/event-auth": "true"}},
+                       "data": {"header": "QmVhcmVyIGZyb20tc2VjcmV0"}})
+            })
+            .await;
+        assert_eq!(secret.method, Method::GET);
+        assert_eq!(
+            secret.path,
+            format!("/api/v1/namespaces/{NS}/secrets/ops-hook")
+        );
+        let status = api.status_patched().await;
+        let ready = api.event_published().await;
+        // Then one Warning per expiring object.
+        let expired = api.event_published().await;
+        let near = api.event_published().await;
+        (status, ready, expired, near)
+    });
+    let action = within(reconcile(vault, ctx)).await.unwrap();
+    assert_eq!(action, Action::requeue(RESYNC));
+    let (status, ready, expired, near) = within(server).await.unwrap();
+
+    let pushed = vault_side.held.lock().unwrap().clone().unwrap();
+    let sub = &pushed.events.as_ref().unwrap().subscriptions[0];
+    let header = sub.auth_header.as_ref().unwrap();
+    assert_eq!(
+        header.value.as_ref().unwrap().expose(),
+        "Bearer from-secret"
+    );
+    // The value reaches neither the status nor an event.
+    for seen in [&status, &ready, &expired, &near] {
+        assert!(
+            !seen.body.to_string().contains("from-secret"),
+            "{}",
+            seen.body
+        );
+    }
+    assert_eq!(ready.body["reason"], "Serving");
+    assert_eq!(expired.body["type"], "Warning");
+    assert_eq!(expired.body["reason"], "SecretExpired");
+    assert_eq!(
+        expired.body["note"],
+        "secret db-password (version 0123456789abcdef0123456789abcdef) expired at 2023-11-14T22:13:20Z"
+    );
+    assert_eq!(near.body["reason"], "CertificateNearExpiry");
+    assert!(
+        near.body["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("certificate web ")
+    );
+    assert_ne!(expired.body["action"], near.body["action"]);
+    assert_eq!(
+        expired.body["regarding"]["kind"], "Vault",
+        "{}",
+        expired.body
+    );
+}

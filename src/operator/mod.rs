@@ -9,6 +9,7 @@ pub mod app;
 pub mod ca;
 pub mod controller;
 pub mod desired;
+pub mod expiry;
 pub mod leader;
 pub mod policy;
 pub mod push;

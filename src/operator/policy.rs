@@ -6,10 +6,12 @@
 //! validation the server runs (`PolicyDocument::compile`), and left out when it fails.
 
 use super::OperatorSettings;
+use crate::api::NotificationsSpec;
 use crate::api::{AccessPolicy, RoleAssignment, Vault};
 use crate::policy::{
-    AccessPolicyEntry, AuthorizationMode, IdentitySettings, IssuerSpec, MAX_ACCESS_POLICIES,
-    NetworkRules, PolicyDocument, PolicyError, PrincipalKind, PrincipalRef, RoleAssignmentEntry,
+    AccessPolicyEntry, AuthHeader, AuthorizationMode, EventSettings, EventSubscription,
+    HeaderSecret, IdentitySettings, IssuerSpec, MAX_ACCESS_POLICIES, NetworkRules, PolicyDocument,
+    PolicyError, PrincipalKind, PrincipalRef, RoleAssignmentEntry,
 };
 use crate::server::config::{VaultUrl, default_audiences};
 
@@ -117,6 +119,43 @@ pub fn compile(
     role_assignments: &[RoleAssignment],
     generation: u64,
     settings: &OperatorSettings,
+) -> Result<CompiledVaultPolicy, CompileError> {
+    compile_with(
+        vault,
+        access_policies,
+        role_assignments,
+        generation,
+        settings,
+        &ResolvedHeaders::new(),
+    )
+}
+
+/// An event subscription's authentication-header value as the controller found it in its
+/// Secret.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResolvedHeader {
+    /// The value, and a version of it (the Secret's uid and resourceVersion) that changes
+    /// when it changes: the digest names the version, never the value.
+    Found {
+        value: HeaderSecret,
+        version: String,
+    },
+    /// Why there is no value (the subscription is left out, with a warning).
+    Missing(String),
+}
+
+/// Resolved header values by subscription name.
+pub type ResolvedHeaders = std::collections::BTreeMap<String, ResolvedHeader>;
+
+/// [`compile`] with the event subscriptions' header values (read from Secrets by the
+/// controller).
+pub fn compile_with(
+    vault: &Vault,
+    access_policies: &[AccessPolicy],
+    role_assignments: &[RoleAssignment],
+    generation: u64,
+    settings: &OperatorSettings,
+    headers: &ResolvedHeaders,
 ) -> Result<CompiledVaultPolicy, CompileError> {
     let (Some(name), Some(ns)) = (
         vault.metadata.name.as_deref(),
@@ -284,8 +323,17 @@ pub fn compile(
         throttling: spec.throttling,
         events: None,
     };
+    let mut header_versions = Vec::new();
+    if let Some(n) = &spec.notifications {
+        document.events = Some(compile_notifications(
+            n,
+            headers,
+            &mut header_versions,
+            &mut warnings,
+        ));
+    }
     document.compile().map_err(CompileError::Invalid)?;
-    let digest = digest(&document);
+    let digest = digest_with(&document, &header_versions);
     document.generation = generation;
     Ok(CompiledVaultPolicy {
         document,
@@ -295,14 +343,141 @@ pub fn compile(
     })
 }
 
-/// SHA-256 (hex) of the document's content, generation excluded.
-pub fn digest(doc: &PolicyDocument) -> String {
-    let canonical = PolicyDocument {
-        generation: 0,
-        ..doc.clone()
+/// `spec.notifications` as the document's `events`: each subscription is checked on its
+/// own and left out (with a warning) when it is invalid or its header value is missing.
+fn compile_notifications(
+    n: &NotificationsSpec,
+    headers: &ResolvedHeaders,
+    header_versions: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> EventSettings {
+    let mut subscriptions = Vec::new();
+    for (i, s) in n.subscriptions.iter().enumerate() {
+        let what = format!("notifications.subscriptions[{i}] ({})", s.name);
+        let auth_header = match &s.auth_header {
+            None => None,
+            Some(h) => match headers.get(&s.name) {
+                Some(ResolvedHeader::Found { value, version }) => {
+                    header_versions.push(format!("{}={version}", s.name));
+                    Some(AuthHeader {
+                        name: h.name.clone(),
+                        value: Some(value.clone()),
+                    })
+                }
+                Some(ResolvedHeader::Missing(why)) => {
+                    warnings.push(format!("{what}: {why}; the subscription is left out"));
+                    continue;
+                }
+                None => {
+                    warnings.push(format!(
+                        "{what}: the authHeader's Secret was not read; the subscription is left out"
+                    ));
+                    continue;
+                }
+            },
+        };
+        let sub = EventSubscription {
+            name: s.name.clone(),
+            endpoint: s.endpoint.clone(),
+            included_event_types: s.included_event_types.clone(),
+            subject_begins_with: s.subject_begins_with.clone().filter(|p| !p.is_empty()),
+            auth_header,
+            near_expiry_days: s.near_expiry_days,
+            ca_bundle: s.ca_bundle.clone().filter(|c| !c.trim().is_empty()),
+            ttl_minutes: s.ttl_minutes,
+        };
+        if subscriptions
+            .iter()
+            .any(|o: &EventSubscription| o.name == sub.name)
+        {
+            warnings.push(format!(
+                "{what}: the name is used twice; the subscription is left out"
+            ));
+            continue;
+        }
+        let alone = EventSettings {
+            near_expiry_days: None,
+            subscriptions: vec![sub.clone()],
+        };
+        match alone.validate() {
+            Ok(()) => subscriptions.push(sub),
+            Err(e) => warnings.push(format!("{what}: {e}; the subscription is left out")),
+        }
+    }
+    EventSettings {
+        near_expiry_days: n
+            .near_expiry_days
+            .filter(|d| (1..=crate::policy::events::MAX_NEAR_EXPIRY_DAYS).contains(d)),
+        subscriptions,
+    }
+}
+
+/// An event subscription's header value from its Secret (`None`: the Secret does not
+/// exist). Only a Secret labelled `kvault.dev/event-auth: "true"` is used, so that whoever
+/// may edit a Vault cannot send any Secret of the namespace to a webhook. A trailing line
+/// break (as files put there) is dropped.
+pub fn header_from_secret(
+    secret: Option<&k8s_openapi::api::core::v1::Secret>,
+    name: &str,
+    key: &str,
+) -> ResolvedHeader {
+    use crate::api::notifications::EVENT_AUTH_LABEL;
+    let Some(secret) = secret else {
+        return ResolvedHeader::Missing(format!("Secret {name} does not exist"));
     };
+    let labelled = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(EVENT_AUTH_LABEL))
+        .is_some_and(|v| v == "true");
+    if !labelled {
+        return ResolvedHeader::Missing(format!(
+            "Secret {name} lacks the label {EVENT_AUTH_LABEL}: \"true\" that allows its use as a webhook header"
+        ));
+    }
+    let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) else {
+        return ResolvedHeader::Missing(format!("Secret {name} has no key {key}"));
+    };
+    let Ok(text) = std::str::from_utf8(&bytes.0) else {
+        return ResolvedHeader::Missing(format!("Secret {name} key {key} is not UTF-8 text"));
+    };
+    let value = text.trim_end_matches(['\r', '\n']);
+    if value.is_empty() {
+        return ResolvedHeader::Missing(format!("Secret {name} key {key} is empty"));
+    }
+    ResolvedHeader::Found {
+        value: HeaderSecret::new(value),
+        version: format!(
+            "{}/{}",
+            secret.metadata.uid.as_deref().unwrap_or_default(),
+            secret
+                .metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// SHA-256 (hex) of the document's content, generation excluded (header values excluded
+/// too: see [`digest_with`]).
+pub fn digest(doc: &PolicyDocument) -> String {
+    digest_with(doc, &[])
+}
+
+/// The digest of a document whose subscription header values have these versions: the
+/// values themselves never enter it (it is shown in the Vault's status), their versions
+/// do, so a changed Secret still changes the digest and is pushed.
+pub fn digest_with(doc: &PolicyDocument, header_versions: &[String]) -> String {
+    let mut canonical = doc.redacted();
+    canonical.generation = 0;
     // Serializing a plain struct of strings and numbers cannot fail.
-    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+    let mut bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+    for v in header_versions {
+        bytes.push(b'\n');
+        bytes.extend_from_slice(v.as_bytes());
+    }
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

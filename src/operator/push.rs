@@ -9,6 +9,7 @@
 use crate::api::Vault;
 use crate::client::{ClientConfig, ClientError, PolicyStatus, VaultClient};
 use crate::policy::PolicyDocument;
+use crate::server::events::scanner::ExpiryReport;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
@@ -24,6 +25,10 @@ pub const PUSH_TOKEN_SECONDS: i64 = 600;
 pub trait PolicyEndpoint: Send + Sync {
     async fn get(&self, vault: &Vault) -> Result<PolicyStatus, ClientError>;
     async fn put(&self, vault: &Vault, doc: &PolicyDocument) -> Result<PolicyStatus, ClientError>;
+    /// The vault's expired and near-expiry objects (`GET /_kvault/events/expiry`).
+    async fn expiring(&self, _vault: &Vault) -> Result<ExpiryReport, ClientError> {
+        Ok(ExpiryReport::default())
+    }
 }
 
 /// Pushes `doc`; when the vault already holds a generation at least as high (409, for
@@ -97,6 +102,9 @@ impl PolicyEndpoint for ServiceAccountEndpoint {
     async fn put(&self, vault: &Vault, doc: &PolicyDocument) -> Result<PolicyStatus, ClientError> {
         self.vault_client(vault).await?.put_policy(doc).await
     }
+    async fn expiring(&self, vault: &Vault) -> Result<ExpiryReport, ClientError> {
+        self.vault_client(vault).await?.get_expiring().await
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +124,8 @@ pub(crate) mod fake {
         pub held: Mutex<Option<PolicyDocument>>,
         pub puts: Mutex<Vec<u64>>,
         pub down: bool,
+        /// What `expiring` answers.
+        pub expiring: Mutex<ExpiryReport>,
     }
 
     impl FakeEndpoint {
@@ -162,6 +172,9 @@ pub(crate) mod fake {
             }
             *held = Some(doc.clone());
             Ok(Self::status(doc))
+        }
+        async fn expiring(&self, _: &Vault) -> Result<ExpiryReport, ClientError> {
+            Ok(self.expiring.lock().unwrap().clone())
         }
     }
 }

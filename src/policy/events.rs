@@ -594,6 +594,29 @@ mod tests {
     }
 
     #[test]
+    fn the_example_policy_and_event_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/events");
+        let text = std::fs::read(dir.join("policy.json")).unwrap();
+        let d: PolicyDocument = serde_json::from_slice(&text).unwrap();
+        d.compile().unwrap();
+        let e = d.events.as_ref().unwrap();
+        assert_eq!(e.subscriptions.len(), 2);
+        assert_eq!(
+            e.matching(EventType::SecretNearExpiry, "db-password")
+                .count(),
+            2
+        );
+        assert_eq!(e.matching(EventType::SecretExpired, "api-key").count(), 1);
+        // The example event is what the server sends.
+        let event: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("event.json")).unwrap()).unwrap();
+        let parsed: crate::server::events::CloudEvent =
+            serde_json::from_value(event.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), event);
+        assert!(EventType::parse(&parsed.type_).is_some());
+    }
+
+    #[test]
     fn header_values_are_write_only() {
         let stored = doc(
             json!({"subscriptions": [sub(json!({"authHeader": {"name": "Authorization", "value": "Bearer s3cr3t"}}))]}),

@@ -394,3 +394,239 @@ fn the_compiled_document_round_trips_through_the_wire_format() {
     let back: PolicyDocument = serde_json::from_str(&json).unwrap();
     assert_eq!(back, c.document);
 }
+
+// --- event notifications ---------------------------------------------------------------
+
+fn with_notifications(n: serde_json::Value) -> crate::api::Vault {
+    vault(
+        "team-a",
+        "payments",
+        VaultSpec {
+            notifications: Some(serde_json::from_value(n).unwrap()),
+            ..Default::default()
+        },
+    )
+}
+
+fn found(value: &str, version: &str) -> ResolvedHeader {
+    ResolvedHeader::Found {
+        value: HeaderSecret::new(value),
+        version: version.into(),
+    }
+}
+
+fn notifications() -> serde_json::Value {
+    serde_json::json!({
+        "nearExpiryDays": 14,
+        "subscriptions": [
+            {"name": "ops", "endpoint": "https://hooks.example.test/kv",
+             "includedEventTypes": ["Microsoft.KeyVault.SecretNearExpiry"],
+             "subjectBeginsWith": "db-",
+             "authHeader": {"name": "Authorization",
+                            "secretKeyRef": {"name": "ops-hook", "key": "header"}},
+             "ttlMinutes": 60},
+            {"name": "audit", "endpoint": "https://audit.example.test/in"}
+        ]
+    })
+}
+
+#[test]
+fn notifications_compile_into_the_documents_events_with_the_secrets_header_value() {
+    let v = with_notifications(notifications());
+    let headers = ResolvedHeaders::from([("ops".to_string(), found("Bearer s3cr3t", "uid/7"))]);
+    let c = compile_with(&v, &[], &[], 1, &settings(), &headers).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let events = c.document.events.as_ref().unwrap();
+    assert_eq!(events.near_expiry_days, Some(14));
+    assert_eq!(events.subscriptions.len(), 2);
+    let ops = &events.subscriptions[0];
+    assert_eq!(ops.endpoint, "https://hooks.example.test/kv");
+    assert_eq!(
+        ops.included_event_types,
+        vec![crate::policy::EventType::SecretNearExpiry]
+    );
+    assert_eq!(ops.subject_begins_with.as_deref(), Some("db-"));
+    assert_eq!(ops.ttl_minutes, Some(60));
+    let h = ops.auth_header.as_ref().unwrap();
+    assert_eq!(h.name, "Authorization");
+    assert_eq!(h.value.as_ref().unwrap().expose(), "Bearer s3cr3t");
+    // The server accepts what the operator compiles.
+    c.document.compile().unwrap();
+    // The value never shows: not in Debug, not in the digest's input.
+    assert!(!format!("{c:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn the_digest_follows_the_secrets_version_not_its_value() {
+    let v = with_notifications(notifications());
+    let at = |value: &str, version: &str| {
+        let headers = ResolvedHeaders::from([("ops".to_string(), found(value, version))]);
+        compile_with(&v, &[], &[], 1, &settings(), &headers)
+            .unwrap()
+            .digest
+    };
+    // Same version: same digest whatever the value (the value is not hashed) …
+    assert_eq!(at("Bearer a", "uid/7"), at("Bearer b", "uid/7"));
+    // … and a changed Secret (new resourceVersion) changes it, so it is pushed.
+    assert_ne!(at("Bearer a", "uid/7"), at("Bearer a", "uid/8"));
+    // A vault without notifications keeps the digest it had before they existed.
+    let plain = vault("team-a", "payments", VaultSpec::default());
+    let c = compile(&plain, &[], &[], 1, &settings()).unwrap();
+    assert!(c.document.events.is_none());
+    let mut doc = c.document.clone();
+    doc.generation = 0;
+    let old_style = {
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+        d.as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(c.digest, old_style);
+}
+
+#[test]
+fn a_subscription_without_its_header_or_invalid_is_left_out_with_a_warning() {
+    let v = with_notifications(notifications());
+    let missing = ResolvedHeaders::from([(
+        "ops".to_string(),
+        ResolvedHeader::Missing("Secret ops-hook does not exist".into()),
+    )]);
+    let c = compile_with(&v, &[], &[], 1, &settings(), &missing).unwrap();
+    let names: Vec<&str> = c
+        .document
+        .events
+        .as_ref()
+        .unwrap()
+        .subscriptions
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["audit"]);
+    assert_eq!(c.warnings.len(), 1);
+    assert!(
+        c.warnings[0].contains("ops-hook does not exist"),
+        "{:?}",
+        c.warnings
+    );
+    // Not resolved at all (the pure compile): left out too.
+    let c = compile(&v, &[], &[], 1, &settings()).unwrap();
+    assert_eq!(c.document.events.as_ref().unwrap().subscriptions.len(), 1);
+    // An endpoint the server would refuse.
+    let bad = with_notifications(serde_json::json!({"subscriptions": [
+        {"name": "plain", "endpoint": "https://ok.example.test/"},
+        {"name": "bad", "endpoint": "https://user:pw@hooks.example.test/"}
+    ]}));
+    let c = compile(&bad, &[], &[], 1, &settings()).unwrap();
+    assert_eq!(c.document.events.as_ref().unwrap().subscriptions.len(), 1);
+    assert!(
+        c.warnings[0].contains("subscriptions[1] (bad)"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn header_values_come_only_from_labelled_secrets() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let secret = |labelled: bool, data: &[(&str, &[u8])]| Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("hook".into()),
+            uid: Some("u1".into()),
+            resource_version: Some("42".into()),
+            labels: labelled.then(|| {
+                [(
+                    crate::api::notifications::EVENT_AUTH_LABEL.to_string(),
+                    "true".to_string(),
+                )]
+                .into()
+            }),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let ok = secret(true, &[("header", b"Bearer abc\n")]);
+    match header_from_secret(Some(&ok), "hook", "header") {
+        ResolvedHeader::Found { value, version } => {
+            assert_eq!(value.expose(), "Bearer abc");
+            assert_eq!(version, "u1/42");
+        }
+        other => panic!("{other:?}"),
+    }
+    let why = |r: ResolvedHeader| match r {
+        ResolvedHeader::Missing(w) => w,
+        other => panic!("{other:?}"),
+    };
+    assert!(why(header_from_secret(None, "hook", "header")).contains("does not exist"));
+    assert!(
+        why(header_from_secret(
+            Some(&secret(false, &[("header", b"x")])),
+            "hook",
+            "header"
+        ))
+        .contains("kvault.dev/event-auth")
+    );
+    assert!(why(header_from_secret(Some(&ok), "hook", "other")).contains("no key other"));
+    assert!(
+        why(header_from_secret(
+            Some(&secret(true, &[("header", b"\xff")])),
+            "hook",
+            "header"
+        ))
+        .contains("UTF-8")
+    );
+}
+
+#[test]
+fn the_events_example_vault_compiles_into_two_subscriptions() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/events/vault.yaml"
+    ))
+    .unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let vault_doc = docs.iter().find(|d| d["kind"] == "Vault").unwrap();
+    let v: crate::api::Vault = serde_json::from_value(vault_doc.clone()).unwrap();
+    // The Secret next to it, as the API server would return it.
+    let secret_doc = docs.iter().find(|d| d["kind"] == "Secret").unwrap();
+    let mut secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(secret_doc.clone()).unwrap();
+    let string_data = secret.string_data.take().unwrap();
+    secret.data = Some(
+        string_data
+            .into_iter()
+            .map(|(k, v)| (k, k8s_openapi::ByteString(v.into_bytes())))
+            .collect(),
+    );
+    secret.metadata.resource_version = Some("1".into());
+    let headers = ResolvedHeaders::from([(
+        "rotation".to_string(),
+        header_from_secret(Some(&secret), "rotation-hook-auth", "header"),
+    )]);
+    let c = compile_with(&v, &[], &[], 1, &settings(), &headers).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let events = c.document.events.as_ref().unwrap();
+    assert_eq!(events.near_expiry_days, Some(30));
+    let names: Vec<&str> = events
+        .subscriptions
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["rotation", "oncall"]);
+    assert!(
+        events.subscriptions[0]
+            .auth_header
+            .as_ref()
+            .unwrap()
+            .value
+            .is_some()
+    );
+    assert_eq!(events.subscriptions[1].near_expiry_days, Some(7));
+}

@@ -84,6 +84,9 @@ fn occurrence_name(o: Occurrence) -> &'static str {
     }
 }
 
+/// A subscription due an event: its name, the marker's record name and the marker.
+type Target = (String, String, Marker);
+
 const KINDS: [Kind; 3] = [Kind::Secret, Kind::Key, Kind::Certificate];
 
 /// What one scan did.
@@ -172,8 +175,7 @@ pub async fn scan_once(state: &AppState) -> Result<ScanSummary, StoreError> {
                 continue;
             }
             let action = lifetime_action_due(kind, &head, v, now);
-            // Occurrence → (subscription, marker name, marker)
-            let mut due: Vec<(Occurrence, Vec<(String, String, Marker)>)> = Vec::new();
+            let mut due: Vec<(Occurrence, Vec<Target>)> = Vec::new();
             for sub in &settings.subscriptions {
                 let Some(occ) =
                     expiry_occurrence(now, exp, sub.near_expiry_secs(&settings), action)
