@@ -235,6 +235,17 @@ impl Running {
         scanner::scan_once(&self.state).await.unwrap()
     }
 
+    /// Waits (up to 10 s) for the outbox to be empty.
+    async fn outbox_drains(&self) {
+        for _ in 0..200 {
+            if self.outbox_len().await == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(self.outbox_len().await, 0, "the outbox did not drain");
+    }
+
     async fn outbox_len(&self) -> usize {
         self.state.store.meta_scan(OUTBOX).await.unwrap().len()
     }
@@ -480,8 +491,7 @@ async fn every_event_type_reaches_a_real_https_receiver_with_the_right_fields() 
     assert_eq!(c.get_expiring().await.unwrap_err().status(), Some(403));
 
     // Nothing waits in the outbox; the header value reached no log.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(v.outbox_len().await, 0);
+    v.outbox_drains().await;
     assert!(
         v.metrics_text().await.contains(
             "kvault_event_deliveries_total{subscription=\"hook\",outcome=\"delivered\"} 18"
@@ -531,7 +541,7 @@ async fn a_receiver_that_fails_n_times_gets_the_event_once_acknowledged() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(rx.seen().len(), 4);
     assert_eq!(rx.delivered().len(), 1);
-    assert_eq!(v.outbox_len().await, 0);
+    v.outbox_drains().await;
     let metrics = v.metrics_text().await;
     assert!(
         metrics
@@ -566,11 +576,18 @@ async fn undelivered_events_are_delivered_after_a_restart() {
     let c = client(&fx, "alice");
     let version = set_secret(&c, "kept", None).await;
     // It waits in the outbox, with failed attempts.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let pending = v.state.store.meta_scan(OUTBOX).await.unwrap();
-    assert_eq!(pending.len(), 1);
-    let staged: Value = serde_json::from_slice(&pending[0].1).unwrap();
+    let mut staged = Value::Null;
+    for _ in 0..200 {
+        let pending = v.state.store.meta_scan(OUTBOX).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        staged = serde_json::from_slice(&pending[0].1).unwrap();
+        if staged["attempts"].as_u64().unwrap() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(staged["attempts"].as_u64().unwrap() >= 1, "{staged}");
+    assert!(staged["lastError"].is_string(), "{staged}");
     let event_id = staged["event"]["id"].as_str().unwrap().to_string();
     // The outbox is sealed like every record.
     let db = std::fs::read(fx.data_dir().join("kvault.redb")).unwrap();
@@ -594,8 +611,7 @@ async fn undelivered_events_are_delivered_after_a_restart() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].event["id"], event_id.as_str());
     assert_eq!(seen[0].event["data"]["Version"], version.as_str());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(v.outbox_len().await, 0);
+    v.outbox_drains().await;
     v.stop().await;
 }
 
@@ -623,7 +639,12 @@ async fn a_dead_endpoint_ends_in_the_dead_letters() {
     refusing
         .wait_until("the refused deliveries", |s| s.len() == 2)
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..200 {
+        if v.outbox_len().await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(v.outbox_len().await, 2);
     // The time to live (60 minutes) passes on the vault's clock.
     clock.advance(61 * 60);

@@ -157,6 +157,9 @@ pub async fn scan_once(state: &AppState) -> Result<ScanSummary, StoreError> {
             .map_err(|_| StoreError::Integrity("an event marker is malformed".into()))?;
         fired.insert(name, m);
     }
+    if settings.subscriptions.is_empty() && fired.is_empty() {
+        return Ok(summary);
+    }
     // (kind, lower-cased name, version) of every current version, live or deleted.
     let mut current: HashSet<(String, String, String)> = HashSet::new();
     let mut contacts: Option<Option<String>> = None;
