@@ -124,11 +124,14 @@ async fn start_replica(
     }
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_file)?)?;
     let setup = http_client(std::slice::from_ref(&ca), port)?;
-    wait_ready(&setup, &format!("{}/_kvault/health", origin(port)), &mut guard).await?;
-    let mut auth = reqwest::header::HeaderValue::from_str(&format!(
-        "Bearer {}",
-        read_token(&env_file)?
-    ))?;
+    wait_ready(
+        &setup,
+        &format!("{}/_kvault/health", origin(port)),
+        &mut guard,
+    )
+    .await?;
+    let mut auth =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", read_token(&env_file)?))?;
     auth.set_sensitive(true);
     Ok(Replica {
         _guard: guard,
@@ -152,7 +155,12 @@ struct Figures {
 }
 
 /// `conns` keep-alive connections, spread over the replicas, for `secs`.
-async fn phase(replicas: &[Replica], op: Op, conns: usize, secs: Duration) -> anyhow::Result<Figures> {
+async fn phase(
+    replicas: &[Replica],
+    op: Op,
+    conns: usize,
+    secs: Duration,
+) -> anyhow::Result<Figures> {
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + secs;
     let mut tasks = Vec::new();
@@ -206,7 +214,10 @@ async fn phase(replicas: &[Replica], op: Op, conns: usize, secs: Duration) -> an
 async fn seed(r: &Replica) -> anyhow::Result<()> {
     let client = http_client(std::slice::from_ref(&r.ca), r.port)?;
     let resp = client
-        .put(format!("{}/secrets/bench-get?api-version={API_VERSION}", origin(r.port)))
+        .put(format!(
+            "{}/secrets/bench-get?api-version={API_VERSION}",
+            origin(r.port)
+        ))
         .header("authorization", r.auth.clone())
         .header("content-type", "application/json")
         .body(format!("{{\"value\":\"{VALUE}\"}}"))
@@ -283,14 +294,36 @@ fn run() -> anyhow::Result<()> {
         {
             let state = tmp.path().join("embedded");
             let r = start_replica(&bin, &state, tmp.path().join("embedded.log"), None).await?;
-            measure("embedded (reference)", std::slice::from_ref(&r), &conns, secs).await?;
+            measure(
+                "embedded (reference)",
+                std::slice::from_ref(&r),
+                &conns,
+                secs,
+            )
+            .await?;
         }
         let state = tmp.path().join("postgres");
-        let a = start_replica(&bin, &state, tmp.path().join("pg-a.log"), Some((&db, &schema)))
-            .await?;
-        measure("postgres, 1 replica", std::slice::from_ref(&a), &conns, secs).await?;
-        let b = start_replica(&bin, &state, tmp.path().join("pg-b.log"), Some((&db, &schema)))
-            .await?;
+        let a = start_replica(
+            &bin,
+            &state,
+            tmp.path().join("pg-a.log"),
+            Some((&db, &schema)),
+        )
+        .await?;
+        measure(
+            "postgres, 1 replica",
+            std::slice::from_ref(&a),
+            &conns,
+            secs,
+        )
+        .await?;
+        let b = start_replica(
+            &bin,
+            &state,
+            tmp.path().join("pg-b.log"),
+            Some((&db, &schema)),
+        )
+        .await?;
         measure("postgres, 2 replicas", &[a, b], &conns, secs).await?;
         anyhow::Ok(())
     })?;

@@ -546,18 +546,19 @@ fn the_certificate_request_issues_a_server_certificate_with_those_names() {
 }
 
 fn postgres_spec(replicas: i32, ca: bool) -> VaultSpec {
-    let mut spec = VaultSpec::default();
-    spec.replicas = replicas;
-    spec.storage = crate::api::StorageSpec {
-        embedded: None,
-        postgres: Some(crate::api::PostgresStorage {
-            secret_name: "payments-db".into(),
-            ca_from_secret: ca,
-            schema: None,
-            max_connections: 24,
-        }),
-    };
-    spec
+    VaultSpec {
+        replicas,
+        storage: crate::api::StorageSpec {
+            embedded: None,
+            postgres: Some(crate::api::PostgresStorage {
+                secret_name: "payments-db".into(),
+                ca_from_secret: ca,
+                schema: None,
+                max_connections: 24,
+            }),
+        },
+        ..VaultSpec::default()
+    }
 }
 
 #[test]
