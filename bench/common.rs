@@ -244,3 +244,37 @@ pub fn env_conns(default: &[usize]) -> anyhow::Result<Vec<usize>> {
         Err(_) => Ok(default.to_vec()),
     }
 }
+
+/// A `kvault dev` that answers: its CA and the administrator's `Authorization` header.
+pub struct DevVault {
+    pub ca: Vec<reqwest::Certificate>,
+    pub auth: reqwest::header::HeaderValue,
+}
+
+/// Waits until the `kvault dev` in `guard` has written its CA and `dev.env` under `state`
+/// (until then the CA may not exist) and answers its health check on `port`.
+pub async fn dev_ready(
+    guard: &mut ChildGuard,
+    state: &Path,
+    port: u16,
+) -> anyhow::Result<DevVault> {
+    let ca_file = state.join("ca.pem");
+    let env_file = state.join("dev.env");
+    let until = Instant::now() + STARTUP_TIMEOUT;
+    while !(ca_file.is_file() && env_file.is_file()) {
+        guard.check_alive()?;
+        if Instant::now() > until {
+            bail!("the vault did not write {} in time", env_file.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ca_pem = std::fs::read(&ca_file).with_context(|| ca_file.display().to_string())?;
+    let ca = reqwest::Certificate::from_pem_bundle(&ca_pem).context("parsing ca.pem")?;
+    let setup = http_client(&ca, port)?;
+    wait_ready(&setup, &format!("{}/_kvault/health", origin(port)), guard).await?;
+    let token = read_token(&env_file)?;
+    let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .context("the token is not a valid header value")?;
+    auth.set_sensitive(true);
+    Ok(DevVault { ca, auth })
+}

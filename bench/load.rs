@@ -333,30 +333,8 @@ fn run_bench() -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async move {
-        // Until dev.env exists the CA may not either: wait for it, then for health.
-        let ca_file = state.join("ca.pem");
-        let env_file = state.join("dev.env");
-        let until = Instant::now() + STARTUP_TIMEOUT;
-        while !(ca_file.is_file() && env_file.is_file()) {
-            vault.check_alive()?;
-            if Instant::now() > until {
-                bail!("the vault did not write {} in time", env_file.display());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let ca_pem = std::fs::read(&ca_file).with_context(|| ca_file.display().to_string())?;
-        let ca = reqwest::Certificate::from_pem_bundle(&ca_pem).context("parsing ca.pem")?;
+        let DevVault { ca, auth } = dev_ready(&mut vault, &state, vault_port).await?;
         let setup = http_client(&ca, vault_port)?;
-        wait_ready(
-            &setup,
-            &format!("{}/_kvault/health", origin(vault_port)),
-            &mut vault,
-        )
-        .await?;
-        let token = read_token(&env_file)?;
-        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("the token is not a valid header value")?;
-        auth.set_sensitive(true);
 
         // The reference server: this program again, with the vault's certificate and key.
         let mut cmd = Command::new(std::env::current_exe().context("locating this program")?);

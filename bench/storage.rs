@@ -82,7 +82,7 @@ fn database() -> anyhow::Result<Database> {
 struct Replica {
     _guard: ChildGuard,
     port: u16,
-    ca: reqwest::Certificate,
+    ca: Vec<reqwest::Certificate>,
     auth: reqwest::header::HeaderValue,
 }
 
@@ -93,9 +93,8 @@ async fn start_replica(
     db: Option<(&Database, &str)>,
 ) -> anyhow::Result<Replica> {
     let port = free_port()?;
-    let env_file = state.join("dev.env");
     // A replica joining a state directory rewrites dev.env: wait for its own.
-    let _ = std::fs::remove_file(&env_file);
+    let _ = std::fs::remove_file(state.join("dev.env"));
     let mut cmd = Command::new(bin);
     cmd.arg("dev")
         .arg("--state-dir")
@@ -113,26 +112,7 @@ async fn start_replica(
             .args(["--storage-schema", schema]);
     }
     let mut guard = ChildGuard::spawn("vault (kvault dev)", cmd, log)?;
-    let ca_file = state.join("ca.pem");
-    let until = Instant::now() + STARTUP_TIMEOUT;
-    while !(ca_file.is_file() && env_file.is_file()) {
-        guard.check_alive()?;
-        if Instant::now() > until {
-            bail!("the vault did not write {} in time", env_file.display());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_file)?)?;
-    let setup = http_client(std::slice::from_ref(&ca), port)?;
-    wait_ready(
-        &setup,
-        &format!("{}/_kvault/health", origin(port)),
-        &mut guard,
-    )
-    .await?;
-    let mut auth =
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", read_token(&env_file)?))?;
-    auth.set_sensitive(true);
+    let DevVault { ca, auth } = dev_ready(&mut guard, state, port).await?;
     Ok(Replica {
         _guard: guard,
         port,
@@ -166,7 +146,7 @@ async fn phase(
     let mut tasks = Vec::new();
     for c in 0..conns {
         let r = &replicas[c % replicas.len()];
-        let client = http_client(std::slice::from_ref(&r.ca), r.port)?;
+        let client = http_client(&r.ca, r.port)?;
         let (auth, port, errors) = (r.auth.clone(), r.port, errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -212,7 +192,7 @@ async fn phase(
 }
 
 async fn seed(r: &Replica) -> anyhow::Result<()> {
-    let client = http_client(std::slice::from_ref(&r.ca), r.port)?;
+    let client = http_client(&r.ca, r.port)?;
     let resp = client
         .put(format!(
             "{}/secrets/bench-get?api-version={API_VERSION}",

@@ -4,18 +4,8 @@
 use crate::common::*;
 use kvault::client::VaultClient;
 use kvault::policy::PolicyDocument;
-use kvault::wire::SecretSetParameters;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-fn set(value: &str) -> SecretSetParameters {
-    SecretSetParameters {
-        value: value.into(),
-        content_type: None,
-        tags: None,
-        attributes: None,
-    }
-}
 
 fn policy(v: Value) -> PolicyDocument {
     serde_json::from_value(v).unwrap()

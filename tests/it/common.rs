@@ -521,3 +521,13 @@ impl Fixture {
         }
     }
 }
+
+/// A secret's value with no other attributes (`set_secret`'s parameters).
+pub fn set(value: &str) -> kvault::wire::SecretSetParameters {
+    kvault::wire::SecretSetParameters {
+        value: value.into(),
+        content_type: None,
+        tags: None,
+        attributes: None,
+    }
+}

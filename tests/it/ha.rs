@@ -3,20 +3,10 @@
 
 use crate::common::*;
 use kvault::server::config::StorageConfig;
-use kvault::wire::SecretSetParameters;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-fn set(value: &str) -> SecretSetParameters {
-    SecretSetParameters {
-        value: value.into(),
-        content_type: None,
-        tags: None,
-        attributes: None,
-    }
-}
 
 async fn two_replicas(fx: &Fixture, name: &str) -> (ServerProcess, ServerProcess) {
     let storage = StorageConfig::Postgres(postgres(name));

@@ -8,7 +8,7 @@ use base64::Engine;
 use kvault::provider::pb;
 use kvault::provider::pb::csi_driver_provider_client::CsiDriverProviderClient;
 use kvault::provider::{ProviderOptions, ProviderServer};
-use kvault::wire::{CertificateCreateParameters, KeyCreateParameters, SecretSetParameters};
+use kvault::wire::{CertificateCreateParameters, KeyCreateParameters};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -184,15 +184,6 @@ fn version_of<'a>(r: &'a pb::MountResponse, id: &str) -> &'a str {
         .find(|v| v.id == id)
         .unwrap_or_else(|| panic!("no object version {id} in {:?}", r.object_version))
         .version
-}
-
-fn set(value: &str) -> SecretSetParameters {
-    SecretSetParameters {
-        value: value.into(),
-        content_type: None,
-        tags: None,
-        attributes: None,
-    }
 }
 
 fn last(id: &str) -> String {

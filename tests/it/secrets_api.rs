@@ -3,17 +3,8 @@
 use crate::common::*;
 use kvault::clock::ManualClock;
 use kvault::server::objects::SoftDelete;
-use kvault::wire::{SecretAttributes, SecretSetParameters, SecretUpdateParameters};
+use kvault::wire::{SecretAttributes, SecretUpdateParameters};
 use serde_json::Value;
-
-fn set(value: &str) -> SecretSetParameters {
-    SecretSetParameters {
-        value: value.into(),
-        content_type: None,
-        tags: None,
-        attributes: None,
-    }
-}
 
 fn version_of(id: &str) -> String {
     id.rsplit('/').next().unwrap().to_string()

@@ -6,18 +6,8 @@ use kvault::server::config::StorageConfig;
 use kvault::server::store::redb::RedbBackend;
 use kvault::server::store::{Backend, Batch, Op};
 use kvault::server::{Server, StartError};
-use kvault::wire::SecretSetParameters;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn set(value: &str) -> SecretSetParameters {
-    SecretSetParameters {
-        value: value.into(),
-        content_type: None,
-        tags: None,
-        attributes: None,
-    }
-}
 
 #[tokio::test]
 async fn restart_keeps_every_object_and_no_plaintext_reaches_the_file() {

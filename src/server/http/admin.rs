@@ -12,6 +12,34 @@ use axum::extract::Request;
 use axum::http::Method;
 use serde::Serialize;
 
+/// Authenticates the caller (the audit log must be writable first) and admits only the
+/// vault's control-plane principals; `denied` ends the message "… may not {denied}".
+pub(super) async fn control_plane(
+    state: &AppState,
+    rt: &Runtime,
+    headers: &axum::http::HeaderMap,
+    trace: &mut Trace,
+    object: &str,
+    denied: &str,
+) -> ApiResult<()> {
+    if !state.audit.healthy() {
+        return Err(ApiError::Unavailable);
+    }
+    let principal = authenticate(state, rt, headers).await?;
+    trace.principal = Some(principal.clone());
+    trace.object_id = Some(object.to_string());
+    if !state.admins.iter().any(|a| a.matches(&principal)) {
+        return Err(ApiError::Forbidden {
+            message: format!(
+                "'{principal}' is not the control plane of key vault '{}' and may not {denied}.",
+                state.vault_name
+            ),
+            inner: Some("AccessDenied"),
+        });
+    }
+    Ok(())
+}
+
 /// Largest policy document accepted (1,024 access policies fit comfortably).
 const MAX_POLICY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -31,22 +59,16 @@ pub(super) async fn handle(
     req: Request,
     trace: &mut Trace,
 ) -> ApiResult<Reply> {
-    if !state.audit.healthy() {
-        return Err(ApiError::Unavailable);
-    }
     let (parts, body) = req.into_parts();
-    let principal = authenticate(state, rt, &parts.headers).await?;
-    trace.principal = Some(principal.clone());
-    trace.object_id = Some(super::ADMIN_POLICY_PATH.to_string());
-    if !state.admins.iter().any(|a| a.matches(&principal)) {
-        return Err(ApiError::Forbidden {
-            message: format!(
-                "'{principal}' is not the control plane of key vault '{}' and may not read or change its policy.",
-                state.vault_name
-            ),
-            inner: Some("AccessDenied"),
-        });
-    }
+    control_plane(
+        state,
+        rt,
+        &parts.headers,
+        trace,
+        super::ADMIN_POLICY_PATH,
+        "read or change its policy",
+    )
+    .await?;
     match parts.method {
         Method::GET => {
             let current = state.policy.current();

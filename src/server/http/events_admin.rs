@@ -9,7 +9,7 @@
 //! Only the control-plane principals may read them, and, like the policy endpoint, they are
 //! exempt from the network rules.
 
-use super::{Query, Reply, Trace, authenticate};
+use super::{Query, Reply, Trace};
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::events::{DEAD_LETTERS, DeadLetter, scanner};
@@ -62,22 +62,16 @@ pub(super) async fn handle(
     req: Request,
     trace: &mut Trace,
 ) -> ApiResult<Reply> {
-    if !state.audit.healthy() {
-        return Err(ApiError::Unavailable);
-    }
     let (parts, _body) = req.into_parts();
-    let principal = authenticate(state, rt, &parts.headers).await?;
-    trace.principal = Some(principal.clone());
-    trace.object_id = Some(parts.uri.path().to_string());
-    if !state.admins.iter().any(|a| a.matches(&principal)) {
-        return Err(ApiError::Forbidden {
-            message: format!(
-                "'{principal}' is not the control plane of key vault '{}' and may not read its event notifications.",
-                state.vault_name
-            ),
-            inner: Some("AccessDenied"),
-        });
-    }
+    super::admin::control_plane(
+        state,
+        rt,
+        &parts.headers,
+        trace,
+        parts.uri.path(),
+        "read its event notifications",
+    )
+    .await?;
     if parts.method != Method::GET {
         return Err(ApiError::MethodNotAllowed(format!(
             "The requested resource does not support http method '{}'.",

@@ -561,6 +561,8 @@ impl VaultStore {
     }
 }
 
+/// Unit tests of the embedded file; the behaviour every backend shares is in the
+/// conformance suite (`tests/it/store_conformance.rs`), run against redb and PostgreSQL.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,110 +631,5 @@ mod tests {
             VaultStore::open(backend, &other).await,
             Err(StoreError::MasterKeyMismatch)
         ));
-    }
-
-    #[tokio::test]
-    async fn a_record_moved_to_another_name_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let master = MasterKey::generate().unwrap();
-        let backend = Arc::new(redb::RedbBackend::open(&dir.path().join("kv.redb")).unwrap());
-        let s = VaultStore::open(backend.clone(), &master).await.unwrap();
-        for name in ["a", "b"] {
-            s.modify::<Meta, (), StoreError>(Kind::Secret, name, |_| {
-                Ok((
-                    Change::Put {
-                        head: new_head(name, "v1"),
-                        values: vec![("v1".into(), Zeroizing::new(name.as_bytes().to_vec()))],
-                    },
-                    (),
-                ))
-            })
-            .await
-            .unwrap();
-        }
-        // Copy b's value record over a's.
-        let a_key = s.value_key(Kind::Secret, "a", "v1");
-        let b_key = s.value_key(Kind::Secret, "b", "v1");
-        let b_val = backend.get(&b_key).await.unwrap().unwrap();
-        backend
-            .commit(Batch {
-                expect: vec![],
-                ops: vec![Op::Put(a_key, b_val)],
-            })
-            .await
-            .unwrap();
-        assert!(matches!(
-            s.value(Kind::Secret, "a", "v1").await,
-            Err(StoreError::Integrity(_))
-        ));
-        assert_eq!(
-            s.value(Kind::Secret, "b", "v1").await.unwrap().as_slice(),
-            b"b"
-        );
-    }
-
-    #[tokio::test]
-    async fn concurrent_modifications_lose_no_update() {
-        let dir = tempfile::tempdir().unwrap();
-        let master = MasterKey::generate().unwrap();
-        let s = Arc::new(store(dir.path(), &master).await);
-        let mut tasks = Vec::new();
-        for i in 0..8 {
-            let s = s.clone();
-            tasks.push(tokio::spawn(async move {
-                s.modify::<Meta, (), StoreError>(Kind::Secret, "counter", |h| {
-                    let mut head = h.unwrap_or_else(|| Head {
-                        name: "counter".into(),
-                        versions: vec![],
-                        deleted: None,
-                        rotation: None,
-                        certificate: None,
-                    });
-                    head.versions
-                        .push(Version::new(format!("v{i}"), i, Meta::default()));
-                    Ok((
-                        Change::Put {
-                            head,
-                            values: vec![],
-                        },
-                        (),
-                    ))
-                })
-                .await
-                .unwrap();
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let head = s
-            .head::<Meta>(Kind::Secret, "counter")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(head.versions.len(), 8);
-    }
-
-    #[tokio::test]
-    async fn purge_removes_head_and_versions() {
-        let dir = tempfile::tempdir().unwrap();
-        let master = MasterKey::generate().unwrap();
-        let s = store(dir.path(), &master).await;
-        s.modify::<Meta, (), StoreError>(Kind::Secret, "x", |_| {
-            Ok((
-                Change::Put {
-                    head: new_head("x", "v1"),
-                    values: vec![("v1".into(), Zeroizing::new(b"1".to_vec()))],
-                },
-                (),
-            ))
-        })
-        .await
-        .unwrap();
-        s.modify::<Meta, (), StoreError>(Kind::Secret, "x", |_| Ok((Change::Purge, ())))
-            .await
-            .unwrap();
-        assert!(s.head::<Meta>(Kind::Secret, "x").await.unwrap().is_none());
-        assert!(s.value(Kind::Secret, "x", "v1").await.is_err());
     }
 }
