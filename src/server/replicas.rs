@@ -13,6 +13,8 @@ use tokio::sync::broadcast::error::RecvError;
 pub struct Stale {
     pub policy: bool,
     pub keys: bool,
+    /// Another replica staged events: the delivery loop (if this replica runs it) looks now.
+    pub outbox: bool,
 }
 
 /// Pure: which caches a notice makes stale.
@@ -20,6 +22,7 @@ pub fn stale(notice: &ChangeNotice) -> Stale {
     Stale {
         policy: notice.touches(b"m/policy"),
         keys: notice.touches(&[b'h', Kind::Key.tag()]),
+        outbox: notice.touches(format!("m/{}", crate::server::events::OUTBOX).as_bytes()),
     }
 }
 
@@ -27,6 +30,9 @@ async fn apply(state: &AppState, notice: &ChangeNotice) {
     let s = stale(notice);
     if s.keys {
         state.key_cache.clear();
+    }
+    if s.outbox {
+        state.events.wake();
     }
     if s.policy
         && let Err(e) = state.policy.refresh(&state.store).await
@@ -69,32 +75,34 @@ mod tests {
     fn notices_make_only_what_they_touch_stale() {
         let t =
             |topics: &[&[u8]]| ChangeNotice::Topics(topics.iter().map(|t| t.to_vec()).collect());
-        assert_eq!(
-            stale(&t(&[b"hs", b"vs"])),
-            Stale {
-                policy: false,
-                keys: false
-            }
-        );
+        assert_eq!(stale(&t(&[b"hs", b"vs"])), Stale::default());
         assert_eq!(
             stale(&t(&[b"hk"])),
             Stale {
-                policy: false,
-                keys: true
+                keys: true,
+                ..Stale::default()
             }
         );
         assert_eq!(
             stale(&t(&[b"m/policy"])),
             Stale {
                 policy: true,
-                keys: false
+                ..Stale::default()
+            }
+        );
+        assert_eq!(
+            stale(&t(&[b"m/ev/o/"])),
+            Stale {
+                outbox: true,
+                ..Stale::default()
             }
         );
         assert_eq!(
             stale(&ChangeNotice::Everything),
             Stale {
                 policy: true,
-                keys: true
+                keys: true,
+                outbox: true
             }
         );
     }

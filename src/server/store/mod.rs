@@ -83,8 +83,8 @@ pub trait Backend: Send + Sync + 'static {
 /// What another replica changed, as far as this one needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeNotice {
-    /// Records whose keys start with one of these (a vault record's whole key, e.g.
-    /// `m/policy`, or a record type and object kind, e.g. `hk` for key heads).
+    /// Records whose keys start with one of these (a vault record's key up to its last
+    /// `/`, e.g. `m/policy` or `m/ev/o/`, or `hk` for key heads).
     Topics(Vec<Vec<u8>>),
     /// Notices may have been lost (a reconnect): assume everything changed.
     Everything,

@@ -120,18 +120,27 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// What a `NOTIFY` says changed: meta records by name, everything else by its first two
-/// bytes (record type and object kind), so the payload stays small and reveals no name.
+/// What a `NOTIFY` says changed, for what other replicas keep in memory or wait for:
+/// vault records (`m/…`, by name up to the last `/`, e.g. `m/policy`, `m/ev/o/`) and key
+/// heads (`hk`). Other object writes send nothing: replicas do not cache them, and a
+/// notice per write would cost a round trip on every commit. Names never appear.
 pub fn change_topics(batch: &Batch) -> Vec<Vec<u8>> {
+    const KEY_HEADS: &[u8] = b"hk";
     let mut topics: Vec<Vec<u8>> = Vec::new();
     for op in &batch.ops {
         let key = match op {
             Op::Put(k, _) | Op::Delete(k) | Op::DeletePrefix(k) => k,
         };
         let topic = if key.starts_with(b"m/") {
-            key.clone()
+            let end = key[2..]
+                .iter()
+                .rposition(|b| *b == b'/')
+                .map_or(key.len(), |i| i + 3);
+            key[..end].to_vec()
+        } else if key.starts_with(KEY_HEADS) {
+            KEY_HEADS.to_vec()
         } else {
-            key[..key.len().min(2)].to_vec()
+            continue;
         };
         if !topics.contains(&topic) {
             topics.push(topic);
@@ -507,15 +516,27 @@ mod tests {
             ops: vec![
                 Op::Put(b"hs0123456789".to_vec(), vec![1]),
                 Op::Put(b"vs0123456789v1".to_vec(), vec![2]),
-                Op::Put(b"hs9876543210".to_vec(), vec![3]),
+                Op::Put(b"hk9876543210".to_vec(), vec![3]),
+                Op::Put(b"hk0000000000".to_vec(), vec![3]),
                 Op::Put(b"m/policy".to_vec(), vec![4]),
+                Op::Put(b"m/ev/o/0001-abc".to_vec(), vec![5]),
+                Op::Put(b"m/ev/o/0002-def".to_vec(), vec![5]),
             ],
         };
         let topics = change_topics(&batch);
         assert_eq!(
             topics,
-            vec![b"hs".to_vec(), b"vs".to_vec(), b"m/policy".to_vec()]
+            vec![b"hk".to_vec(), b"m/policy".to_vec(), b"m/ev/o/".to_vec()]
         );
+        // A secret write alone sends no notice at all.
+        let secret_only = Batch {
+            expect: vec![],
+            ops: vec![
+                Op::Put(b"hs0123456789".to_vec(), vec![1]),
+                Op::Put(b"vs0123456789v1".to_vec(), vec![2]),
+            ],
+        };
+        assert!(change_topics(&secret_only).is_empty());
         let wire = encode_notice("me", &topics);
         assert_eq!(decode_notice("other", &wire), Some(topics));
         assert_eq!(decode_notice("me", &wire), None);
