@@ -142,6 +142,10 @@ async fn phase(
     secs: Duration,
 ) -> anyhow::Result<Figures> {
     let errors = Arc::new(AtomicU64::new(0));
+    // Fresh names per phase: a secret's versions pile up in its record, and a phase should
+    // not pay for the versions an earlier phase created.
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
     let deadline = Instant::now() + secs;
     let mut tasks = Vec::new();
     for c in 0..conns {
@@ -159,7 +163,7 @@ async fn phase(
                     )),
                     Op::Set => client
                         .put(format!(
-                            "{}/secrets/bench-set-{c}?api-version={API_VERSION}",
+                            "{}/secrets/bench-set-{run}-{c}?api-version={API_VERSION}",
                             origin(port)
                         ))
                         .header("content-type", "application/json")
