@@ -1,11 +1,13 @@
-//! Helpers both benchmarks share: finding and supervising the `kvault` process, reading
-//! its CPU time, the HTTPS client they load it with, and the figures they print.
-//! Included by `load.rs` and `crypto.rs` with `#[path = "common.rs"] mod common;`.
+//! Helpers the benchmarks share: finding and supervising the `kvault` process, reading
+//! its CPU time, the HTTPS client and the load loop they drive it with, and the figures
+//! they print. Included by `load.rs`, `crypto.rs` and `storage.rs` with
+//! `#[path = "common.rs"] mod common;`.
 
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const HOST: &str = "bench.kvault.localhost";
@@ -277,4 +279,132 @@ pub async fn dev_ready(
         .context("the token is not a valid header value")?;
     auth.set_sensitive(true);
     Ok(DevVault { ca, auth })
+}
+
+/// What one load phase measured.
+pub struct Load {
+    /// Requests counted as completed (see [`LoadPhase::refused_complete`]).
+    pub completed: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    /// CPU time of the servers under load, and of this process (the client).
+    pub server_cpu: Duration,
+    pub client_cpu: Duration,
+    pub first_error: Option<String>,
+}
+
+/// One load phase: every client is one keep-alive connection driven by one task.
+pub struct LoadPhase {
+    pub label: String,
+    /// Each client with a URL that changes nothing, requested once before the clock
+    /// starts, so the phase measures requests on established connections (TCP + TLS done).
+    pub clients: Vec<(reqwest::Client, String)>,
+    pub server_pids: Vec<u32>,
+    pub secs: Duration,
+    pub clk_tck: u64,
+    /// Whether a request answered with an error status still counts as completed (its
+    /// latency is recorded) besides counting as an error.
+    pub refused_complete: bool,
+}
+
+#[derive(Default)]
+struct ConnStats {
+    /// Latency of every completed request, in nanoseconds.
+    latencies: Vec<u64>,
+    errors: u64,
+}
+
+/// Runs `send(connection index, client, first error)` in a loop on every client until the
+/// phase's time is up. `send` answers `Ok(true)` for a success, `Ok(false)` for an error
+/// response and `Err(())` when no response came (then the connection pauses 10 ms, so as
+/// not to spin on a dead server).
+pub async fn run_load<F, Fut>(phase: LoadPhase, send: F) -> anyhow::Result<Load>
+where
+    F: Fn(usize, reqwest::Client, Arc<OnceLock<String>>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<bool, ()>> + Send,
+{
+    let mut warmup = tokio::task::JoinSet::new();
+    for (client, warm_url) in &phase.clients {
+        let req = client.get(warm_url);
+        warmup.spawn(async move {
+            let resp = req.send().await?;
+            let status = resp.status();
+            resp.bytes().await?;
+            anyhow::ensure!(status.is_success(), "warm-up request answered {status}");
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = warmup.join_next().await {
+        r?.context("opening the connections")?;
+    }
+
+    let server_ticks =
+        |pids: &[u32]| -> anyhow::Result<u64> { pids.iter().map(|p| cpu_ticks(*p)).sum() };
+    let first_error = Arc::new(OnceLock::new());
+    let server0 = server_ticks(&phase.server_pids)?;
+    let client0 = cpu_ticks(std::process::id())?;
+    let start = Instant::now();
+    let deadline = start + phase.secs;
+    let refused_complete = phase.refused_complete;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (conn, (client, _)) in phase.clients.into_iter().enumerate() {
+        let send = send.clone();
+        let first_error = first_error.clone();
+        tasks.spawn(async move {
+            let mut stats = ConnStats {
+                latencies: Vec::with_capacity(4096),
+                errors: 0,
+            };
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match send(conn, client.clone(), first_error.clone()).await {
+                    Ok(true) => stats.latencies.push(t.elapsed().as_nanos() as u64),
+                    Ok(false) => {
+                        if refused_complete {
+                            stats.latencies.push(t.elapsed().as_nanos() as u64);
+                        }
+                        stats.errors += 1;
+                    }
+                    Err(()) => {
+                        stats.errors += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            stats
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    // Every request is bounded by REQUEST_TIMEOUT, so this always ends; the outer timeout
+    // is a second fence.
+    let joined = tokio::time::timeout(phase.secs + REQUEST_TIMEOUT * 2, async {
+        while let Some(r) = tasks.join_next().await {
+            let stats = r.context("a load task failed")?;
+            latencies.extend(stats.latencies);
+            errors += stats.errors;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    let elapsed = start.elapsed();
+    let server1 = server_ticks(&phase.server_pids)?;
+    let client1 = cpu_ticks(std::process::id())?;
+    match joined {
+        Ok(r) => r?,
+        Err(_) => bail!("{} did not finish", phase.label),
+    }
+    latencies.sort_unstable();
+    Ok(Load {
+        completed: latencies.len() as u64,
+        errors,
+        elapsed,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        server_cpu: ticks_to_duration(server1.saturating_sub(server0), phase.clk_tck),
+        client_cpu: ticks_to_duration(client1.saturating_sub(client0), phase.clk_tck),
+        first_error: first_error.get().cloned(),
+    })
 }

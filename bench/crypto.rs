@@ -713,13 +713,6 @@ struct Ctx {
     clk_tck: u64,
 }
 
-#[derive(Default)]
-struct ConnStats {
-    /// Latency of every successful request, in nanoseconds.
-    latencies: Vec<u64>,
-    errors: u64,
-}
-
 struct PhaseResult {
     op: Op,
     conns: usize,
@@ -759,89 +752,36 @@ async fn run_phase(
     req: &Arc<ApiRequest>,
     conns: usize,
 ) -> anyhow::Result<PhaseResult> {
+    let warm_url = format!("{}/_kvault/health", origin(ctx.port));
     let clients = (0..conns)
-        .map(|_| http_client(&ctx.ca, ctx.port))
+        .map(|_| Ok((http_client(&ctx.ca, ctx.port)?, warm_url.clone())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-
-    // Open every connection (TCP + TLS handshake) before the clock starts, with a request
-    // that changes nothing, so the phase measures requests on established connections.
-    let mut warmup = tokio::task::JoinSet::new();
-    for client in &clients {
-        let req = client.get(format!("{}/_kvault/health", origin(ctx.port)));
-        warmup.spawn(async move {
-            let resp = req.send().await?;
-            let status = resp.status();
-            resp.bytes().await?;
-            anyhow::ensure!(status.is_success(), "warm-up request answered {status}");
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = warmup.join_next().await {
-        r?.context("opening the connections")?;
-    }
-
-    let first_error = Arc::new(OnceLock::new());
-    let server0 = cpu_ticks(ctx.pid)?;
-    let client0 = cpu_ticks(std::process::id())?;
-    let start = Instant::now();
-    let deadline = start + ctx.secs;
-    let mut tasks = tokio::task::JoinSet::new();
-    for client in clients {
-        let ctx = ctx.clone();
-        let req = req.clone();
-        let first_error = first_error.clone();
-        tasks.spawn(async move {
-            let mut stats = ConnStats {
-                latencies: Vec::with_capacity(4096),
-                errors: 0,
-            };
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match send_one(&client, &ctx.auth, &req, &first_error).await {
-                    Ok(true) => stats.latencies.push(t.elapsed().as_nanos() as u64),
-                    Ok(false) => stats.errors += 1,
-                    Err(()) => {
-                        stats.errors += 1;
-                        // Do not spin on a dead server.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
-            stats
-        });
-    }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    // Every request is bounded by REQUEST_TIMEOUT, so this always ends; the outer timeout
-    // is a second fence.
-    let joined = tokio::time::timeout(ctx.secs + REQUEST_TIMEOUT * 2, async {
-        while let Some(r) = tasks.join_next().await {
-            let stats = r.context("a load task failed")?;
-            latencies.extend(stats.latencies);
-            errors += stats.errors;
-        }
-        anyhow::Ok(())
+    let phase = LoadPhase {
+        label: format!("{} at {conns} connections", op.label()),
+        clients,
+        server_pids: vec![ctx.pid],
+        secs: ctx.secs,
+        clk_tck: ctx.clk_tck,
+        // Only a correct answer is a completed operation.
+        refused_complete: false,
+    };
+    let (ctx2, req) = (ctx.clone(), req.clone());
+    let load = run_load(phase, move |_, client, first_error| {
+        let (ctx, req) = (ctx2.clone(), req.clone());
+        async move { send_one(&client, &ctx.auth, &req, &first_error).await }
     })
-    .await;
-    let elapsed = start.elapsed();
-    let server1 = cpu_ticks(ctx.pid)?;
-    let client1 = cpu_ticks(std::process::id())?;
-    match joined {
-        Ok(r) => r?,
-        Err(_) => bail!("{} at {conns} connections did not finish", op.label()),
-    }
-    latencies.sort_unstable();
+    .await?;
     Ok(PhaseResult {
         op,
         conns,
-        completed: latencies.len() as u64,
-        errors,
-        elapsed,
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
-        server_cpu: ticks_to_duration(server1.saturating_sub(server0), ctx.clk_tck),
-        client_cpu: ticks_to_duration(client1.saturating_sub(client0), ctx.clk_tck),
-        first_error: first_error.get().cloned(),
+        completed: load.completed,
+        errors: load.errors,
+        elapsed: load.elapsed,
+        p50: load.p50,
+        p99: load.p99,
+        server_cpu: load.server_cpu,
+        client_cpu: load.client_cpu,
+        first_error: load.first_error,
     })
 }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::*;
 use std::process::{Command, ExitCode};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const API_VERSION: &str = "2026-04-01";
 /// 64 bytes: the value of the secret read by the GET phase and of every PUT.
@@ -141,13 +141,6 @@ async fn send_one(
     }
 }
 
-#[derive(Default)]
-struct ConnStats {
-    /// Latency of every completed request (a response was read), in nanoseconds.
-    latencies: Vec<u64>,
-    errors: u64,
-}
-
 struct PhaseResult {
     op: Op,
     conns: usize,
@@ -179,97 +172,40 @@ async fn run_phase(ctx: &Arc<Ctx>, op: Op, conns: usize) -> anyhow::Result<Phase
         Op::VaultGet | Op::VaultPut => (ctx.vault_port, ctx.vault_pid),
         Op::ReferenceGet => (ctx.reference_port, ctx.reference_pid),
     };
+    let warm_url = match op {
+        Op::VaultGet | Op::VaultPut => format!("{}/_kvault/health", origin(port)),
+        Op::ReferenceGet => format!("{}/", origin(port)),
+    };
     let clients = (0..conns)
-        .map(|_| http_client(&ctx.ca, port))
+        .map(|_| Ok((http_client(&ctx.ca, port)?, warm_url.clone())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-
-    // Open every connection (TCP + TLS handshake) before the clock starts, with a request
-    // that changes nothing, so the phase measures requests on established connections.
-    let mut warmup = tokio::task::JoinSet::new();
-    for client in &clients {
-        let url = match op {
-            Op::VaultGet | Op::VaultPut => format!("{}/_kvault/health", origin(port)),
-            Op::ReferenceGet => format!("{}/", origin(port)),
-        };
-        let req = client.get(url);
-        warmup.spawn(async move {
-            let resp = req.send().await?;
-            let status = resp.status();
-            resp.bytes().await?;
-            anyhow::ensure!(status.is_success(), "warm-up request answered {status}");
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = warmup.join_next().await {
-        r?.context("opening the connections")?;
-    }
-
-    let first_error = Arc::new(OnceLock::new());
-    let server0 = cpu_ticks(pid)?;
-    let client0 = cpu_ticks(std::process::id())?;
-    let start = Instant::now();
-    let deadline = start + ctx.secs;
-    let mut tasks = tokio::task::JoinSet::new();
-    for (conn, client) in clients.into_iter().enumerate() {
-        let ctx = ctx.clone();
-        let first_error = first_error.clone();
-        tasks.spawn(async move {
-            let mut stats = ConnStats {
-                latencies: Vec::with_capacity(4096),
-                errors: 0,
-            };
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match send_one(request(&ctx, op, &client, conn), &first_error).await {
-                    Ok(ok) => {
-                        stats.latencies.push(t.elapsed().as_nanos() as u64);
-                        if !ok {
-                            stats.errors += 1;
-                        }
-                    }
-                    Err(()) => {
-                        stats.errors += 1;
-                        // Do not spin on a dead server.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
-            stats
-        });
-    }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    // Every request is bounded by REQUEST_TIMEOUT, so this always ends; the outer timeout
-    // is a second fence.
-    let joined = tokio::time::timeout(ctx.secs + REQUEST_TIMEOUT * 2, async {
-        while let Some(r) = tasks.join_next().await {
-            let stats = r.context("a load task failed")?;
-            latencies.extend(stats.latencies);
-            errors += stats.errors;
-        }
-        anyhow::Ok(())
+    let phase = LoadPhase {
+        label: format!("{} at {conns} connections", op.label()),
+        clients,
+        server_pids: vec![pid],
+        secs: ctx.secs,
+        clk_tck: ctx.clk_tck,
+        // A response was read: its latency counts, whatever the status.
+        refused_complete: true,
+    };
+    let ctx2 = ctx.clone();
+    let load = run_load(phase, move |conn, client, first_error| {
+        let ctx = ctx2.clone();
+        async move { send_one(request(&ctx, op, &client, conn), &first_error).await }
     })
-    .await;
-    let elapsed = start.elapsed();
-    let server1 = cpu_ticks(pid)?;
-    let client1 = cpu_ticks(std::process::id())?;
-    match joined {
-        Ok(r) => r?,
-        Err(_) => bail!("{} at {conns} connections did not finish", op.label()),
-    }
-    latencies.sort_unstable();
+    .await?;
     Ok(PhaseResult {
         op,
         conns,
-        completed: latencies.len() as u64,
-        errors,
-        elapsed,
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
-        server_cpu: ticks_to_duration(server1.saturating_sub(server0), ctx.clk_tck),
-        client_cpu: ticks_to_duration(client1.saturating_sub(client0), ctx.clk_tck),
+        completed: load.completed,
+        errors: load.errors,
+        elapsed: load.elapsed,
+        p50: load.p50,
+        p99: load.p99,
+        server_cpu: load.server_cpu,
+        client_cpu: load.client_cpu,
         rss_kib: rss_kib(pid)?,
-        first_error: first_error.get().cloned(),
+        first_error: load.first_error,
     })
 }
 

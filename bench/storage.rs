@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const API_VERSION: &str = "2026-04-01";
 const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO";
@@ -80,7 +80,7 @@ fn database() -> anyhow::Result<Database> {
 
 /// One running replica and a client per connection for it.
 struct Replica {
-    _guard: ChildGuard,
+    guard: ChildGuard,
     port: u16,
     ca: Vec<reqwest::Certificate>,
     auth: reqwest::header::HeaderValue,
@@ -114,7 +114,7 @@ async fn start_replica(
     let mut guard = ChildGuard::spawn("vault (kvault dev)", cmd, log)?;
     let DevVault { ca, auth } = dev_ready(&mut guard, state, port).await?;
     Ok(Replica {
-        _guard: guard,
+        guard,
         port,
         ca,
         auth,
@@ -141,57 +141,70 @@ async fn phase(
     conns: usize,
     secs: Duration,
 ) -> anyhow::Result<Figures> {
-    let errors = Arc::new(AtomicU64::new(0));
     // Fresh names per phase: a secret's versions pile up in its record, and a phase should
     // not pay for the versions an earlier phase created.
     static RUN: AtomicU64 = AtomicU64::new(0);
     let run = RUN.fetch_add(1, Ordering::Relaxed);
-    let deadline = Instant::now() + secs;
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let r = &replicas[c % replicas.len()];
-        let client = http_client(&r.ca, r.port)?;
-        let (auth, port, errors) = (r.auth.clone(), r.port, errors.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let req = match op {
-                    Op::Get => client.get(format!(
-                        "{}/secrets/bench-get?api-version={API_VERSION}",
-                        origin(port)
-                    )),
-                    Op::Set => client
-                        .put(format!(
-                            "{}/secrets/bench-set-{run}-{c}?api-version={API_VERSION}",
-                            origin(port)
-                        ))
-                        .header("content-type", "application/json")
-                        .body(format!("{{\"value\":\"{VALUE}\"}}")),
-                };
-                match req.header("authorization", auth.clone()).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        lat.push(t.elapsed().as_nanos() as u64);
+    // Connection c goes to replica c mod n.
+    let clients = (0..conns)
+        .map(|c| {
+            let r = &replicas[c % replicas.len()];
+            Ok((
+                http_client(&r.ca, r.port)?,
+                format!("{}/_kvault/health", origin(r.port)),
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let targets: Arc<Vec<(u16, reqwest::header::HeaderValue)>> =
+        Arc::new(replicas.iter().map(|r| (r.port, r.auth.clone())).collect());
+    let phase = LoadPhase {
+        label: format!("{conns}-connection phase"),
+        clients,
+        server_pids: replicas.iter().map(|r| r.guard.pid()).collect(),
+        secs,
+        clk_tck: clock_ticks_per_sec(),
+        refused_complete: false,
+    };
+    let load = run_load(phase, move |c, client, first_error| {
+        let targets = targets.clone();
+        async move {
+            let (port, auth) = &targets[c % targets.len()];
+            let req = match op {
+                Op::Get => client.get(format!(
+                    "{}/secrets/bench-get?api-version={API_VERSION}",
+                    origin(*port)
+                )),
+                Op::Set => client
+                    .put(format!(
+                        "{}/secrets/bench-set-{run}-{c}?api-version={API_VERSION}",
+                        origin(*port)
+                    ))
+                    .header("content-type", "application/json")
+                    .body(format!("{{\"value\":\"{VALUE}\"}}")),
+            };
+            match req.header("authorization", auth.clone()).send().await {
+                Ok(r) => {
+                    let ok = r.status().is_success();
+                    let status = r.status();
+                    let _ = r.bytes().await;
+                    if !ok {
+                        let _ = first_error.set(format!("HTTP {status}"));
                     }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Ok(ok)
+                }
+                Err(e) => {
+                    let _ = first_error.set(format!("transport: {}", e.without_url()));
+                    Err(())
                 }
             }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await?);
-    }
-    all.sort_unstable();
+        }
+    })
+    .await?;
     Ok(Figures {
-        rate: all.len() as f64 / secs.as_secs_f64(),
-        p50: percentile(&all, 0.5),
-        p99: percentile(&all, 0.99),
-        errors: errors.load(Ordering::Relaxed),
+        rate: load.completed as f64 / load.elapsed.as_secs_f64(),
+        p50: load.p50,
+        p99: load.p99,
+        errors: load.errors,
     })
 }
 
