@@ -473,11 +473,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
         }
         CertCommand::Backup { name, file, conn } => {
             let blob = conn.client()?.backup_certificate(&name).await?;
-            match file {
-                Some(p) => std::fs::write(&p, blob.as_bytes())
-                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?,
-                None => println!("{blob}"),
-            }
+            super::secret::write_backup(&blob, file.as_ref())?;
             Ok(())
         }
         CertCommand::Restore { file, conn } => {

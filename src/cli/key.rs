@@ -432,11 +432,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
         }
         KeyCommand::Backup { name, file, conn } => {
             let blob = conn.client()?.backup_key(&name).await?;
-            match file {
-                Some(p) => std::fs::write(&p, blob.as_bytes())
-                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?,
-                None => println!("{blob}"),
-            }
+            super::secret::write_backup(&blob, file.as_ref())?;
             Ok(())
         }
         KeyCommand::Restore { file, conn } => {

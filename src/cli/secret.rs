@@ -220,6 +220,24 @@ impl Connection {
     }
 }
 
+/// Writes a backup blob to `file`, or prints it when there is none; returns the file.
+pub(crate) fn write_backup<'a>(
+    blob: &str,
+    file: Option<&'a PathBuf>,
+) -> anyhow::Result<Option<&'a PathBuf>> {
+    match file {
+        Some(p) => {
+            std::fs::write(p, blob.as_bytes())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
+            Ok(Some(p))
+        }
+        None => {
+            println!("{blob}");
+            Ok(None)
+        }
+    }
+}
+
 pub(crate) fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<String>> {
     let mut buf = Zeroizing::new(String::new());
     match file {
@@ -433,15 +451,10 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
         }
         SecretCommand::Backup { name, file, conn } => {
             let blob = conn.client()?.backup_secret(&name).await?;
-            match file {
-                Some(p) => {
-                    std::fs::write(&p, blob.as_bytes())
-                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
-                    if conn.output == Output::Human {
-                        eprintln!("backup of secret {name} written to {}", p.display());
-                    }
-                }
-                None => println!("{blob}"),
+            if let Some(p) = write_backup(&blob, file.as_ref())?
+                && conn.output == Output::Human
+            {
+                eprintln!("backup of secret {name} written to {}", p.display());
             }
         }
         SecretCommand::Restore { file, conn } => {
