@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod jobs;
 pub mod keys;
 pub mod metrics;
 pub mod objects;

@@ -41,17 +41,7 @@ pub async fn sweep_once(state: &AppState) -> Result<usize, StoreError> {
 }
 
 pub fn spawn(state: Arc<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if !state.store.holds_job_lease().await {
-                continue;
-            }
-            if let Err(e) = sweep_once(&state).await {
-                tracing::warn!(error = %e, "purge sweep failed");
-            }
-        }
+    crate::server::jobs::periodic(state, every, "purge sweep", |s| async move {
+        sweep_once(&s).await
     })
 }

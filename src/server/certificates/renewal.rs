@@ -95,17 +95,7 @@ pub async fn run_once(state: &AppState) -> Result<(usize, usize), StoreError> {
 }
 
 pub fn spawn(state: Arc<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if !state.store.holds_job_lease().await {
-                continue;
-            }
-            if let Err(e) = run_once(&state).await {
-                tracing::warn!(error = %e, "certificate renewal pass failed");
-            }
-        }
+    crate::server::jobs::periodic(state, every, "certificate renewal pass", |s| async move {
+        run_once(&s).await
     })
 }

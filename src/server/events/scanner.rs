@@ -337,18 +337,9 @@ pub async fn expiry_report(state: &AppState) -> Result<ExpiryReport, StoreError>
 /// Runs the scanner every `every` until aborted, only while this replica holds the job
 /// lease.
 pub fn spawn(state: std::sync::Arc<AppState>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.events.config.scan_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if !state.store.holds_job_lease().await {
-                continue;
-            }
-            if let Err(e) = scan_once(&state).await {
-                tracing::warn!(error = %e, "event expiry scan failed");
-            }
-        }
+    let every = state.events.config.scan_interval;
+    crate::server::jobs::periodic(state, every, "event expiry scan", |s| async move {
+        scan_once(&s).await
     })
 }
 
