@@ -359,28 +359,10 @@ async fn serve_health(
     registry: Arc<Registry>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    use axum::response::IntoResponse;
     use axum::routing::get;
     let metrics = move || {
         let registry = registry.clone();
-        async move {
-            let mut out = String::new();
-            match prometheus_client::encoding::text::encode(&mut out, &registry) {
-                Ok(()) => (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    out,
-                )
-                    .into_response(),
-                Err(_) => (
-                    [(axum::http::header::CONTENT_TYPE, "text/plain")],
-                    String::from("cannot encode metrics"),
-                )
-                    .into_response(),
-            }
-        }
+        async move { crate::openmetrics::response(&registry) }
     };
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -104,11 +104,9 @@ impl ProviderMetrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+    /// The `/metrics` answer.
+    pub fn response(&self) -> axum::response::Response {
+        crate::openmetrics::response(&self.registry)
     }
 }
 

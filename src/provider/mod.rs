@@ -317,15 +317,7 @@ async fn serve_admin(listener: TcpListener, metrics: Arc<ProviderMetrics>, socke
             "/metrics",
             axum::routing::get(move || {
                 let m = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.encode(),
-                    )
-                }
+                async move { m.response() }
             }),
         );
     if let Err(e) = axum::serve(listener, app).await {

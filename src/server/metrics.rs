@@ -121,11 +121,9 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+    /// The `/metrics` answer.
+    pub fn response(&self) -> axum::response::Response {
+        crate::openmetrics::response(&self.registry)
     }
 }
 
@@ -190,15 +188,7 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
         "/metrics",
         axum::routing::get(move || {
             let m = metrics.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    m.encode(),
-                )
-            }
+            async move { m.response() }
         }),
     );
     if let Err(e) = axum::serve(listener, app).await {
