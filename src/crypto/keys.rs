@@ -742,6 +742,17 @@ impl KeyMaterial {
     }
 
     /// The KEK size of a `CKM_AES_KEY_WRAP*` algorithm is the key's own size.
+    /// The key-encryption key for an AES key-wrap algorithm and its size: the A*KW names
+    /// fix the size, CKM_AES_KEY_WRAP(_PAD) take the oct key's own.
+    fn kw_kek(&self, alg: EncryptionAlgorithm) -> Result<(usize, &[u8]), KeyError> {
+        use EncryptionAlgorithm as E;
+        let bits = match alg {
+            E::CkmAesKeyWrap | E::CkmAesKeyWrapPad => self.kek_bits(alg)?,
+            _ => kw_bits(alg),
+        };
+        Ok((bits, self.oct(bits, alg)?))
+    }
+
     fn kek_bits(&self, alg: EncryptionAlgorithm) -> Result<usize, KeyError> {
         match &self.0 {
             Inner::Oct(k) => Ok(k.len() * 8),
@@ -890,19 +901,15 @@ impl KeyMaterial {
         match alg {
             E::RsaOaep | E::RsaOaep256 | E::Rsa1_5 => Ok(self.encrypt(alg, key, None, None)?.value),
             E::CkmAesKeyWrapPad => {
-                let bits = self.kek_bits(alg)?;
-                let kek = self.oct(bits, alg)?;
+                let (bits, kek) = self.kw_kek(alg)?;
                 if key.is_empty() {
                     return Err(bad("there is no key to wrap"));
                 }
-                let c = match bits {
-                    128 => &key_wrap::AES_128,
-                    256 => &key_wrap::AES_256,
-                    _ => return Err(bad(format!("{alg} needs a 128- or 256-bit key"))),
-                };
+                if bits != 128 && bits != 256 {
+                    return Err(bad(format!("{alg} needs a 128- or 256-bit key")));
+                }
                 let mut out = vec![0u8; key.len() + 15];
-                let n = AesKek::new(c, kek)
-                    .map_err(|_| bad("AES key rejected"))?
+                let n = aws_kek(bits, kek)?
                     .wrap_with_padding(key, &mut out)
                     .map_err(|_| KeyError::Failed)?
                     .len();
@@ -910,28 +917,15 @@ impl KeyMaterial {
                 Ok(out)
             }
             E::A128Kw | E::A192Kw | E::A256Kw | E::CkmAesKeyWrap => {
-                let bits = if alg == E::CkmAesKeyWrap {
-                    self.kek_bits(alg)?
-                } else {
-                    kw_bits(alg)
-                };
-                let kek = self.oct(bits, alg)?;
+                let (bits, kek) = self.kw_kek(alg)?;
                 check_kw_input(key)?;
                 let mut out = vec![0u8; key.len() + 8];
                 let n = match bits {
                     192 => aes192_kw::wrap(kek, key, &mut out)?,
-                    _ => {
-                        let c = if bits == 128 {
-                            &key_wrap::AES_128
-                        } else {
-                            &key_wrap::AES_256
-                        };
-                        AesKek::new(c, kek)
-                            .map_err(|_| bad("AES key rejected"))?
-                            .wrap(key, &mut out)
-                            .map_err(|_| KeyError::Failed)?
-                            .len()
-                    }
+                    _ => aws_kek(bits, kek)?
+                        .wrap(key, &mut out)
+                        .map_err(|_| KeyError::Failed)?
+                        .len(),
                 };
                 out.truncate(n);
                 Ok(out)
@@ -951,21 +945,17 @@ impl KeyMaterial {
         match alg {
             E::RsaOaep | E::RsaOaep256 | E::Rsa1_5 => self.decrypt(alg, wrapped, None, None, None),
             E::CkmAesKeyWrapPad => {
-                let bits = self.kek_bits(alg)?;
-                let kek = self.oct(bits, alg)?;
+                let (bits, kek) = self.kw_kek(alg)?;
                 if wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) {
                     return Err(bad(format!(
                         "an {alg} wrapped key is a multiple of 8 bytes, at least 16"
                     )));
                 }
-                let c = match bits {
-                    128 => &key_wrap::AES_128,
-                    256 => &key_wrap::AES_256,
-                    _ => return Err(bad(format!("{alg} needs a 128- or 256-bit key"))),
-                };
+                if bits != 128 && bits != 256 {
+                    return Err(bad(format!("{alg} needs a 128- or 256-bit key")));
+                }
                 let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);
-                let n = AesKek::new(c, kek)
-                    .map_err(|_| bad("AES key rejected"))?
+                let n = aws_kek(bits, kek)?
                     .unwrap_with_padding(wrapped, &mut out)
                     .map_err(|_| KeyError::Failed)?
                     .len();
@@ -973,12 +963,7 @@ impl KeyMaterial {
                 Ok(out)
             }
             E::A128Kw | E::A192Kw | E::A256Kw | E::CkmAesKeyWrap => {
-                let bits = if alg == E::CkmAesKeyWrap {
-                    self.kek_bits(alg)?
-                } else {
-                    kw_bits(alg)
-                };
-                let kek = self.oct(bits, alg)?;
+                let (bits, kek) = self.kw_kek(alg)?;
                 if wrapped.len() < 24 || !wrapped.len().is_multiple_of(8) {
                     return Err(bad(format!(
                         "an {alg} wrapped key is a multiple of 8 bytes, at least 24"
@@ -987,18 +972,10 @@ impl KeyMaterial {
                 let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);
                 let n = match bits {
                     192 => aes192_kw::unwrap(kek, wrapped, &mut out)?,
-                    _ => {
-                        let c = if bits == 128 {
-                            &key_wrap::AES_128
-                        } else {
-                            &key_wrap::AES_256
-                        };
-                        AesKek::new(c, kek)
-                            .map_err(|_| bad("AES key rejected"))?
-                            .unwrap(wrapped, &mut out)
-                            .map_err(|_| KeyError::Failed)?
-                            .len()
-                    }
+                    _ => aws_kek(bits, kek)?
+                        .unwrap(wrapped, &mut out)
+                        .map_err(|_| KeyError::Failed)?
+                        .len(),
                 };
                 out.truncate(n);
                 Ok(out)
@@ -1108,6 +1085,17 @@ fn cbc_params(alg: EncryptionAlgorithm) -> (usize, bool) {
         E::A192CbcPad => (192, true),
         _ => (256, true),
     }
+}
+
+/// aws-lc's AES key wrap for a 128-bit key, else the 256-bit one (AES-192 is `aes192_kw`;
+/// a key of another size is rejected by `AesKek::new`).
+fn aws_kek(bits: usize, kek: &[u8]) -> Result<AesKek, KeyError> {
+    let c = if bits == 128 {
+        &key_wrap::AES_128
+    } else {
+        &key_wrap::AES_256
+    };
+    AesKek::new(c, kek).map_err(|_| bad("AES key rejected"))
 }
 
 fn kw_bits(alg: EncryptionAlgorithm) -> usize {
