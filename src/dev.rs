@@ -368,14 +368,7 @@ impl DevState {
         // SSL_CERT_FILE and REQUESTS_CA_BUNDLE replace the system roots for the shell that
         // sources dev.env, so they get the system bundle plus the dev CA.
         let ca = std::fs::read_to_string(&self.ca_file).map_err(io_err(&self.ca_file))?;
-        let system = [
-            "/etc/ssl/certs/ca-certificates.crt",
-            "/etc/pki/tls/certs/ca-bundle.crt",
-            "/etc/ssl/cert.pem",
-        ]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
+        let system = crate::crypto::pem::system_ca_bundle().unwrap_or_default();
         let bundle = self.dir.join("ca-bundle.pem");
         write_public(&bundle, format!("{system}\n{ca}").as_bytes())?;
         let q = |p: &Path| shell_quote(&p.display().to_string());

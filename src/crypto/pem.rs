@@ -22,6 +22,17 @@ pub fn encode(label: &str, der: &[u8]) -> Zeroizing<String> {
     out
 }
 
+/// The system's CA bundle (the first of the usual Linux locations that can be read).
+pub fn system_ca_bundle() -> Option<String> {
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use rustls::pki_types::{CertificateDer, pem::PemObject};

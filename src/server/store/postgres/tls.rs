@@ -62,21 +62,11 @@ impl RustlsConnect {
     }
 }
 
-/// The system's CA certificates (Debian's bundle path and the usual alternatives).
+/// The system's CA certificates.
 fn rustls_native_roots() -> Vec<CertificateDer<'static>> {
-    for path in [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/cert.pem",
-    ] {
-        if let Ok(pem) = std::fs::read(path)
-            && let Ok(certs) = certificates(&pem)
-            && !certs.is_empty()
-        {
-            return certs;
-        }
-    }
-    Vec::new()
+    crate::crypto::pem::system_ca_bundle()
+        .and_then(|pem| certificates(pem.as_bytes()).ok())
+        .unwrap_or_default()
 }
 
 impl<S> MakeTlsConnect<S> for RustlsConnect
