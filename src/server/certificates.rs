@@ -475,7 +475,7 @@ async fn with_trio<R>(
     name: &str,
     mut decide: impl FnMut(Trio) -> ApiResult<(Batch, R)>,
 ) -> ApiResult<R> {
-    for _ in 0..MAX_RETRIES {
+    for attempt in 0..MAX_RETRIES {
         let trio = load_trio(state, name).await?;
         let (batch, r) = decide(trio)?;
         let announces = crate::server::events::stages_events(&batch);
@@ -486,7 +486,10 @@ async fn with_trio<R>(
                 }
                 return Ok(r);
             }
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => {
+                crate::server::store::after_conflict(attempt).await;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -528,10 +528,7 @@ where
                 return Ok(result);
             }
             Err(StoreError::Conflict) => {
-                tokio::time::sleep(delivery::jittered(Duration::from_millis(
-                    1 << attempt.min(6),
-                )))
-                .await;
+                crate::server::store::after_conflict(attempt).await;
                 continue;
             }
             Err(e) => return Err(e.into()),

@@ -104,15 +104,18 @@ impl ChangeNotice {
 
 const DATA_KEY: &[u8] = b"m/data-key";
 
-/// A random pause before retry `attempt` of a conflicted write: up to 2^attempt ms, 64 ms at most.
-fn conflict_backoff(attempt: usize) -> std::time::Duration {
+/// Waits a random time before retry `attempt` of a write that lost a race (up to 2^attempt
+/// ms, 64 ms at most): writers on several replicas collide again if they retry in step.
+/// Every read-decide-write loop calls it on `StoreError::Conflict`.
+pub async fn after_conflict(attempt: usize) {
     let cap_us = 1000u64 << attempt.min(6);
     let mut b = [0u8; 8];
     let r = aws_lc_rs::rand::fill(&mut b)
         .map(|_| u64::from_le_bytes(b))
         .unwrap_or(cap_us / 2);
-    std::time::Duration::from_micros(r % cap_us)
+    tokio::time::sleep(std::time::Duration::from_micros(r % cap_us)).await;
 }
+
 const MAX_RETRIES: usize = 32;
 
 /// What a modification of one object does.
@@ -550,8 +553,7 @@ impl VaultStore {
             match self.backend.commit(batch).await {
                 Ok(()) => return Ok(result),
                 Err(StoreError::Conflict) => {
-                    // Writers on several replicas collide again if they retry in step.
-                    tokio::time::sleep(conflict_backoff(attempt)).await;
+                    after_conflict(attempt).await;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
