@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 pub mod provider_support;
 
 /// The api-version this client speaks.
-pub const API_VERSION: &str = "2026-04-01";
+pub const API_VERSION: &str = crate::wire::LATEST_API_VERSION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -272,7 +272,21 @@ pub fn pfx(key: Option<&KeyMaterial>, chain: &[Vec<u8>]) -> Result<Vec<u8>, X509
         Some(pkcs8) => {
             let pk =
                 PrivateKey::from_der(pkcs8).map_err(|e| err(format!("key for PKCS#12: {e}")))?;
-            let id = chain.first().map(|c| thumbprint(c)).unwrap_or_default();
+            // PKCS#12 readers link the key to the first certificate of its chain, so the key's
+            // own certificate leads even when the caller's order put it elsewhere.
+            let mut certs = certs;
+            if let Some(pos) = chain
+                .iter()
+                .position(|c| key.is_some_and(|k| key_matches(c, k).unwrap_or(false)))
+                && pos > 0
+            {
+                let leaf = certs.remove(pos);
+                certs.insert(0, leaf);
+            }
+            let id = certs
+                .first()
+                .map(|c| thumbprint(c.as_der()))
+                .unwrap_or_default();
             store.add_entry(
                 "1",
                 KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(id, pk, certs)),
@@ -307,6 +321,61 @@ pub struct Imported {
     pub key: KeyMaterial,
     /// Leaf first.
     pub chain: Vec<Vec<u8>>,
+    /// The same certificates in the order the file holds them (kept when a caller asks the
+    /// vault to preserve the order).
+    pub as_given: Vec<Vec<u8>>,
+}
+
+/// The certificates of one `x5c` entry of a merge. The cloud takes standard base64 of DER,
+/// and also base64 of PEM text or of the base64 body of a PEM block (what the SDKs' own
+/// merge tests send); a PEM block given as the entry itself is taken too.
+pub fn x5c_entry(entry: &str) -> Result<Vec<Vec<u8>>, X509Error> {
+    const BAD: &str = "an x5c entry must be base64 of a DER certificate (or of PEM text)";
+    let pem_certs = |text: &[u8]| -> Result<Vec<Vec<u8>>, X509Error> {
+        let mut certs = Vec::new();
+        for item in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(text) {
+            let (kind, der) = item.map_err(|_| err("the PEM data in an x5c entry is malformed"))?;
+            if kind == SectionKind::Certificate {
+                parse(&der)?;
+                certs.push(der);
+            }
+        }
+        if certs.is_empty() {
+            return Err(err("an x5c entry's PEM text has no certificate"));
+        }
+        Ok(certs)
+    };
+    if entry.contains("-----BEGIN") {
+        return pem_certs(entry.as_bytes());
+    }
+    let bytes = base64_lenient(entry).ok_or_else(|| err(BAD))?;
+    if bytes.first() == Some(&0x30) {
+        parse(&bytes)?;
+        return Ok(vec![bytes]);
+    }
+    // Text inside: PEM, or the base64 body of a PEM block.
+    let text = std::str::from_utf8(&bytes).map_err(|_| err(BAD))?;
+    if text.contains("-----BEGIN") {
+        return pem_certs(text.as_bytes());
+    }
+    let der = base64_lenient(text).ok_or_else(|| err(BAD))?;
+    parse(&der)?;
+    Ok(vec![der])
+}
+
+/// Standard base64 with or without padding and line breaks, or base64url: how clients
+/// encode certificates in practice.
+fn base64_lenient(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if clean.is_empty() {
+        return None;
+    }
+    let unpadded = clean.trim_end_matches('=');
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(unpadded)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(unpadded))
+        .ok()
 }
 
 /// Orders a chain leaf first: the certificate whose key is `key` leads, then each issuer.
@@ -341,8 +410,13 @@ pub fn import_pfx(data: &[u8], password: &str) -> Result<Imported, X509Error> {
     for c in &certs {
         parse(c)?;
     }
+    let as_given = certs.clone();
     let chain = order_chain(&key, certs)?;
-    Ok(Imported { key, chain })
+    Ok(Imported {
+        key,
+        chain,
+        as_given,
+    })
 }
 
 pub fn import_pem(text: &[u8]) -> Result<Imported, X509Error> {
@@ -369,8 +443,13 @@ pub fn import_pem(text: &[u8]) -> Result<Imported, X509Error> {
     if certs.is_empty() {
         return Err(err("the PEM data has no certificate"));
     }
+    let as_given = certs.clone();
     let chain = order_chain(&key, certs)?;
-    Ok(Imported { key, chain })
+    Ok(Imported {
+        key,
+        chain,
+        as_given,
+    })
 }
 
 #[cfg(test)]
@@ -390,6 +469,39 @@ mod tests {
             validity_months: 12,
             ca: false,
             now: 1_800_000_000,
+        }
+    }
+
+    #[test]
+    fn x5c_entries_in_every_encoding_the_cloud_takes() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key = KeyMaterial::generate_ec(Curve::P256).unwrap();
+        let der = issue(&req("CN=x5c"), &key, Signer::SelfSigned).unwrap();
+        let pem = crate::crypto::pem::encode("CERTIFICATE", &der).to_string();
+        let body: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for entry in [
+            b64.encode(&der),
+            b64.encode(pem.as_bytes()),
+            b64.encode(body.as_bytes()),
+            pem.clone(),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&der),
+        ] {
+            assert_eq!(x5c_entry(&entry).unwrap(), vec![der.clone()], "{entry}");
+        }
+        let two = format!("{pem}{pem}");
+        assert_eq!(x5c_entry(&b64.encode(two.as_bytes())).unwrap().len(), 2);
+        for junk in [
+            "",
+            "!!!",
+            &b64.encode(b"hello"),
+            &b64.encode([0x30, 0x03, 1, 2, 3]),
+        ] {
+            assert!(x5c_entry(junk).is_err(), "{junk}");
         }
     }
 

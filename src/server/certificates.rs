@@ -55,6 +55,10 @@ pub struct CertMeta {
     /// SHA-1 thumbprint, base64url.
     pub x5t: String,
     pub content_type: String,
+    /// `preserveCertOrder`: the secret holds the chain in the order it was given, not leaf
+    /// first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preserve_order: bool,
 }
 
 type CertHead = Head<CertMeta>;
@@ -154,14 +158,28 @@ pub fn complete_policy(given: &CertificatePolicy, now: i64) -> ApiResult<Certifi
             kp.crv = None;
         }
         "EC" => {
-            let crv = kp.crv.clone().unwrap_or_else(|| "P-256".into());
-            if !matches!(crv.as_str(), "P-256" | "P-384" | "P-521") {
+            // The cloud echoes an EC policy's key_size (the curve's size) as given, and
+            // names the curve from it when crv is absent.
+            let crv = match (kp.crv.clone(), kp.key_size) {
+                (Some(crv), _) => crv,
+                (None, Some(size)) => ec_curve_of_size(size)
+                    .ok_or_else(|| {
+                        ApiError::bad("key_props.key_size must be 256, 384 or 521 for EC.")
+                    })?
+                    .into(),
+                (None, None) => "P-256".into(),
+            };
+            let Some(curve_size) = ec_size_of_curve(&crv) else {
                 return Err(ApiError::bad(
                     "key_props.crv must be P-256, P-384 or P-521 for a certificate.",
                 ));
+            };
+            if kp.key_size.is_some_and(|size| size != curve_size) {
+                return Err(ApiError::bad(format!(
+                    "key_props.key_size must be {curve_size} for curve {crv}."
+                )));
             }
             kp.crv = Some(crv);
-            kp.key_size = None;
         }
         "RSA-HSM" | "EC-HSM" => {
             return Err(ApiError::bad(format!(
@@ -192,22 +210,21 @@ pub fn complete_policy(given: &CertificatePolicy, now: i64) -> ApiResult<Certifi
     p.secret_props = Some(SecretProperties {
         content_type: Some(ct),
     });
-    let mut x = p.x509_props.clone().unwrap_or_default();
-    let sans = x.sans.clone().unwrap_or_default();
-    let has_san = [
-        &sans.dns_names,
-        &sans.emails,
-        &sans.upns,
-        &sans.uris,
-        &sans.ip_addresses,
-    ]
-    .iter()
-    .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()));
-    if x.subject.as_deref().is_none_or(str::is_empty) && !has_san {
+    if let Some(pm) = &p.platform_managed
+        && pm.certificate_usage.trim().is_empty()
+    {
+        return Err(ApiError::bad(
+            "platformManaged.certificateUsage must not be empty.",
+        ));
+    }
+    // A platform-managed policy may leave the subject to the platform.
+    if !names_a_subject(&p) && p.platform_managed.is_none() {
         return Err(ApiError::bad(
             "A certificate policy needs a subject or at least one SAN.",
         ));
     }
+    let mut x = p.x509_props.clone().unwrap_or_default();
+    let sans = x.sans.clone().unwrap_or_default();
     x.sans = Some(sans);
     if x.ekus.is_none() {
         x.ekus = Some(DEFAULT_EKUS.iter().map(|s| s.to_string()).collect());
@@ -269,6 +286,41 @@ pub fn complete_policy(given: &CertificatePolicy, now: i64) -> ApiResult<Certifi
         ..Default::default()
     });
     Ok(p)
+}
+
+fn ec_size_of_curve(crv: &str) -> Option<u32> {
+    match crv {
+        "P-256" => Some(256),
+        "P-384" => Some(384),
+        "P-521" => Some(521),
+        _ => None,
+    }
+}
+
+fn ec_curve_of_size(size: u32) -> Option<&'static str> {
+    match size {
+        256 => Some("P-256"),
+        384 => Some("P-384"),
+        521 => Some("P-521"),
+        _ => None,
+    }
+}
+
+/// Whether the vault can issue under this policy: a platform-managed policy without a subject
+/// or SAN names a certificate only the cloud's platform issuer makes.
+fn names_a_subject(p: &CertificatePolicy) -> bool {
+    let x = p.x509_props.clone().unwrap_or_default();
+    let sans = x.sans.unwrap_or_default();
+    x.subject.as_deref().is_some_and(|s| !s.is_empty())
+        || [
+            &sans.dns_names,
+            &sans.emails,
+            &sans.upns,
+            &sans.uris,
+            &sans.ip_addresses,
+        ]
+        .iter()
+        .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
 }
 
 pub fn request_from_policy(p: &CertificatePolicy, now: i64) -> ApiResult<CertRequest> {
@@ -335,7 +387,7 @@ fn bundle(ctx: &RequestContext, head: &CertHead, v: &Version<CertMeta>) -> Certi
         attributes: attributes(ctx, v),
         tags: v.tags.clone(),
         policy: Some(policy_of(ctx, head)),
-        preserve_cert_order: None,
+        preserve_cert_order: v.meta.preserve_order.then_some(true),
     }
 }
 
@@ -367,11 +419,25 @@ fn operation(ctx: &RequestContext, head: &CertHead, op: &PendingOperation) -> Ce
         csr: op.csr.clone(),
         cancellation_requested: op.cancellation_requested,
         status: op.status.clone(),
-        status_details: None,
+        status_details: status_details(&op.issuer, &op.status).map(str::to_string),
         error: op.error.clone(),
         target: Some(format!("{}/certificates/{}", ctx.origin, head.name)),
         request_id: Some(op.request_id.clone()),
+        preserve_cert_order: op.preserve_cert_order.then_some(true),
     }
+}
+
+/// The cloud's `status_details` of an operation in progress: an `Unknown` issuer waits for
+/// the caller's merge, any other for the issuer.
+fn status_details(issuer: &str, status: &str) -> Option<&'static str> {
+    if status != "inProgress" {
+        return None;
+    }
+    Some(if issuer.eq_ignore_ascii_case("Unknown") {
+        "Pending certificate created. Please Perform Merge to complete the request."
+    } else {
+        "Pending certificate created. Certificate request is in progress. This may take some time based on the issuer provider. Please check again later."
+    })
 }
 
 fn deleted_reply(ctx: &RequestContext, head: &CertHead) -> ApiResult<Reply> {
@@ -500,8 +566,9 @@ async fn with_trio<R>(
 pub struct Issued {
     pub version: String,
     pub key: KeyMaterial,
-    /// Leaf first.
+    /// Leaf first; in the order given when `preserve_order`.
     pub chain: Vec<Vec<u8>>,
+    pub preserve_order: bool,
     pub policy: CertificatePolicy,
     pub enabled: bool,
     pub tags: Option<crate::wire::Tags>,
@@ -534,9 +601,19 @@ fn stage_issued(
     issued: &Issued,
     op: Option<PendingOperation>,
 ) -> ApiResult<(Batch, CertHead)> {
+    // The leaf is the certificate of the key: first, unless the given order was kept.
+    let leaf_at = if issued.preserve_order {
+        issued
+            .chain
+            .iter()
+            .position(|c| x509::key_matches(c, &issued.key).unwrap_or(false))
+            .ok_or_else(|| ApiError::bad("No certificate in the chain matches the key."))?
+    } else {
+        0
+    };
     let leaf = issued
         .chain
-        .first()
+        .get(leaf_at)
         .ok_or_else(|| ApiError::bad("no certificate"))?;
     let parsed = x509::parse(leaf)?;
     let content_type = issued
@@ -588,9 +665,16 @@ fn stage_issued(
     let with = |meta| with_meta(&base, meta);
     let cmeta = CertMeta {
         cer: std_b64(leaf),
-        chain: issued.chain[1..].iter().map(|c| std_b64(c)).collect(),
+        chain: issued
+            .chain
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != leaf_at)
+            .map(|(_, c)| std_b64(c))
+            .collect(),
         x5t: b64url(&x509::thumbprint(leaf)),
         content_type: content_type.clone(),
+        preserve_order: issued.preserve_order,
     };
     let smeta = SecretMeta {
         content_type: Some(content_type.clone()),
@@ -691,8 +775,12 @@ pub async fn issue_new_version(
     policy: CertificatePolicy,
     enabled: bool,
     tags: Option<crate::wire::Tags>,
+    preserve_order: bool,
 ) -> ApiResult<CertHead> {
     let now = state.clock.now();
+    if !names_a_subject(&policy) {
+        return store_platform_managed(state, name, policy, preserve_order).await;
+    }
     let issuer_name = policy
         .issuer
         .as_ref()
@@ -736,6 +824,7 @@ pub async fn issue_new_version(
             request_id,
             enabled: Some(enabled),
             tags: tags.clone(),
+            preserve_cert_order: preserve_order,
         };
         let stored_key = key.to_stored();
         return with_trio(state, name, |trio| {
@@ -782,6 +871,7 @@ pub async fn issue_new_version(
         version: version.clone(),
         key,
         chain,
+        preserve_order,
         policy: policy.clone(),
         enabled,
         tags,
@@ -797,10 +887,61 @@ pub async fn issue_new_version(
         request_id,
         enabled: None,
         tags: None,
+        preserve_cert_order: preserve_order,
     };
     with_trio(state, name, |trio| {
         trio.check_free(name)?;
         stage_issued(state, name, trio, &issued, Some(op.clone()))
+    })
+    .await
+}
+
+/// A platform-managed policy without a subject: kvault has no platform issuer, so, as the
+/// cloud does when an issuer is not available, the policy is kept and the operation fails
+/// (the caller sees the reason in the operation's error).
+async fn store_platform_managed(
+    state: &AppState,
+    name: &str,
+    policy: CertificatePolicy,
+    preserve_order: bool,
+) -> ApiResult<CertHead> {
+    let issuer = policy
+        .issuer
+        .as_ref()
+        .and_then(|i| i.name.clone())
+        .unwrap_or_else(|| "Self".into());
+    let op = PendingOperation {
+        version: crate::crypto::new_version_id().map_err(|_| ApiError::Internal)?,
+        issuer,
+        status: "failed".into(),
+        error: Some(crate::wire::OperationError {
+            code: "IssuerNotAvailable".into(),
+            message: "The platform issuer of platform-managed certificates is not available in this vault; the policy is stored, and a certificate can be imported or issued once the policy names a subject or SAN.".into(),
+        }),
+        request_id: crate::crypto::new_version_id().map_err(|_| ApiError::Internal)?,
+        preserve_cert_order: preserve_order,
+        ..Default::default()
+    };
+    with_trio(state, name, |trio| {
+        trio.check_free(name)?;
+        let mut cert = trio.cert.clone().unwrap_or_else(|| Head::new(name));
+        let notified = cert.certificate.take().and_then(|c| c.notified_version);
+        cert.certificate = Some(CertificateState {
+            policy: policy.clone(),
+            pending: Some(op.clone()),
+            notified_version: notified,
+        });
+        let batch = trio.stage(
+            state,
+            name,
+            Change::Put {
+                head: cert.clone(),
+                values: vec![],
+            },
+            Change::Keep,
+            Change::Keep,
+        )?;
+        Ok((batch, cert))
     })
     .await
 }
@@ -842,7 +983,9 @@ async fn create(
         .as_ref()
         .and_then(|a| a.enabled)
         .unwrap_or(true);
-    let head = issue_new_version(state, name, policy, enabled, p.tags.clone()).await?;
+    let preserve_order = p.preserve_cert_order.unwrap_or(false);
+    let head =
+        issue_new_version(state, name, policy, enabled, p.tags.clone(), preserve_order).await?;
     let op = head
         .certificate
         .as_ref()
@@ -851,7 +994,10 @@ async fn create(
     let mut reply = operation(ctx, &head, &op);
     // The SDK's poller wants `inProgress` first; the next GET of the operation says
     // `completed` (issuance itself was synchronous).
-    reply.status = "inProgress".into();
+    if reply.status == "completed" {
+        reply.status = "inProgress".into();
+        reply.status_details = status_details(&op.issuer, &reply.status).map(str::to_string);
+    }
     let bytes = serde_json::to_vec(&reply).map_err(|_| ApiError::Internal)?;
     Ok(Reply::Json(axum::http::StatusCode::ACCEPTED, bytes))
 }
@@ -865,19 +1011,12 @@ async fn merge(
     objects::validate_name(name)?;
     let p: CertificateMergeParameters = objects::parse_json(body)?;
     objects::validate_tags(&p.tags)?;
-    let chain: Vec<Vec<u8>> = p
-        .x5c
-        .iter()
-        .map(|c| {
-            from_std_b64(c)
-                .ok_or_else(|| ApiError::bad("x5c entries must be base64 DER certificates."))
-        })
-        .collect::<ApiResult<_>>()?;
+    let mut chain = Vec::new();
+    for entry in &p.x5c {
+        chain.extend(x509::x5c_entry(entry)?);
+    }
     if chain.is_empty() {
         return Err(ApiError::bad("x5c needs at least the signed certificate."));
-    }
-    for c in &chain {
-        x509::parse(c)?;
     }
     let head = FAMILY.live::<CertMeta>(&state.store, name).await;
     let head = match head {
@@ -905,15 +1044,25 @@ async fn merge(
             .await?,
     )
     .map_err(|_| ApiError::Integrity)?;
-    if !x509::key_matches(&chain[0], &key)? {
-        return Err(ApiError::bad(
-            "The merged certificate's public key does not match the pending request's key.",
-        ));
+    // The signed certificate may come anywhere in x5c; unless the caller asked to keep the
+    // order, it leads, as the cloud stores it.
+    let leaf_at = chain
+        .iter()
+        .position(|c| x509::key_matches(c, &key).unwrap_or(false))
+        .ok_or_else(|| {
+            ApiError::bad(
+                "The merged certificate's public key does not match the pending request's key.",
+            )
+        })?;
+    if !op.preserve_cert_order {
+        let leaf = chain.remove(leaf_at);
+        chain.insert(0, leaf);
     }
     let issued = Issued {
         version: op.version.clone(),
         key,
         chain,
+        preserve_order: op.preserve_cert_order,
         policy: cs.policy.clone(),
         enabled: p
             .attributes
@@ -1090,10 +1239,16 @@ async fn import(
         });
     }
     let policy = complete_policy(&given, now)?;
+    let preserve_order = p.preserve_cert_order.unwrap_or(false);
     let issued = Issued {
         version: crate::crypto::new_version_id().map_err(|_| ApiError::Internal)?,
         key: imported.key,
-        chain: imported.chain,
+        chain: if preserve_order {
+            imported.as_given
+        } else {
+            imported.chain
+        },
+        preserve_order,
         policy,
         enabled: p
             .attributes
@@ -1229,6 +1384,10 @@ fn merge_policy(current: &CertificatePolicy, given: &CertificatePolicy) -> Certi
             .attributes
             .clone()
             .or_else(|| current.attributes.clone()),
+        platform_managed: given
+            .platform_managed
+            .clone()
+            .or_else(|| current.platform_managed.clone()),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::server::ops::{Operation, RouteError, route};
 use crate::server::runtime::Runtime;
 use crate::server::throttle::Category;
 use crate::server::{certificates, keys, secrets};
-use crate::wire::{API_VERSIONS, LATEST_API_VERSION, MAX_PAGE_SIZE, Page};
+use crate::wire::{ApiVersion, MAX_PAGE_SIZE, Page, Support, parse_api_version};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -393,22 +393,32 @@ fn throttle_category(op: &Operation) -> Category {
 }
 
 fn check_api_version(q: &Query) -> ApiResult<String> {
-    match q.get("api-version") {
-        None | Some("") => Err(ApiError::bad(
-            "The request is missing the api-version query parameter.",
-        )),
-        Some(v) if API_VERSIONS.contains(&v) => Ok(v.to_string()),
-        Some(v) => Err(ApiError::bad(format!(
-            "The specified version ({}) is not recognized. Consider using the latest supported version ({LATEST_API_VERSION}).",
-            truncate(v, 64)
-        ))),
+    let version =
+        parse_api_version(q.get("api-version")).map_err(|e| ApiError::bad(e.to_string()))?;
+    if version.support() == Support::Newer {
+        log_newer_version_once(&version);
     }
+    Ok(version.as_str().to_string())
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
+/// How many distinct newer versions are logged: a client cycling through dates must not turn
+/// the log (or this set) into its own storage.
+const MAX_LOGGED_NEWER_VERSIONS: usize = 32;
+
+/// An operator should learn that clients use a version newer than kvault knows (answered as
+/// the newest known one), once per version rather than once per request.
+fn log_newer_version_once(version: &ApiVersion) {
+    static LOGGED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let Ok(mut logged) = LOGGED.lock() else {
+        return;
+    };
+    if logged.len() < MAX_LOGGED_NEWER_VERSIONS && logged.insert(version.as_str().to_string()) {
+        tracing::info!(
+            api_version = %version,
+            answered_as = crate::wire::LATEST_API_VERSION,
+            "a client sent an api-version newer than this kvault knows; answering it with the newest behaviour"
+        );
     }
 }
 

@@ -132,6 +132,23 @@ pub struct CertificatePolicy {
     pub issuer: Option<IssuerParameters>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<CertificateAttributes>,
+    /// 2026-03-01-preview and later: a certificate the platform manages for a stated usage.
+    #[serde(
+        rename = "platformManaged",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub platform_managed: Option<PlatformManaged>,
+}
+
+/// `platformManaged` of a policy: the cloud documents it as internal, with an intended usage
+/// and free-form metadata; kvault stores and returns it as given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PlatformManaged {
+    #[serde(rename = "certificateUsage", alias = "certificate_usage")]
+    pub certificate_usage: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -225,7 +242,8 @@ pub struct CertificateUpdateParameters {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CertificateMergeParameters {
-    /// base64 DER certificates, leaf first.
+    /// The signed certificate and its issuers, each standard base64 of DER (or, as the cloud
+    /// also takes, of PEM or of base64 text).
     pub x5c: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<CertificateAttributes>,
@@ -266,6 +284,8 @@ pub struct CertificateOperation {
         skip_serializing_if = "Option::is_none"
     )]
     pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preserve_cert_order: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

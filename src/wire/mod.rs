@@ -1,34 +1,19 @@
 //! The Azure Key Vault REST API's JSON shapes, shared by the server and the client.
 //! Field names follow the API exactly (camelCase); absent optional fields are omitted.
 
+pub mod api_version;
 pub mod certificates;
 pub mod keys;
 pub mod secrets;
 
+pub use api_version::{
+    ApiVersion, ApiVersionError, KNOWN_API_VERSIONS, LATEST_API_VERSION, Support, parse_api_version,
+};
 pub use certificates::*;
 pub use keys::*;
 pub use secrets::*;
 
 use serde::{Deserialize, Serialize};
-
-/// Every api-version the current official SDKs send (and the older ones they still accept).
-pub const API_VERSIONS: &[&str] = &[
-    "2016-10-01",
-    "7.0",
-    "7.1",
-    "7.2",
-    "7.3",
-    "7.4",
-    "7.5",
-    "7.6",
-    "2025-07-01",
-    "2026-01-01-preview",
-    "2026-04-01",
-    "2026-07-01-preview",
-];
-
-/// The newest api-version, named in the rejection of an unknown one.
-pub const LATEST_API_VERSION: &str = "2026-04-01";
 
 /// The API's maximum page size (`maxresults` is 1–25).
 pub const MAX_PAGE_SIZE: usize = 25;

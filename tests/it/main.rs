@@ -8,6 +8,7 @@ mod events;
 mod ha;
 mod keys;
 mod provider;
+mod sdk_conformance;
 mod secrets_api;
 mod storage;
 mod store_conformance;

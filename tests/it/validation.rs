@@ -124,19 +124,29 @@ async fn bad_requests_get_bad_parameter_and_leave_data_alone() {
 }
 
 #[tokio::test]
-async fn every_api_version_the_sdks_send_is_accepted() {
+async fn every_api_version_the_sdks_send_and_later_ones_are_accepted_malformed_refused() {
     let fx = Fixture::new();
     let v = fx.start(Options::default()).await;
     let http = v.http();
-    for ver in kvault::wire::API_VERSIONS {
-        let r = http
-            .put(v.at(&format!("/secrets/ver?api-version={ver}")))
+    let put = |ver: String| {
+        http.put(v.at(&format!("/secrets/ver?api-version={ver}")))
             .bearer_auth(&v.token)
             .json(&json!({"value": "v"}))
             .send()
-            .await
-            .unwrap();
+    };
+    // The Rust SDK 1.x's version, a later GA and a later preview get the newest behaviour.
+    let later = ["2026-03-01-preview", "2027-01-01", "2027-05-01-preview"];
+    for ver in kvault::wire::KNOWN_API_VERSIONS.iter().chain(&later) {
+        let r = put(ver.to_string()).await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{ver}");
+    }
+    for ver in ["7.9", "2024-01-01", "2027-02-30", "next", "2027-01-01-beta"] {
+        let r = put(ver.to_string()).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{ver}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "BadParameter", "{ver}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("is not recognized"), "{message}");
     }
     v.stop().await;
 }

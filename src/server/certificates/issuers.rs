@@ -200,7 +200,8 @@ pub async fn contacts(
     let stored = state.store.meta(CONTACTS).await?;
     let not_found = || ApiError::NotFound {
         code: "ContactsNotFound",
-        message: "No certificate contacts are set for this key vault.".into(),
+        // The cloud's wording; clients match on "not found".
+        message: "Contacts not found".into(),
     };
     match op {
         Operation::GetContacts => {

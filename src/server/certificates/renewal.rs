@@ -62,6 +62,7 @@ pub async fn run_once(state: &AppState) -> Result<(usize, usize), StoreError> {
                 cs.policy.clone(),
                 current.enabled,
                 current.tags.clone(),
+                current.meta.preserve_order,
             )
             .await
             {

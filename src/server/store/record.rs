@@ -91,6 +91,9 @@ pub struct PendingOperation {
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<crate::wire::Tags>,
+    /// The create request's `preserveCertOrder`, applied when the merge brings the chain.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preserve_cert_order: bool,
 }
 
 /// A key's rotation policy as stored, and the last version a `Notify` action fired for
