@@ -992,11 +992,13 @@ async fn create(
         .and_then(|c| c.pending.clone())
         .ok_or(ApiError::Internal)?;
     let mut reply = operation(ctx, &head, &op);
-    // The SDK's poller wants `inProgress` first; the next GET of the operation says
-    // `completed` (issuance itself was synchronous).
-    if reply.status == "completed" {
+    // The SDKs' pollers want `inProgress` first (an outcome in the first answer leaves them
+    // without a result); the next GET of the operation says `completed` or `failed`
+    // (issuance itself was synchronous).
+    if matches!(reply.status.as_str(), "completed" | "failed") {
         reply.status = "inProgress".into();
         reply.status_details = status_details(&op.issuer, &reply.status).map(str::to_string);
+        reply.error = None;
     }
     let bytes = serde_json::to_vec(&reply).map_err(|_| ApiError::Internal)?;
     Ok(Reply::Json(axum::http::StatusCode::ACCEPTED, bytes))

@@ -439,7 +439,9 @@ async fn platform_managed_policies_are_stored_and_returned() {
     )
     .await;
     assert_eq!(status, 202, "{op}");
+    assert_eq!(op["status"], "inProgress");
     // kvault has no platform issuer: the operation fails with the reason, the policy stays.
+    let (_, op) = call(&v, reqwest::Method::GET, "/certificates/pm/pending", None).await;
     assert_eq!(op["status"], "failed");
     assert_eq!(op["error"]["code"], "IssuerNotAvailable");
     let (status, policy) = call(&v, reqwest::Method::GET, "/certificates/pm/policy", None).await;
