@@ -9,21 +9,33 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// The parts of a CertificateBundle the provider reads.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct CertificateDer {
     /// `…/certificates/{name}/{version}`.
     pub id: String,
     /// The certificate, DER (decoded from the bundle's standard-base64 `cer`).
-    #[serde(deserialize_with = "cer_from_base64")]
     pub cer: Vec<u8>,
 }
 
-fn cer_from_base64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+/// A CertificateBundle as read: while the first version is being issued it has no `cer`.
+#[derive(serde::Deserialize)]
+struct PendingOrIssued {
+    id: String,
+    #[serde(default, deserialize_with = "optional_cer_from_base64")]
+    cer: Option<Vec<u8>>,
+}
+
+fn optional_cer_from_base64<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<u8>>, D::Error> {
     use base64::Engine;
-    let s: String = serde::Deserialize::deserialize(d)?;
-    base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .map_err(|_| serde::de::Error::custom("cer is not base64"))
+    let s: Option<String> = serde::Deserialize::deserialize(d)?;
+    s.map(|s| {
+        base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(|_| serde::de::Error::custom("cer is not base64"))
+    })
+    .transpose()
 }
 
 impl VaultClient {
@@ -87,7 +99,18 @@ impl VaultClient {
             Self::seg(name),
             Self::seg(version.unwrap_or(""))
         );
-        self.call(Method::GET, &path, &[], None::<&()>).await
+        let bundle: PendingOrIssued = self.call(Method::GET, &path, &[], None::<&()>).await?;
+        match bundle.cer {
+            Some(cer) => Ok(CertificateDer { id: bundle.id, cer }),
+            // A certificate whose first issuance is pending has nothing to mount yet.
+            None => Err(ClientError::Api {
+                status: 404,
+                code: "CertificateNotFound".into(),
+                message: format!(
+                    "Certificate '{name}' has no issued version yet (its issuance is pending)."
+                ),
+            }),
+        }
     }
 
     /// `GET /certificates/{name}/versions`: every version's id, `created` and `enabled`.

@@ -388,6 +388,7 @@ fn bundle(ctx: &RequestContext, head: &CertHead, v: &Version<CertMeta>) -> Certi
         tags: v.tags.clone(),
         policy: Some(policy_of(ctx, head)),
         preserve_cert_order: v.meta.preserve_order.then_some(true),
+        pending: None,
     }
 }
 
@@ -1277,8 +1278,45 @@ async fn get(
     version: Option<&str>,
 ) -> ApiResult<Reply> {
     let head = FAMILY.live::<CertMeta>(&state.store, name).await?;
+    if version.is_none()
+        && head.current().is_none()
+        && let Some(b) = pending_bundle(ctx, &head)
+    {
+        return Reply::ok(&b);
+    }
     let v = FAMILY.pick(&head, name, version)?;
     Reply::ok(&bundle(ctx, &head, v))
+}
+
+/// What the cloud answers for a certificate whose first version is still being issued: the
+/// version to come, disabled, without a certificate, with its policy and a pointer to the
+/// pending operation (the JavaScript SDK reads the certificate before its operation).
+fn pending_bundle(ctx: &RequestContext, head: &CertHead) -> Option<CertificateBundle> {
+    let state = head.certificate.as_ref()?;
+    let op = state
+        .pending
+        .as_ref()
+        .filter(|op| op.status == "inProgress")?;
+    let policy = policy_of(ctx, head);
+    let times = policy.attributes.clone().unwrap_or_default();
+    Some(CertificateBundle {
+        id: format!("{}/certificates/{}/{}", ctx.origin, head.name, op.version),
+        attributes: CertificateAttributes {
+            enabled: Some(false),
+            created: times.created,
+            updated: times.updated,
+            recovery_level: Some(ctx.soft_delete.recovery_level().to_string()),
+            recoverable_days: Some(ctx.soft_delete.retention_days),
+            ..Default::default()
+        },
+        tags: op.tags.clone(),
+        policy: Some(policy),
+        preserve_cert_order: op.preserve_cert_order.then_some(true),
+        pending: Some(crate::wire::PendingReference {
+            id: format!("{}/certificates/{}/pending", ctx.origin, head.name),
+        }),
+        ..Default::default()
+    })
 }
 
 async fn update(

@@ -172,6 +172,14 @@ pub struct CertificateBundle {
     pub policy: Option<CertificatePolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preserve_cert_order: Option<bool>,
+    /// While an issuance waits: the pending operation (`{"id": …/pending}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingReference>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PendingReference {
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -310,9 +310,21 @@ async fn unknown_issuer_csr_merge_and_mismatch() {
         c.get_certificate_operation("ext").await.unwrap().status,
         "inProgress"
     );
+    // As in the cloud, the certificate reads while pending: disabled, without `cer`, pointing
+    // at its operation (the JavaScript SDK's getCertificateOperation reads it first).
+    let pending = c.get_certificate("ext", None).await.unwrap();
+    assert!(pending.cer.is_none());
+    assert_eq!(pending.attributes.enabled, Some(false));
+    assert!(
+        pending
+            .pending
+            .unwrap()
+            .id
+            .ends_with("/certificates/ext/pending")
+    );
     assert_eq!(
-        c.get_certificate("ext", None).await.unwrap_err().status(),
-        Some(404)
+        pending.policy.unwrap().issuer.unwrap().name.as_deref(),
+        Some("Unknown")
     );
 
     // Sign the CSR with an outside CA (openssl).
