@@ -8,22 +8,30 @@
 
 use std::fmt;
 
-/// Every api-version the official SDKs send by default or let their callers choose
-/// (Python, JavaScript, .NET, Java, Go, Rust; docs/server.md lists which sends which).
-/// Oldest first.
+/// Every api-version the service has had (the REST specification's versions, previews
+/// included), which covers what the official SDKs send by default or let their callers choose
+/// (docs/compatibility.md lists which sends which). Oldest first.
 pub const KNOWN_API_VERSIONS: &[&str] = &[
+    "2015-06-01",
     "2016-10-01",
     "7.0",
     "7.1",
     "7.2",
+    "7.3-preview",
     "7.3",
+    "7.4-preview.1",
     "7.4",
+    "7.5-preview.1",
     "7.5",
+    "7.6-preview.1",
+    "7.6-preview.2",
     "7.6",
+    "2025-06-01-preview",
     "2025-07-01",
     "2026-01-01-preview",
     "2026-03-01-preview",
     "2026-04-01",
+    "2026-05-01-preview",
     "2026-07-01-preview",
 ];
 
