@@ -6,9 +6,10 @@ use crate::crypto::MasterKey;
 use crate::policy::{PrincipalKind, PrincipalRef};
 use crate::server::audit::AuditSinks;
 use crate::server::auth::{IssuerConfig, JwksSource};
-use crate::server::config::{MasterKeySource, ServerConfig, VaultUrl, default_audiences};
+use crate::server::config::{MasterKeySource, ServerConfig};
 use crate::server::objects::{MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, SoftDelete};
 use crate::server::tls::TlsMinVersion;
+use crate::wire::{VaultUrl, default_audiences};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -510,7 +511,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         env = state.env_file.display(),
         host = state.url.host,
     );
-    server.serve(crate::server::shutdown_signal()).await;
+    server.serve(crate::signal::shutdown_signal()).await;
     println!("kvault dev: stopped");
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod operator;
 pub mod policy;
 pub mod provider;
 pub mod server;
+pub mod signal;
 pub mod wire;
 
 /// Installs aws-lc-rs as the process-wide rustls crypto provider. Every TLS config in the

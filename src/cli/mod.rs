@@ -83,27 +83,11 @@ struct TokenArgs {
     #[arg(long)]
     app: Option<String>,
     /// Lifetime, e.g. 30m, 1h, 7d.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = crate::clock::parse_duration)]
     ttl: std::time::Duration,
     /// Audience (default: the vault URL).
     #[arg(long)]
     audience: Option<String>,
-}
-
-/// `90s`, `30m`, `1h`, `7d`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'h')) => (&s[..i], 3600),
-        Some((i, 'd')) => (&s[..i], 86_400),
-        _ => (s, 1),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration like 90s, 30m, 1h or 7d"))?;
-    Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -190,16 +174,6 @@ pub fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
-        assert_eq!(parse_duration("30m").unwrap().as_secs(), 1800);
-        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
-        assert_eq!(parse_duration("7d").unwrap().as_secs(), 604_800);
-        assert_eq!(parse_duration("15").unwrap().as_secs(), 15);
-        assert!(parse_duration("soon").is_err());
-    }
 
     #[test]
     fn the_command_line_is_well_formed() {

@@ -78,16 +78,6 @@ pub fn http_client_builder(extra_ca: &[PathBuf]) -> Result<ClientBuilder, Client
     Ok(b)
 }
 
-/// The answer of the policy endpoint.
-#[derive(Debug, Clone, serde::Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyStatus {
-    pub applied_generation: u64,
-    #[serde(default)]
-    pub outcome: Option<String>,
-    pub policy: PolicyDocument,
-}
-
 /// How to reach a vault.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -850,21 +840,22 @@ impl VaultClient {
     }
 
     /// `GET /_kvault/policy`: the applied policy document (control plane only).
-    pub async fn get_policy(&self) -> Result<PolicyStatus, ClientError> {
+    pub async fn get_policy(&self) -> Result<crate::wire::PolicyStatus, ClientError> {
         self.call(Method::GET, "/_kvault/policy", &[], None::<&()>)
             .await
     }
 
     /// `PUT /_kvault/policy`: replaces the policy document (control plane only).
-    pub async fn put_policy(&self, doc: &PolicyDocument) -> Result<PolicyStatus, ClientError> {
+    pub async fn put_policy(
+        &self,
+        doc: &PolicyDocument,
+    ) -> Result<crate::wire::PolicyStatus, ClientError> {
         self.call(Method::PUT, "/_kvault/policy", &[], Some(doc))
             .await
     }
 
     /// `GET /_kvault/events/expiry`: objects expired or near expiry (control plane only).
-    pub async fn get_expiring(
-        &self,
-    ) -> Result<crate::server::events::scanner::ExpiryReport, ClientError> {
+    pub async fn get_expiring(&self) -> Result<crate::wire::ExpiryReport, ClientError> {
         self.call(Method::GET, "/_kvault/events/expiry", &[], None::<&()>)
             .await
     }

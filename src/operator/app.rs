@@ -256,7 +256,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     });
     tokio::select! {
         _ = leader::acquire(&client, &settings.namespace, &identity) => {}
-        _ = shutdown_signal() => {
+        _ = crate::signal::shutdown_signal() => {
             let _ = stop_tx.send(());
             let _ = http.await;
             return Ok(());
@@ -315,29 +315,6 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     leader::release(&client, &namespace, &identity).await;
     let _ = http.await;
     Ok(())
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// How often deleted vaults are checked for the end of their retention period.

@@ -7,8 +7,8 @@
 //! minutes adds to that Event's series instead of piling up new ones, and another object
 //! never merges into it. A long report is cut to the soonest [`MAX_EVENTS`] plus a summary.
 
-use crate::server::events::rfc3339;
-use crate::server::events::scanner::ExpiryReport;
+use crate::clock::rfc3339;
+use crate::wire::ExpiryReport;
 
 /// Events per pass at most (the soonest expiries), besides the summary.
 pub const MAX_EVENTS: usize = 10;
@@ -77,7 +77,7 @@ pub fn notices(report: &ExpiryReport) -> Vec<ExpiryNotice> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::events::scanner::ExpiringObject;
+    use crate::wire::ExpiringObject;
 
     fn item(t: &str, kind: &str, name: &str, exp: i64) -> ExpiringObject {
         ExpiringObject {

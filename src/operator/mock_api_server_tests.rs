@@ -1001,7 +1001,7 @@ async fn an_unreachable_vault_leaves_the_policy_unapplied_and_says_why() {
 
 #[tokio::test]
 async fn notifications_take_their_header_from_a_secret_and_expiring_objects_become_events() {
-    use crate::server::events::scanner::{ExpiringObject, ExpiryReport};
+    use crate::wire::{ExpiringObject, ExpiryReport};
     let vault_side = Arc::new(FakeEndpoint::default());
     *vault_side.expiring.lock().unwrap() = ExpiryReport {
         near_expiry_days: 30,

@@ -13,7 +13,7 @@ use crate::policy::{
     HeaderSecret, IdentitySettings, IssuerSpec, MAX_ACCESS_POLICIES, NetworkRules, PolicyDocument,
     PolicyError, PrincipalKind, PrincipalRef, RoleAssignmentEntry,
 };
-use crate::server::config::{VaultUrl, default_audiences};
+use crate::wire::{VaultUrl, default_audiences};
 
 /// Where the vault pod finds the cluster's service-account JWKS (a ConfigMap the operator
 /// keeps current).

@@ -7,9 +7,9 @@
 //! The token is kept only for the duration of the call and never logged.
 
 use crate::api::Vault;
-use crate::client::{ClientConfig, ClientError, PolicyStatus, VaultClient};
+use crate::client::{ClientConfig, ClientError, VaultClient};
 use crate::policy::PolicyDocument;
-use crate::server::events::scanner::ExpiryReport;
+use crate::wire::{ExpiryReport, PolicyStatus};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;

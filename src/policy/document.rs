@@ -218,9 +218,7 @@ impl Default for ThrottlingSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PolicyError(pub String);
+pub use super::error::PolicyError;
 
 fn err(s: impl Into<String>) -> PolicyError {
     PolicyError(s.into())
@@ -526,5 +524,29 @@ impl PolicyDocument {
             assignments,
             network,
         })
+    }
+}
+
+impl PolicyDocument {
+    /// The document without authentication-header values (what is shown and logged).
+    pub fn redacted(&self) -> PolicyDocument {
+        let mut doc = self.clone();
+        if let Some(e) = doc.events.as_mut() {
+            e.redact();
+        }
+        doc
+    }
+
+    /// A subscription pushed without its header value keeps the value `stored` has for the
+    /// same subscription and header name (so a document read back can be pushed again).
+    pub fn keep_header_values_from(&mut self, stored: &PolicyDocument) {
+        if let Some(events) = self.events.as_mut() {
+            events.keep_header_values_from(stored.events.as_ref());
+        }
+    }
+
+    /// The first subscription whose authentication header has no value.
+    pub fn subscription_without_header_value(&self) -> Option<&str> {
+        self.events.as_ref()?.subscription_without_header_value()
     }
 }

@@ -3,11 +3,11 @@
 //! near-expiry threshold. Pure: the server delivers, the operator compiles, nothing here
 //! does I/O.
 //!
-//! The authentication header's value is write-only: [`PolicyDocument::redacted`] drops it
+//! The authentication header's value is write-only: `PolicyDocument::redacted` drops it
 //! (what `GET /_kvault/policy` returns), a push that omits it keeps the stored one
-//! ([`PolicyDocument::keep_header_values_from`]), and no `Debug` form shows it.
+//! (`PolicyDocument::keep_header_values_from`), and no `Debug` form shows it.
 
-use super::document::{PolicyDocument, PolicyError};
+use super::error::PolicyError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
@@ -427,32 +427,23 @@ impl EventSettings {
     }
 }
 
-impl PolicyDocument {
-    /// The document without authentication-header values (what is shown and logged).
-    pub fn redacted(&self) -> PolicyDocument {
-        let mut doc = self.clone();
-        if let Some(e) = doc.events.as_mut() {
-            for s in &mut e.subscriptions {
-                if let Some(h) = s.auth_header.as_mut() {
-                    h.value = None;
-                }
+impl EventSettings {
+    /// Drops every authentication-header value (what is shown and logged).
+    pub fn redact(&mut self) {
+        for s in &mut self.subscriptions {
+            if let Some(h) = s.auth_header.as_mut() {
+                h.value = None;
             }
         }
-        doc
     }
 
     /// A subscription pushed without its header value keeps the value `stored` has for the
     /// same subscription and header name (so a document read back can be pushed again).
-    pub fn keep_header_values_from(&mut self, stored: &PolicyDocument) {
-        let Some(events) = self.events.as_mut() else {
-            return;
-        };
+    pub fn keep_header_values_from(&mut self, stored: Option<&EventSettings>) {
         let stored_subs = stored
-            .events
-            .as_ref()
             .map(|e| e.subscriptions.as_slice())
             .unwrap_or_default();
-        for s in &mut events.subscriptions {
+        for s in &mut self.subscriptions {
             let Some(h) = s.auth_header.as_mut() else {
                 continue;
             };
@@ -470,9 +461,7 @@ impl PolicyDocument {
 
     /// The first subscription whose authentication header has no value.
     pub fn subscription_without_header_value(&self) -> Option<&str> {
-        self.events
-            .as_ref()?
-            .subscriptions
+        self.subscriptions
             .iter()
             .find(|s| s.auth_header.as_ref().is_some_and(|h| h.value.is_none()))
             .map(|s| s.name.as_str())
@@ -482,6 +471,7 @@ impl PolicyDocument {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::document::PolicyDocument;
     use serde_json::json;
 
     fn doc(events: serde_json::Value) -> PolicyDocument {

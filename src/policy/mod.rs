@@ -7,6 +7,7 @@
 //! resources and pushes it to the vault; the server enforces it. Nothing here does I/O.
 
 pub mod document;
+pub mod error;
 pub mod events;
 pub mod permissions;
 pub mod principal;

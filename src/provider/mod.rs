@@ -64,7 +64,7 @@ pub struct ProviderOptions {
     pub admin_listen: String,
     /// How long a fetched object is reused for the same pod token, object and version
     /// (0 turns the cache off; identical fetches in flight are still shared).
-    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::clock::parse_duration)]
     pub cache_ttl: Duration,
     /// Bytes of fetched content the cache may hold.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
@@ -76,10 +76,10 @@ pub struct ProviderOptions {
     #[arg(long, default_value_t = 3)]
     pub max_retries: u32,
     /// Timeout of one vault request.
-    #[arg(long, default_value = "15s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = crate::clock::parse_duration)]
     pub request_timeout: Duration,
     /// Budget of one Mount (kubelet gives the whole call 2 minutes).
-    #[arg(long, default_value = "90s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "90s", value_parser = crate::clock::parse_duration)]
     pub mount_timeout: Duration,
     /// Largest Mount response; the driver refuses more than its --max-call-recv-msg-size
     /// (default 4 MiB).
@@ -331,5 +331,5 @@ pub async fn run(opts: ProviderOptions) -> anyhow::Result<()> {
     if let Some(addr) = server.admin_addr() {
         tracing::info!(%addr, "health and metrics listening");
     }
-    server.serve(crate::server::shutdown_signal()).await
+    server.serve(crate::signal::shutdown_signal()).await
 }

@@ -370,29 +370,7 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
         source,
     })?;
     tracing::info!(%addr, %url, "vault serving");
-    server.serve(shutdown_signal()).await;
+    server.serve(crate::signal::shutdown_signal()).await;
     tracing::info!("vault stopped");
     Ok(())
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }

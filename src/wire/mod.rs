@@ -1,17 +1,21 @@
 //! The Azure Key Vault REST API's JSON shapes, shared by the server and the client.
 //! Field names follow the API exactly (camelCase); absent optional fields are omitted.
 
+pub mod admin;
 pub mod api_version;
 pub mod certificates;
 pub mod keys;
 pub mod secrets;
+pub mod vault_url;
 
+pub use admin::*;
 pub use api_version::{
     ApiVersion, ApiVersionError, KNOWN_API_VERSIONS, LATEST_API_VERSION, Support, parse_api_version,
 };
 pub use certificates::*;
 pub use keys::*;
 pub use secrets::*;
+pub use vault_url::{VaultUrl, default_audiences};
 
 use serde::{Deserialize, Serialize};
 

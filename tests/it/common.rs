@@ -9,13 +9,12 @@ use kvault::crypto::MasterKey;
 use kvault::policy::PolicyDocument;
 use kvault::server::audit::AuditSinks;
 use kvault::server::auth::{IssuerConfig, JwksSource};
-use kvault::server::config::{
-    MasterKeySource, ServerConfig, StorageConfig, VaultUrl, default_audiences, parse_principal,
-};
+use kvault::server::config::{MasterKeySource, ServerConfig, StorageConfig, parse_principal};
 use kvault::server::objects::SoftDelete;
 use kvault::server::store::postgres::PostgresConfig;
 use kvault::server::tls::TlsMinVersion;
 use kvault::server::{AppState, Server};
+use kvault::wire::{VaultUrl, default_audiences};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
 use serde_json::{Value, json};
 use std::net::SocketAddr;

@@ -457,12 +457,12 @@ async fn every_event_type_reaches_a_real_https_receiver_with_the_right_fields() 
             "EXP": t0 + 40 * DAY,
         })
     );
-    assert_eq!(e["time"], kvault::server::events::rfc3339(t0));
+    assert_eq!(e["time"], kvault::clock::rfc3339(t0));
     let e = find("KeyNearExpiry", "signing");
     assert_eq!(e["data"]["ObjectType"], "Key");
     assert_eq!(e["data"]["Version"], key_version.as_str());
     assert_eq!(e["data"]["EXP"], t0 + 40 * DAY);
-    assert_eq!(e["time"], kvault::server::events::rfc3339(t0 + 35 * DAY));
+    assert_eq!(e["time"], kvault::clock::rfc3339(t0 + 35 * DAY));
     let e = find("CertificateExpired", "web");
     assert_eq!(e["data"]["ObjectType"], "Certificate");
     assert_eq!(e["data"]["Version"], cert_version.as_str());

@@ -157,17 +157,6 @@ fn collection(object: EventObject) -> &'static str {
     }
 }
 
-/// RFC 3339 of a Unix time (UTC).
-pub fn rfc3339(t: UnixTime) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
-}
-
 /// A random event id in the UUID shape.
 pub fn new_event_id() -> Result<String, StoreError> {
     let h = crate::crypto::new_version_id()?;
@@ -196,7 +185,7 @@ pub fn object_event(
         source: origin.to_string(),
         type_: EventType::for_object(o.object, what).as_str().to_string(),
         subject: o.name.to_string(),
-        time: rfc3339(now),
+        time: crate::clock::rfc3339(now),
         datacontenttype: DATA_CONTENT_TYPE.into(),
         data: EventData {
             id: format!("{origin}/{}/{}/{}", collection(o.object), o.name, o.version),
@@ -219,7 +208,7 @@ pub fn policy_event(origin: &str, vault_name: &str, now: UnixTime, id: String) -
         source: origin.to_string(),
         type_: EventType::VaultAccessPolicyChanged.as_str().to_string(),
         subject: vault_name.to_string(),
-        time: rfc3339(now),
+        time: crate::clock::rfc3339(now),
         datacontenttype: DATA_CONTENT_TYPE.into(),
         data: EventData {
             id: origin.to_string(),

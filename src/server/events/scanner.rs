@@ -20,6 +20,7 @@ use crate::clock::UnixTime;
 use crate::policy::{EventSettings, EventType, Occurrence};
 use crate::server::AppState;
 use crate::server::store::{Batch, Head, Kind, StoreError, Version};
+use crate::wire::{ExpiringObject, ExpiryReport};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -273,30 +274,6 @@ pub async fn scan_once(state: &AppState) -> Result<ScanSummary, StoreError> {
         summary.markers_removed += chunk.len();
     }
     Ok(summary)
-}
-
-/// One object version that is expired or near expiry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExpiringObject {
-    /// The event type it stands for, e.g. `Microsoft.KeyVault.SecretNearExpiry`.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub object_type: String,
-    pub object_name: String,
-    pub version: String,
-    pub exp: UnixTime,
-}
-
-/// `GET /_kvault/events/expiry`: the live objects whose current version is expired or near
-/// expiry (vault-wide threshold), the soonest expiry first.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExpiryReport {
-    pub near_expiry_days: u32,
-    /// How many there are in all (`value` holds at most [`MAX_REPORTED`]).
-    pub count: usize,
-    pub value: Vec<ExpiringObject>,
 }
 
 pub async fn expiry_report(state: &AppState) -> Result<ExpiryReport, StoreError> {

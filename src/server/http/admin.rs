@@ -7,10 +7,10 @@ use crate::policy::PolicyDocument;
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::runtime::{PushOutcome, Runtime};
+use crate::wire::PolicyStatus;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::Method;
-use serde::Serialize;
 
 /// Authenticates the caller (the audit log must be writable first) and admits only the
 /// vault's control-plane principals; `denied` ends the message "… may not {denied}".
@@ -43,16 +43,6 @@ pub(super) async fn control_plane(
 /// Largest policy document accepted (1,024 access policies fit comfortably).
 const MAX_POLICY_BYTES: usize = 4 * 1024 * 1024;
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PolicyStatus<'a> {
-    applied_generation: u64,
-    /// `Applied` or `Unchanged` for a push; absent for a read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    outcome: Option<&'static str>,
-    policy: &'a PolicyDocument,
-}
-
 pub(super) async fn handle(
     state: &AppState,
     rt: &Runtime,
@@ -77,7 +67,7 @@ pub(super) async fn handle(
             Reply::ok(&PolicyStatus {
                 applied_generation: current.generation(),
                 outcome: None,
-                policy: &shown,
+                policy: shown,
             })
         }
         Method::PUT => {
@@ -91,11 +81,14 @@ pub(super) async fn handle(
             let shown = current.policy.doc.redacted();
             Reply::ok(&PolicyStatus {
                 applied_generation: current.generation(),
-                outcome: Some(match outcome {
-                    PushOutcome::Applied => "Applied",
-                    PushOutcome::Unchanged => "Unchanged",
-                }),
-                policy: &shown,
+                outcome: Some(
+                    match outcome {
+                        PushOutcome::Applied => "Applied",
+                        PushOutcome::Unchanged => "Unchanged",
+                    }
+                    .to_string(),
+                ),
+                policy: shown,
             })
         }
         ref m => Err(ApiError::MethodNotAllowed(format!(
