@@ -45,6 +45,26 @@ pub enum ClientError {
     Config(String),
 }
 
+/// A transport failure with its whole cause chain ("error sending request: … : invalid peer
+/// certificate: UnknownIssuer" is not "… Connection refused"), without the URL.
+fn transport_error(e: reqwest::Error) -> ClientError {
+    ClientError::Transport(cause_chain(&e.without_url()))
+}
+
+/// An error and its sources, each once: wrappers often repeat their cause in their own text.
+fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
 impl ClientError {
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -183,10 +203,7 @@ impl VaultClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        let resp = req.send().await.map_err(transport_error)?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -220,10 +237,7 @@ impl VaultClient {
             None => None,
         };
         let resp = self.send(method, self.url(path, query), body).await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        let bytes = resp.bytes().await.map_err(transport_error)?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
@@ -877,12 +891,7 @@ impl VaultClient {
     pub async fn health(&self) -> Result<(), ClientError> {
         let mut u = self.origin.clone();
         u.set_path("/_kvault/health");
-        let resp = self
-            .http
-            .get(u)
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        let resp = self.http.get(u).send().await.map_err(transport_error)?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -892,5 +901,61 @@ impl VaultClient {
                 message: "the vault is not serving".into(),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Layer(&'static str, #[source] Option<Box<Layer>>);
+
+    #[test]
+    fn cause_chains_name_every_cause_once() {
+        let inner = Layer("invalid peer certificate: UnknownIssuer", None);
+        let middle = Layer("client error (Connect)", Some(Box::new(inner)));
+        let outer = Layer("error sending request", Some(Box::new(middle)));
+        assert_eq!(
+            cause_chain(&outer),
+            "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer"
+        );
+        // A wrapper that already quotes its cause does not repeat it.
+        let quoted = Layer(
+            "tls: invalid peer certificate: UnknownIssuer",
+            Some(Box::new(Layer(
+                "invalid peer certificate: UnknownIssuer",
+                None,
+            ))),
+        );
+        assert_eq!(
+            cause_chain(&quoted),
+            "tls: invalid peer certificate: UnknownIssuer"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stopped_vault_says_the_connection_was_refused() {
+        crate::install_crypto_provider();
+        // A port nothing listens on (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = reqwest::Client::new()
+            .get(format!("https://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .unwrap_err();
+        let ClientError::Transport(text) = transport_error(err) else {
+            panic!("not a transport error");
+        };
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(
+            !text.contains(&port.to_string()),
+            "no URL in the message: {text}"
+        );
     }
 }
