@@ -154,11 +154,11 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
             tls_version: "unknown",
         });
     let rt = state.policy.current();
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let client_ip = rt.policy.network.client_address(conn.peer.ip(), forwarded);
+    let forwarded = forwarded_for(req.headers());
+    let client_ip = rt
+        .policy
+        .network
+        .client_address(conn.peer.ip(), forwarded.as_deref());
     let mut trace = Trace {
         operation: "-",
         ..Default::default()
@@ -392,6 +392,19 @@ fn throttle_category(op: &Operation) -> Category {
     }
 }
 
+/// Every `X-Forwarded-For` line as one comma-joined list, in the order received: proxies such
+/// as HAProxy append a line of their own rather than extend the client's, so reading only the
+/// first line would let a client's own line decide its address. A line that is not text stays
+/// in the list as an unparsable hop, where the walk from the right stops.
+fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+    let lines: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("unparsable"))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join(","))
+}
+
 fn check_api_version(q: &Query) -> ApiResult<String> {
     let version =
         parse_api_version(q.get("api-version")).map_err(|e| ApiError::bad(e.to_string()))?;
@@ -552,6 +565,41 @@ mod tests {
         assert_eq!(check_api_version(&q).unwrap(), "7.4");
         assert!(check_api_version(&Query::parse(Some("api-version=1.0"))).is_err());
         assert!(check_api_version(&Query::parse(None)).is_err());
+    }
+
+    #[test]
+    fn every_forwarded_for_line_counts_and_the_walk_starts_from_the_proxys_line() {
+        let network = crate::policy::CompiledNetwork {
+            default_deny: true,
+            allowed: vec!["203.0.113.0/24".parse().unwrap()],
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        };
+        let proxy: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+        // The client claims an allowed address on its own line; the proxy appends the real one.
+        let mut two_lines = HeaderMap::new();
+        two_lines.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        two_lines.append("x-forwarded-for", "198.51.100.9".parse().unwrap());
+        let got = network.client_address(proxy, forwarded_for(&two_lines).as_deref());
+        assert_eq!(got, "198.51.100.9".parse::<std::net::IpAddr>().unwrap());
+        assert!(!network.allows(got));
+        // The same chain on one line gives the same answer.
+        let mut one_line = HeaderMap::new();
+        one_line.append(
+            "x-forwarded-for",
+            "203.0.113.7, 198.51.100.9".parse().unwrap(),
+        );
+        assert_eq!(
+            network.client_address(proxy, forwarded_for(&one_line).as_deref()),
+            got
+        );
+        // A line through two trusted proxies reaches the client behind them.
+        let mut chained = HeaderMap::new();
+        chained.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        chained.append("x-forwarded-for", "10.1.1.1".parse().unwrap());
+        let client = network.client_address(proxy, forwarded_for(&chained).as_deref());
+        assert_eq!(client, "203.0.113.7".parse::<std::net::IpAddr>().unwrap());
+        assert!(network.allows(client));
+        assert_eq!(forwarded_for(&HeaderMap::new()), None);
     }
 
     #[test]
