@@ -87,10 +87,59 @@ fn read_certs(path: &Path) -> Result<Vec<Certificate>, ClientError> {
         .map_err(|e| ClientError::Config(format!("parsing CA file {}: {e}", path.display())))
 }
 
+/// The largest answer read from a vault (a backup of 500 versions of a 25 KiB secret, in
+/// base64, with room to spare): a server that is not a vault cannot fill the reader's memory.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most `nextLink` pages one listing follows (25 items each).
+pub const MAX_LIST_PAGES: usize = 4_000;
+
+/// Redirects are followed only within the host they started on (a vault never redirects; a
+/// server that does must not send the caller's token elsewhere).
+fn same_host_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_host = attempt.previous().first().is_some_and(|first| {
+            first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if attempt.previous().len() > 5 {
+            attempt.error("too many redirects")
+        } else if same_host {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// Reads a response body of at most `cap` bytes; a longer one is an error, not a buffer.
+pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ClientError> {
+    let too_large = || ClientError::Decode(format!("the answer is larger than {} KiB", cap / 1024));
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Whether a `nextLink` stays on the vault the listing started on (the token goes with it).
+fn same_origin(base: &Url, link: &Url) -> bool {
+    link.scheme() == base.scheme()
+        && link.host_str() == base.host_str()
+        && link.port_or_known_default() == base.port_or_known_default()
+}
+
 /// An HTTPS client builder on rustls (aws-lc-rs) trusting the system roots plus `extra_ca`.
 pub fn http_client_builder(extra_ca: &[PathBuf]) -> Result<ClientBuilder, ClientError> {
     let mut b = reqwest::Client::builder()
         .https_only(true)
+        .redirect(same_host_redirects())
         .connect_timeout(Duration::from_secs(10));
     for path in extra_ca {
         b = b.tls_certs_merge(read_certs(path)?);
@@ -208,7 +257,7 @@ impl VaultClient {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.unwrap_or_default();
+        let bytes = read_capped(resp, 64 * 1024).await.unwrap_or_default();
         Err(match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
             Ok(env) => ClientError::Api {
                 status,
@@ -237,7 +286,7 @@ impl VaultClient {
             None => None,
         };
         let resp = self.send(method, self.url(path, query), body).await?;
-        let bytes = resp.bytes().await.map_err(transport_error)?;
+        let bytes = read_capped(resp, MAX_RESPONSE_BYTES).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
@@ -245,21 +294,28 @@ impl VaultClient {
     async fn list_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ClientError> {
         let mut out = Vec::new();
         let mut url = self.url(path, &[]);
-        loop {
+        for _ in 0..MAX_LIST_PAGES {
             let resp = self.send(Method::GET, url, None).await?;
-            let page: Page<T> = resp
-                .json()
-                .await
-                .map_err(|e| ClientError::Decode(e.without_url().to_string()))?;
+            let bytes = read_capped(resp, MAX_RESPONSE_BYTES).await?;
+            let page: Page<T> =
+                serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
             out.extend(page.value);
             match page.next_link {
                 Some(link) => {
                     url = Url::parse(&link)
-                        .map_err(|e| ClientError::Decode(format!("bad nextLink: {e}")))?
+                        .map_err(|e| ClientError::Decode(format!("bad nextLink: {e}")))?;
+                    if !same_origin(&self.origin, &url) {
+                        return Err(ClientError::Decode(
+                            "a nextLink points away from the vault".into(),
+                        ));
+                    }
                 }
                 None => return Ok(out),
             }
         }
+        Err(ClientError::Decode(format!(
+            "the listing has more than {MAX_LIST_PAGES} pages"
+        )))
     }
 
     fn seg(s: &str) -> String {
@@ -933,6 +989,62 @@ mod tests {
             cause_chain(&quoted),
             "tls: invalid peer certificate: UnknownIssuer"
         );
+    }
+
+    #[test]
+    fn next_links_stay_on_the_vault() {
+        let base = Url::parse("https://v.ns.svc:8443/").unwrap();
+        let ok = Url::parse("https://v.ns.svc:8443/secrets?$skiptoken=x").unwrap();
+        assert!(same_origin(&base, &ok));
+        for away in [
+            "https://evil.example:8443/secrets",
+            "https://v.ns.svc:9443/secrets",
+            "http://v.ns.svc:8443/secrets",
+        ] {
+            assert!(!same_origin(&base, &Url::parse(away).unwrap()), "{away}");
+        }
+    }
+
+    /// A plain-HTTP stand-in for a server that is not a vault: it answers `len` bytes.
+    async fn serve_body(len: usize, announce_length: bool) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf).await;
+            let head = if announce_length {
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n")
+            } else {
+                "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_string()
+            };
+            let _ = conn.write_all(head.as_bytes()).await;
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if conn.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                left -= n;
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn answers_beyond_the_cap_are_refused_not_buffered() {
+        let http = reqwest::Client::new();
+        for announce in [true, false] {
+            let url = serve_body(3 * 1024 * 1024, announce).await;
+            let resp = http.get(url).send().await.unwrap();
+            let err = read_capped(resp, 1024 * 1024).await.unwrap_err();
+            assert!(err.to_string().contains("larger than 1024 KiB"), "{err}");
+        }
+        let url = serve_body(1000, true).await;
+        let resp = http.get(url).send().await.unwrap();
+        assert_eq!(read_capped(resp, 1024).await.unwrap().len(), 1000);
     }
 
     #[tokio::test]

@@ -459,12 +459,14 @@ async fn get_bytes(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, JwksErr
     if !resp.status().is_success() {
         return Err(fail(format!("HTTP {}", resp.status())));
     }
-    Ok(resp
-        .bytes()
+    // A JWKS or discovery document is a few KiB; an issuer cannot make the vault buffer more.
+    crate::client::read_capped(resp, MAX_ISSUER_DOCUMENT_BYTES)
         .await
-        .map_err(|e| fail(e.to_string()))?
-        .to_vec())
+        .map_err(|e| fail(e.to_string()))
 }
+
+/// The largest OIDC discovery or JWKS document read from an issuer.
+const MAX_ISSUER_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 #[cfg(test)]
 mod tests {
