@@ -337,6 +337,7 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
             kind: PrincipalKind::User,
             name: DEV_ADMIN.into(),
             namespace: None,
+            issuer: None,
         }],
         initial_policy: Some(crate::server::dev_policy(DEV_ADMIN)),
         audit: AuditSinks {

@@ -125,6 +125,18 @@ pub fn principal(_: &mut SchemaGenerator) -> Schema {
                 "type": "string",
                 "maxLength": 63,
                 "pattern": DNS_LABEL
+            },
+            "issuer": {
+                "description": "The issuer (`iss`) whose tokens this grant trusts: the same \
+                                name from another issuer is someone else. Absent: the \
+                                vault's one people issuer (spec.identity.issuers), or the \
+                                cluster issuer when there is none; a vault with several \
+                                people issuers refuses a User, Group or Application grant \
+                                without it. Not for a ServiceAccount: it is always the \
+                                cluster issuer's.",
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 512
             }
         },
         "x-kubernetes-validations": [
@@ -136,6 +148,10 @@ pub fn principal(_: &mut SchemaGenerator) -> Schema {
             {
                 "rule": "self.kind != 'ServiceAccount' || self.name.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",
                 "message": "a ServiceAccount name must be a DNS subdomain"
+            },
+            {
+                "rule": "self.kind != 'ServiceAccount' || !has(self.issuer)",
+                "message": "a ServiceAccount is always the cluster issuer's: it names no issuer"
             }
         ]
     }))

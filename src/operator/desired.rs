@@ -278,7 +278,9 @@ pub fn server_args(
         tls_min,
         "--master-key-file",
         &format!("{MASTER_KEY_DIR}/{MASTER_KEY_FILE}"),
-        "--issuer",
+        // The cluster issuer speaks for service accounts (the operator's own included); the
+        // spec's people issuers come with the pushed policy document.
+        "--cluster-issuer",
         &format!("{}={CLUSTER_JWKS_PATH}", settings.cluster_issuer),
         "--admin-principal",
         &settings.admin_principal(),

@@ -18,6 +18,7 @@ pub fn sa(name: &str) -> PrincipalRef {
         kind: PrincipalKind::ServiceAccount,
         name: name.into(),
         namespace: None,
+        issuer: None,
     }
 }
 
@@ -26,6 +27,7 @@ pub fn principal(kind: PrincipalKind, name: &str) -> PrincipalRef {
         kind,
         name: name.into(),
         namespace: None,
+        issuer: None,
     }
 }
 

@@ -101,14 +101,21 @@ fn belongs_to(meta: &kube::api::ObjectMeta, vault_ref: &str, ns: &str, name: &st
 /// A ServiceAccount without a namespace is one of the grant's namespace.
 fn resolve_principal(p: &PrincipalRef, grant_ns: &str) -> PrincipalRef {
     let mut p = p.clone();
+    p.issuer = p.issuer.filter(|i| !i.is_empty());
     if p.kind == PrincipalKind::ServiceAccount && p.namespace.as_deref().is_none_or(str::is_empty) {
         p.namespace = Some(grant_ns.to_string());
     }
     p
 }
 
-fn check_alone(entry: PolicyDocument) -> Result<(), String> {
-    entry.compile().map(|_| ()).map_err(|e| e.to_string())
+/// Checks one grant as the server will: with the vault's issuers, so a grant that names no
+/// issuer on a vault trusting several people issuers is reported on its own status.
+fn check_alone(entry: PolicyDocument, identity: &IdentitySettings) -> Result<(), String> {
+    let alone = PolicyDocument {
+        identity: Some(identity.clone()),
+        ..entry
+    };
+    alone.compile(&[]).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Compiles the vault's policy document at `generation`. `access_policies` and
@@ -168,101 +175,6 @@ pub fn compile_with(
     let mut warnings = Vec::new();
     let mut grants = Vec::new();
 
-    // Stable order (by name) so that an unchanged set compiles to the same digest.
-    let mut aps: Vec<&AccessPolicy> = access_policies
-        .iter()
-        .filter(|a| belongs_to(&a.metadata, &a.spec.vault_ref.name, ns, name))
-        .collect();
-    aps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let mut ras: Vec<&RoleAssignment> = role_assignments
-        .iter()
-        .filter(|r| belongs_to(&r.metadata, &r.spec.vault_ref.name, ns, name))
-        .collect();
-    ras.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-
-    let mut access_entries = Vec::new();
-    for ap in aps {
-        let entry = AccessPolicyEntry {
-            principal: resolve_principal(&ap.spec.principal, ns),
-            application: ap.spec.application.clone().filter(|a| !a.is_empty()),
-            permissions: ap.spec.permissions.clone(),
-        };
-        let state = if access_entries.len() >= MAX_ACCESS_POLICIES {
-            GrantState::OverLimit
-        } else {
-            let alone = PolicyDocument {
-                access_policies: vec![entry.clone()],
-                ..PolicyDocument::empty()
-            };
-            match check_alone(alone) {
-                Err(why) => GrantState::Invalid(why),
-                Ok(()) => {
-                    access_entries.push(entry);
-                    if mode == AuthorizationMode::AccessPolicy {
-                        GrantState::Applied
-                    } else {
-                        GrantState::Inactive(mode)
-                    }
-                }
-            }
-        };
-        grants.push(GrantOutcome {
-            kind: GrantKind::AccessPolicy,
-            name: ap.metadata.name.clone().unwrap_or_default(),
-            state,
-        });
-    }
-
-    let mut role_entries = Vec::new();
-    for ra in ras {
-        let entry = RoleAssignmentEntry {
-            principal: resolve_principal(&ra.spec.principal, ns),
-            application: ra.spec.application.clone().filter(|a| !a.is_empty()),
-            role: ra.spec.role,
-            scope: ra.spec.scope.clone().filter(|s| !s.is_empty()),
-        };
-        let alone = PolicyDocument {
-            role_assignments: vec![entry.clone()],
-            ..PolicyDocument::empty()
-        };
-        let state = match check_alone(alone) {
-            Err(why) => GrantState::Invalid(why),
-            Ok(()) => {
-                role_entries.push(entry);
-                if mode == AuthorizationMode::Rbac {
-                    GrantState::Applied
-                } else {
-                    GrantState::Inactive(mode)
-                }
-            }
-        };
-        grants.push(GrantOutcome {
-            kind: GrantKind::RoleAssignment,
-            name: ra.metadata.name.clone().unwrap_or_default(),
-            state,
-        });
-    }
-
-    // Network: the spec's rules; selectors become the pod network server-side (the
-    // NetworkPolicy does the per-pod choice).
-    let net = &spec.network;
-    let mut ip_rules = net.ip_rules.clone();
-    if !net.allowed_peers.is_empty() && net.default_action == crate::policy::DefaultAction::Deny {
-        if settings.pod_cidrs.is_empty() {
-            warnings.push(
-                "network.allowedPeers is enforced by the NetworkPolicy only: the operator was \
-                 started without --pod-cidr, so the server's own firewall admits only ipRules"
-                    .to_string(),
-            );
-        } else {
-            for cidr in &settings.pod_cidrs {
-                if !ip_rules.contains(cidr) {
-                    ip_rules.push(cidr.clone());
-                }
-            }
-        }
-    }
-
     // Identity: the cluster's service-account issuer (the only one whose
     // system:serviceaccount subjects are service accounts), then the spec's issuers.
     let url_text = vault.url().ok_or(CompileError::Unnamed)?;
@@ -307,6 +219,103 @@ pub fn compile_with(
         }
     }
 
+    let identity = IdentitySettings { issuers, audiences };
+
+    // Stable order (by name) so that an unchanged set compiles to the same digest.
+    let mut aps: Vec<&AccessPolicy> = access_policies
+        .iter()
+        .filter(|a| belongs_to(&a.metadata, &a.spec.vault_ref.name, ns, name))
+        .collect();
+    aps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut ras: Vec<&RoleAssignment> = role_assignments
+        .iter()
+        .filter(|r| belongs_to(&r.metadata, &r.spec.vault_ref.name, ns, name))
+        .collect();
+    ras.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+
+    let mut access_entries = Vec::new();
+    for ap in aps {
+        let entry = AccessPolicyEntry {
+            principal: resolve_principal(&ap.spec.principal, ns),
+            application: ap.spec.application.clone().filter(|a| !a.is_empty()),
+            permissions: ap.spec.permissions.clone(),
+        };
+        let state = if access_entries.len() >= MAX_ACCESS_POLICIES {
+            GrantState::OverLimit
+        } else {
+            let alone = PolicyDocument {
+                access_policies: vec![entry.clone()],
+                ..PolicyDocument::empty()
+            };
+            match check_alone(alone, &identity) {
+                Err(why) => GrantState::Invalid(why),
+                Ok(()) => {
+                    access_entries.push(entry);
+                    if mode == AuthorizationMode::AccessPolicy {
+                        GrantState::Applied
+                    } else {
+                        GrantState::Inactive(mode)
+                    }
+                }
+            }
+        };
+        grants.push(GrantOutcome {
+            kind: GrantKind::AccessPolicy,
+            name: ap.metadata.name.clone().unwrap_or_default(),
+            state,
+        });
+    }
+
+    let mut role_entries = Vec::new();
+    for ra in ras {
+        let entry = RoleAssignmentEntry {
+            principal: resolve_principal(&ra.spec.principal, ns),
+            application: ra.spec.application.clone().filter(|a| !a.is_empty()),
+            role: ra.spec.role,
+            scope: ra.spec.scope.clone().filter(|s| !s.is_empty()),
+        };
+        let alone = PolicyDocument {
+            role_assignments: vec![entry.clone()],
+            ..PolicyDocument::empty()
+        };
+        let state = match check_alone(alone, &identity) {
+            Err(why) => GrantState::Invalid(why),
+            Ok(()) => {
+                role_entries.push(entry);
+                if mode == AuthorizationMode::Rbac {
+                    GrantState::Applied
+                } else {
+                    GrantState::Inactive(mode)
+                }
+            }
+        };
+        grants.push(GrantOutcome {
+            kind: GrantKind::RoleAssignment,
+            name: ra.metadata.name.clone().unwrap_or_default(),
+            state,
+        });
+    }
+
+    // Network: the spec's rules; selectors become the pod network server-side (the
+    // NetworkPolicy does the per-pod choice).
+    let net = &spec.network;
+    let mut ip_rules = net.ip_rules.clone();
+    if !net.allowed_peers.is_empty() && net.default_action == crate::policy::DefaultAction::Deny {
+        if settings.pod_cidrs.is_empty() {
+            warnings.push(
+                "network.allowedPeers is enforced by the NetworkPolicy only: the operator was \
+                 started without --pod-cidr, so the server's own firewall admits only ipRules"
+                    .to_string(),
+            );
+        } else {
+            for cidr in &settings.pod_cidrs {
+                if !ip_rules.contains(cidr) {
+                    ip_rules.push(cidr.clone());
+                }
+            }
+        }
+    }
+
     let mut document = PolicyDocument {
         generation: 0,
         authorization: mode,
@@ -318,7 +327,7 @@ pub fn compile_with(
             trusted_proxies: net.trusted_proxies.clone(),
         },
         tls: Some(spec.tls.clone()),
-        identity: Some(IdentitySettings { issuers, audiences }),
+        identity: Some(identity),
         soft_delete: Some(spec.soft_delete),
         throttling: spec.throttling,
         events: None,
@@ -332,7 +341,8 @@ pub fn compile_with(
             &mut warnings,
         ));
     }
-    document.compile().map_err(CompileError::Invalid)?;
+    // The document names its issuers, so the server's own do not matter here.
+    document.compile(&[]).map_err(CompileError::Invalid)?;
     let digest = digest_with(&document, &header_versions);
     document.generation = generation;
     Ok(CompiledVaultPolicy {

@@ -1,5 +1,6 @@
 //! The policy document's JSON shape, its validation, and its compiled form.
 
+use super::issuers::{IssuerBinding, IssuerContext, TrustedIssuer};
 use super::permissions::{
     ActionSet, BuiltInRole, CertificatePermission, KeyPermission, ObjectKind, Permission,
     SecretPermission,
@@ -67,6 +68,11 @@ pub struct PrincipalRef {
     /// Service accounts only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The issuer whose tokens this grant trusts. Absent: the vault's one people issuer
+    /// (or, without any, the cluster issuer); a ServiceAccount is always the cluster
+    /// issuer's. See [`super::issuers`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 impl std::fmt::Display for PrincipalRef {
@@ -76,6 +82,10 @@ impl std::fmt::Display for PrincipalRef {
                 write!(f, "ServiceAccount {ns}/{}", self.name)
             }
             (k, _) => write!(f, "{k:?} {}", self.name),
+        }?;
+        match &self.issuer {
+            Some(i) => write!(f, " of issuer {i}"),
+            None => Ok(()),
         }
     }
 }
@@ -269,15 +279,37 @@ impl Scope {
     }
 }
 
-/// The caller side of a grant: who, and through which application (compound identity).
+/// The caller side of a grant: who, vouched for by which issuer, and through which
+/// application (compound identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grantee {
     pub who: PrincipalRef,
     pub application: Option<String>,
+    /// The only issuer whose tokens can match (resolved when the policy is compiled).
+    pub issuer: IssuerBinding,
 }
 
 impl Grantee {
+    /// `who` bound to its issuer in `issuers`; `what` names the grant in a refusal.
+    pub fn bind(
+        who: PrincipalRef,
+        application: Option<String>,
+        issuers: &IssuerContext,
+        what: &str,
+    ) -> Result<Self, PolicyError> {
+        let issuer = issuers.bind(&who, what)?;
+        Ok(Self {
+            who,
+            application,
+            issuer,
+        })
+    }
+
     pub fn matches(&self, p: &Principal) -> bool {
+        // The same name from another issuer is someone else.
+        if !self.issuer.admits(p) {
+            return false;
+        }
         let who = &self.who;
         let identity = match who.kind {
             PrincipalKind::ServiceAccount => matches!(
@@ -429,35 +461,58 @@ impl PolicyDocument {
         }
     }
 
-    /// Validates the document and builds its lookup form.
-    pub fn compile(&self) -> Result<CompiledPolicy, PolicyError> {
+    /// The issuers this document's grants are judged against: its own `identity`, or the
+    /// server's configured ones when it has none.
+    pub fn trusted_issuers(&self, server_issuers: &[TrustedIssuer]) -> Vec<TrustedIssuer> {
+        match &self.identity {
+            Some(id) => id
+                .issuers
+                .iter()
+                .map(|i| TrustedIssuer {
+                    issuer: i.issuer.clone(),
+                    service_accounts: i.service_accounts,
+                })
+                .collect(),
+            None => server_issuers.to_vec(),
+        }
+    }
+
+    /// Validates the document and builds its lookup form. `server_issuers` are the
+    /// server's configured issuers, used when the document names none of its own; every
+    /// grant is bound to one of them (a grant that could be several is refused).
+    pub fn compile(&self, server_issuers: &[TrustedIssuer]) -> Result<CompiledPolicy, PolicyError> {
         if self.access_policies.len() > MAX_ACCESS_POLICIES {
             return Err(err(format!(
                 "{} access policies: a vault allows at most {MAX_ACCESS_POLICIES}",
                 self.access_policies.len()
             )));
         }
+        let issuers = IssuerContext::new(&self.trusted_issuers(server_issuers))?;
         let mut access = Vec::with_capacity(self.access_policies.len());
-        for e in &self.access_policies {
+        for (i, e) in self.access_policies.iter().enumerate() {
             check_principal(&e.principal)?;
             access.push(CompiledAccessEntry {
-                grantee: Grantee {
-                    who: e.principal.clone(),
-                    application: e.application.clone().filter(|a| !a.is_empty()),
-                },
+                grantee: Grantee::bind(
+                    e.principal.clone(),
+                    e.application.clone().filter(|a| !a.is_empty()),
+                    &issuers,
+                    &format!("accessPolicies[{i}] ({})", e.principal),
+                )?,
                 keys: e.permissions.keys.clone(),
                 secrets: e.permissions.secrets.clone(),
                 certificates: e.permissions.certificates.clone(),
             });
         }
         let mut assignments = Vec::with_capacity(self.role_assignments.len());
-        for a in &self.role_assignments {
+        for (i, a) in self.role_assignments.iter().enumerate() {
             check_principal(&a.principal)?;
             assignments.push(CompiledAssignment {
-                grantee: Grantee {
-                    who: a.principal.clone(),
-                    application: a.application.clone().filter(|a| !a.is_empty()),
-                },
+                grantee: Grantee::bind(
+                    a.principal.clone(),
+                    a.application.clone().filter(|a| !a.is_empty()),
+                    &issuers,
+                    &format!("roleAssignments[{i}] ({})", a.principal),
+                )?,
                 role: a.role,
                 actions: a.role.actions(),
                 scope: Scope::parse(a.scope.as_deref())?,

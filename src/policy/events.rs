@@ -519,7 +519,7 @@ mod tests {
     fn old_documents_without_events_still_parse_and_compile() {
         let d: PolicyDocument = serde_json::from_value(json!({"generation": 3})).unwrap();
         assert!(d.events.is_none());
-        d.compile().unwrap();
+        d.compile(&[]).unwrap();
         assert!(!serde_json::to_string(&d).unwrap().contains("events"));
     }
 
@@ -569,17 +569,17 @@ mod tests {
         ];
         for s in bad {
             let d = doc(json!({"subscriptions": [s.clone()]}));
-            let e = d.compile().expect_err(&s.to_string());
+            let e = d.compile(&[]).expect_err(&s.to_string());
             assert!(!e.to_string().contains("s3cr3t"), "{e}");
         }
         let twice = doc(json!({"subscriptions": [sub(json!({})), sub(json!({}))]}));
-        assert!(twice.compile().is_err());
+        assert!(twice.compile(&[]).is_err());
         let many: Vec<_> = (0..17)
             .map(|i| sub(json!({"name": format!("s{i}")})))
             .collect();
-        assert!(doc(json!({"subscriptions": many})).compile().is_err());
+        assert!(doc(json!({"subscriptions": many})).compile(&[]).is_err());
         doc(json!({"subscriptions": [sub(json!({"authHeader": {"name": "Authorization", "value": "Bearer x"}}))]}))
-            .compile()
+            .compile(&[])
             .unwrap();
     }
 
@@ -588,7 +588,7 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/events");
         let text = std::fs::read(dir.join("policy.json")).unwrap();
         let d: PolicyDocument = serde_json::from_slice(&text).unwrap();
-        d.compile().unwrap();
+        d.compile(&[]).unwrap();
         let e = d.events.as_ref().unwrap();
         assert_eq!(e.subscriptions.len(), 2);
         assert_eq!(

@@ -9,6 +9,7 @@
 pub mod document;
 pub mod error;
 pub mod events;
+pub mod issuers;
 pub mod permissions;
 pub mod principal;
 
@@ -16,6 +17,7 @@ pub use document::*;
 pub use events::{
     AuthHeader, EventObject, EventSettings, EventSubscription, EventType, HeaderSecret, Occurrence,
 };
+pub use issuers::{IssuerBinding, IssuerContext, TrustedIssuer};
 pub use permissions::{
     ActionSet, BuiltInRole, CertificatePermission, DataAction, KeyPermission, ObjectKind,
     Permission, SecretPermission,

@@ -1,6 +1,11 @@
 use super::*;
 use serde_json::json;
 
+/// The one issuer every principal here comes from (as in single-issuer setups).
+fn issuers() -> Vec<TrustedIssuer> {
+    vec![TrustedIssuer::cluster("i")]
+}
+
 fn user(id: &str) -> Principal {
     Principal {
         identity: Identity::User(id.into()),
@@ -12,7 +17,7 @@ fn user(id: &str) -> Principal {
 
 fn doc(v: serde_json::Value) -> CompiledPolicy {
     let d: PolicyDocument = serde_json::from_value(v).unwrap();
-    d.compile().unwrap()
+    d.compile(&issuers()).unwrap()
 }
 
 fn secret_get(name: &str) -> Requirement<'_> {
@@ -35,7 +40,7 @@ fn secret_list() -> Requirement<'static> {
 
 #[test]
 fn the_empty_policy_denies_everything() {
-    let p = PolicyDocument::empty().compile().unwrap();
+    let p = PolicyDocument::empty().compile(&issuers()).unwrap();
     assert!(!p.allows(&user("a"), &secret_get("x")));
     assert!(!p.allows(&user("a"), &secret_list()));
 }
@@ -166,7 +171,7 @@ fn invalid_documents_are_refused_with_a_reason() {
         let parsed: Result<PolicyDocument, _> = serde_json::from_value(b.clone());
         let compiled = parsed
             .map_err(|e| e.to_string())
-            .and_then(|d| d.compile().map_err(|e| e.to_string()));
+            .and_then(|d| d.compile(&issuers()).map_err(|e| e.to_string()));
         assert!(compiled.is_err(), "{b}");
     }
     let many: Vec<serde_json::Value> = (0..1025)
@@ -174,13 +179,13 @@ fn invalid_documents_are_refused_with_a_reason() {
         .collect();
     let d: PolicyDocument =
         serde_json::from_value(json!({"generation": 1, "accessPolicies": many})).unwrap();
-    assert!(d.compile().unwrap_err().0.contains("1024"));
+    assert!(d.compile(&issuers()).unwrap_err().0.contains("1024"));
     let ok: Vec<serde_json::Value> = (0..1024)
         .map(|i| json!({"principal": {"kind": "User", "name": format!("u{i}")}, "permissions": {}}))
         .collect();
     let d: PolicyDocument =
         serde_json::from_value(json!({"generation": 1, "accessPolicies": ok})).unwrap();
-    assert!(d.compile().is_ok());
+    assert!(d.compile(&issuers()).is_ok());
 }
 
 #[test]
@@ -208,7 +213,7 @@ fn network_rules_and_forwarded_addresses() {
         n.client_address(ip("172.16.0.1"), Some("10.9.9.9")),
         ip("172.16.0.1")
     );
-    let open = PolicyDocument::empty().compile().unwrap();
+    let open = PolicyDocument::empty().compile(&issuers()).unwrap();
     assert!(open.network.allows(ip("8.8.8.8")));
 }
 
@@ -221,9 +226,192 @@ fn the_example_policy_documents_are_valid() {
         let text = std::fs::read(&path).unwrap();
         let doc: PolicyDocument =
             serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        doc.compile()
+        doc.compile(&issuers())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         seen += 1;
     }
     assert!(seen >= 2);
+}
+
+const CLUSTER: &str = "https://cluster.test";
+const DEX: &str = "https://dex.test";
+const KEYCLOAK: &str = "https://keycloak.test";
+
+fn from(issuer: &str, identity: Identity, groups: &[&str]) -> Principal {
+    Principal {
+        identity,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        application: None,
+        issuer: issuer.into(),
+    }
+}
+
+fn compile_with(v: serde_json::Value, issuers: &[TrustedIssuer]) -> Result<CompiledPolicy, String> {
+    let d: PolicyDocument = serde_json::from_value(v).unwrap();
+    d.compile(issuers).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_grant_matches_only_tokens_of_its_issuer() {
+    let issuers = [
+        TrustedIssuer::cluster(CLUSTER),
+        TrustedIssuer::people(DEX),
+        TrustedIssuer::people(KEYCLOAK),
+    ];
+    let p = compile_with(
+        json!({"generation": 1, "roleAssignments": [
+            {"principal": {"kind": "User", "name": "dev-admin", "issuer": DEX}, "role": "Key Vault Secrets User"},
+            {"principal": {"kind": "Group", "name": "team-g", "issuer": DEX}, "role": "Key Vault Secrets User"},
+            {"principal": {"kind": "Application", "name": "app-1", "issuer": KEYCLOAK}, "role": "Key Vault Secrets User"}
+        ]}),
+        &issuers,
+    )
+    .unwrap();
+    let admin = |iss| from(iss, Identity::User("dev-admin".into()), &[]);
+    let member = |iss| from(iss, Identity::User("someone".into()), &["team-g"]);
+    let app = |iss| from(iss, Identity::Application("app-1".into()), &[]);
+    assert!(p.allows(&admin(DEX), &secret_get("x")));
+    assert!(p.allows(&member(DEX), &secret_get("x")));
+    assert!(p.allows(&app(KEYCLOAK), &secret_get("x")));
+    // The same subject, group or client id from another trusted issuer is someone else.
+    for other in [KEYCLOAK, CLUSTER] {
+        assert!(!p.allows(&admin(other), &secret_get("x")), "{other}");
+        assert!(!p.allows(&member(other), &secret_get("x")), "{other}");
+    }
+    assert!(!p.allows(&app(DEX), &secret_get("x")));
+}
+
+#[test]
+fn a_grant_naming_no_issuer_trusts_the_one_people_issuer() {
+    let issuers = [TrustedIssuer::cluster(CLUSTER), TrustedIssuer::people(DEX)];
+    let p = compile_with(
+        json!({"generation": 1, "roleAssignments": [
+            {"principal": {"kind": "User", "name": "dev-admin"}, "role": "Key Vault Secrets User"},
+            {"principal": {"kind": "Group", "name": "team-g"}, "role": "Key Vault Secrets User"}
+        ]}),
+        &issuers,
+    )
+    .unwrap();
+    assert!(p.allows(
+        &from(DEX, Identity::User("dev-admin".into()), &[]),
+        &secret_get("x")
+    ));
+    assert!(p.allows(
+        &from(DEX, Identity::User("u".into()), &["team-g"]),
+        &secret_get("x")
+    ));
+    // The cluster's tokens (or a stranger's) do not speak for people.
+    assert!(!p.allows(
+        &from(CLUSTER, Identity::User("dev-admin".into()), &[]),
+        &secret_get("x")
+    ));
+    assert!(!p.allows(
+        &from(CLUSTER, Identity::User("u".into()), &["team-g"]),
+        &secret_get("x")
+    ));
+    assert!(!p.allows(
+        &from("https://evil.test", Identity::User("dev-admin".into()), &[]),
+        &secret_get("x")
+    ));
+    // Without any people issuer (kvault dev, one cluster issuer), the cluster issuer's.
+    let p = compile_with(
+        json!({"generation": 1, "roleAssignments": [
+            {"principal": {"kind": "User", "name": "dev-admin"}, "role": "Key Vault Secrets User"}
+        ]}),
+        &[TrustedIssuer::cluster(CLUSTER)],
+    )
+    .unwrap();
+    assert!(p.allows(
+        &from(CLUSTER, Identity::User("dev-admin".into()), &[]),
+        &secret_get("x")
+    ));
+    assert!(!p.allows(
+        &from(DEX, Identity::User("dev-admin".into()), &[]),
+        &secret_get("x")
+    ));
+}
+
+#[test]
+fn service_account_grants_trust_only_the_cluster_issuer() {
+    let issuers = [TrustedIssuer::cluster(CLUSTER), TrustedIssuer::people(DEX)];
+    let grant = json!({"generation": 1, "roleAssignments": [
+        {"principal": {"kind": "ServiceAccount", "namespace": "kvault-system", "name": "op"}, "role": "Key Vault Administrator"}
+    ]});
+    let p = compile_with(grant.clone(), &issuers).unwrap();
+    let sa = |iss| {
+        from(
+            iss,
+            Identity::ServiceAccount {
+                namespace: "kvault-system".into(),
+                name: "op".into(),
+            },
+            &[],
+        )
+    };
+    assert!(p.allows(&sa(CLUSTER), &secret_get("x")));
+    assert!(!p.allows(&sa(DEX), &secret_get("x")));
+    // Without a cluster issuer nobody is a service account.
+    let p = compile_with(grant, &[TrustedIssuer::people(DEX)]).unwrap();
+    assert!(!p.allows(&sa(DEX), &secret_get("x")));
+    // A ServiceAccount grant naming a people issuer is a mistake, and said so.
+    let e = compile_with(
+        json!({"generation": 1, "roleAssignments": [
+            {"principal": {"kind": "ServiceAccount", "namespace": "a", "name": "b", "issuer": DEX}, "role": "Key Vault Reader"}
+        ]}),
+        &issuers,
+    )
+    .unwrap_err();
+    assert!(e.contains("does not assert service accounts"), "{e}");
+    // Two issuers that both assert service accounts would collide like two IdPs.
+    let e = compile_with(
+        json!({"generation": 1}),
+        &[TrustedIssuer::cluster(CLUSTER), TrustedIssuer::cluster(DEX)],
+    )
+    .unwrap_err();
+    assert!(e.contains("both assert service accounts"), "{e}");
+}
+
+#[test]
+fn a_grant_that_could_be_several_issuers_is_refused_by_name() {
+    let issuers = [
+        TrustedIssuer::cluster(CLUSTER),
+        TrustedIssuer::people(DEX),
+        TrustedIssuer::people(KEYCLOAK),
+    ];
+    for (field, entry) in [
+        (
+            "roleAssignments",
+            json!({"principal": {"kind": "User", "name": "dev-admin"}, "role": "Key Vault Reader"}),
+        ),
+        (
+            "accessPolicies",
+            json!({"principal": {"kind": "Group", "name": "team-g"}, "permissions": {"secrets": ["get"]}}),
+        ),
+    ] {
+        let e = compile_with(json!({"generation": 1, field: [entry]}), &issuers).unwrap_err();
+        assert!(e.contains(&format!("{field}[0]")), "{e}");
+        assert!(e.contains("names no issuer"), "{e}");
+        assert!(e.contains(DEX) && e.contains(KEYCLOAK), "{e}");
+    }
+    // The document's own issuers decide, when it has them.
+    let e = compile_with(
+        json!({"generation": 1,
+            "roleAssignments": [{"principal": {"kind": "User", "name": "a"}, "role": "Key Vault Reader"}],
+            "identity": {"issuers": [
+                {"issuer": CLUSTER, "jwksFile": "/j", "serviceAccounts": true},
+                {"issuer": DEX}, {"issuer": KEYCLOAK}
+            ]}}),
+        &[TrustedIssuer::cluster(CLUSTER)],
+    )
+    .unwrap_err();
+    assert!(e.contains("roleAssignments[0] (User a)"), "{e}");
+    // Naming the issuer, or a ServiceAccount (always the cluster's), is unambiguous.
+    compile_with(
+        json!({"generation": 1, "roleAssignments": [
+            {"principal": {"kind": "User", "name": "dev-admin", "issuer": KEYCLOAK}, "role": "Key Vault Reader"},
+            {"principal": {"kind": "ServiceAccount", "namespace": "a", "name": "b"}, "role": "Key Vault Reader"}
+        ]}),
+        &issuers,
+    )
+    .unwrap();
 }

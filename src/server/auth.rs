@@ -58,8 +58,27 @@ pub struct IssuerConfig {
 
 impl IssuerConfig {
     /// Parses `ISSUER=SOURCE` where SOURCE is `https://…` (a JWKS URL) or a file path, or
-    /// a bare `ISSUER` (OIDC discovery).
+    /// a bare `ISSUER` (OIDC discovery). The issuer is a people's issuer: its
+    /// `system:serviceaccount:` subjects are users (see [`IssuerConfig::parse_cluster`]).
     pub fn parse(spec: &str) -> Result<Self, String> {
+        Self::parse_as(spec, false)
+    }
+
+    /// [`IssuerConfig::parse`] for the cluster's service-account issuer, the one issuer
+    /// whose `system:serviceaccount:` subjects are service accounts.
+    pub fn parse_cluster(spec: &str) -> Result<Self, String> {
+        Self::parse_as(spec, true)
+    }
+
+    /// What grants need to know of this issuer.
+    pub fn trusted(&self) -> crate::policy::TrustedIssuer {
+        crate::policy::TrustedIssuer {
+            issuer: self.issuer.clone(),
+            service_accounts: self.service_accounts,
+        }
+    }
+
+    fn parse_as(spec: &str, service_accounts: bool) -> Result<Self, String> {
         let (issuer, source) = match spec.split_once('=') {
             None => (spec, None),
             Some((i, s)) => (i, Some(s)),
@@ -88,7 +107,7 @@ impl IssuerConfig {
         Ok(Self {
             issuer: issuer.to_string(),
             jwks,
-            service_accounts: true,
+            service_accounts,
         })
     }
 }
@@ -547,7 +566,43 @@ mod tests {
             JwksSource::Discovery
         ));
         assert!(IssuerConfig::parse("https://i=http://plain").is_err());
+        assert!(IssuerConfig::parse_cluster("https://i=http://plain").is_err());
         assert!(IssuerConfig::parse("=x").is_err());
         assert!(IssuerConfig::parse("plain-issuer").is_err());
+    }
+
+    #[test]
+    fn only_the_cluster_issuer_asserts_service_accounts() {
+        // `--issuer`: a people's issuer, whatever its source.
+        for spec in [
+            "https://i=https://i/keys",
+            "https://i=/etc/jwks.json",
+            "https://i",
+        ] {
+            assert!(
+                !IssuerConfig::parse(spec).unwrap().service_accounts,
+                "{spec}"
+            );
+        }
+        // `--cluster-issuer`: the same syntax, with service accounts.
+        let cluster = IssuerConfig::parse_cluster("https://k=/etc/jwks.json").unwrap();
+        assert!(cluster.service_accounts);
+        assert!(matches!(cluster.jwks, JwksSource::File(_)));
+        assert_eq!(
+            cluster.trusted(),
+            crate::policy::TrustedIssuer::cluster("https://k")
+        );
+        // So a people's token naming the operator's service account is a mere user.
+        let people = IssuerConfig::parse("https://dex=/jwks.json").unwrap();
+        let p = principal_from_claims(
+            &claims(
+                Some("system:serviceaccount:kvault-system:kvault-operator"),
+                None,
+                None,
+            ),
+            people.service_accounts,
+        )
+        .unwrap();
+        assert!(matches!(p.identity, Identity::User(_)));
     }
 }

@@ -175,8 +175,13 @@ pub fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{BuiltInRole, Identity, PolicyDocument};
+    use crate::policy::{BuiltInRole, Identity, PolicyDocument, TrustedIssuer};
     use serde_json::json;
+
+    /// The one issuer `alice` comes from.
+    fn issuers() -> Vec<TrustedIssuer> {
+        vec![TrustedIssuer::cluster("i")]
+    }
 
     fn every_secret_operation() -> Vec<Operation> {
         let n = || "s1".to_string();
@@ -344,7 +349,7 @@ mod tests {
                     "permissions": {"certificates": [perm.as_str()], "keys": ["get", "create"], "secrets": ["get"]}}]
             }))
             .unwrap();
-            let policy = policy.compile().unwrap();
+            let policy = policy.compile(&issuers()).unwrap();
             for (op, needed) in every_certificate_operation() {
                 let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
                 let issuer_op = needed.ends_with("issuers");
@@ -363,7 +368,7 @@ mod tests {
                 "roleAssignments": [{"principal": {"kind": "User", "name": "alice"}, "role": role.name()}]
             }))
             .unwrap();
-            let policy = policy.compile().unwrap();
+            let policy = policy.compile(&issuers()).unwrap();
             for (op, needed) in every_certificate_operation() {
                 let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
                 let read = matches!(needed, "get" | "list");
@@ -397,7 +402,7 @@ mod tests {
                     "permissions": {"keys": [perm.as_str()], "secrets": ["get", "list", "set"]}}]
             }))
             .unwrap();
-            let policy = policy.compile().unwrap();
+            let policy = policy.compile(&issuers()).unwrap();
             for (op, needed) in every_key_operation() {
                 let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
                 assert_eq!(allowed, needed == perm.as_str(), "keys {perm} vs {op:?}");
@@ -413,7 +418,7 @@ mod tests {
                 "roleAssignments": [{"principal": {"kind": "User", "name": "alice"}, "role": role.name()}]
             }))
             .unwrap();
-            let policy = policy.compile().unwrap();
+            let policy = policy.compile(&issuers()).unwrap();
             for (op, needed) in every_key_operation() {
                 let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
                 let read = matches!(needed, "get" | "list");
@@ -456,7 +461,7 @@ mod tests {
                     "permissions": {"secrets": [perm.as_str()], "keys": ["get", "list", "sign"], "certificates": ["get", "list"]}}]
             }))
             .unwrap();
-            let policy = policy.compile().unwrap();
+            let policy = policy.compile(&issuers()).unwrap();
             for op in every_secret_operation() {
                 let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
                 assert_eq!(
@@ -477,7 +482,7 @@ mod tests {
                 "roleAssignments": [{"principal": {"kind": "User", "name": "alice"}, "role": role.name()}]
             }))
             .unwrap();
-            let policy = policy.compile().unwrap();
+            let policy = policy.compile(&issuers()).unwrap();
             for op in every_secret_operation() {
                 let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
                 let metadata = matches!(
@@ -506,7 +511,7 @@ mod tests {
 
     #[test]
     fn denials_name_caller_permission_and_vault_but_not_existence() {
-        let p = PolicyDocument::empty().compile().unwrap();
+        let p = PolicyDocument::empty().compile(&issuers()).unwrap();
         let e = authorize(
             &p,
             &alice(),
@@ -529,7 +534,7 @@ mod tests {
         let mut ap = PolicyDocument::empty();
         ap.authorization = crate::policy::AuthorizationMode::AccessPolicy;
         let e = authorize(
-            &ap.compile().unwrap(),
+            &ap.compile(&issuers()).unwrap(),
             &alice(),
             &Operation::ListSecrets,
             "payments",

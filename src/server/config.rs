@@ -3,7 +3,7 @@
 
 use crate::clock::SharedClock;
 use crate::crypto::MasterKey;
-use crate::policy::{PolicyDocument, PrincipalKind, PrincipalRef};
+use crate::policy::{PolicyDocument, PrincipalKind, PrincipalRef, TrustedIssuer};
 use crate::server::audit::AuditSinks;
 use crate::server::auth::IssuerConfig;
 use crate::server::objects::{MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, SoftDelete};
@@ -65,8 +65,14 @@ pub struct ServerOptions {
     /// File holding the 32-byte master key (raw or base64).
     #[arg(long, env = "KVAULT_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
-    /// Trusted token issuer: ISSUER=JWKS_FILE, ISSUER=https://JWKS_URL, or ISSUER alone for
-    /// OIDC discovery. Repeatable.
+    /// The cluster's service-account issuer, the only one whose
+    /// `system:serviceaccount:NS:NAME` subjects are service accounts. Same syntax as
+    /// --issuer.
+    #[arg(long, env = "KVAULT_CLUSTER_ISSUER")]
+    pub cluster_issuer: Option<String>,
+    /// Trusted people's token issuer (an OIDC provider): ISSUER=JWKS_FILE,
+    /// ISSUER=https://JWKS_URL, or ISSUER alone for OIDC discovery. Its subjects are always
+    /// users, never service accounts. Repeatable.
     #[arg(long = "issuer", env = "KVAULT_ISSUERS", value_delimiter = ',')]
     #[serde(default)]
     pub issuers: Vec<String>,
@@ -133,6 +139,7 @@ impl ServerOptions {
                 .storage_max_connections
                 .or(file.storage_max_connections),
             master_key_file: self.master_key_file.or(file.master_key_file),
+            cluster_issuer: self.cluster_issuer.or(file.cluster_issuer),
             issuers: if self.issuers.is_empty() {
                 file.issuers
             } else {
@@ -167,6 +174,8 @@ pub enum ConfigError {
     File { path: String, reason: String },
     #[error("missing required setting --{0}")]
     Missing(&'static str),
+    #[error("no trusted issuer: give --cluster-issuer and/or --issuer")]
+    NoIssuer,
     #[error("invalid --{name}: {reason}")]
     Invalid { name: &'static str, reason: String },
     #[error("master key file {path}: {reason}")]
@@ -300,8 +309,24 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// Parses "ServiceAccount NS/NAME", "User ID", "Application ID" or "Group NAME".
+/// Separates a principal from the issuer it is bound to ("User alice issuer=https://dex").
+const ISSUER_SUFFIX: &str = " issuer=";
+
+/// Parses "ServiceAccount NS/NAME", "User ID", "Application ID" or "Group NAME", each
+/// optionally followed by " issuer=ISSUER" (the issuer whose tokens it trusts; see
+/// `crate::policy::issuers`).
 pub fn parse_principal(s: &str) -> Result<PrincipalRef, String> {
+    let (who, issuer) = match s.trim().rsplit_once(ISSUER_SUFFIX) {
+        Some((who, issuer)) if !issuer.trim().is_empty() => (who, Some(issuer.trim())),
+        Some(_) => return Err(format!("'{s}' has an empty issuer")),
+        None => (s, None),
+    };
+    let mut p = parse_bare_principal(who)?;
+    p.issuer = issuer.map(str::to_string);
+    Ok(p)
+}
+
+fn parse_bare_principal(s: &str) -> Result<PrincipalRef, String> {
     let (kind, rest) = s.trim().split_once(char::is_whitespace).ok_or_else(|| {
         format!("'{s}' is not KIND NAME (e.g. 'ServiceAccount kvault-system/kvault-operator')")
     })?;
@@ -325,12 +350,14 @@ pub fn parse_principal(s: &str) -> Result<PrincipalRef, String> {
             kind,
             name: name.to_string(),
             namespace: Some(ns.to_string()),
+            issuer: None,
         });
     }
     Ok(PrincipalRef {
         kind,
         name: rest.to_string(),
         namespace: None,
+        issuer: None,
     })
 }
 
@@ -353,16 +380,82 @@ fn parse_audit(v: &[String]) -> Result<AuditSinks, String> {
     Ok(sinks)
 }
 
-/// Reads and validates a policy document file.
-pub fn read_policy_file(path: &std::path::Path) -> Result<PolicyDocument, ConfigError> {
+/// Reads and validates a policy document file against the server's issuers (so a grant
+/// that could belong to several of them stops the start).
+pub fn read_policy_file(
+    path: &std::path::Path,
+    issuers: &[IssuerConfig],
+) -> Result<PolicyDocument, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid {
         name: "policy-file",
         reason: format!("{}: {reason}", path.display()),
     };
     let text = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
     let doc: PolicyDocument = serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
-    doc.compile().map_err(|e| invalid(e.to_string()))?;
+    let trusted: Vec<TrustedIssuer> = issuers.iter().map(IssuerConfig::trusted).collect();
+    doc.compile(&trusted).map_err(|e| invalid(e.to_string()))?;
     Ok(doc)
+}
+
+/// The cluster issuer (if any) first, then the people's issuers; one issuer id once.
+fn issuers_from(o: &ServerOptions) -> Result<Vec<IssuerConfig>, ConfigError> {
+    let mut issuers = Vec::with_capacity(o.issuers.len() + 1);
+    if let Some(spec) = &o.cluster_issuer {
+        issuers.push(
+            IssuerConfig::parse_cluster(spec).map_err(|reason| ConfigError::Invalid {
+                name: "cluster-issuer",
+                reason,
+            })?,
+        );
+    }
+    for spec in &o.issuers {
+        let issuer = IssuerConfig::parse(spec).map_err(|reason| ConfigError::Invalid {
+            name: "issuer",
+            reason,
+        })?;
+        // Trusted twice, once with service accounts and once without, would be ambiguous.
+        if issuers.iter().any(|i| i.issuer == issuer.issuer) {
+            return Err(ConfigError::Invalid {
+                name: "issuer",
+                reason: format!("{} is given more than once", issuer.issuer),
+            });
+        }
+        issuers.push(issuer);
+    }
+    if issuers.is_empty() {
+        return Err(ConfigError::NoIssuer);
+    }
+    Ok(issuers)
+}
+
+/// Every control-plane principal must be one some issuer can speak for: a service account
+/// needs the cluster issuer (an `--issuer` no longer asserts them), and a user, group or
+/// application must not be claimable by several people's issuers.
+fn check_admins(admins: &[PrincipalRef], issuers: &[IssuerConfig]) -> Result<(), ConfigError> {
+    let trusted: Vec<TrustedIssuer> = issuers.iter().map(IssuerConfig::trusted).collect();
+    let context =
+        crate::policy::IssuerContext::new(&trusted).map_err(|e| ConfigError::Invalid {
+            name: "issuer",
+            reason: e.to_string(),
+        })?;
+    for admin in admins {
+        let what = format!("--admin-principal '{admin}'");
+        let bound = context
+            .bind(admin, &what)
+            .map_err(|e| ConfigError::Invalid {
+                name: "admin-principal",
+                reason: e.to_string(),
+            })?;
+        if bound == crate::policy::IssuerBinding::Nobody {
+            return Err(ConfigError::Invalid {
+                name: "admin-principal",
+                reason: format!(
+                    "{what}: only the cluster issuer asserts service accounts; give it with --cluster-issuer"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl ServerConfig {
@@ -402,18 +495,7 @@ impl ServerConfig {
                 ),
             });
         }
-        let issuers = o
-            .issuers
-            .iter()
-            .map(|s| IssuerConfig::parse(s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|reason| ConfigError::Invalid {
-                name: "issuer",
-                reason,
-            })?;
-        if issuers.is_empty() {
-            return Err(ConfigError::Missing("issuer"));
-        }
+        let issuers = issuers_from(&o)?;
         let admins = o
             .admin_principals
             .iter()
@@ -423,8 +505,9 @@ impl ServerConfig {
                 name: "admin-principal",
                 reason,
             })?;
+        check_admins(&admins, &issuers)?;
         let initial_policy = match &o.policy_file {
-            Some(p) => Some(read_policy_file(p)?),
+            Some(p) => Some(read_policy_file(p, &issuers)?),
             None => None,
         };
         let audit = parse_audit(&o.audit_log).map_err(|reason| ConfigError::Invalid {
@@ -544,6 +627,116 @@ mod tests {
         assert!(e.to_string().contains("tls-min-version"));
     }
 
+    fn base() -> ServerOptions {
+        ServerOptions {
+            url: Some("https://v.ns.svc".into()),
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            data_dir: Some("d".into()),
+            master_key_file: Some("m".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_the_cluster_issuer_asserts_service_accounts() {
+        let config = ServerConfig::from_options(ServerOptions {
+            cluster_issuer: Some("https://k8s=/cluster.json".into()),
+            issuers: vec!["https://dex=/dex.json".into(), "https://idp".into()],
+            ..base()
+        })
+        .unwrap();
+        let flags: Vec<(&str, bool)> = config
+            .issuers
+            .iter()
+            .map(|i| (i.issuer.as_str(), i.service_accounts))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                ("https://k8s", true),
+                ("https://dex", false),
+                ("https://idp", false)
+            ]
+        );
+        // `--issuer` alone: nobody asserts service accounts.
+        let config = ServerConfig::from_options(ServerOptions {
+            issuers: vec!["https://dex=/dex.json".into()],
+            ..base()
+        })
+        .unwrap();
+        assert!(config.issuers.iter().all(|i| !i.service_accounts));
+        // No issuer at all, or one issuer given both ways: refused.
+        let e = ServerConfig::from_options(base()).err().unwrap();
+        assert!(e.to_string().contains("--cluster-issuer"), "{e}");
+        let e = ServerConfig::from_options(ServerOptions {
+            cluster_issuer: Some("https://k8s=/cluster.json".into()),
+            issuers: vec!["https://k8s=/cluster.json".into()],
+            ..base()
+        })
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn control_plane_principals_need_an_issuer_that_speaks_for_them() {
+        // A service account needs the cluster issuer: `--issuer` no longer makes one.
+        let e = ServerConfig::from_options(ServerOptions {
+            issuers: vec!["https://k8s=/cluster.json".into()],
+            admin_principals: vec!["ServiceAccount kvault-system/kvault-operator".into()],
+            ..base()
+        })
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("--cluster-issuer"), "{e}");
+        // A user claimable by two people's issuers must name one.
+        let two = vec!["https://a=/a.json".into(), "https://b=/b.json".into()];
+        let e = ServerConfig::from_options(ServerOptions {
+            issuers: two.clone(),
+            admin_principals: vec!["User ops".into()],
+            ..base()
+        })
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("names no issuer"), "{e}");
+        let config = ServerConfig::from_options(ServerOptions {
+            issuers: two,
+            admin_principals: vec!["User ops issuer=https://b".into()],
+            ..base()
+        })
+        .unwrap();
+        assert_eq!(config.admins[0].issuer.as_deref(), Some("https://b"));
+    }
+
+    #[test]
+    fn an_ambiguous_policy_file_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("policy.json");
+        std::fs::write(
+            &f,
+            r#"{"generation": 1, "roleAssignments": [{"principal": {"kind": "User", "name": "dev-admin"}, "role": "Key Vault Reader"}]}"#,
+        )
+        .unwrap();
+        let with = |issuers: Vec<String>| {
+            ServerConfig::from_options(ServerOptions {
+                cluster_issuer: Some("https://k8s=/cluster.json".into()),
+                issuers,
+                policy_file: Some(f.clone()),
+                ..base()
+            })
+        };
+        // One people issuer: the grant is that issuer's.
+        assert!(with(vec!["https://a=/a.json".into()]).is_ok());
+        let e = with(vec!["https://a=/a.json".into(), "https://b=/b.json".into()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("policy-file"), "{e}");
+        assert!(e.contains("roleAssignments[0] (User dev-admin)"), "{e}");
+        assert!(e.contains("names no issuer"), "{e}");
+    }
+
     #[test]
     fn principals_parse() {
         let p = parse_principal("ServiceAccount kvault-system/kvault-operator").unwrap();
@@ -557,6 +750,10 @@ mod tests {
         assert!(parse_principal("ServiceAccount nope").is_err());
         assert!(parse_principal("Robot r2").is_err());
         assert!(parse_principal("User").is_err());
+        let p = parse_principal("Group Team Admins issuer=https://dex.example.com").unwrap();
+        assert_eq!(p.name, "Team Admins");
+        assert_eq!(p.issuer.as_deref(), Some("https://dex.example.com"));
+        assert!(parse_principal("User alice issuer=").is_err());
     }
 
     #[test]

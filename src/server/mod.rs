@@ -23,7 +23,7 @@ pub mod throttle;
 pub mod tls;
 
 use crate::clock::SharedClock;
-use crate::policy::{Grantee, PolicyDocument, PrincipalKind, PrincipalRef, RoleAssignmentEntry};
+use crate::policy::{PolicyDocument, PrincipalKind, PrincipalRef, RoleAssignmentEntry};
 use crate::server::audit::AuditLog;
 use crate::server::config::{ConfigError, ServerConfig};
 use crate::server::metrics::Metrics;
@@ -45,8 +45,6 @@ pub struct AppState {
     pub store: VaultStore,
     /// The current policy snapshot (grants, network, TLS minimum, token verifier, …).
     pub policy: PolicyManager,
-    /// Who may read and replace the policy.
-    pub admins: Vec<Grantee>,
     pub audit: AuditLog,
     pub metrics: Arc<Metrics>,
     /// The vault's name (the first label of its host), as denial messages name it.
@@ -163,6 +161,7 @@ impl Server {
             jwks_refresh_interval: config.jwks_refresh_interval,
             http,
             clock: config.clock.clone(),
+            admins: config.admins.clone(),
         };
         let policy = PolicyManager::load(defaults, &store, config.initial_policy.clone())
             .await
@@ -203,14 +202,6 @@ impl Server {
             state: Arc::new(AppState {
                 store,
                 policy,
-                admins: config
-                    .admins
-                    .into_iter()
-                    .map(|who| Grantee {
-                        who,
-                        application: None,
-                    })
-                    .collect(),
                 audit,
                 metrics,
                 vault_name,
@@ -352,6 +343,7 @@ pub fn dev_policy(admin: &str) -> PolicyDocument {
             kind: PrincipalKind::User,
             name: admin.to_string(),
             namespace: None,
+            issuer: None,
         },
         application: None,
         role: crate::policy::BuiltInRole::Administrator,

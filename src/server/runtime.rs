@@ -7,7 +7,9 @@
 //! it, so a revoked grant stops working at once.
 
 use crate::clock::SharedClock;
-use crate::policy::{CompiledPolicy, PolicyDocument, TlsVersion};
+use crate::policy::{
+    CompiledPolicy, Grantee, IssuerContext, PolicyDocument, PrincipalRef, TlsVersion, TrustedIssuer,
+};
 use crate::server::auth::{Authenticator, IssuerConfig, JwksSource};
 use crate::server::error::ApiError;
 use crate::server::objects::SoftDelete;
@@ -31,10 +33,14 @@ pub struct Defaults {
     pub clock: SharedClock,
     /// Where a policy change is announced (`VaultAccessPolicyChanged`).
     pub events: Option<Arc<crate::server::events::Events>>,
+    /// Who may read and replace the policy (bound to issuers with each policy).
+    pub admins: Vec<PrincipalRef>,
 }
 
 pub struct Runtime {
     pub policy: CompiledPolicy,
+    /// The control-plane principals, bound to this policy's issuers.
+    pub admins: Vec<Grantee>,
     pub soft_delete: SoftDelete,
     pub tls_min: TlsVersion,
     pub throttle: Throttle,
@@ -266,9 +272,12 @@ async fn build(
     doc: &PolicyDocument,
     previous: Option<&Runtime>,
 ) -> Result<Runtime, ApiError> {
+    let server_issuers: Vec<TrustedIssuer> =
+        defaults.issuers.iter().map(IssuerConfig::trusted).collect();
     let policy = doc
-        .compile()
+        .compile(&server_issuers)
         .map_err(|e| ApiError::bad(format!("Invalid policy document: {e}")))?;
+    let admins = bind_admins(&defaults.admins, &doc.trusted_issuers(&server_issuers))?;
     let soft_delete = match doc.soft_delete {
         Some(s) => SoftDelete {
             retention_days: s.retention_days,
@@ -301,8 +310,33 @@ async fn build(
     Ok(Runtime {
         throttle: Throttle::new(&doc.throttling),
         policy,
+        admins,
         soft_delete,
         tls_min,
         auth,
     })
+}
+
+/// The control plane bound to the issuers a policy trusts: a document whose issuers would
+/// make a control-plane principal ambiguous is refused, so that no policy can hand the
+/// control plane to a second issuer.
+fn bind_admins(
+    admins: &[PrincipalRef],
+    issuers: &[TrustedIssuer],
+) -> Result<Vec<Grantee>, ApiError> {
+    let invalid =
+        |e: crate::policy::PolicyError| ApiError::bad(format!("Invalid policy document: {e}"));
+    let context = IssuerContext::new(issuers).map_err(invalid)?;
+    admins
+        .iter()
+        .map(|who| {
+            Grantee::bind(
+                who.clone(),
+                None,
+                &context,
+                &format!("the control-plane principal {who}"),
+            )
+            .map_err(invalid)
+        })
+        .collect()
 }

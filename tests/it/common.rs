@@ -264,7 +264,12 @@ impl Fixture {
     }
 
     pub async fn start(&self, opts: Options) -> TestVault {
-        let server = Server::start(self.config(&opts)).await.unwrap();
+        self.start_with(self.config(&opts)).await
+    }
+
+    /// Starts a server with a configuration made from [`Fixture::config`] and changed.
+    pub async fn start_with(&self, config: ServerConfig) -> TestVault {
+        let server = Server::start(config).await.unwrap();
         let state = server.state();
         let metrics_addr = server.metrics_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -497,7 +502,7 @@ impl Fixture {
             .args(storage_args(self.dir.path(), storage))
             .arg("--master-key-file")
             .arg(&self.master_key)
-            .arg("--issuer")
+            .arg("--cluster-issuer")
             .arg(format!("{ISSUER}={}", self.issuer.jwks_path.display()))
             .arg("--policy-file")
             .arg(&policy)

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod events;
 mod ha;
+mod issuers;
 mod keys;
 mod provider;
 mod sdk_conformance;

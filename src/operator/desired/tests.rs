@@ -204,12 +204,14 @@ fn the_server_arguments_are_what_kvault_server_accepts() {
     assert_eq!(parsed.retention_days, Some(30));
     assert!(parsed.purge_protection);
     assert_eq!(parsed.tls_min_version.as_deref(), Some("1.3"));
+    // The cluster issuer is passed as such: only it asserts service accounts.
     assert_eq!(
-        parsed.issuers,
-        [format!(
+        parsed.cluster_issuer,
+        Some(format!(
             "https://kubernetes.default.svc.cluster.local={CLUSTER_JWKS_PATH}"
-        )]
+        ))
     );
+    assert!(parsed.issuers.is_empty());
     assert_eq!(
         parsed.admin_principals,
         ["ServiceAccount kvault-system/kvault-operator"]

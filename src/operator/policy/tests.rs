@@ -75,7 +75,7 @@ fn rbac_vault_compiles_its_role_assignments_and_enforces_them() {
         }]
     );
     // The document the server would enforce lets exactly that caller read.
-    let compiled = c.document.compile().unwrap();
+    let compiled = c.document.compile(&[]).unwrap();
     assert!(compiled.allows(&caller_sa("team-a", "web"), &secret_get("db")));
     assert!(!compiled.allows(&caller_sa("team-b", "web"), &secret_get("db")));
     assert!(!compiled.allows(&caller_sa("team-a", "x"), &secret_get("db")));
@@ -110,7 +110,7 @@ fn access_policy_vault_compiles_compound_identity() {
         c.document.access_policies[0].application.as_deref(),
         Some("deploy-tool")
     );
-    let compiled = c.document.compile().unwrap();
+    let compiled = c.document.compile(&[]).unwrap();
     let alice_alone = Principal {
         identity: Identity::User("alice".into()),
         groups: vec![],
@@ -286,7 +286,7 @@ fn network_tls_soft_delete_and_throttling_come_from_the_spec() {
     let sd = d.soft_delete.unwrap();
     assert_eq!((sd.retention_days, sd.purge_protection), (30, true));
     assert_eq!(d.throttling.requests, 1000);
-    let compiled = d.compile().unwrap();
+    let compiled = d.compile(&[]).unwrap();
     assert!(compiled.network.allows("10.20.3.4".parse().unwrap()));
     assert!(!compiled.network.allows("10.21.0.1".parse().unwrap()));
 }
@@ -451,7 +451,7 @@ fn notifications_compile_into_the_documents_events_with_the_secrets_header_value
     assert_eq!(h.name, "Authorization");
     assert_eq!(h.value.as_ref().unwrap().expose(), "Bearer s3cr3t");
     // The server accepts what the operator compiles.
-    c.document.compile().unwrap();
+    c.document.compile(&[]).unwrap();
     // The value never shows: not in Debug, not in the digest's input.
     assert!(!format!("{c:?}").contains("s3cr3t"));
 }

@@ -28,7 +28,7 @@ pub(super) async fn control_plane(
     let principal = authenticate(state, rt, headers).await?;
     trace.principal = Some(principal.clone());
     trace.object_id = Some(object.to_string());
-    if !state.admins.iter().any(|a| a.matches(&principal)) {
+    if !rt.admins.iter().any(|a| a.matches(&principal)) {
         return Err(ApiError::Forbidden {
             message: format!(
                 "'{principal}' is not the control plane of key vault '{}' and may not {denied}.",
