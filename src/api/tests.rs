@@ -716,3 +716,38 @@ fn the_events_example_vault_is_admitted() {
         serde_json::json!("http://rotator.team-a.svc/events");
     assert!(admit("Vault", &bad, None).is_err());
 }
+
+#[test]
+fn a_principal_may_name_its_issuer_unless_it_is_a_service_account() {
+    let with = |principal: Value| {
+        role_assignment(json!({"vaultRef": {"name": "payments"}, "role": "Key Vault Reader",
+            "principal": principal}))
+    };
+    for kind in ["User", "Group", "Application"] {
+        let obj = with(json!({"kind": kind, "name": "dev-admin", "issuer": "https://dex.example.com"}));
+        assert!(admit("RoleAssignment", &obj, None).is_ok(), "{kind}");
+        let ap = access_policy(json!({"vaultRef": {"name": "payments"},
+            "principal": {"kind": kind, "name": "dev-admin", "issuer": "https://dex.example.com"},
+            "permissions": {"secrets": ["get"]}}));
+        assert!(admit("AccessPolicy", &ap, None).is_ok(), "{kind}");
+    }
+    refused(
+        "RoleAssignment",
+        with(json!({"kind": "ServiceAccount", "name": "web", "issuer": "https://dex.example.com"})),
+        "it names no issuer",
+    );
+    refused(
+        "RoleAssignment",
+        with(json!({"kind": "User", "name": "a", "issuer": ""})),
+        "issuer",
+    );
+    // The field reaches the policy document's principal.
+    let ra: RoleAssignment = serde_json::from_value(with(
+        json!({"kind": "User", "name": "a", "issuer": "https://dex.example.com"}),
+    ))
+    .unwrap();
+    assert_eq!(
+        ra.spec.principal.issuer.as_deref(),
+        Some("https://dex.example.com")
+    );
+}

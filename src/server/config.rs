@@ -462,6 +462,7 @@ impl ServerConfig {
     pub fn from_options(o: ServerOptions) -> Result<Self, ConfigError> {
         let o = o.resolve()?;
         let storage = storage_from(&o)?;
+        let issuers = issuers_from(&o)?;
         let url = VaultUrl::parse(o.url.as_deref().ok_or(ConfigError::Missing("url"))?).map_err(
             |reason| ConfigError::Invalid {
                 name: "url",
@@ -495,7 +496,6 @@ impl ServerConfig {
                 ),
             });
         }
-        let issuers = issuers_from(&o)?;
         let admins = o
             .admin_principals
             .iter()

@@ -88,6 +88,13 @@ fn access_policy_vault_compiles_compound_identity() {
         "legacy",
         VaultSpec {
             authorization: AuthorizationMode::AccessPolicy,
+            // alice's tokens come from dex, the vault's one people issuer.
+            identity: crate::api::VaultIdentity {
+                issuers: vec![OidcIssuer {
+                    issuer: "https://dex".into(),
+                    ..Default::default()
+                }],
+            },
             ..Default::default()
         },
     );
@@ -629,4 +636,78 @@ fn the_events_example_vault_compiles_into_two_subscriptions() {
             .is_some()
     );
     assert_eq!(events.subscriptions[1].near_expiry_days, Some(7));
+}
+
+#[test]
+fn grants_are_bound_to_the_issuer_they_name() {
+    let two_idps = crate::api::VaultIdentity {
+        issuers: vec![
+            OidcIssuer {
+                issuer: "https://dex.example.com".into(),
+                ..Default::default()
+            },
+            OidcIssuer {
+                issuer: "https://login.example.org".into(),
+                ..Default::default()
+            },
+        ],
+    };
+    let v = vault(
+        "team-a",
+        "payments",
+        VaultSpec {
+            identity: two_idps,
+            ..Default::default()
+        },
+    );
+    let mut named = principal(PrincipalKind::User, "dev-admin");
+    named.issuer = Some("https://dex.example.com".into());
+    let ras = vec![
+        role_assignment("team-a", "named", "payments", BuiltInRole::Reader, named),
+        role_assignment(
+            "team-a",
+            "unnamed",
+            "payments",
+            BuiltInRole::Reader,
+            principal(PrincipalKind::Group, "team-g"),
+        ),
+        role_assignment("team-a", "sa", "payments", BuiltInRole::Reader, sa("web")),
+    ];
+    let c = compile(&v, &[], &ras, 1, &settings()).unwrap();
+    let state = |name: &str| {
+        c.grants
+            .iter()
+            .find(|g| g.name == name)
+            .map(|g| g.state.clone())
+            .unwrap()
+    };
+    assert_eq!(state("named"), GrantState::Applied);
+    assert_eq!(state("sa"), GrantState::Applied);
+    // Two people issuers and none named: left out, and the status says why.
+    match state("unnamed") {
+        GrantState::Invalid(why) => assert!(why.contains("names no issuer"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // The issuer is compiled into the document, and the server enforces it.
+    assert_eq!(c.document.role_assignments.len(), 2);
+    assert_eq!(
+        c.document.role_assignments[0].principal.issuer.as_deref(),
+        Some("https://dex.example.com")
+    );
+    let compiled = c.document.compile(&[]).unwrap();
+    let dev_admin = |iss: &str| Principal {
+        identity: Identity::User("dev-admin".into()),
+        groups: vec![],
+        application: None,
+        issuer: iss.into(),
+    };
+    let list = Requirement {
+        permission: Permission::Secret(SecretPermission::List),
+        alternative: None,
+        action: DataAction::SecretsReadMetadata,
+        object: None,
+    };
+    assert!(compiled.allows(&dev_admin("https://dex.example.com"), &list));
+    assert!(!compiled.allows(&dev_admin("https://login.example.org"), &list));
+    assert!(compiled.allows(&caller_sa("team-a", "web"), &list));
 }
