@@ -720,11 +720,14 @@ fn the_events_example_vault_is_admitted() {
 #[test]
 fn a_principal_may_name_its_issuer_unless_it_is_a_service_account() {
     let with = |principal: Value| {
-        role_assignment(json!({"vaultRef": {"name": "payments"}, "role": "Key Vault Reader",
-            "principal": principal}))
+        role_assignment(
+            json!({"vaultRef": {"name": "payments"}, "role": "Key Vault Reader",
+            "principal": principal}),
+        )
     };
     for kind in ["User", "Group", "Application"] {
-        let obj = with(json!({"kind": kind, "name": "dev-admin", "issuer": "https://dex.example.com"}));
+        let obj =
+            with(json!({"kind": kind, "name": "dev-admin", "issuer": "https://dex.example.com"}));
         assert!(admit("RoleAssignment", &obj, None).is_ok(), "{kind}");
         let ap = access_policy(json!({"vaultRef": {"name": "payments"},
             "principal": {"kind": kind, "name": "dev-admin", "issuer": "https://dex.example.com"},
