@@ -316,6 +316,8 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
         })
         .map_err(|e| DevError::Invalid(e.to_string()))?,
         master_key: MasterKeySource::Given(master),
+        // The dev issuer stands in for the cluster's: `kvault token` mints service-account
+        // tokens too, and grants naming no issuer are its (there is no people issuer).
         issuers: vec![IssuerConfig {
             issuer: issuer.clone(),
             jwks: JwksSource::Static(issuer_jwks(&issuer_key, &kid)?),
