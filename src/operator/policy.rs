@@ -10,8 +10,8 @@ use crate::api::NotificationsSpec;
 use crate::api::{AccessPolicy, RoleAssignment, Vault};
 use crate::policy::{
     AccessPolicyEntry, AuthHeader, AuthorizationMode, EventSettings, EventSubscription,
-    HeaderSecret, IdentitySettings, IssuerSpec, MAX_ACCESS_POLICIES, NetworkRules, PolicyDocument,
-    PolicyError, PrincipalKind, PrincipalRef, RoleAssignmentEntry,
+    HeaderSecret, IdentitySettings, IssuerContext, IssuerSpec, MAX_ACCESS_POLICIES, NetworkRules,
+    PolicyDocument, PolicyError, PrincipalKind, PrincipalRef, RoleAssignmentEntry,
 };
 use crate::wire::{VaultUrl, default_audiences};
 
@@ -110,11 +110,20 @@ fn resolve_principal(p: &PrincipalRef, grant_ns: &str) -> PrincipalRef {
 
 /// Checks one grant as the server will: with the vault's issuers, so a grant that names no
 /// issuer on a vault trusting several people issuers is reported on its own status.
-fn check_alone(entry: PolicyDocument, identity: &IdentitySettings) -> Result<(), String> {
+fn check_alone(
+    entry: PolicyDocument,
+    principal: &PrincipalRef,
+    identity: &IdentitySettings,
+) -> Result<(), String> {
     let alone = PolicyDocument {
         identity: Some(identity.clone()),
         ..entry
     };
+    // The issuer binding first, so that its refusal names the principal rather than its
+    // index in this one-grant document.
+    IssuerContext::new(&alone.trusted_issuers(&[]))
+        .and_then(|c| c.bind(principal, &format!("the principal {principal}")))
+        .map_err(|e| e.to_string())?;
     alone.compile(&[]).map(|_| ()).map_err(|e| e.to_string())
 }
 
@@ -247,7 +256,7 @@ pub fn compile_with(
                 access_policies: vec![entry.clone()],
                 ..PolicyDocument::empty()
             };
-            match check_alone(alone, &identity) {
+            match check_alone(alone, &entry.principal, &identity) {
                 Err(why) => GrantState::Invalid(why),
                 Ok(()) => {
                     access_entries.push(entry);
@@ -278,7 +287,7 @@ pub fn compile_with(
             role_assignments: vec![entry.clone()],
             ..PolicyDocument::empty()
         };
-        let state = match check_alone(alone, &identity) {
+        let state = match check_alone(alone, &entry.principal, &identity) {
             Err(why) => GrantState::Invalid(why),
             Ok(()) => {
                 role_entries.push(entry);

@@ -685,7 +685,11 @@ fn grants_are_bound_to_the_issuer_they_name() {
     assert_eq!(state("sa"), GrantState::Applied);
     // Two people issuers and none named: left out, and the status says why.
     match state("unnamed") {
-        GrantState::Invalid(why) => assert!(why.contains("names no issuer"), "{why}"),
+        GrantState::Invalid(why) => {
+            assert!(why.contains("names no issuer"), "{why}");
+            assert!(why.contains("Group team-g"), "{why}");
+            assert!(!why.contains("[0]"), "{why}");
+        }
         other => panic!("{other:?}"),
     }
     // The issuer is compiled into the document, and the server enforces it.
