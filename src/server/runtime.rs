@@ -8,7 +8,8 @@
 
 use crate::clock::SharedClock;
 use crate::policy::{
-    CompiledPolicy, Grantee, IssuerContext, PolicyDocument, PrincipalRef, TlsVersion, TrustedIssuer,
+    CompiledPolicy, Grantee, IssuerBinding, IssuerContext, PolicyDocument, PrincipalRef,
+    TlsVersion, TrustedIssuer,
 };
 use crate::server::auth::{Authenticator, IssuerConfig, JwksSource};
 use crate::server::error::ApiError;
@@ -317,26 +318,28 @@ async fn build(
     })
 }
 
-/// The control plane bound to the issuers a policy trusts: a document whose issuers would
+/// The control plane bound to the issuers a policy trusts. A document whose issuers would
 /// make a control-plane principal ambiguous is refused, so that no policy can hand the
-/// control plane to a second issuer.
+/// control plane to a second issuer; so is one under which no issuer could speak for it
+/// (a service account without a cluster issuer), which would lock the control plane out.
 fn bind_admins(
     admins: &[PrincipalRef],
     issuers: &[TrustedIssuer],
 ) -> Result<Vec<Grantee>, ApiError> {
-    let invalid =
-        |e: crate::policy::PolicyError| ApiError::bad(format!("Invalid policy document: {e}"));
-    let context = IssuerContext::new(issuers).map_err(invalid)?;
+    let invalid = |e: String| ApiError::bad(format!("Invalid policy document: {e}"));
+    let context = IssuerContext::new(issuers).map_err(|e| invalid(e.to_string()))?;
     admins
         .iter()
         .map(|who| {
-            Grantee::bind(
-                who.clone(),
-                None,
-                &context,
-                &format!("the control-plane principal {who}"),
-            )
-            .map_err(invalid)
+            let what = format!("the control-plane principal {who}");
+            let grantee = Grantee::bind(who.clone(), None, &context, &what)
+                .map_err(|e| invalid(e.to_string()))?;
+            if grantee.issuer == IssuerBinding::Nobody {
+                return Err(invalid(format!(
+                    "{what} would match no token: no trusted issuer asserts service accounts"
+                )));
+            }
+            Ok(grantee)
         })
         .collect()
 }

@@ -106,6 +106,29 @@ async fn a_people_issuer_cannot_assert_the_operators_service_account() {
     assert!(real.list_secrets().await.is_ok());
     let fake = v.client_with(&forged);
     assert_eq!(fake.list_secrets().await.unwrap_err().status(), Some(403));
+    // A policy whose issuers leave no one to speak for the control plane is refused.
+    let r = v
+        .http()
+        .put(v.at("/_kvault/policy"))
+        .bearer_auth(fx.token_for(OPERATOR_SA, json!({})))
+        .json(&json!({"generation": 3, "identity": {"issuers": [
+            {"issuer": PEOPLE_A, "jwksFile": people.keys.jwks_path}
+        ]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("would match no token")),
+        "{body}"
+    );
+    assert_eq!(
+        policy_status(&v, &fx.token_for(OPERATOR_SA, json!({}))).await,
+        200
+    );
     v.stop().await;
 }
 
