@@ -12,9 +12,9 @@ use crate::crypto::keys::{
 };
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::http::{Reply, RequestContext};
+use crate::server::request::{Reply, RequestContext};
 use crate::server::objects::{self, Family, Listing};
-use crate::server::ops::{KeyOp, Operation};
+use crate::server::ops::{KeyOp, KeysOp};
 use crate::server::store::{Change, Head, Kind, RotationState, Version};
 use crate::wire::{
     BackupBlob, DeletedKeyBundle, DeletedKeyItem, GetRandomBytesRequest, JsonWebKey, KeyAttributes,
@@ -93,16 +93,16 @@ impl From<KeyError> for ApiError {
 pub async fn handle(
     state: &AppState,
     ctx: &RequestContext,
-    op: Operation,
+    op: KeysOp,
     body: &[u8],
 ) -> ApiResult<Reply> {
-    use Operation as O;
+    use KeysOp as O;
     match op {
-        O::CreateKey { name } => create(state, ctx, &name, body).await,
-        O::ImportKey { name } => import(state, ctx, &name, body).await,
-        O::GetKey { name, version } => get(state, ctx, &name, version.as_deref()).await,
-        O::UpdateKey { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
-        O::DeleteKey { name } => {
+        O::Create { name } => create(state, ctx, &name, body).await,
+        O::Import { name } => import(state, ctx, &name, body).await,
+        O::Get { name, version } => get(state, ctx, &name, version.as_deref()).await,
+        O::Update { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
+        O::Delete { name } => {
             let live = FAMILY.live::<KeyMeta>(&state.store, &name).await?;
             if live.current().is_some_and(|v| v.meta.managed) {
                 return Err(objects::managed_by_certificate("key", &live.name));
@@ -112,50 +112,43 @@ pub async fn handle(
                 .await?;
             deleted_reply(ctx, &head)
         }
-        O::ListKeys => list(state, ctx, false).await,
-        O::ListDeletedKeys => list(state, ctx, true).await,
-        O::ListKeyVersions { name } => versions(state, ctx, &name).await,
-        O::GetDeletedKey { name } => {
+        O::List => list(state, ctx, false).await,
+        O::ListDeleted => list(state, ctx, true).await,
+        O::ListVersions { name } => versions(state, ctx, &name).await,
+        O::GetDeleted { name } => {
             let head = FAMILY.deleted::<KeyMeta>(&state.store, &name).await?;
             deleted_reply(ctx, &head)
         }
-        O::PurgeDeletedKey { name } => {
+        O::Purge { name } => {
             FAMILY
                 .purge::<KeyMeta>(&state.store, &name, ctx.soft_delete)
                 .await?;
             state.key_cache.forget(&name);
             Ok(Reply::NoContent)
         }
-        O::RecoverDeletedKey { name } => {
+        O::Recover { name } => {
             let head = FAMILY.recover::<KeyMeta>(&state.store, &name).await?;
             current_reply(ctx, &head)
         }
-        O::BackupKey { name } => {
+        O::Backup { name } => {
             let blob = FAMILY.backup::<KeyMeta>(&state.store, &name).await?;
             Reply::ok(&BackupBlob { value: blob })
         }
-        O::RestoreKey => {
+        O::Restore => {
             let req: BackupBlob = objects::parse_json(body)?;
             let head = FAMILY.restore::<KeyMeta>(&state.store, &req.value).await?;
             current_reply(ctx, &head)
         }
-        O::RotateKey { name } => {
+        O::Rotate { name } => {
             let head = rotation::rotate(state, &name).await?;
             current_reply(ctx, &head)
         }
         O::GetRotationPolicy { name } => get_rotation_policy(state, ctx, &name).await,
         O::SetRotationPolicy { name } => set_rotation_policy(state, ctx, &name, body).await,
-        O::KeyOperation { name, version, op } => {
+        O::Crypto { name, version, op } => {
             key_operation(state, ctx, &name, version.as_deref(), op, body).await
         }
         O::GetRandomBytes => random_bytes(body),
-        other => {
-            tracing::error!(
-                operation = other.name(),
-                "a non-key operation reached the keys API"
-            );
-            Err(ApiError::Internal)
-        }
     }
 }
 

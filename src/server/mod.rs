@@ -1,6 +1,7 @@
 //! `kvault server`: one vault's data plane — HTTPS, authentication, authorization, sealed
 //! storage and the key-vault REST API. Nothing here depends on Kubernetes.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -15,6 +16,8 @@ pub mod metrics;
 pub mod objects;
 pub mod ops;
 pub mod replicas;
+pub mod request;
+pub mod retention;
 pub mod runtime;
 pub mod secrets;
 pub mod store;
@@ -60,6 +63,8 @@ pub struct AppState {
     pub vault_origin: String,
     /// Event notifications: staging into the outbox, waking the delivery loop.
     pub events: Arc<events::Events>,
+    /// Room for request bodies being read or handled (see [`http::MAX_BODIES_IN_FLIGHT`]).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +224,7 @@ impl Server {
                 challenge,
                 vault_origin: config.url.origin,
                 events,
+                body_budget: http::body_budget(),
             }),
             tls_reload_interval: config.tls_reload_interval,
             sweep_interval: config.sweep_interval,

@@ -3,9 +3,9 @@
 
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::http::{Reply, RequestContext};
+use crate::server::request::{Reply, RequestContext};
 use crate::server::objects::{self, Family, Listing};
-use crate::server::ops::Operation;
+use crate::server::ops::SecretsOp;
 use crate::server::store::{Change, Head, Kind, Version};
 use crate::wire::{
     BackupBlob, DeletedSecretBundle, DeletedSecretItem, MAX_CONTENT_TYPE_LEN, MAX_SECRET_VALUE_LEN,
@@ -33,32 +33,23 @@ type SecretHead = Head<SecretMeta>;
 pub async fn handle(
     state: &AppState,
     ctx: &RequestContext,
-    op: Operation,
+    op: SecretsOp,
     body: &[u8],
 ) -> ApiResult<Reply> {
-    use Operation as O;
+    use SecretsOp as O;
     match op {
-        O::SetSecret { name } => set(state, ctx, &name, body).await,
-        O::GetSecret { name, version } => get(state, ctx, &name, version.as_deref()).await,
-        O::UpdateSecret { name, version } => {
-            update(state, ctx, &name, version.as_deref(), body).await
-        }
-        O::DeleteSecret { name } => delete(state, ctx, &name).await,
-        O::ListSecrets => list(state, ctx).await,
-        O::ListSecretVersions { name } => versions(state, ctx, &name).await,
-        O::ListDeletedSecrets => list_deleted(state, ctx).await,
-        O::GetDeletedSecret { name } => get_deleted(state, ctx, &name).await,
-        O::PurgeDeletedSecret { name } => purge(state, ctx, &name).await,
-        O::RecoverDeletedSecret { name } => recover(state, ctx, &name).await,
-        O::BackupSecret { name } => backup(state, &name).await,
-        O::RestoreSecret => restore(state, ctx, body).await,
-        other => {
-            tracing::error!(
-                operation = other.name(),
-                "a non-secret operation reached the secrets API"
-            );
-            Err(ApiError::Internal)
-        }
+        O::Set { name } => set(state, ctx, &name, body).await,
+        O::Get { name, version } => get(state, ctx, &name, version.as_deref()).await,
+        O::Update { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
+        O::Delete { name } => delete(state, ctx, &name).await,
+        O::List => list(state, ctx).await,
+        O::ListVersions { name } => versions(state, ctx, &name).await,
+        O::ListDeleted => list_deleted(state, ctx).await,
+        O::GetDeleted { name } => get_deleted(state, ctx, &name).await,
+        O::Purge { name } => purge(state, ctx, &name).await,
+        O::Recover { name } => recover(state, ctx, &name).await,
+        O::Backup { name } => backup(state, &name).await,
+        O::Restore => restore(state, ctx, body).await,
     }
 }
 
