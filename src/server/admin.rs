@@ -10,12 +10,12 @@
 //!   expiry (the operator turns them into Kubernetes Events on the `Vault`).
 
 use crate::policy::PolicyDocument;
-use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::events::{DEAD_LETTERS, scanner};
 use crate::server::ops::AdminOp;
 use crate::server::request::{Reply, RequestContext};
 use crate::server::runtime::PushOutcome;
+use crate::server::state::AppState;
 use crate::wire::admin::{DeadLetters, ListedDeadLetter, PolicyStatus};
 
 const DEFAULT_TOP: usize = 100;

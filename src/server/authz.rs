@@ -87,9 +87,7 @@ mod tests {
         BuiltInRole, CertificatePermission, Identity, KeyPermission, PolicyDocument,
         SecretPermission,
     };
-    use crate::server::ops::{
-        CertificatesOp, ContactsOp, IssuersOp, Operation, SecretsOp, route,
-    };
+    use crate::server::ops::{CertificatesOp, ContactsOp, IssuersOp, Operation, SecretsOp, route};
     use axum::http::Method;
 
     const GET: Method = Method::GET;
@@ -137,9 +135,7 @@ mod tests {
                 S::Set { .. } | S::Update { .. } => "set",
                 S::Get { .. } => "get",
                 S::Delete { .. } => "delete",
-                S::List | S::ListVersions { .. } | S::ListDeleted | S::GetDeleted { .. } => {
-                    "list"
-                }
+                S::List | S::ListVersions { .. } | S::ListDeleted | S::GetDeleted { .. } => "list",
                 S::Purge { .. } => "purge",
                 S::Recover { .. } => "recover",
                 S::Backup { .. } => "backup",
@@ -417,13 +413,7 @@ mod tests {
     #[test]
     fn denials_name_caller_permission_and_vault_but_not_existence() {
         let p = PolicyDocument::empty().compile().unwrap();
-        let e = authorize(
-            &p,
-            &alice(),
-            &routed(GET, "/secrets/s1"),
-            "payments",
-        )
-        .unwrap_err();
+        let e = authorize(&p, &alice(), &routed(GET, "/secrets/s1"), "payments").unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("User alice"), "{msg}");
         assert!(msg.contains("secrets/getSecret/action"), "{msg}");

@@ -9,13 +9,13 @@
 
 use crate::crypto::keys::{Curve, KeyMaterial, KeyType};
 use crate::crypto::x509::{self, CertRequest, Signer};
-use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::request::{PageRequest, Reply, RequestContext, paginate};
 use crate::server::keys::{KeyMeta, PublicJwk};
 use crate::server::objects::{self, Backup, Family, Listing, SoftDelete};
 use crate::server::ops::CertificatesOp;
+use crate::server::request::{PageRequest, Reply, RequestContext, paginate};
 use crate::server::secrets::SecretMeta;
+use crate::server::state::AppState;
 use crate::server::store::{
     Batch, CertificateState, Change, Deleted, Head, Kind, PendingOperation, StoreError, Version,
 };
@@ -55,8 +55,7 @@ pub const FAMILY: Family = Family {
     not_found_code: "CertificateNotFound",
 };
 
-pub const PFX: &str = "application/x-pkcs12";
-pub const PEM: &str = "application/x-pem-file";
+pub use crate::wire::certificates::{PEM, PFX};
 const MAX_RETRIES: usize = 16;
 
 /// What a certificate version has beyond the common attributes.

@@ -16,7 +16,8 @@ use crate::server::metrics::{CategoryLabel, OperationLabel, ReasonLabel, Request
 use crate::server::ops::{Access, AdminOp, BodyLimit, Operation, RouteError, Routed, route};
 use crate::server::request::{Query, Reply, RequestContext};
 use crate::server::runtime::Runtime;
-use crate::server::{AppState, admin, certificates, keys, secrets};
+use crate::server::state::AppState;
+use crate::server::{admin, certificates, keys, secrets};
 use crate::wire::{ApiVersion, Support, parse_api_version};
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
@@ -173,7 +174,6 @@ async fn serve(state: Arc<AppState>, req: Request, request_id: String) -> Respon
     );
     resp
 }
-
 
 fn principal_id(p: &Principal) -> String {
     match &p.identity {

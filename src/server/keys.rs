@@ -10,11 +10,11 @@
 use crate::crypto::keys::{
     Curve, EncryptionAlgorithm, ImportParts, KeyError, KeyMaterial, KeyType, SignatureAlgorithm,
 };
-use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::request::{Reply, RequestContext};
 use crate::server::objects::{self, Family, Listing};
 use crate::server::ops::{KeyOp, KeysOp};
+use crate::server::request::{Reply, RequestContext};
+use crate::server::state::AppState;
 use crate::server::store::{Change, Head, Kind, RotationState, Version};
 use crate::wire::{
     BackupBlob, DeletedKeyBundle, DeletedKeyItem, GetRandomBytesRequest, JsonWebKey, KeyAttributes,
@@ -27,6 +27,7 @@ use crate::wire::{
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub mod cache;
 pub mod rotation;
 
 const FAMILY: Family = objects::KEYS;
@@ -367,7 +368,7 @@ pub async fn add_version(
 ) -> ApiResult<KeyHead> {
     let stored = material.to_stored();
     version.id = crate::crypto::new_version_id().map_err(|_| ApiError::Internal)?;
-    crate::server::events::modify_with_events::<KeyMeta, _, ApiError>(
+    crate::server::events::staging::modify_with_events::<KeyMeta, _, ApiError>(
         state,
         KIND,
         name,
@@ -731,7 +732,10 @@ async fn key_operation(
             inner: Some("ReleasePolicyNotSatisfied"),
         });
     }
-    let material = state.key_cache.load(state, &head.name, &v.id).await?;
+    let material = state
+        .key_cache
+        .load(&state.store, &head.name, &v.id)
+        .await?;
     let rsa = v.meta.kty == "RSA";
     let body = body.to_vec();
     let job = move || -> ApiResult<Reply> { run_operation(&material, op, kid, &body) };
@@ -742,59 +746,6 @@ async fn key_operation(
             .map_err(|_| ApiError::Internal)?
     } else {
         job()
-    }
-}
-
-/// Parsed key material by (name, version). Versions are immutable and their ids random, so
-/// an entry never goes stale; what may change (enabled, key_ops, validity) is read from the
-/// head on every request. Parsing an RSA key costs more than using it, hence the cache; it
-/// is bounded, and aws-lc cleanses key memory when an entry is dropped.
-#[derive(Default)]
-pub struct KeyCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<KeyMaterial>>>,
-}
-
-const KEY_CACHE_CAPACITY: usize = 1024;
-
-impl KeyCache {
-    pub async fn load(
-        &self,
-        state: &AppState,
-        name: &str,
-        version: &str,
-    ) -> ApiResult<std::sync::Arc<KeyMaterial>> {
-        let id = format!("{}/{}", name.to_ascii_lowercase(), version);
-        if let Some(hit) = self.entries.lock().ok().and_then(|m| m.get(&id).cloned()) {
-            return Ok(hit);
-        }
-        let stored = state.store.value(KIND, name, version).await?;
-        let material = tokio::task::spawn_blocking(move || KeyMaterial::from_stored(&stored))
-            .await
-            .map_err(|_| ApiError::Internal)?
-            .map_err(|_| ApiError::Integrity)?;
-        let material = std::sync::Arc::new(material);
-        if let Ok(mut m) = self.entries.lock() {
-            if m.len() >= KEY_CACHE_CAPACITY {
-                m.clear();
-            }
-            m.insert(id, material.clone());
-        }
-        Ok(material)
-    }
-
-    /// Forgets every key (another replica changed keys; which ones, it does not say).
-    pub fn clear(&self) {
-        if let Ok(mut m) = self.entries.lock() {
-            m.clear();
-        }
-    }
-
-    /// Forgets a key's versions (purge): nothing of a purged key stays in memory.
-    pub fn forget(&self, name: &str) {
-        let prefix = format!("{}/", name.to_ascii_lowercase());
-        if let Ok(mut m) = self.entries.lock() {
-            m.retain(|k, _| !k.starts_with(&prefix));
-        }
     }
 }
 

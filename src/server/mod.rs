@@ -20,17 +20,18 @@ pub mod request;
 pub mod retention;
 pub mod runtime;
 pub mod secrets;
+pub mod state;
 pub mod store;
 pub mod sweeper;
 pub mod throttle;
 pub mod tls;
 
-use crate::clock::SharedClock;
 use crate::policy::{Grantee, PolicyDocument, PrincipalKind, PrincipalRef, RoleAssignmentEntry};
 use crate::server::audit::AuditLog;
 use crate::server::config::{ConfigError, ServerConfig};
 use crate::server::metrics::Metrics;
 use crate::server::runtime::{Defaults, PolicyManager};
+pub use crate::server::state::AppState;
 use crate::server::store::VaultStore;
 use axum::Router;
 use axum::http::HeaderValue;
@@ -42,30 +43,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-
-/// Everything a request handler may use.
-pub struct AppState {
-    pub store: VaultStore,
-    /// The current policy snapshot (grants, network, TLS minimum, token verifier, …).
-    pub policy: PolicyManager,
-    /// Who may read and replace the policy.
-    pub admins: Vec<Grantee>,
-    pub audit: AuditLog,
-    pub metrics: Arc<Metrics>,
-    /// The vault's name (the first label of its host), as denial messages name it.
-    pub vault_name: String,
-    /// Parsed key material of recently used key versions.
-    pub key_cache: keys::KeyCache,
-    pub clock: SharedClock,
-    /// The `WWW-Authenticate` value of every 401.
-    pub challenge: HeaderValue,
-    /// The advertised origin, used when a request's Host is unusable.
-    pub vault_origin: String,
-    /// Event notifications: staging into the outbox, waking the delivery loop.
-    pub events: Arc<events::Events>,
-    /// Room for request bodies being read or handled (see [`http::MAX_BODIES_IN_FLIGHT`]).
-    pub body_budget: Arc<tokio::sync::Semaphore>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -219,7 +196,7 @@ impl Server {
                 audit,
                 metrics,
                 vault_name,
-                key_cache: keys::KeyCache::default(),
+                key_cache: keys::cache::KeyCache::default(),
                 clock: config.clock,
                 challenge,
                 vault_origin: config.url.origin,

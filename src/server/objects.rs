@@ -585,11 +585,6 @@ impl Family {
             self.kind.collection(),
             name
         );
-        Reply::ok(&paginate(
-            items,
-            &page,
-            &base,
-            &ctx.api_version,
-        ))
+        Reply::ok(&paginate(items, &page, &base, &ctx.api_version))
     }
 }

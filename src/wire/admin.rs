@@ -2,8 +2,8 @@
 //! them and the client (and so the operator and CLI) that reads them.
 
 use crate::clock::UnixTime;
-use crate::wire::events::DeadLetter;
 use crate::policy::PolicyDocument;
+use crate::wire::events::DeadLetter;
 use serde::{Deserialize, Serialize};
 
 /// `GET`/`PUT /_kvault/policy`: the generation the vault applies and its document (header

@@ -705,10 +705,7 @@ async fn a_dead_endpoint_ends_in_the_dead_letters() {
     assert_eq!(refused["lastError"], "HTTP 400");
     assert_eq!(refused["attempts"], 1);
     // `top` limits the list; a caller that is not the control plane gets 403.
-    assert_eq!(
-        op.get_dead_letters(1).await.unwrap().value.len(),
-        1
-    );
+    assert_eq!(op.get_dead_letters(1).await.unwrap().value.len(), 1);
     assert_eq!(
         c.get_dead_letters(10).await.unwrap_err().status(),
         Some(403)

@@ -152,9 +152,7 @@ async fn every_api_version_the_sdks_send_and_later_ones_are_accepted_malformed_r
 }
 
 /// A TLS connection to the vault on which the test writes raw HTTP/1.1.
-async fn raw_tls(
-    v: &TestVault,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+async fn raw_tls(v: &TestVault) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(&v.ca).unwrap() {
@@ -203,7 +201,10 @@ async fn bodies_are_read_only_by_operations_that_take_one_and_within_their_limit
         .await
         .unwrap();
     assert_eq!(error_code(r).await, (400, "BadParameter".to_string()));
-    assert_eq!(c.get_secret("keep", None).await.unwrap().value.as_deref(), Some("original"));
+    assert_eq!(
+        c.get_secret("keep", None).await.unwrap().value.as_deref(),
+        Some("original")
+    );
     // An empty body (Content-Length: 0) is no body.
     let r = http
         .get(v.at("/secrets/keep?api-version=7.4"))
@@ -225,7 +226,10 @@ async fn bodies_are_read_only_by_operations_that_take_one_and_within_their_limit
         .unwrap();
     let (status, code) = error_code(r).await;
     assert_eq!((status, code.as_str()), (400, "BadParameter"));
-    assert_eq!(c.get_secret("keep", None).await.unwrap().value.as_deref(), Some("original"));
+    assert_eq!(
+        c.get_secret("keep", None).await.unwrap().value.as_deref(),
+        Some("original")
+    );
 
     // The bodies in flight are bounded: four 16 MiB restores that are still being sent hold
     // the whole budget, so a fifth large request waits its turn (429) instead of growing
@@ -260,7 +264,10 @@ async fn bodies_are_read_only_by_operations_that_take_one_and_within_their_limit
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(throttled, "a fifth large body was accepted while 64 MiB were in flight");
+    assert!(
+        throttled,
+        "a fifth large body was accepted while 64 MiB were in flight"
+    );
     // Small requests that take no body are not held up.
     c.get_secret("keep", None).await.unwrap();
     drop(holders);
@@ -272,6 +279,9 @@ async fn bodies_are_read_only_by_operations_that_take_one_and_within_their_limit
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(served, "the budget was not given back when the senders went away");
+    assert!(
+        served,
+        "the budget was not given back when the senders went away"
+    );
     v.stop().await;
 }

@@ -7,11 +7,11 @@
 use super::{CertMeta, FAMILY};
 use crate::crypto::keys::KeyMaterial;
 use crate::crypto::x509;
-use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::request::{PageRequest, Reply, RequestContext, paginate};
 use crate::server::objects;
 use crate::server::ops::{ContactsOp, IssuersOp};
+use crate::server::request::{PageRequest, Reply, RequestContext, paginate};
+use crate::server::state::AppState;
 use crate::server::store::{Kind, StoreError};
 use crate::wire::{Contacts, IssuerAttributes, IssuerBundle, IssuerCredentials, IssuerItem};
 use base64::Engine;

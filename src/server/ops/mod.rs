@@ -25,38 +25,86 @@ pub enum Operation {
 /// `version` is `None` for the latest (an empty or absent version segment).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretsOp {
-    Set { name: String },
-    Get { name: String, version: Option<String> },
-    Update { name: String, version: Option<String> },
-    Delete { name: String },
+    Set {
+        name: String,
+    },
+    Get {
+        name: String,
+        version: Option<String>,
+    },
+    Update {
+        name: String,
+        version: Option<String>,
+    },
+    Delete {
+        name: String,
+    },
     List,
-    ListVersions { name: String },
+    ListVersions {
+        name: String,
+    },
     ListDeleted,
-    GetDeleted { name: String },
-    Purge { name: String },
-    Recover { name: String },
-    Backup { name: String },
+    GetDeleted {
+        name: String,
+    },
+    Purge {
+        name: String,
+    },
+    Recover {
+        name: String,
+    },
+    Backup {
+        name: String,
+    },
     Restore,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeysOp {
-    Create { name: String },
-    Import { name: String },
-    Get { name: String, version: Option<String> },
-    Update { name: String, version: Option<String> },
-    Delete { name: String },
+    Create {
+        name: String,
+    },
+    Import {
+        name: String,
+    },
+    Get {
+        name: String,
+        version: Option<String>,
+    },
+    Update {
+        name: String,
+        version: Option<String>,
+    },
+    Delete {
+        name: String,
+    },
     List,
-    ListVersions { name: String },
+    ListVersions {
+        name: String,
+    },
     ListDeleted,
-    GetDeleted { name: String },
-    Purge { name: String },
-    Recover { name: String },
-    Backup { name: String },
+    GetDeleted {
+        name: String,
+    },
+    Purge {
+        name: String,
+    },
+    Recover {
+        name: String,
+    },
+    Backup {
+        name: String,
+    },
     Restore,
-    Rotate { name: String },
-    GetRotationPolicy { name: String },
-    SetRotationPolicy { name: String },
+    Rotate {
+        name: String,
+    },
+    GetRotationPolicy {
+        name: String,
+    },
+    SetRotationPolicy {
+        name: String,
+    },
     /// A cryptographic operation on one key version (`None`: the latest).
     Crypto {
         name: String,
@@ -68,25 +116,59 @@ pub enum KeysOp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertificatesOp {
-    Create { name: String },
-    Import { name: String },
-    Get { name: String, version: Option<String> },
-    Update { name: String, version: Option<String> },
-    Delete { name: String },
+    Create {
+        name: String,
+    },
+    Import {
+        name: String,
+    },
+    Get {
+        name: String,
+        version: Option<String>,
+    },
+    Update {
+        name: String,
+        version: Option<String>,
+    },
+    Delete {
+        name: String,
+    },
     List,
-    ListVersions { name: String },
+    ListVersions {
+        name: String,
+    },
     ListDeleted,
-    GetDeleted { name: String },
-    Purge { name: String },
-    Recover { name: String },
-    Backup { name: String },
+    GetDeleted {
+        name: String,
+    },
+    Purge {
+        name: String,
+    },
+    Recover {
+        name: String,
+    },
+    Backup {
+        name: String,
+    },
     Restore,
-    GetPolicy { name: String },
-    UpdatePolicy { name: String },
-    GetOperation { name: String },
-    UpdateOperation { name: String },
-    DeleteOperation { name: String },
-    Merge { name: String },
+    GetPolicy {
+        name: String,
+    },
+    UpdatePolicy {
+        name: String,
+    },
+    GetOperation {
+        name: String,
+    },
+    UpdateOperation {
+        name: String,
+    },
+    DeleteOperation {
+        name: String,
+    },
+    Merge {
+        name: String,
+    },
     Contacts(ContactsOp),
     Issuers(IssuersOp),
 }

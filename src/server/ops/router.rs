@@ -74,9 +74,7 @@ impl Pattern {
     fn matches(&self, segs: &[String]) -> Option<Args> {
         let segs = match segs.split_last() {
             Some((last, rest))
-                if self.trailing_slash
-                    && last.is_empty()
-                    && rest.len() == self.segments.len() =>
+                if self.trailing_slash && last.is_empty() && rest.len() == self.segments.len() =>
             {
                 rest
             }
@@ -197,7 +195,10 @@ mod tests {
             r(Method::GET, "/secrets/a/versions"),
             Ok(S(SecretsOp::ListVersions { name: "a".into() }))
         );
-        assert_eq!(r(Method::POST, "/secrets/restore"), Ok(S(SecretsOp::Restore)));
+        assert_eq!(
+            r(Method::POST, "/secrets/restore"),
+            Ok(S(SecretsOp::Restore))
+        );
         // A secret may be called "restore": only POST means the restore operation.
         assert_eq!(
             r(Method::PUT, "/secrets/restore"),
@@ -213,7 +214,10 @@ mod tests {
             r(Method::DELETE, "/secrets/a"),
             Ok(S(SecretsOp::Delete { name: "a".into() }))
         );
-        assert_eq!(r(Method::GET, "/deletedsecrets"), Ok(S(SecretsOp::ListDeleted)));
+        assert_eq!(
+            r(Method::GET, "/deletedsecrets"),
+            Ok(S(SecretsOp::ListDeleted))
+        );
         assert_eq!(
             r(Method::DELETE, "/deletedsecrets/a"),
             Ok(S(SecretsOp::Purge { name: "a".into() }))
@@ -323,11 +327,19 @@ mod tests {
             r(Method::PATCH, "/certificates/c/policy"),
             Ok(C(CertificatesOp::UpdatePolicy { name: n() }))
         );
-        assert_eq!(r(Method::PUT, "/certificates/contacts"), Ok(C(CertificatesOp::Contacts(ContactsOp::Set))));
-        assert_eq!(r(Method::GET, "/certificates/issuers"), Ok(C(CertificatesOp::Issuers(IssuersOp::List))));
+        assert_eq!(
+            r(Method::PUT, "/certificates/contacts"),
+            Ok(C(CertificatesOp::Contacts(ContactsOp::Set)))
+        );
+        assert_eq!(
+            r(Method::GET, "/certificates/issuers"),
+            Ok(C(CertificatesOp::Issuers(IssuersOp::List)))
+        );
         assert_eq!(
             r(Method::PUT, "/certificates/issuers/ca"),
-            Ok(C(CertificatesOp::Issuers(IssuersOp::Set { name: "ca".into() })))
+            Ok(C(CertificatesOp::Issuers(IssuersOp::Set {
+                name: "ca".into()
+            })))
         );
         assert_eq!(
             r(Method::POST, "/certificates/restore"),

@@ -328,7 +328,9 @@ mod tests {
                 assert!(spec.path.contains("{name}"), "{}", spec.path);
                 assert!(
                     spec.path.starts_with(&format!("/{}/", kind.as_str()))
-                        || spec.path.starts_with(&format!("/deleted{}/", kind.as_str())),
+                        || spec
+                            .path
+                            .starts_with(&format!("/deleted{}/", kind.as_str())),
                     "{} is scoped to {}",
                     spec.path,
                     kind.as_str()
@@ -355,11 +357,19 @@ mod tests {
     fn audit_names_are_the_apis_operation_ids() {
         let mut names: Vec<&str> = OPERATIONS.iter().map(|s| s.name).collect();
         names.dedup();
-        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_alphanumeric())));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_alphanumeric()))
+        );
         // Rows of one operation (with and without a version segment) sit together.
         let mut sorted = names.clone();
         sorted.sort_unstable();
         sorted.dedup();
-        assert_eq!(sorted.len(), names.len(), "an operation's rows are split apart");
+        assert_eq!(
+            sorted.len(),
+            names.len(),
+            "an operation's rows are split apart"
+        );
     }
 }
