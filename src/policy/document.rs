@@ -194,6 +194,10 @@ pub struct ThrottlingSettings {
     /// Every other transaction per window.
     #[serde(default = "default_requests")]
     pub requests: u32,
+    /// The percentage of each budget one principal may use (1–100): one busy caller cannot
+    /// spend everyone's budget, as the cloud limits each caller within a vault's limits.
+    #[serde(default = "default_principal_share")]
+    pub principal_share: u8,
 }
 
 fn default_window() -> u32 {
@@ -205,6 +209,9 @@ fn default_secret_writes() -> u32 {
 fn default_requests() -> u32 {
     4000
 }
+fn default_principal_share() -> u8 {
+    50
+}
 
 impl Default for ThrottlingSettings {
     /// The cloud's numbers: 300 secret writes and 4,000 other transactions per 10 s.
@@ -214,6 +221,7 @@ impl Default for ThrottlingSettings {
             window_seconds: default_window(),
             secret_writes: default_secret_writes(),
             requests: default_requests(),
+            principal_share: default_principal_share(),
         }
     }
 }
@@ -489,6 +497,11 @@ impl PolicyDocument {
         let t = &self.throttling;
         if t.enabled && (t.window_seconds == 0 || t.secret_writes == 0 || t.requests == 0) {
             return Err(err("throttling budgets and window must be positive"));
+        }
+        if !(1..=100).contains(&t.principal_share) {
+            return Err(err(
+                "throttling.principalShare must be a percentage from 1 to 100",
+            ));
         }
         if let Some(id) = &self.identity {
             if id.issuers.is_empty() {

@@ -304,7 +304,10 @@ fn admit(state: &AppState, rt: &Runtime, who: &Principal, routed: &Routed) -> Ap
         return Err(e);
     }
     let category = routed.spec.throttle;
-    if let Err(wait) = rt.throttle.check(category) {
+    // Each caller gets a share of the vault's budgets; the same name from another issuer is
+    // another caller.
+    let caller = format!("{}|{who}", who.issuer);
+    if let Err(wait) = rt.throttle.check(category, &caller) {
         state
             .metrics
             .throttled
