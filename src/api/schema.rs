@@ -97,6 +97,11 @@ pub fn throttling(_: &mut SchemaGenerator) -> Schema {
             "requests": {
                 "description": "Every other transaction per window.",
                 "type": "integer", "format": "int32", "minimum": 1, "default": 4000
+            },
+            "principalShare": {
+                "description": "The percentage of each budget one principal may use, so one \
+                                busy caller cannot spend everyone's budget.",
+                "type": "integer", "minimum": 1, "maximum": 100, "default": 50
             }
         }
     }))

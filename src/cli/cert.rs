@@ -220,7 +220,7 @@ async fn write_out(
     let c = conn.client()?;
     let secret = c.get_secret(name, version).await?;
     let value = zeroize::Zeroizing::new(secret.value.unwrap_or_default());
-    let imported = if secret.content_type.as_deref() == Some(crate::server::certificates::PEM) {
+    let imported = if secret.content_type.as_deref() == Some(crate::wire::certificates::PEM) {
         crate::crypto::x509::import_pem(value.as_bytes())
     } else {
         let der = zeroize::Zeroizing::new(

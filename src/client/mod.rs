@@ -932,7 +932,10 @@ impl VaultClient {
 
     /// `GET /_kvault/events/dead-letters`: events given up, newest first (control plane
     /// only).
-    pub async fn get_dead_letters(&self, top: u32) -> Result<serde_json::Value, ClientError> {
+    pub async fn get_dead_letters(
+        &self,
+        top: u32,
+    ) -> Result<crate::wire::admin::DeadLetters, ClientError> {
         let top = top.to_string();
         self.call(
             Method::GET,

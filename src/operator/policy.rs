@@ -122,7 +122,7 @@ fn check_alone(
     // The issuer binding first, so that its refusal names the principal rather than its
     // index in this one-grant document.
     IssuerContext::new(&alone.trusted_issuers(&[]))
-        .and_then(|c| c.bind(principal, &format!("the principal {principal}")))
+        .and_then(|c| principal.bind_issuer(&c, &format!("the principal {principal}")))
         .map_err(|e| e.to_string())?;
     alone.compile(&[]).map(|_| ()).map_err(|e| e.to_string())
 }

@@ -1,6 +1,6 @@
 //! The policy document's JSON shape, its validation, and its compiled form.
 
-use super::issuers::{IssuerBinding, IssuerContext, TrustedIssuer};
+use super::issuers::{IssuerBinding, IssuerContext, SubjectKind, TrustedIssuer};
 use super::permissions::{
     ActionSet, BuiltInRole, CertificatePermission, KeyPermission, ObjectKind, Permission,
     SecretPermission,
@@ -73,6 +73,24 @@ pub struct PrincipalRef {
     /// issuer's. See [`super::issuers`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+}
+
+impl PrincipalRef {
+    /// The issuer whose tokens can match this principal among `issuers`; `what` names the
+    /// grant in a refusal (see [`super::issuers`]).
+    pub fn bind_issuer(
+        &self,
+        issuers: &IssuerContext,
+        what: &str,
+    ) -> Result<IssuerBinding, PolicyError> {
+        let kind = match self.kind {
+            PrincipalKind::ServiceAccount => SubjectKind::ServiceAccount,
+            PrincipalKind::User | PrincipalKind::Group | PrincipalKind::Application => {
+                SubjectKind::Other
+            }
+        };
+        issuers.bind(kind, self.issuer.as_deref(), what)
+    }
 }
 
 impl std::fmt::Display for PrincipalRef {
@@ -204,6 +222,10 @@ pub struct ThrottlingSettings {
     /// Every other transaction per window.
     #[serde(default = "default_requests")]
     pub requests: u32,
+    /// The percentage of each budget one principal may use (1–100): one busy caller cannot
+    /// spend everyone's budget, as the cloud limits each caller within a vault's limits.
+    #[serde(default = "default_principal_share")]
+    pub principal_share: u8,
 }
 
 fn default_window() -> u32 {
@@ -215,6 +237,9 @@ fn default_secret_writes() -> u32 {
 fn default_requests() -> u32 {
     4000
 }
+fn default_principal_share() -> u8 {
+    50
+}
 
 impl Default for ThrottlingSettings {
     /// The cloud's numbers: 300 secret writes and 4,000 other transactions per 10 s.
@@ -224,6 +249,7 @@ impl Default for ThrottlingSettings {
             window_seconds: default_window(),
             secret_writes: default_secret_writes(),
             requests: default_requests(),
+            principal_share: default_principal_share(),
         }
     }
 }
@@ -297,7 +323,7 @@ impl Grantee {
         issuers: &IssuerContext,
         what: &str,
     ) -> Result<Self, PolicyError> {
-        let issuer = issuers.bind(&who, what)?;
+        let issuer = who.bind_issuer(issuers, what)?;
         Ok(Self {
             who,
             application,
@@ -544,6 +570,11 @@ impl PolicyDocument {
         let t = &self.throttling;
         if t.enabled && (t.window_seconds == 0 || t.secret_writes == 0 || t.requests == 0) {
             return Err(err("throttling budgets and window must be positive"));
+        }
+        if !(1..=100).contains(&t.principal_share) {
+            return Err(err(
+                "throttling.principalShare must be a percentage from 1 to 100",
+            ));
         }
         if let Some(id) = &self.identity {
             if id.issuers.is_empty() {

@@ -12,7 +12,6 @@
 //!   setups such as `kvault dev` rely on this); with several, the grant is ambiguous and
 //!   the document is refused.
 
-use super::document::{PrincipalKind, PrincipalRef};
 use super::error::PolicyError;
 use super::principal::Principal;
 
@@ -47,6 +46,16 @@ impl TrustedIssuer {
 pub struct IssuerContext {
     cluster: Option<String>,
     people: Vec<String>,
+}
+
+/// What a grant names, as far as its issuer is concerned (the document's `PrincipalKind`
+/// folded to what matters here, so this module needs nothing of the document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    /// Only the cluster issuer asserts these.
+    ServiceAccount,
+    /// A user, group or application: any issuer may assert these.
+    Other,
 }
 
 /// The issuer one compiled grant trusts.
@@ -86,11 +95,16 @@ impl IssuerContext {
         Ok(me)
     }
 
-    /// The issuer `who` is bound to; `what` names the grant in the refusal of an ambiguous
-    /// one (e.g. "roleAssignments[2] (User alice)").
-    pub fn bind(&self, who: &PrincipalRef, what: &str) -> Result<IssuerBinding, PolicyError> {
-        let named = who.issuer.as_deref().filter(|i| !i.is_empty());
-        if who.kind == PrincipalKind::ServiceAccount {
+    /// The issuer a grant of `kind` naming `named` (or no issuer) is bound to; `what` names
+    /// the grant in the refusal of an ambiguous one (e.g. "roleAssignments[2] (User alice)").
+    pub fn bind(
+        &self,
+        kind: SubjectKind,
+        named: Option<&str>,
+        what: &str,
+    ) -> Result<IssuerBinding, PolicyError> {
+        let named = named.filter(|i| !i.is_empty());
+        if kind == SubjectKind::ServiceAccount {
             return match (named, &self.cluster) {
                 (Some(n), Some(c)) if n != c => Err(PolicyError(format!(
                     "{what} names issuer {n}, which does not assert service accounts; only the cluster issuer {c} does"

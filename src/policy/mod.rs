@@ -17,7 +17,7 @@ pub use document::*;
 pub use events::{
     AuthHeader, EventObject, EventSettings, EventSubscription, EventType, HeaderSecret, Occurrence,
 };
-pub use issuers::{IssuerBinding, IssuerContext, TrustedIssuer};
+pub use issuers::{IssuerBinding, IssuerContext, SubjectKind, TrustedIssuer};
 pub use permissions::{
     ActionSet, BuiltInRole, CertificatePermission, DataAction, KeyPermission, ObjectKind,
     Permission, SecretPermission,

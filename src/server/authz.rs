@@ -1,156 +1,45 @@
-//! Authorization: one decision per request, `authorize(policy, principal, operation)`,
-//! a pure lookup on the current policy snapshot.
+//! Authorization: one decision per request, a pure lookup on the current policy snapshot.
+//! What an operation needs is its row of the operation table ([`crate::server::ops`]);
+//! metadata operations (list, get properties, deleted objects) and value-reading operations
+//! are distinct there, as in the cloud.
 
-use crate::policy::{
-    CertificatePermission, CompiledPolicy, DataAction, KeyPermission, ObjectKind, Permission,
-    Principal, Requirement, SecretPermission,
-};
+use crate::policy::{CompiledPolicy, Grantee, Principal, Requirement};
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::ops::{KeyOp, Operation};
+use crate::server::ops::{Access, Routed};
 
-/// What an operation needs. Metadata operations (list, get properties, deleted objects)
-/// and value-reading operations are distinct, as in the cloud.
-pub fn requirement(op: &Operation) -> Requirement<'_> {
-    use CertificatePermission as C;
-    use DataAction as A;
-    use KeyPermission as K;
-    use Operation as O;
-    use SecretPermission as S;
-    let (permission, action) = match op {
-        O::SetSecret { .. } => (Permission::Secret(S::Set), A::SecretsSetSecret),
-        O::GetSecret { .. } => (Permission::Secret(S::Get), A::SecretsGetSecret),
-        O::UpdateSecret { .. } => (Permission::Secret(S::Set), A::SecretsUpdate),
-        O::DeleteSecret { .. } => (Permission::Secret(S::Delete), A::SecretsDelete),
-        O::ListSecrets
-        | O::ListSecretVersions { .. }
-        | O::ListDeletedSecrets
-        | O::GetDeletedSecret { .. } => (Permission::Secret(S::List), A::SecretsReadMetadata),
-        O::PurgeDeletedSecret { .. } => (Permission::Secret(S::Purge), A::SecretsPurge),
-        O::RecoverDeletedSecret { .. } => (Permission::Secret(S::Recover), A::SecretsRecover),
-        O::BackupSecret { .. } => (Permission::Secret(S::Backup), A::SecretsBackup),
-        O::RestoreSecret => (Permission::Secret(S::Restore), A::SecretsRestore),
-        O::CreateKey { .. } => (Permission::Key(K::Create), A::KeysCreate),
-        O::ImportKey { .. } => (Permission::Key(K::Import), A::KeysImport),
-        O::GetKey { .. } | O::GetDeletedKey { .. } => (Permission::Key(K::Get), A::KeysRead),
-        O::ListKeys | O::ListKeyVersions { .. } | O::ListDeletedKeys => {
-            (Permission::Key(K::List), A::KeysRead)
-        }
-        O::UpdateKey { .. } => (Permission::Key(K::Update), A::KeysUpdate),
-        O::DeleteKey { .. } => (Permission::Key(K::Delete), A::KeysDelete),
-        O::PurgeDeletedKey { .. } => (Permission::Key(K::Purge), A::KeysPurge),
-        O::RecoverDeletedKey { .. } => (Permission::Key(K::Recover), A::KeysRecover),
-        O::BackupKey { .. } => (Permission::Key(K::Backup), A::KeysBackup),
-        O::RestoreKey => (Permission::Key(K::Restore), A::KeysRestore),
-        O::RotateKey { .. } => (Permission::Key(K::Rotate), A::KeysRotate),
-        O::GetRotationPolicy { .. } => (
-            Permission::Key(K::GetRotationPolicy),
-            A::KeyRotationPoliciesRead,
-        ),
-        O::SetRotationPolicy { .. } => (
-            Permission::Key(K::SetRotationPolicy),
-            A::KeyRotationPoliciesWrite,
-        ),
-        O::KeyOperation { op, .. } => match op {
-            KeyOp::Encrypt => (Permission::Key(K::Encrypt), A::KeysEncrypt),
-            KeyOp::Decrypt => (Permission::Key(K::Decrypt), A::KeysDecrypt),
-            KeyOp::WrapKey => (Permission::Key(K::WrapKey), A::KeysWrap),
-            KeyOp::UnwrapKey => (Permission::Key(K::UnwrapKey), A::KeysUnwrap),
-            KeyOp::Sign => (Permission::Key(K::Sign), A::KeysSign),
-            KeyOp::Verify => (Permission::Key(K::Verify), A::KeysVerify),
-            KeyOp::Release => (Permission::Key(K::Release), A::KeysRelease),
-        },
-        // The cloud has no vault permission for random bytes; kvault asks for `get` on
-        // keys (or its own data action) so an unprivileged caller cannot drain entropy.
-        O::GetRandomBytes => (Permission::Key(K::Get), A::Rng),
-        O::CreateCertificate { .. } | O::MergeCertificate { .. } => {
-            (Permission::Certificate(C::Create), A::CertificatesCreate)
-        }
-        O::ImportCertificate { .. } => (Permission::Certificate(C::Import), A::CertificatesImport),
-        O::GetCertificate { .. }
-        | O::GetDeletedCertificate { .. }
-        | O::GetCertificatePolicy { .. }
-        | O::GetCertificateOperation { .. } => {
-            (Permission::Certificate(C::Get), A::CertificatesRead)
-        }
-        O::ListCertificates | O::ListCertificateVersions { .. } | O::ListDeletedCertificates => {
-            (Permission::Certificate(C::List), A::CertificatesRead)
-        }
-        O::UpdateCertificate { .. }
-        | O::UpdateCertificatePolicy { .. }
-        | O::UpdateCertificateOperation { .. } => {
-            (Permission::Certificate(C::Update), A::CertificatesUpdate)
-        }
-        O::DeleteCertificate { .. } | O::DeleteCertificateOperation { .. } => {
-            (Permission::Certificate(C::Delete), A::CertificatesDelete)
-        }
-        O::PurgeDeletedCertificate { .. } => {
-            (Permission::Certificate(C::Purge), A::CertificatesPurge)
-        }
-        O::RecoverDeletedCertificate { .. } => {
-            (Permission::Certificate(C::Recover), A::CertificatesRecover)
-        }
-        O::BackupCertificate { .. } => (Permission::Certificate(C::Backup), A::CertificatesBackup),
-        O::RestoreCertificate => (Permission::Certificate(C::Restore), A::CertificatesRestore),
-        O::GetContacts => (
-            Permission::Certificate(C::ManageContacts),
-            A::CertificateContactsRead,
-        ),
-        O::SetContacts | O::DeleteContacts => (
-            Permission::Certificate(C::ManageContacts),
-            A::CertificateContactsWrite,
-        ),
-        O::ListIssuers => (
-            Permission::Certificate(C::ListIssuers),
-            A::CertificateCasRead,
-        ),
-        O::GetIssuer { .. } => (
-            Permission::Certificate(C::GetIssuers),
-            A::CertificateCasRead,
-        ),
-        O::SetIssuer { .. } | O::UpdateIssuer { .. } => (
-            Permission::Certificate(C::SetIssuers),
-            A::CertificateCasWrite,
-        ),
-        O::DeleteIssuer { .. } => (
-            Permission::Certificate(C::DeleteIssuers),
-            A::CertificateCasDelete,
-        ),
-    };
-    // `manageissuers` covers every issuer operation.
-    let alternative = matches!(
-        op,
-        O::ListIssuers
-            | O::GetIssuer { .. }
-            | O::SetIssuer { .. }
-            | O::UpdateIssuer { .. }
-            | O::DeleteIssuer { .. }
-    )
-    .then_some(Permission::Certificate(C::ManageIssuers));
-    let object = op.object().map(|(collection, name)| {
-        let kind = match collection {
-            "keys" => ObjectKind::Keys,
-            "certificates" => ObjectKind::Certificates,
-            _ => ObjectKind::Secrets,
-        };
-        (kind, name)
-    });
-    Requirement {
-        permission,
-        alternative,
-        action,
-        object,
+/// What a routed data-plane operation needs; `None` for the control plane's endpoints,
+/// which [`authorize_control_plane`] decides.
+pub fn requirement(routed: &Routed) -> Option<Requirement<'_>> {
+    match routed.spec.access {
+        Access::Data {
+            permission,
+            alternative,
+            action,
+        } => Some(Requirement {
+            permission,
+            alternative,
+            action,
+            object: routed.object(),
+        }),
+        Access::ControlPlane => None,
     }
 }
 
-/// Allows or refuses `op` for `who`; the refusal names the caller, what was missing and
+/// Allows or refuses `routed` for `who`; the refusal names the caller, what was missing and
 /// the vault, never whether the object exists.
 pub fn authorize(
     policy: &CompiledPolicy,
     who: &Principal,
-    op: &Operation,
+    routed: &Routed,
     vault: &str,
 ) -> ApiResult<()> {
-    let req = requirement(op);
+    let Some(req) = requirement(routed) else {
+        // A control-plane row never reaches the data-plane decision; refuse if it does.
+        return Err(ApiError::Forbidden {
+            message: format!("'{who}' may not call the control plane of key vault '{vault}'."),
+            inner: Some("AccessDenied"),
+        });
+    };
     if policy.allows(who, &req) {
         return Ok(());
     }
@@ -172,10 +61,45 @@ pub fn authorize(
     })
 }
 
+/// Admits only the vault's control-plane principals (from the server's configuration, not
+/// from the policy document; bound to the policy's issuers, and a policy under which one
+/// would match no token is refused, so a policy can never lock the operator out).
+pub fn authorize_control_plane(
+    admins: &[Grantee],
+    who: &Principal,
+    vault: &str,
+    denied: &str,
+) -> ApiResult<()> {
+    if admins.iter().any(|a| a.matches(who)) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden {
+        message: format!(
+            "'{who}' is not the control plane of key vault '{vault}' and may not {denied}."
+        ),
+        inner: Some("AccessDenied"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{BuiltInRole, Identity, PolicyDocument, TrustedIssuer};
+    use crate::policy::{
+        BuiltInRole, CertificatePermission, Identity, KeyPermission, PolicyDocument,
+        SecretPermission, TrustedIssuer,
+    };
+    use crate::server::ops::{CertificatesOp, ContactsOp, IssuersOp, Operation, SecretsOp, route};
+    use axum::http::Method;
+
+    const GET: Method = Method::GET;
+    const PUT: Method = Method::PUT;
+    const PATCH: Method = Method::PATCH;
+    const POST: Method = Method::POST;
+    const DELETE: Method = Method::DELETE;
+
+    fn routed(method: Method, path: &str) -> Routed {
+        route(&method, path).unwrap_or_else(|e| panic!("{method} {path}: {e:?}"))
+    }
     use serde_json::json;
 
     /// The one issuer `alice` comes from.
@@ -183,27 +107,20 @@ mod tests {
         vec![TrustedIssuer::cluster("i")]
     }
 
-    fn every_secret_operation() -> Vec<Operation> {
-        let n = || "s1".to_string();
+    fn every_secret_operation() -> Vec<Routed> {
         vec![
-            Operation::SetSecret { name: n() },
-            Operation::GetSecret {
-                name: n(),
-                version: None,
-            },
-            Operation::UpdateSecret {
-                name: n(),
-                version: None,
-            },
-            Operation::DeleteSecret { name: n() },
-            Operation::ListSecrets,
-            Operation::ListSecretVersions { name: n() },
-            Operation::ListDeletedSecrets,
-            Operation::GetDeletedSecret { name: n() },
-            Operation::PurgeDeletedSecret { name: n() },
-            Operation::RecoverDeletedSecret { name: n() },
-            Operation::BackupSecret { name: n() },
-            Operation::RestoreSecret,
+            routed(PUT, "/secrets/s1"),
+            routed(GET, "/secrets/s1"),
+            routed(PATCH, "/secrets/s1"),
+            routed(DELETE, "/secrets/s1"),
+            routed(GET, "/secrets"),
+            routed(GET, "/secrets/s1/versions"),
+            routed(GET, "/deletedsecrets"),
+            routed(GET, "/deletedsecrets/s1"),
+            routed(DELETE, "/deletedsecrets/s1"),
+            routed(POST, "/deletedsecrets/s1/recover"),
+            routed(POST, "/secrets/s1/backup"),
+            routed(POST, "/secrets/restore"),
         ]
     }
 
@@ -217,126 +134,81 @@ mod tests {
     }
 
     /// The cloud's documented permission per secrets operation.
-    fn expected_permission(op: &Operation) -> &'static str {
-        match op {
-            Operation::SetSecret { .. } | Operation::UpdateSecret { .. } => "set",
-            Operation::GetSecret { .. } => "get",
-            Operation::DeleteSecret { .. } => "delete",
-            Operation::ListSecrets
-            | Operation::ListSecretVersions { .. }
-            | Operation::ListDeletedSecrets
-            | Operation::GetDeletedSecret { .. } => "list",
-            Operation::PurgeDeletedSecret { .. } => "purge",
-            Operation::RecoverDeletedSecret { .. } => "recover",
-            Operation::BackupSecret { .. } => "backup",
-            Operation::RestoreSecret => "restore",
+    fn expected_permission(op: &Routed) -> &'static str {
+        use SecretsOp as S;
+        match &op.op {
+            Operation::Secrets(op) => match op {
+                S::Set { .. } | S::Update { .. } => "set",
+                S::Get { .. } => "get",
+                S::Delete { .. } => "delete",
+                S::List | S::ListVersions { .. } | S::ListDeleted | S::GetDeleted { .. } => "list",
+                S::Purge { .. } => "purge",
+                S::Recover { .. } => "recover",
+                S::Backup { .. } => "backup",
+                S::Restore => "restore",
+            },
             _ => unreachable!("secrets operations only"),
         }
     }
 
-    fn every_key_operation() -> Vec<(Operation, &'static str)> {
-        let n = || "k1".to_string();
-        let kop = |op| Operation::KeyOperation {
-            name: n(),
-            version: None,
-            op,
-        };
+    fn every_key_operation() -> Vec<(Routed, &'static str)> {
+        let kop = |op: &str| routed(POST, &format!("/keys/k1/{op}"));
         vec![
-            (Operation::CreateKey { name: n() }, "create"),
-            (Operation::ImportKey { name: n() }, "import"),
-            (
-                Operation::GetKey {
-                    name: n(),
-                    version: None,
-                },
-                "get",
-            ),
-            (Operation::GetDeletedKey { name: n() }, "get"),
-            (
-                Operation::UpdateKey {
-                    name: n(),
-                    version: None,
-                },
-                "update",
-            ),
-            (Operation::DeleteKey { name: n() }, "delete"),
-            (Operation::ListKeys, "list"),
-            (Operation::ListKeyVersions { name: n() }, "list"),
-            (Operation::ListDeletedKeys, "list"),
-            (Operation::PurgeDeletedKey { name: n() }, "purge"),
-            (Operation::RecoverDeletedKey { name: n() }, "recover"),
-            (Operation::BackupKey { name: n() }, "backup"),
-            (Operation::RestoreKey, "restore"),
-            (Operation::RotateKey { name: n() }, "rotate"),
-            (
-                Operation::GetRotationPolicy { name: n() },
-                "getrotationpolicy",
-            ),
-            (
-                Operation::SetRotationPolicy { name: n() },
-                "setrotationpolicy",
-            ),
-            (kop(KeyOp::Encrypt), "encrypt"),
-            (kop(KeyOp::Decrypt), "decrypt"),
-            (kop(KeyOp::WrapKey), "wrapKey"),
-            (kop(KeyOp::UnwrapKey), "unwrapKey"),
-            (kop(KeyOp::Sign), "sign"),
-            (kop(KeyOp::Verify), "verify"),
-            (kop(KeyOp::Release), "release"),
+            (routed(POST, "/keys/k1/create"), "create"),
+            (routed(PUT, "/keys/k1"), "import"),
+            (routed(GET, "/keys/k1"), "get"),
+            (routed(GET, "/deletedkeys/k1"), "get"),
+            (routed(PATCH, "/keys/k1"), "update"),
+            (routed(DELETE, "/keys/k1"), "delete"),
+            (routed(GET, "/keys"), "list"),
+            (routed(GET, "/keys/k1/versions"), "list"),
+            (routed(GET, "/deletedkeys"), "list"),
+            (routed(DELETE, "/deletedkeys/k1"), "purge"),
+            (routed(POST, "/deletedkeys/k1/recover"), "recover"),
+            (routed(POST, "/keys/k1/backup"), "backup"),
+            (routed(POST, "/keys/restore"), "restore"),
+            (routed(POST, "/keys/k1/rotate"), "rotate"),
+            (routed(GET, "/keys/k1/rotationpolicy"), "getrotationpolicy"),
+            (routed(PUT, "/keys/k1/rotationpolicy"), "setrotationpolicy"),
+            (kop("encrypt"), "encrypt"),
+            (kop("decrypt"), "decrypt"),
+            (kop("wrapkey"), "wrapKey"),
+            (kop("unwrapkey"), "unwrapKey"),
+            (kop("sign"), "sign"),
+            (kop("verify"), "verify"),
+            (kop("release"), "release"),
         ]
     }
 
-    fn every_certificate_operation() -> Vec<(Operation, &'static str)> {
-        let n = || "c1".to_string();
+    fn every_certificate_operation() -> Vec<(Routed, &'static str)> {
         vec![
-            (Operation::CreateCertificate { name: n() }, "create"),
-            (Operation::MergeCertificate { name: n() }, "create"),
-            (Operation::ImportCertificate { name: n() }, "import"),
-            (
-                Operation::GetCertificate {
-                    name: n(),
-                    version: None,
-                },
-                "get",
-            ),
-            (Operation::GetDeletedCertificate { name: n() }, "get"),
-            (Operation::GetCertificatePolicy { name: n() }, "get"),
-            (Operation::GetCertificateOperation { name: n() }, "get"),
-            (Operation::ListCertificates, "list"),
-            (Operation::ListCertificateVersions { name: n() }, "list"),
-            (Operation::ListDeletedCertificates, "list"),
-            (
-                Operation::UpdateCertificate {
-                    name: n(),
-                    version: None,
-                },
-                "update",
-            ),
-            (Operation::UpdateCertificatePolicy { name: n() }, "update"),
-            (
-                Operation::UpdateCertificateOperation { name: n() },
-                "update",
-            ),
-            (Operation::DeleteCertificate { name: n() }, "delete"),
-            (
-                Operation::DeleteCertificateOperation { name: n() },
-                "delete",
-            ),
-            (Operation::PurgeDeletedCertificate { name: n() }, "purge"),
-            (
-                Operation::RecoverDeletedCertificate { name: n() },
-                "recover",
-            ),
-            (Operation::BackupCertificate { name: n() }, "backup"),
-            (Operation::RestoreCertificate, "restore"),
-            (Operation::GetContacts, "managecontacts"),
-            (Operation::SetContacts, "managecontacts"),
-            (Operation::DeleteContacts, "managecontacts"),
-            (Operation::ListIssuers, "listissuers"),
-            (Operation::GetIssuer { name: n() }, "getissuers"),
-            (Operation::SetIssuer { name: n() }, "setissuers"),
-            (Operation::UpdateIssuer { name: n() }, "setissuers"),
-            (Operation::DeleteIssuer { name: n() }, "deleteissuers"),
+            (routed(POST, "/certificates/c1/create"), "create"),
+            (routed(POST, "/certificates/c1/pending/merge"), "create"),
+            (routed(POST, "/certificates/c1/import"), "import"),
+            (routed(GET, "/certificates/c1"), "get"),
+            (routed(GET, "/deletedcertificates/c1"), "get"),
+            (routed(GET, "/certificates/c1/policy"), "get"),
+            (routed(GET, "/certificates/c1/pending"), "get"),
+            (routed(GET, "/certificates"), "list"),
+            (routed(GET, "/certificates/c1/versions"), "list"),
+            (routed(GET, "/deletedcertificates"), "list"),
+            (routed(PATCH, "/certificates/c1"), "update"),
+            (routed(PATCH, "/certificates/c1/policy"), "update"),
+            (routed(PATCH, "/certificates/c1/pending"), "update"),
+            (routed(DELETE, "/certificates/c1"), "delete"),
+            (routed(DELETE, "/certificates/c1/pending"), "delete"),
+            (routed(DELETE, "/deletedcertificates/c1"), "purge"),
+            (routed(POST, "/deletedcertificates/c1/recover"), "recover"),
+            (routed(POST, "/certificates/c1/backup"), "backup"),
+            (routed(POST, "/certificates/restore"), "restore"),
+            (routed(GET, "/certificates/contacts"), "managecontacts"),
+            (routed(PUT, "/certificates/contacts"), "managecontacts"),
+            (routed(DELETE, "/certificates/contacts"), "managecontacts"),
+            (routed(GET, "/certificates/issuers"), "listissuers"),
+            (routed(GET, "/certificates/issuers/c1"), "getissuers"),
+            (routed(PUT, "/certificates/issuers/c1"), "setissuers"),
+            (routed(PATCH, "/certificates/issuers/c1"), "setissuers"),
+            (routed(DELETE, "/certificates/issuers/c1"), "deleteissuers"),
         ]
     }
 
@@ -375,14 +247,20 @@ mod tests {
                 let expected = match role {
                     BuiltInRole::Administrator => true,
                     // certificates/*, certificatecas/*, certificatecontacts/write.
-                    BuiltInRole::CertificatesOfficer => !matches!(op, Operation::GetContacts),
+                    BuiltInRole::CertificatesOfficer => !matches!(
+                        op.op,
+                        Operation::Certificates(CertificatesOp::Contacts(ContactsOp::Get))
+                    ),
                     // */read covers certificates, issuers and contacts.
                     BuiltInRole::Reader => {
                         read || matches!(
-                            op,
-                            Operation::GetContacts
-                                | Operation::ListIssuers
-                                | Operation::GetIssuer { .. }
+                            op.op,
+                            Operation::Certificates(
+                                CertificatesOp::Contacts(ContactsOp::Get)
+                                    | CertificatesOp::Issuers(
+                                        IssuersOp::List | IssuersOp::Get { .. }
+                                    )
+                            )
                         )
                     }
                     BuiltInRole::CertificateUser => read,
@@ -476,6 +354,7 @@ mod tests {
     #[test]
     fn every_role_times_every_operation() {
         use Operation as O;
+        use SecretsOp as S;
         for role in BuiltInRole::ALL {
             let policy: PolicyDocument = serde_json::from_value(json!({
                 "generation": 1,
@@ -486,16 +365,15 @@ mod tests {
             for op in every_secret_operation() {
                 let allowed = authorize(&policy, &alice(), &op, "v").is_ok();
                 let metadata = matches!(
-                    op,
-                    O::ListSecrets
-                        | O::ListSecretVersions { .. }
-                        | O::ListDeletedSecrets
-                        | O::GetDeletedSecret { .. }
+                    op.op,
+                    O::Secrets(
+                        S::List | S::ListVersions { .. } | S::ListDeleted | S::GetDeleted { .. }
+                    )
                 );
                 let expected = match role {
                     BuiltInRole::Administrator | BuiltInRole::SecretsOfficer => true,
                     BuiltInRole::SecretsUser | BuiltInRole::CertificateUser => {
-                        metadata || matches!(op, O::GetSecret { .. })
+                        metadata || matches!(op.op, O::Secrets(S::Get { .. }))
                     }
                     BuiltInRole::Reader => metadata,
                     BuiltInRole::CryptoOfficer
@@ -510,18 +388,38 @@ mod tests {
     }
 
     #[test]
+    fn every_data_row_is_authorized_by_administrator_and_denied_by_default() {
+        let admin: PolicyDocument = serde_json::from_value(json!({
+            "generation": 1,
+            "roleAssignments": [{"principal": {"kind": "User", "name": "alice"}, "role": BuiltInRole::Administrator.name()}]
+        }))
+        .unwrap();
+        let admin = admin.compile(&issuers()).unwrap();
+        let empty = PolicyDocument::empty().compile(&issuers()).unwrap();
+        for spec in crate::server::ops::OPERATIONS {
+            let path = spec
+                .path
+                .trim_end_matches("[/]")
+                .replace("{name}", "n1")
+                .replace("{version}", "v1");
+            let op = routed(spec.method.clone(), &path);
+            match spec.access {
+                Access::Data { .. } => {
+                    assert!(authorize(&admin, &alice(), &op, "v").is_ok(), "{path}");
+                    assert!(authorize(&empty, &alice(), &op, "v").is_err(), "{path}");
+                }
+                // Not even an Administrator of the data plane may call the control plane.
+                Access::ControlPlane => {
+                    assert!(authorize(&admin, &alice(), &op, "v").is_err(), "{path}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn denials_name_caller_permission_and_vault_but_not_existence() {
         let p = PolicyDocument::empty().compile(&issuers()).unwrap();
-        let e = authorize(
-            &p,
-            &alice(),
-            &Operation::GetSecret {
-                name: "s1".into(),
-                version: None,
-            },
-            "payments",
-        )
-        .unwrap_err();
+        let e = authorize(&p, &alice(), &routed(GET, "/secrets/s1"), "payments").unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("User alice"), "{msg}");
         assert!(msg.contains("secrets/getSecret/action"), "{msg}");
@@ -536,7 +434,7 @@ mod tests {
         let e = authorize(
             &ap.compile(&issuers()).unwrap(),
             &alice(),
-            &Operation::ListSecrets,
+            &routed(GET, "/secrets"),
             "payments",
         )
         .unwrap_err();

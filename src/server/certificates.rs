@@ -9,13 +9,13 @@
 
 use crate::crypto::keys::{Curve, KeyMaterial, KeyType};
 use crate::crypto::x509::{self, CertRequest, Signer};
-use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::http::{PageRequest, Reply, RequestContext, paginate};
 use crate::server::keys::{KeyMeta, PublicJwk};
 use crate::server::objects::{self, Backup, Family, Listing, SoftDelete};
-use crate::server::ops::Operation;
+use crate::server::ops::CertificatesOp;
+use crate::server::request::{PageRequest, Reply, RequestContext, paginate};
 use crate::server::secrets::SecretMeta;
+use crate::server::state::AppState;
 use crate::server::store::{
     Batch, CertificateState, Change, Deleted, Head, Kind, PendingOperation, StoreError, Version,
 };
@@ -55,8 +55,7 @@ pub const FAMILY: Family = Family {
     not_found_code: "CertificateNotFound",
 };
 
-pub const PFX: &str = "application/x-pkcs12";
-pub const PEM: &str = "application/x-pem-file";
+pub use crate::wire::certificates::{PEM, PFX};
 const MAX_RETRIES: usize = 16;
 
 /// What a certificate version has beyond the common attributes.
@@ -101,52 +100,37 @@ impl From<x509::X509Error> for ApiError {
 pub async fn handle(
     state: &AppState,
     ctx: &RequestContext,
-    op: Operation,
+    op: CertificatesOp,
     body: &[u8],
 ) -> ApiResult<Reply> {
-    use Operation as O;
+    use CertificatesOp as O;
     match op {
-        O::CreateCertificate { name } => create(state, ctx, &name, body).await,
-        O::ImportCertificate { name } => import(state, ctx, &name, body).await,
-        O::GetCertificate { name, version } => get(state, ctx, &name, version.as_deref()).await,
-        O::UpdateCertificate { name, version } => {
-            update(state, ctx, &name, version.as_deref(), body).await
-        }
-        O::ListCertificates => list(state, ctx, false).await,
-        O::ListDeletedCertificates => list(state, ctx, true).await,
-        O::ListCertificateVersions { name } => versions(state, ctx, &name).await,
-        O::GetCertificatePolicy { name } => {
+        O::Create { name } => create(state, ctx, &name, body).await,
+        O::Import { name } => import(state, ctx, &name, body).await,
+        O::Get { name, version } => get(state, ctx, &name, version.as_deref()).await,
+        O::Update { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
+        O::List => list(state, ctx, false).await,
+        O::ListDeleted => list(state, ctx, true).await,
+        O::ListVersions { name } => versions(state, ctx, &name).await,
+        O::GetPolicy { name } => {
             let head = FAMILY.live::<CertMeta>(&state.store, &name).await?;
             Reply::ok(&policy_of(ctx, &head))
         }
-        O::UpdateCertificatePolicy { name } => update_policy(state, ctx, &name, body).await,
-        O::GetCertificateOperation { name } => get_operation(state, ctx, &name).await,
-        O::UpdateCertificateOperation { name } => cancel_operation(state, ctx, &name, body).await,
-        O::DeleteCertificateOperation { name } => delete_operation(state, ctx, &name).await,
-        O::MergeCertificate { name } => merge(state, ctx, &name, body).await,
-        O::DeleteCertificate { name } => delete(state, ctx, &name).await,
-        O::GetDeletedCertificate { name } => {
+        O::UpdatePolicy { name } => update_policy(state, ctx, &name, body).await,
+        O::GetOperation { name } => get_operation(state, ctx, &name).await,
+        O::UpdateOperation { name } => cancel_operation(state, ctx, &name, body).await,
+        O::DeleteOperation { name } => delete_operation(state, ctx, &name).await,
+        O::Merge { name } => merge(state, ctx, &name, body).await,
+        O::Delete { name } => delete(state, ctx, &name).await,
+        O::GetDeleted { name } => {
             let head = FAMILY.deleted::<CertMeta>(&state.store, &name).await?;
             deleted_reply(ctx, &head)
         }
-        O::RecoverDeletedCertificate { name } => recover(state, ctx, &name).await,
-        O::PurgeDeletedCertificate { name } => purge(state, ctx, &name).await,
-        O::BackupCertificate { name } => backup(state, &name).await,
-        O::RestoreCertificate => restore(state, ctx, body).await,
-        O::GetContacts | O::SetContacts | O::DeleteContacts => {
-            issuers::contacts(state, ctx, &op, body).await
-        }
-        O::ListIssuers
-        | O::GetIssuer { .. }
-        | O::SetIssuer { .. }
-        | O::UpdateIssuer { .. }
-        | O::DeleteIssuer { .. } => issuers::handle(state, ctx, &op, body).await,
-        other => {
-            tracing::error!(
-                operation = other.name(),
-                "a non-certificate operation reached the certificates API"
-            );
-            Err(ApiError::Internal)
-        }
+        O::Recover { name } => recover(state, ctx, &name).await,
+        O::Purge { name } => purge(state, ctx, &name).await,
+        O::Backup { name } => backup(state, &name).await,
+        O::Restore => restore(state, ctx, body).await,
+        O::Contacts(op) => issuers::contacts(state, ctx, op, body).await,
+        O::Issuers(op) => issuers::handle(state, ctx, op, body).await,
     }
 }

@@ -440,8 +440,8 @@ fn check_admins(admins: &[PrincipalRef], issuers: &[IssuerConfig]) -> Result<(),
         })?;
     for admin in admins {
         let what = format!("--admin-principal '{admin}'");
-        let bound = context
-            .bind(admin, &what)
+        let bound = admin
+            .bind_issuer(&context, &what)
             .map_err(|e| ConfigError::Invalid {
                 name: "admin-principal",
                 reason: e.to_string(),

@@ -3,7 +3,7 @@
 //! the job lease ([`crate::server::store::Backend::holds_job_lease`]), so that on shared
 //! storage each pass runs on one replica.
 
-use crate::server::AppState;
+use crate::server::state::AppState;
 use crate::server::store::StoreError;
 use std::future::Future;
 use std::sync::Arc;

@@ -10,11 +10,11 @@
 use crate::crypto::keys::{
     Curve, EncryptionAlgorithm, ImportParts, KeyError, KeyMaterial, KeyType, SignatureAlgorithm,
 };
-use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::http::{Reply, RequestContext};
 use crate::server::objects::{self, Family, Listing};
-use crate::server::ops::{KeyOp, Operation};
+use crate::server::ops::{KeyOp, KeysOp};
+use crate::server::request::{Reply, RequestContext};
+use crate::server::state::AppState;
 use crate::server::store::{Change, Head, Kind, RotationState, Version};
 use crate::wire::{
     BackupBlob, DeletedKeyBundle, DeletedKeyItem, GetRandomBytesRequest, JsonWebKey, KeyAttributes,
@@ -27,6 +27,7 @@ use crate::wire::{
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub mod cache;
 pub mod rotation;
 
 const FAMILY: Family = objects::KEYS;
@@ -93,16 +94,16 @@ impl From<KeyError> for ApiError {
 pub async fn handle(
     state: &AppState,
     ctx: &RequestContext,
-    op: Operation,
+    op: KeysOp,
     body: &[u8],
 ) -> ApiResult<Reply> {
-    use Operation as O;
+    use KeysOp as O;
     match op {
-        O::CreateKey { name } => create(state, ctx, &name, body).await,
-        O::ImportKey { name } => import(state, ctx, &name, body).await,
-        O::GetKey { name, version } => get(state, ctx, &name, version.as_deref()).await,
-        O::UpdateKey { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
-        O::DeleteKey { name } => {
+        O::Create { name } => create(state, ctx, &name, body).await,
+        O::Import { name } => import(state, ctx, &name, body).await,
+        O::Get { name, version } => get(state, ctx, &name, version.as_deref()).await,
+        O::Update { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
+        O::Delete { name } => {
             let live = FAMILY.live::<KeyMeta>(&state.store, &name).await?;
             if live.current().is_some_and(|v| v.meta.managed) {
                 return Err(objects::managed_by_certificate("key", &live.name));
@@ -112,50 +113,43 @@ pub async fn handle(
                 .await?;
             deleted_reply(ctx, &head)
         }
-        O::ListKeys => list(state, ctx, false).await,
-        O::ListDeletedKeys => list(state, ctx, true).await,
-        O::ListKeyVersions { name } => versions(state, ctx, &name).await,
-        O::GetDeletedKey { name } => {
+        O::List => list(state, ctx, false).await,
+        O::ListDeleted => list(state, ctx, true).await,
+        O::ListVersions { name } => versions(state, ctx, &name).await,
+        O::GetDeleted { name } => {
             let head = FAMILY.deleted::<KeyMeta>(&state.store, &name).await?;
             deleted_reply(ctx, &head)
         }
-        O::PurgeDeletedKey { name } => {
+        O::Purge { name } => {
             FAMILY
                 .purge::<KeyMeta>(&state.store, &name, ctx.soft_delete)
                 .await?;
             state.key_cache.forget(&name);
             Ok(Reply::NoContent)
         }
-        O::RecoverDeletedKey { name } => {
+        O::Recover { name } => {
             let head = FAMILY.recover::<KeyMeta>(&state.store, &name).await?;
             current_reply(ctx, &head)
         }
-        O::BackupKey { name } => {
+        O::Backup { name } => {
             let blob = FAMILY.backup::<KeyMeta>(&state.store, &name).await?;
             Reply::ok(&BackupBlob { value: blob })
         }
-        O::RestoreKey => {
+        O::Restore => {
             let req: BackupBlob = objects::parse_json(body)?;
             let head = FAMILY.restore::<KeyMeta>(&state.store, &req.value).await?;
             current_reply(ctx, &head)
         }
-        O::RotateKey { name } => {
+        O::Rotate { name } => {
             let head = rotation::rotate(state, &name).await?;
             current_reply(ctx, &head)
         }
         O::GetRotationPolicy { name } => get_rotation_policy(state, ctx, &name).await,
         O::SetRotationPolicy { name } => set_rotation_policy(state, ctx, &name, body).await,
-        O::KeyOperation { name, version, op } => {
+        O::Crypto { name, version, op } => {
             key_operation(state, ctx, &name, version.as_deref(), op, body).await
         }
         O::GetRandomBytes => random_bytes(body),
-        other => {
-            tracing::error!(
-                operation = other.name(),
-                "a non-key operation reached the keys API"
-            );
-            Err(ApiError::Internal)
-        }
     }
 }
 
@@ -374,7 +368,7 @@ pub async fn add_version(
 ) -> ApiResult<KeyHead> {
     let stored = material.to_stored();
     version.id = crate::crypto::new_version_id().map_err(|_| ApiError::Internal)?;
-    crate::server::events::modify_with_events::<KeyMeta, _, ApiError>(
+    crate::server::events::staging::modify_with_events::<KeyMeta, _, ApiError>(
         state,
         KIND,
         name,
@@ -738,7 +732,10 @@ async fn key_operation(
             inner: Some("ReleasePolicyNotSatisfied"),
         });
     }
-    let material = state.key_cache.load(state, &head.name, &v.id).await?;
+    let material = state
+        .key_cache
+        .load(&state.store, &head.name, &v.id)
+        .await?;
     let rsa = v.meta.kty == "RSA";
     let body = body.to_vec();
     let job = move || -> ApiResult<Reply> { run_operation(&material, op, kid, &body) };
@@ -749,59 +746,6 @@ async fn key_operation(
             .map_err(|_| ApiError::Internal)?
     } else {
         job()
-    }
-}
-
-/// Parsed key material by (name, version). Versions are immutable and their ids random, so
-/// an entry never goes stale; what may change (enabled, key_ops, validity) is read from the
-/// head on every request. Parsing an RSA key costs more than using it, hence the cache; it
-/// is bounded, and aws-lc cleanses key memory when an entry is dropped.
-#[derive(Default)]
-pub struct KeyCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<KeyMaterial>>>,
-}
-
-const KEY_CACHE_CAPACITY: usize = 1024;
-
-impl KeyCache {
-    pub async fn load(
-        &self,
-        state: &AppState,
-        name: &str,
-        version: &str,
-    ) -> ApiResult<std::sync::Arc<KeyMaterial>> {
-        let id = format!("{}/{}", name.to_ascii_lowercase(), version);
-        if let Some(hit) = self.entries.lock().ok().and_then(|m| m.get(&id).cloned()) {
-            return Ok(hit);
-        }
-        let stored = state.store.value(KIND, name, version).await?;
-        let material = tokio::task::spawn_blocking(move || KeyMaterial::from_stored(&stored))
-            .await
-            .map_err(|_| ApiError::Internal)?
-            .map_err(|_| ApiError::Integrity)?;
-        let material = std::sync::Arc::new(material);
-        if let Ok(mut m) = self.entries.lock() {
-            if m.len() >= KEY_CACHE_CAPACITY {
-                m.clear();
-            }
-            m.insert(id, material.clone());
-        }
-        Ok(material)
-    }
-
-    /// Forgets every key (another replica changed keys; which ones, it does not say).
-    pub fn clear(&self) {
-        if let Ok(mut m) = self.entries.lock() {
-            m.clear();
-        }
-    }
-
-    /// Forgets a key's versions (purge): nothing of a purged key stays in memory.
-    pub fn forget(&self, name: &str) {
-        let prefix = format!("{}/", name.to_ascii_lowercase());
-        if let Ok(mut m) = self.entries.lock() {
-            m.retain(|k, _| !k.starts_with(&prefix));
-        }
     }
 }
 

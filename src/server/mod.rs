@@ -1,6 +1,7 @@
 //! `kvault server`: one vault's data plane — HTTPS, authentication, authorization, sealed
 //! storage and the key-vault REST API. Nothing here depends on Kubernetes.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -15,19 +16,22 @@ pub mod metrics;
 pub mod objects;
 pub mod ops;
 pub mod replicas;
+pub mod request;
+pub mod retention;
 pub mod runtime;
 pub mod secrets;
+pub mod state;
 pub mod store;
 pub mod sweeper;
 pub mod throttle;
 pub mod tls;
 
-use crate::clock::SharedClock;
 use crate::policy::{PolicyDocument, PrincipalKind, PrincipalRef, RoleAssignmentEntry};
 use crate::server::audit::AuditLog;
 use crate::server::config::{ConfigError, ServerConfig};
 use crate::server::metrics::Metrics;
 use crate::server::runtime::{Defaults, PolicyManager};
+pub use crate::server::state::AppState;
 use crate::server::store::VaultStore;
 use axum::Router;
 use axum::http::HeaderValue;
@@ -39,26 +43,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-
-/// Everything a request handler may use.
-pub struct AppState {
-    pub store: VaultStore,
-    /// The current policy snapshot (grants, network, TLS minimum, token verifier, …).
-    pub policy: PolicyManager,
-    pub audit: AuditLog,
-    pub metrics: Arc<Metrics>,
-    /// The vault's name (the first label of its host), as denial messages name it.
-    pub vault_name: String,
-    /// Parsed key material of recently used key versions.
-    pub key_cache: keys::KeyCache,
-    pub clock: SharedClock,
-    /// The `WWW-Authenticate` value of every 401.
-    pub challenge: HeaderValue,
-    /// The advertised origin, used when a request's Host is unusable.
-    pub vault_origin: String,
-    /// Event notifications: staging into the outbox, waking the delivery loop.
-    pub events: Arc<events::Events>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -205,11 +189,12 @@ impl Server {
                 audit,
                 metrics,
                 vault_name,
-                key_cache: keys::KeyCache::default(),
+                key_cache: keys::cache::KeyCache::default(),
                 clock: config.clock,
                 challenge,
                 vault_origin: config.url.origin,
                 events,
+                body_budget: http::body_budget(),
             }),
             tls_reload_interval: config.tls_reload_interval,
             sweep_interval: config.sweep_interval,

@@ -3,6 +3,8 @@
 
 use crate::crypto::SealKey;
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::request::{PageRequest, Reply, RequestContext, paginate};
+pub use crate::server::retention::{MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, SoftDelete};
 use crate::server::store::{Change, Head, Kind, VaultStore};
 use crate::wire::{MAX_TAG_NAME_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, Tags};
 use base64::Engine;
@@ -79,43 +81,6 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
             e.column()
         ))
     })
-}
-
-/// The vault's soft-delete settings, which fix `recoveryLevel` and `recoverableDays`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SoftDelete {
-    pub retention_days: u32,
-    pub purge_protection: bool,
-}
-
-pub const MIN_RETENTION_DAYS: u32 = 7;
-pub const MAX_RETENTION_DAYS: u32 = 90;
-
-impl Default for SoftDelete {
-    fn default() -> Self {
-        Self {
-            retention_days: MAX_RETENTION_DAYS,
-            purge_protection: false,
-        }
-    }
-}
-
-impl SoftDelete {
-    pub fn recovery_level(&self) -> &'static str {
-        match (
-            self.retention_days >= MAX_RETENTION_DAYS,
-            self.purge_protection,
-        ) {
-            (true, false) => "Recoverable+Purgeable",
-            (true, true) => "Recoverable",
-            (false, false) => "CustomizedRecoverable+Purgeable",
-            (false, true) => "CustomizedRecoverable",
-        }
-    }
-
-    pub fn retention_secs(&self) -> i64 {
-        i64::from(self.retention_days) * 86_400
-    }
 }
 
 /// A certificate's key or secret is deleted with its certificate, not on its own.
@@ -568,11 +533,11 @@ impl Family {
     pub async fn list_page<M: DeserializeOwned, T: Serialize>(
         &self,
         store: &VaultStore,
-        ctx: &crate::server::http::RequestContext,
+        ctx: &RequestContext,
         which: Listing,
         show: impl Fn(&Head<M>, &crate::server::store::Version<M>) -> T,
-    ) -> ApiResult<crate::server::http::Reply> {
-        let page = crate::server::http::PageRequest::from_query(&ctx.query)?;
+    ) -> ApiResult<Reply> {
+        let page = PageRequest::from_query(&ctx.query)?;
         let heads = store.heads::<M>(self.kind).await?;
         let items: Vec<(String, T)> = heads
             .iter()
@@ -586,7 +551,7 @@ impl Family {
             Listing::Live => self.kind.collection(),
             Listing::Deleted => self.kind.deleted_collection(),
         };
-        crate::server::http::Reply::ok(&crate::server::http::paginate(
+        Reply::ok(&paginate(
             items,
             &page,
             &format!("{}/{collection}", ctx.origin),
@@ -599,12 +564,12 @@ impl Family {
     pub async fn versions_page<M: DeserializeOwned, T: Serialize>(
         &self,
         store: &VaultStore,
-        ctx: &crate::server::http::RequestContext,
+        ctx: &RequestContext,
         name: &str,
         show: impl Fn(&Head<M>, &crate::server::store::Version<M>) -> T,
-    ) -> ApiResult<crate::server::http::Reply> {
+    ) -> ApiResult<Reply> {
         validate_name(name)?;
-        let page = crate::server::http::PageRequest::from_query(&ctx.query)?;
+        let page = PageRequest::from_query(&ctx.query)?;
         let items: Vec<(String, T)> = match store.head::<M>(self.kind, name).await? {
             Some(h) if h.deleted.is_none() => h
                 .versions
@@ -620,11 +585,6 @@ impl Family {
             self.kind.collection(),
             name
         );
-        crate::server::http::Reply::ok(&crate::server::http::paginate(
-            items,
-            &page,
-            &base,
-            &ctx.api_version,
-        ))
+        Reply::ok(&paginate(items, &page, &base, &ctx.api_version))
     }
 }

@@ -2,7 +2,7 @@
 //! pushes and key changes reach this one through the backend's change notices, and the
 //! background-job lease is published as a metric.
 
-use crate::server::AppState;
+use crate::server::state::AppState;
 use crate::server::store::{ChangeNotice, Kind};
 use std::sync::Arc;
 use std::time::Duration;

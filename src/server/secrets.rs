@@ -1,11 +1,11 @@
 //! The secrets API: set, get, update, list, versions, delete, deleted, recover, purge,
 //! backup and restore — wire-compatible with the official SDKs' `SecretClient`.
 
-use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::http::{Reply, RequestContext};
 use crate::server::objects::{self, Family, Listing};
-use crate::server::ops::Operation;
+use crate::server::ops::SecretsOp;
+use crate::server::request::{Reply, RequestContext};
+use crate::server::state::AppState;
 use crate::server::store::{Change, Head, Kind, Version};
 use crate::wire::{
     BackupBlob, DeletedSecretBundle, DeletedSecretItem, MAX_CONTENT_TYPE_LEN, MAX_SECRET_VALUE_LEN,
@@ -33,32 +33,23 @@ type SecretHead = Head<SecretMeta>;
 pub async fn handle(
     state: &AppState,
     ctx: &RequestContext,
-    op: Operation,
+    op: SecretsOp,
     body: &[u8],
 ) -> ApiResult<Reply> {
-    use Operation as O;
+    use SecretsOp as O;
     match op {
-        O::SetSecret { name } => set(state, ctx, &name, body).await,
-        O::GetSecret { name, version } => get(state, ctx, &name, version.as_deref()).await,
-        O::UpdateSecret { name, version } => {
-            update(state, ctx, &name, version.as_deref(), body).await
-        }
-        O::DeleteSecret { name } => delete(state, ctx, &name).await,
-        O::ListSecrets => list(state, ctx).await,
-        O::ListSecretVersions { name } => versions(state, ctx, &name).await,
-        O::ListDeletedSecrets => list_deleted(state, ctx).await,
-        O::GetDeletedSecret { name } => get_deleted(state, ctx, &name).await,
-        O::PurgeDeletedSecret { name } => purge(state, ctx, &name).await,
-        O::RecoverDeletedSecret { name } => recover(state, ctx, &name).await,
-        O::BackupSecret { name } => backup(state, &name).await,
-        O::RestoreSecret => restore(state, ctx, body).await,
-        other => {
-            tracing::error!(
-                operation = other.name(),
-                "a non-secret operation reached the secrets API"
-            );
-            Err(ApiError::Internal)
-        }
+        O::Set { name } => set(state, ctx, &name, body).await,
+        O::Get { name, version } => get(state, ctx, &name, version.as_deref()).await,
+        O::Update { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
+        O::Delete { name } => delete(state, ctx, &name).await,
+        O::List => list(state, ctx).await,
+        O::ListVersions { name } => versions(state, ctx, &name).await,
+        O::ListDeleted => list_deleted(state, ctx).await,
+        O::GetDeleted { name } => get_deleted(state, ctx, &name).await,
+        O::Purge { name } => purge(state, ctx, &name).await,
+        O::Recover { name } => recover(state, ctx, &name).await,
+        O::Backup { name } => backup(state, &name).await,
+        O::Restore => restore(state, ctx, body).await,
     }
 }
 
@@ -157,51 +148,50 @@ async fn set(state: &AppState, ctx: &RequestContext, name: &str, body: &[u8]) ->
     validate_attributes(&attrs)?;
     let now = state.clock.now();
     let version_id = crate::crypto::new_version_id().map_err(|_| ApiError::Internal)?;
-    let (head, version) = crate::server::events::modify_with_events::<SecretMeta, _, ApiError>(
-        state,
-        KIND,
-        name,
-        |current| {
-            let mut head = match current {
-                Some(h) if h.deleted.is_some() => return Err(FAMILY.deleted_conflict(&h.name)),
-                Some(h) if h.current().is_some_and(|v| v.meta.managed) => {
-                    return Err(objects::managed_by_certificate("secret", &h.name));
-                }
-                Some(h) => h,
-                None => Head {
-                    name: name.to_string(),
-                    versions: Vec::new(),
-                    deleted: None,
-                    rotation: None,
-                    certificate: None,
-                },
-            };
-            let mut v = Version::new(
-                version_id.clone(),
-                now,
-                SecretMeta {
-                    content_type: params.content_type.clone(),
-                    managed: false,
-                    kid: None,
-                },
-            );
-            v.enabled = attrs.enabled.unwrap_or(true);
-            v.nbf = attrs.nbf;
-            v.exp = attrs.exp;
-            v.tags = params.tags.clone();
-            head.versions.push(v.clone());
-            Ok((
-                Change::Put {
-                    head: head.clone(),
-                    values: vec![(
-                        version_id.clone(),
-                        Zeroizing::new(value.as_bytes().to_vec()),
-                    )],
-                },
-                (head, v),
-            ))
-        },
-    )
+    let (head, version) = crate::server::events::staging::modify_with_events::<
+        SecretMeta,
+        _,
+        ApiError,
+    >(state, KIND, name, |current| {
+        let mut head = match current {
+            Some(h) if h.deleted.is_some() => return Err(FAMILY.deleted_conflict(&h.name)),
+            Some(h) if h.current().is_some_and(|v| v.meta.managed) => {
+                return Err(objects::managed_by_certificate("secret", &h.name));
+            }
+            Some(h) => h,
+            None => Head {
+                name: name.to_string(),
+                versions: Vec::new(),
+                deleted: None,
+                rotation: None,
+                certificate: None,
+            },
+        };
+        let mut v = Version::new(
+            version_id.clone(),
+            now,
+            SecretMeta {
+                content_type: params.content_type.clone(),
+                managed: false,
+                kid: None,
+            },
+        );
+        v.enabled = attrs.enabled.unwrap_or(true);
+        v.nbf = attrs.nbf;
+        v.exp = attrs.exp;
+        v.tags = params.tags.clone();
+        head.versions.push(v.clone());
+        Ok((
+            Change::Put {
+                head: head.clone(),
+                values: vec![(
+                    version_id.clone(),
+                    Zeroizing::new(value.as_bytes().to_vec()),
+                )],
+            },
+            (head, v),
+        ))
+    })
     .await?;
     Reply::ok(&bundle(ctx, &head, &version, Some(value.to_string())))
 }
@@ -248,7 +238,7 @@ fn not_convertible() -> ApiError {
 /// PFX (base64) ↔ PEM for certificate-backed secrets.
 fn convert_certificate_secret(value: &str, from: Option<&str>, to: &str) -> ApiResult<String> {
     use crate::crypto::x509;
-    use crate::server::certificates::{PEM, PFX};
+    use crate::wire::certificates::{PEM, PFX};
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let imported = match from {

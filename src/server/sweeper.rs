@@ -2,7 +2,7 @@
 //! under purge protection — protection stops early purges by people, not the end of
 //! retention.
 
-use crate::server::AppState;
+use crate::server::state::AppState;
 use crate::server::store::{Change, Kind, StoreError};
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,6 +3,7 @@
 
 use crate::clock::UnixTime;
 use crate::policy::PolicyDocument;
+use crate::wire::events::DeadLetter;
 use serde::{Deserialize, Serialize};
 
 /// `GET`/`PUT /_kvault/policy`: the generation the vault applies and its document (header
@@ -39,4 +40,21 @@ pub struct ExpiringObject {
     pub object_name: String,
     pub version: String,
     pub exp: UnixTime,
+}
+
+/// `GET /_kvault/events/dead-letters`: events given up, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetters {
+    /// How many are kept in all (`value` holds at most the `top` asked for).
+    pub count: usize,
+    pub value: Vec<ListedDeadLetter>,
+}
+
+/// One dead letter and its record id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedDeadLetter {
+    pub id: String,
+    #[serde(flatten)]
+    pub letter: DeadLetter,
 }

@@ -4,6 +4,11 @@
 use super::{DeletionInfo, Tags};
 use serde::{Deserialize, Serialize};
 
+/// The content type of a certificate's secret holding a PKCS#12 (PFX) file.
+pub const PFX: &str = "application/x-pkcs12";
+/// The content type of a certificate's secret holding PEM (key and chain).
+pub const PEM: &str = "application/x-pem-file";
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateAttributes {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api_version;
 pub mod certificates;
+pub mod events;
 pub mod keys;
 pub mod secrets;
 pub mod vault_url;

@@ -423,10 +423,44 @@ async fn firewall_rules_and_policy_tls_minimum() {
 }
 
 #[tokio::test]
+async fn one_callers_burst_spends_only_its_share_of_the_vaults_budget() {
+    let fx = Fixture::new();
+    let v = fx.start(Options::default()).await;
+    push(
+        &fx,
+        &v,
+        &with_admin(
+            2,
+            json!({
+                "throttling": {"enabled": true, "windowSeconds": 60, "secretWrites": 4, "requests": 1000, "principalShare": 50},
+                "roleAssignments": [{"principal": {"kind": "User", "name": "bob"}, "role": "Key Vault Secrets Officer"}]
+            }),
+        ),
+    )
+    .await;
+    let alice = v.client();
+    let bob = v.client_with(&fx.token_for("bob", json!({})));
+    let status = |r: Result<kvault::wire::SecretBundle, kvault::client::ClientError>| match r {
+        Ok(_) => 200,
+        Err(e) => e.status().unwrap_or(0),
+    };
+    // Alice's burst ends at her half of the vault's four secret writes…
+    assert_eq!(status(alice.set_secret("a", &set("1")).await), 200);
+    assert_eq!(status(alice.set_secret("a", &set("2")).await), 200);
+    assert_eq!(status(alice.set_secret("a", &set("3")).await), 429);
+    // …so Bob still gets his, and then he too waits.
+    assert_eq!(status(bob.set_secret("b", &set("1")).await), 200);
+    assert_eq!(status(bob.set_secret("b", &set("2")).await), 200);
+    assert_eq!(status(bob.set_secret("b", &set("3")).await), 429);
+    v.stop().await;
+}
+
+#[tokio::test]
 async fn throttling_answers_429_with_retry_after_and_metrics_count_it() {
     let fx = Fixture::new();
     let v = fx.start(Options::default()).await;
-    push(&fx, &v, &with_admin(2, json!({"throttling": {"enabled": true, "windowSeconds": 10, "secretWrites": 2, "requests": 1000}}))).await;
+    // One caller may use the whole budget here: this is the vault-wide budget's test.
+    push(&fx, &v, &with_admin(2, json!({"throttling": {"enabled": true, "windowSeconds": 10, "secretWrites": 2, "requests": 1000, "principalShare": 100}}))).await;
     let http = v.http();
     let put = || {
         http.put(v.at("/secrets/t?api-version=7.4"))

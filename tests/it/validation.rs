@@ -150,3 +150,138 @@ async fn every_api_version_the_sdks_send_and_later_ones_are_accepted_malformed_r
     }
     v.stop().await;
 }
+
+/// A TLS connection to the vault on which the test writes raw HTTP/1.1.
+async fn raw_tls(v: &TestVault) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&v.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", v.port))
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(rustls::pki_types::ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn bodies_are_read_only_by_operations_that_take_one_and_within_their_limit() {
+    let fx = Fixture::new();
+    let v = fx.start(Options::default()).await;
+    let http = v.http();
+    let c = v.client();
+    c.set_secret("keep", &set("original")).await.unwrap();
+
+    // A GET or DELETE that carries a body is refused before it is read.
+    let r = http
+        .get(v.at("/secrets/keep?api-version=7.4"))
+        .bearer_auth(&v.token)
+        .body(vec![b'x'; 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("GetSecret takes no request body"), "{text}");
+    let r = http
+        .delete(v.at("/secrets/keep?api-version=7.4"))
+        .bearer_auth(&v.token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (400, "BadParameter".to_string()));
+    assert_eq!(
+        c.get_secret("keep", None).await.unwrap().value.as_deref(),
+        Some("original")
+    );
+    // An empty body (Content-Length: 0) is no body.
+    let r = http
+        .get(v.at("/secrets/keep?api-version=7.4"))
+        .bearer_auth(&v.token)
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // A set is limited to what a 25 KiB value can take, not to the restore limit.
+    let r = http
+        .put(v.at("/secrets/keep?api-version=7.4"))
+        .bearer_auth(&v.token)
+        .header("content-type", "application/json")
+        .body(json!({"value": "x".repeat(512 * 1024)}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, code) = error_code(r).await;
+    assert_eq!((status, code.as_str()), (400, "BadParameter"));
+    assert_eq!(
+        c.get_secret("keep", None).await.unwrap().value.as_deref(),
+        Some("original")
+    );
+
+    // The bodies in flight are bounded: four 16 MiB restores that are still being sent hold
+    // the whole budget, so a fifth large request waits its turn (429) instead of growing
+    // the server's memory; once they go, large requests are served again.
+    use tokio::io::AsyncWriteExt;
+    let restore_head = format!(
+        "POST /secrets/restore?api-version=7.4 HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
+        v.token,
+        16 * 1024 * 1024
+    );
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        let mut s = raw_tls(&v).await;
+        s.write_all(restore_head.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+        holders.push(s);
+    }
+    let restore = || {
+        http.post(v.at("/secrets/restore?api-version=7.4"))
+            .bearer_auth(&v.token)
+            .header("content-type", "application/json")
+            .body(r#"{"value":"not-a-backup"}"#)
+            .send()
+    };
+    let mut throttled = false;
+    for _ in 0..100 {
+        let r = restore().await.unwrap();
+        if r.status().as_u16() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            throttled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        throttled,
+        "a fifth large body was accepted while 64 MiB were in flight"
+    );
+    // Small requests that take no body are not held up.
+    c.get_secret("keep", None).await.unwrap();
+    drop(holders);
+    let mut served = false;
+    for _ in 0..100 {
+        if restore().await.unwrap().status().as_u16() == 400 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        served,
+        "the budget was not given back when the senders went away"
+    );
+    v.stop().await;
+}

@@ -7,11 +7,11 @@
 use super::{CertMeta, FAMILY};
 use crate::crypto::keys::KeyMaterial;
 use crate::crypto::x509;
-use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::http::{PageRequest, Reply, RequestContext, paginate};
 use crate::server::objects;
-use crate::server::ops::Operation;
+use crate::server::ops::{ContactsOp, IssuersOp};
+use crate::server::request::{PageRequest, Reply, RequestContext, paginate};
+use crate::server::state::AppState;
 use crate::server::store::{Kind, StoreError};
 use crate::wire::{Contacts, IssuerAttributes, IssuerBundle, IssuerCredentials, IssuerItem};
 use base64::Engine;
@@ -90,12 +90,12 @@ fn validate(b: &IssuerBundle) -> ApiResult<()> {
 pub async fn handle(
     state: &AppState,
     ctx: &RequestContext,
-    op: &Operation,
+    op: IssuersOp,
     body: &[u8],
 ) -> ApiResult<Reply> {
     let now = state.clock.now();
-    match op {
-        Operation::ListIssuers => {
+    match &op {
+        IssuersOp::List => {
             let page = PageRequest::from_query(&ctx.query)?;
             let mut items = Vec::new();
             for (key, plain) in state.store.meta_scan("issuer/").await? {
@@ -118,14 +118,14 @@ pub async fn handle(
                 &ctx.api_version,
             ))
         }
-        Operation::GetIssuer { name } => {
+        IssuersOp::Get { name } => {
             objects::validate_name(name)?;
             let (b, _) = load(state, name)
                 .await?
                 .ok_or_else(|| issuer_not_found(name))?;
             Reply::ok(&shown(ctx, name, b))
         }
-        Operation::SetIssuer { name } => {
+        IssuersOp::Set { name } => {
             objects::validate_name(name)?;
             let mut b: IssuerBundle = objects::parse_json(body)?;
             validate(&b)?;
@@ -148,7 +148,7 @@ pub async fn handle(
             save(state, name, &b, existing.map(|(_, raw)| raw)).await?;
             Reply::ok(&shown(ctx, name, b))
         }
-        Operation::UpdateIssuer { name } => {
+        IssuersOp::Update { name } => {
             objects::validate_name(name)?;
             let patch: IssuerBundle = objects::parse_json(body)?;
             let (mut b, raw) = load(state, name)
@@ -178,7 +178,7 @@ pub async fn handle(
             save(state, name, &b, Some(raw)).await?;
             Reply::ok(&shown(ctx, name, b))
         }
-        Operation::DeleteIssuer { name } => {
+        IssuersOp::Delete { name } => {
             objects::validate_name(name)?;
             let (b, raw) = load(state, name)
                 .await?
@@ -186,14 +186,13 @@ pub async fn handle(
             state.store.delete_meta(&record(name), raw).await?;
             Reply::ok(&shown(ctx, name, b))
         }
-        _ => Err(ApiError::Internal),
     }
 }
 
 pub async fn contacts(
     state: &AppState,
     ctx: &RequestContext,
-    op: &Operation,
+    op: ContactsOp,
     body: &[u8],
 ) -> ApiResult<Reply> {
     let id = format!("{}/certificates/contacts", ctx.origin);
@@ -204,14 +203,14 @@ pub async fn contacts(
         message: "Contacts not found".into(),
     };
     match op {
-        Operation::GetContacts => {
+        ContactsOp::Get => {
             let (plain, _) = stored.ok_or_else(not_found)?;
             let mut c: Contacts =
                 serde_json::from_slice(&plain).map_err(|_| ApiError::Integrity)?;
             c.id = Some(id);
             Reply::ok(&c)
         }
-        Operation::SetContacts => {
+        ContactsOp::Set => {
             let mut c: Contacts = objects::parse_json(body)?;
             if c.contacts
                 .iter()
@@ -235,7 +234,7 @@ pub async fn contacts(
             c.id = Some(id);
             Reply::ok(&c)
         }
-        Operation::DeleteContacts => {
+        ContactsOp::Delete => {
             let (plain, raw) = stored.ok_or_else(not_found)?;
             let mut c: Contacts =
                 serde_json::from_slice(&plain).map_err(|_| ApiError::Integrity)?;
@@ -243,7 +242,6 @@ pub async fn contacts(
             c.id = Some(id);
             Reply::ok(&c)
         }
-        _ => Err(ApiError::Internal),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::{CertMeta, issue_new_version};
 use crate::clock::UnixTime;
-use crate::server::AppState;
+use crate::server::state::AppState;
 use crate::server::store::{Kind, StoreError, Version};
 use crate::wire::CertificatePolicy;
 use std::sync::Arc;

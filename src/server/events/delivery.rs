@@ -13,7 +13,7 @@ use super::{
 };
 use crate::clock::UnixTime;
 use crate::policy::{EventSettings, EventSubscription};
-use crate::server::AppState;
+use crate::server::state::AppState;
 use crate::server::store::{Batch, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -17,17 +17,17 @@
 
 pub mod delivery;
 pub mod scanner;
+pub mod staging;
 
 use crate::clock::{SharedClock, UnixTime};
 use crate::policy::{EventObject, EventSettings, EventType, Occurrence};
-use crate::server::AppState;
-use crate::server::store::{Batch, Change, Head, Kind, StoreError, VaultStore, Version};
+use crate::server::store::{Batch, Kind, StoreError, VaultStore, Version};
+pub use crate::wire::events::{CloudEvent, DeadLetter, DeadLetterReason, EventData};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -76,47 +76,6 @@ impl Default for EventsConfig {
             dead_letter_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
-}
-
-/// A CloudEvents 1.0 event in structured JSON mode.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CloudEvent {
-    pub specversion: String,
-    pub id: String,
-    /// The vault URL.
-    pub source: String,
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// The object's name (the vault's name for a policy change), as in the cloud.
-    pub subject: String,
-    /// RFC 3339, on the vault's clock.
-    pub time: String,
-    pub datacontenttype: String,
-    pub data: EventData,
-    /// Extension: the certificate contacts' e-mail addresses, on a certificate's
-    /// near-expiry event raised by its `EmailContacts` lifetime action (the cloud e-mails
-    /// them; a receiver can).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kvaultcontacts: Option<String>,
-}
-
-/// The event's `data`, with the cloud's field names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventData {
-    #[serde(rename = "Id")]
-    pub id: String,
-    #[serde(rename = "VaultName")]
-    pub vault_name: String,
-    #[serde(rename = "ObjectType")]
-    pub object_type: String,
-    #[serde(rename = "ObjectName")]
-    pub object_name: String,
-    #[serde(rename = "Version", default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    #[serde(rename = "NBF", default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<UnixTime>,
-    #[serde(rename = "EXP", default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<UnixTime>,
 }
 
 /// The version an event is about.
@@ -235,41 +194,6 @@ pub struct Pending {
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-}
-
-/// Why an event was given up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeadLetterReason {
-    /// No 2xx within the time to live.
-    TimeToLiveExpired,
-    /// The endpoint refused it for good (400 or 413).
-    Rejected,
-    /// The subscription left the policy before the event was delivered.
-    SubscriptionRemoved,
-}
-
-impl DeadLetterReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadLetterReason::TimeToLiveExpired => "TimeToLiveExpired",
-            DeadLetterReason::Rejected => "Rejected",
-            DeadLetterReason::SubscriptionRemoved => "SubscriptionRemoved",
-        }
-    }
-}
-
-/// A dead-lettered event, as `GET /_kvault/events/dead-letters` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeadLetter {
-    pub subscription: String,
-    pub reason: DeadLetterReason,
-    pub attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    pub created: UnixTime,
-    pub dead_lettered: UnixTime,
-    pub event: CloudEvent,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -463,67 +387,6 @@ pub fn stages_events(batch: &Batch) -> bool {
         crate::server::store::Op::Put(k, _) => k.starts_with(prefix.as_bytes()),
         _ => false,
     })
-}
-
-const MAX_RETRIES: usize = 32;
-
-/// [`VaultStore::modify`] that also stages, in the same atomic batch, a
-/// `…NewVersionCreated` event for every version the change adds. Without subscriptions it
-/// is `modify` itself.
-pub async fn modify_with_events<M, R, E>(
-    state: &AppState,
-    kind: Kind,
-    name: &str,
-    mut decide: impl FnMut(Option<Head<M>>) -> Result<(Change<M>, R), E>,
-) -> Result<R, E>
-where
-    M: Serialize + DeserializeOwned,
-    E: From<StoreError>,
-{
-    let rt = state.policy.current();
-    let settings = rt.policy.doc.events.as_ref();
-    if settings.is_none_or(|s| s.subscriptions.is_empty()) {
-        return state.store.modify(kind, name, decide).await;
-    }
-    for attempt in 0..MAX_RETRIES {
-        let (head, raw) = state.store.head_for_update::<M>(kind, name).await?;
-        let before: Vec<String> = head
-            .as_ref()
-            .map(|h| h.versions.iter().map(|v| v.id.clone()).collect())
-            .unwrap_or_default();
-        let (change, result) = decide(head)?;
-        let mut batch = Batch::default();
-        let staged = match &change {
-            Change::Keep => return Ok(result),
-            Change::Put { head, .. } => {
-                let added: Vec<ObjectVersion<'_>> = head
-                    .versions
-                    .iter()
-                    .filter(|v| !before.iter().any(|b| b.eq_ignore_ascii_case(&v.id)))
-                    .map(|v| ObjectVersion::of(kind, &head.name, v))
-                    .collect();
-                state
-                    .events
-                    .stage_new_versions(&state.store, settings, &mut batch, &added)?
-            }
-            Change::Purge => 0,
-        };
-        state.store.stage(&mut batch, kind, name, raw, change)?;
-        match state.store.commit(batch).await {
-            Ok(()) => {
-                if staged > 0 {
-                    state.events.wake();
-                }
-                return Ok(result);
-            }
-            Err(StoreError::Conflict) => {
-                crate::server::store::after_conflict(attempt).await;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(StoreError::Unavailable("too many concurrent writers on one object".into()).into())
 }
 
 #[cfg(test)]

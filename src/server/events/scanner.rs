@@ -18,7 +18,7 @@ use super::{
 };
 use crate::clock::UnixTime;
 use crate::policy::{EventSettings, EventType, Occurrence};
-use crate::server::AppState;
+use crate::server::state::AppState;
 use crate::server::store::{Batch, Head, Kind, StoreError, Version};
 use crate::wire::{ExpiringObject, ExpiryReport};
 use serde::{Deserialize, Serialize};

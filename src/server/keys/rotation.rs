@@ -7,8 +7,8 @@
 use super::{FAMILY, KIND, KeyMeta, add_version, generate, parse_kty};
 use crate::clock::UnixTime;
 use crate::crypto::keys::Curve;
-use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
 use crate::server::store::{Head, StoreError, Version};
 use crate::wire::{
     KeyRotationPolicy, KeyRotationPolicyAttributes, LifetimeAction, LifetimeActionType,
