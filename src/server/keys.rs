@@ -34,8 +34,6 @@ pub mod rotation;
 const FAMILY: Family = objects::KEYS;
 const KIND: Kind = Kind::Key;
 
-/// The `key_ops` the API knows.
-
 /// The public JWK members, kept beside the sealed private material.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PublicJwk {
