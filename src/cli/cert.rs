@@ -1,8 +1,7 @@
 //! `kvault cert …`: the certificates API for people.
 
-use super::secret::{
-    Connection, Output, last_segment, parse_tag, print_json, read_input, tags, time,
-};
+use super::secret::{Connection, Output, parse_tag, print_json, read_input, tags, time};
+use crate::wire::ObjectId;
 use crate::wire::{
     BasicConstraints, CertificateAttributes, CertificateBundle, CertificateCreateParameters,
     CertificateImportParameters, CertificateMergeParameters, CertificatePolicy,
@@ -394,7 +393,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
                 for i in items {
                     println!(
                         "{:<40} deleted {}",
-                        last_segment(&i.item.id),
+                        ObjectId::name_of(&i.item.id),
                         time(i.deletion.deleted_date)
                     );
                 }
@@ -406,7 +405,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
                 for i in items {
                     println!(
                         "{:<40} expires {}",
-                        last_segment(&i.id),
+                        ObjectId::name_of(&i.id),
                         time(i.attributes.exp)
                     );
                 }
@@ -421,7 +420,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             for i in items {
                 println!(
                     "{:<34} expires {}",
-                    last_segment(&i.id),
+                    ObjectId::version_of(&i.id).unwrap_or("-"),
                     time(i.attributes.exp)
                 );
             }

@@ -1,7 +1,8 @@
 //! `kvault key …`: the keys API for people. Binary inputs and outputs are base64url, as on
 //! the wire; `--file` reads raw bytes instead.
 
-use super::secret::{Connection, Output, last_segment, parse_tag, print_json, tags, time};
+use super::secret::{Connection, Output, parse_tag, print_json, tags, time};
+use crate::wire::ObjectId;
 use crate::wire::{
     JsonWebKey, KeyAttributes, KeyBundle, KeyCreateParameters, KeyImportParameters,
     KeyOperationsParameters, KeyRotationPolicy, KeySignParameters, KeyUpdateParameters,
@@ -345,7 +346,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                 for i in items {
                     println!(
                         "{:<40} deleted {}",
-                        last_segment(&i.item.kid),
+                        ObjectId::name_of(&i.item.kid),
                         time(i.deletion.deleted_date)
                     );
                 }
@@ -357,7 +358,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                 for i in items {
                     println!(
                         "{:<40} enabled {:<5} updated {}",
-                        last_segment(&i.kid),
+                        ObjectId::name_of(&i.kid),
                         i.attributes.enabled.unwrap_or(true),
                         time(i.attributes.updated)
                     );
@@ -373,7 +374,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
             for i in items {
                 println!(
                     "{:<34} created {}",
-                    last_segment(&i.kid),
+                    ObjectId::version_of(&i.kid).unwrap_or("-"),
                     time(i.attributes.created)
                 );
             }

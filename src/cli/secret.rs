@@ -1,7 +1,7 @@
 //! `kvault secret …`: the secrets API for people.
 
 use crate::client::{ClientConfig, ClientError, VaultClient};
-use crate::wire::{SecretAttributes, SecretSetParameters, SecretUpdateParameters, Tags};
+use crate::wire::{ObjectId, SecretAttributes, SecretSetParameters, SecretUpdateParameters, Tags};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use std::io::Read;
@@ -266,18 +266,6 @@ pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn last_segment(id: &str) -> &str {
-    id.rsplit('/').next().unwrap_or(id)
-}
-
-fn name_of(id: &str) -> &str {
-    // …/secrets/{name}[/{version}]
-    let mut parts = id
-        .split('/')
-        .skip_while(|p| *p != "secrets" && *p != "deletedsecrets");
-    parts.nth(1).unwrap_or(id)
-}
-
 fn print_attrs(a: &SecretAttributes) {
     println!("enabled:       {}", a.enabled.unwrap_or(true));
     println!("created:       {}", time(a.created));
@@ -330,7 +318,10 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 b.value = None;
                 return print_json(&b);
             }
-            println!("set secret {name}, version {}", last_segment(&b.id));
+            println!(
+                "set secret {name}, version {}",
+                ObjectId::version_of(&b.id).unwrap_or("-")
+            );
         }
         SecretCommand::Get {
             name,
@@ -354,7 +345,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 for i in items {
                     println!(
                         "{:<40} {:<26} {:<26}",
-                        name_of(&i.item.id),
+                        ObjectId::name_of(&i.item.id),
                         time(i.deletion.deleted_date),
                         time(i.deletion.scheduled_purge_date)
                     );
@@ -371,7 +362,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 for i in items {
                     println!(
                         "{:<40} {:<8} {:<26} {}",
-                        name_of(&i.id),
+                        ObjectId::name_of(&i.id),
                         i.attributes.enabled.unwrap_or(true),
                         time(i.attributes.updated),
                         i.content_type.as_deref().unwrap_or("")
@@ -388,7 +379,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             for i in items {
                 println!(
                     "{:<34} {:<8} {:<26}",
-                    last_segment(&i.id),
+                    ObjectId::version_of(&i.id).unwrap_or("-"),
                     i.attributes.enabled.unwrap_or(true),
                     time(i.attributes.created)
                 );
@@ -423,7 +414,10 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             if conn.output == Output::Json {
                 return print_json(&b);
             }
-            println!("updated secret {name}, version {}", last_segment(&b.id));
+            println!(
+                "updated secret {name}, version {}",
+                ObjectId::version_of(&b.id).unwrap_or("-")
+            );
             print_attrs(&b.attributes);
         }
         SecretCommand::Delete { name, conn } => {
@@ -463,7 +457,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             if conn.output == Output::Json {
                 return print_json(&b);
             }
-            println!("restored secret {}", name_of(&b.id));
+            println!("restored secret {}", ObjectId::name_of(&b.id));
         }
     }
     Ok(())

@@ -36,11 +36,15 @@ fn bad(s: impl Into<String>) -> KeyError {
     KeyError::Bad(s.into())
 }
 
-/// Key families (`-HSM` types are refused by the API layer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Key families (`-HSM` types are refused by the API layer). Serialized as the JWK `kty`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum KeyType {
+    #[default]
+    #[serde(rename = "RSA")]
     Rsa,
+    #[serde(rename = "EC")]
     Ec,
+    #[serde(rename = "oct")]
     Oct,
 }
 
@@ -54,11 +58,91 @@ impl KeyType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The JWK `key_ops` values: what a key version may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JwkOperation {
+    Encrypt,
+    Decrypt,
+    Sign,
+    Verify,
+    WrapKey,
+    UnwrapKey,
+    Import,
+    Export,
+}
+
+impl JwkOperation {
+    pub const ALL: &'static [JwkOperation] = &[
+        JwkOperation::Encrypt,
+        JwkOperation::Decrypt,
+        JwkOperation::Sign,
+        JwkOperation::Verify,
+        JwkOperation::WrapKey,
+        JwkOperation::UnwrapKey,
+        JwkOperation::Import,
+        JwkOperation::Export,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwkOperation::Encrypt => "encrypt",
+            JwkOperation::Decrypt => "decrypt",
+            JwkOperation::Sign => "sign",
+            JwkOperation::Verify => "verify",
+            JwkOperation::WrapKey => "wrapKey",
+            JwkOperation::UnwrapKey => "unwrapKey",
+            JwkOperation::Import => "import",
+            JwkOperation::Export => "export",
+        }
+    }
+
+    /// Case-insensitive, as the cloud accepts `wrapkey` for `wrapKey`.
+    pub fn parse(s: &str) -> Option<JwkOperation> {
+        JwkOperation::ALL
+            .iter()
+            .copied()
+            .find(|o| o.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// What a key type can do (import and export are possible for every type).
+    pub fn possible_for(self, kty: KeyType) -> bool {
+        use JwkOperation as O;
+        match kty {
+            KeyType::Rsa => true,
+            KeyType::Ec => matches!(self, O::Sign | O::Verify | O::Import | O::Export),
+            KeyType::Oct => !matches!(self, O::Sign | O::Verify),
+        }
+    }
+
+    /// What a new key of the type may do when the request names nothing.
+    pub fn defaults_for(kty: KeyType) -> Vec<JwkOperation> {
+        use JwkOperation as O;
+        match kty {
+            KeyType::Rsa => vec![
+                O::Encrypt,
+                O::Decrypt,
+                O::Sign,
+                O::Verify,
+                O::WrapKey,
+                O::UnwrapKey,
+            ],
+            KeyType::Ec => vec![O::Sign, O::Verify],
+            KeyType::Oct => vec![O::Encrypt, O::Decrypt, O::WrapKey, O::UnwrapKey],
+        }
+    }
+}
+
+/// Serialized as the JWK `crv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Curve {
+    #[serde(rename = "P-256")]
     P256,
+    #[serde(rename = "P-384")]
     P384,
+    #[serde(rename = "P-521")]
     P521,
+    #[serde(rename = "P-256K", alias = "SECP256K1")]
     P256K,
 }
 

@@ -10,6 +10,7 @@ use super::metrics::{CacheLabel, ObjectTypeLabel, ProviderMetrics, VaultCallLabe
 use super::params::{CaSource, MAX_CA_BUNDLE, ObjectType};
 use super::render::Material;
 use crate::client::{ClientError, VaultClient};
+use crate::wire::ObjectId;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -166,12 +167,9 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-fn last_segment(id: &str) -> String {
-    id.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_string()
+/// The version an object id names (empty when it names none).
+fn version_of(id: &str) -> String {
+    ObjectId::version_of(id).unwrap_or_default().to_string()
 }
 
 fn outcome(r: &Result<(), &ClientError>) -> &'static str {
@@ -543,7 +541,7 @@ impl Fetcher {
                             ClientError::Decode("the secret bundle has no value".into())
                         })?;
                         Ok(Versioned {
-                            version: last_segment(&b.id),
+                            version: version_of(&b.id),
                             material: Material::Secret {
                                 value: Zeroizing::new(value),
                                 content_type: b.content_type,
@@ -553,7 +551,7 @@ impl Fetcher {
                     }),
                 ObjectType::Key => self.call(kind, || c.get_key(name, version)).await.map(|b| {
                     let mut jwk = b.key;
-                    let version = last_segment(jwk.kid.as_deref().unwrap_or_default());
+                    let version = version_of(jwk.kid.as_deref().unwrap_or_default());
                     // Only public members are ever used (the API never returns others).
                     jwk.d = None;
                     jwk.p = None;
@@ -571,7 +569,7 @@ impl Fetcher {
                     .call(kind, || c.get_certificate_der(name, version))
                     .await
                     .map(|b| Versioned {
-                        version: last_segment(&b.id),
+                        version: version_of(&b.id),
                         material: Material::Cert(b.cer),
                     }),
             };
@@ -611,7 +609,7 @@ impl Fetcher {
                             items
                                 .into_iter()
                                 .map(|i| VersionInfo {
-                                    version: last_segment(&i.id),
+                                    version: version_of(&i.id),
                                     created: i.attributes.created.unwrap_or(0),
                                     enabled: i.attributes.enabled.unwrap_or(true),
                                 })
@@ -624,7 +622,7 @@ impl Fetcher {
                                 items
                                     .into_iter()
                                     .map(|i| VersionInfo {
-                                        version: last_segment(&i.kid),
+                                        version: version_of(&i.kid),
                                         created: i.attributes.created.unwrap_or(0),
                                         enabled: i.attributes.enabled.unwrap_or(true),
                                     })
@@ -638,7 +636,7 @@ impl Fetcher {
                             items
                                 .into_iter()
                                 .map(|i| VersionInfo {
-                                    version: last_segment(&i.id),
+                                    version: version_of(&i.id),
                                     created: i.attributes.created.unwrap_or(0),
                                     enabled: i.attributes.enabled.unwrap_or(true),
                                 })
@@ -677,8 +675,8 @@ mod tests {
 
     #[test]
     fn ids_to_versions() {
-        assert_eq!(last_segment("https://v/secrets/a/0123abc"), "0123abc");
-        assert_eq!(last_segment("https://v/keys/a/0123abc/"), "0123abc");
+        assert_eq!(version_of("https://v/secrets/a/0123abc"), "0123abc");
+        assert_eq!(version_of("https://v/keys/a/0123abc/"), "0123abc");
     }
 
     #[test]

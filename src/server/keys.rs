@@ -8,7 +8,8 @@
 //! kept in the version's metadata.
 
 use crate::crypto::keys::{
-    Curve, EncryptionAlgorithm, ImportParts, KeyError, KeyMaterial, KeyType, SignatureAlgorithm,
+    Curve, EncryptionAlgorithm, ImportParts, JwkOperation, KeyError, KeyMaterial, KeyType,
+    SignatureAlgorithm,
 };
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::objects::{self, Family, Listing};
@@ -33,18 +34,6 @@ pub mod rotation;
 const FAMILY: Family = objects::KEYS;
 const KIND: Kind = Kind::Key;
 
-/// The `key_ops` the API knows.
-pub const KEY_OPS: &[&str] = &[
-    "encrypt",
-    "decrypt",
-    "sign",
-    "verify",
-    "wrapKey",
-    "unwrapKey",
-    "import",
-    "export",
-];
-
 /// The public JWK members, kept beside the sealed private material.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PublicJwk {
@@ -61,12 +50,11 @@ pub struct PublicJwk {
 /// What a key version has beyond the common attributes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct KeyMeta {
-    /// `RSA`, `EC` or `oct`.
-    pub kty: String,
+    pub kty: KeyType,
     pub key_size: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crv: Option<String>,
-    pub key_ops: Vec<String>,
+    pub crv: Option<Curve>,
+    pub key_ops: Vec<JwkOperation>,
     #[serde(default)]
     pub exportable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,11 +162,16 @@ fn kid(ctx: &RequestContext, head: &KeyHead, v: &Version<KeyMeta>) -> String {
 pub fn public_jwk(kid: String, meta: &KeyMeta) -> JsonWebKey {
     JsonWebKey {
         kid: Some(kid),
-        kty: Some(meta.kty.clone()),
-        key_ops: Some(meta.key_ops.clone()),
+        kty: Some(meta.kty.as_str().to_string()),
+        key_ops: Some(
+            meta.key_ops
+                .iter()
+                .map(|o| o.as_str().to_string())
+                .collect(),
+        ),
         n: meta.public.n.clone(),
         e: meta.public.e.clone(),
-        crv: meta.crv.clone(),
+        crv: meta.crv.map(|c| c.as_str().to_string()),
         x: meta.public.x.clone(),
         y: meta.public.y.clone(),
         ..Default::default()
@@ -237,53 +230,28 @@ fn parse_kty(kty: &str) -> ApiResult<KeyType> {
     }
 }
 
-fn default_key_ops(kty: KeyType) -> Vec<String> {
-    let ops: &[&str] = match kty {
-        KeyType::Rsa => &[
-            "encrypt",
-            "decrypt",
-            "sign",
-            "verify",
-            "wrapKey",
-            "unwrapKey",
-        ],
-        KeyType::Ec => &["sign", "verify"],
-        KeyType::Oct => &["encrypt", "decrypt", "wrapKey", "unwrapKey"],
-    };
-    ops.iter().map(|s| s.to_string()).collect()
-}
-
-/// Known names only, and only operations the key type can perform.
-fn validate_key_ops(kty: KeyType, ops: &[String]) -> ApiResult<Vec<String>> {
-    let allowed: &[&str] = match kty {
-        KeyType::Rsa => KEY_OPS,
-        KeyType::Ec => &["sign", "verify", "import", "export"],
-        KeyType::Oct => &[
-            "encrypt",
-            "decrypt",
-            "wrapKey",
-            "unwrapKey",
-            "import",
-            "export",
-        ],
-    };
-    let mut out: Vec<String> = Vec::with_capacity(ops.len());
+/// Known names only (case-insensitive), each once, and only operations the key type can
+/// perform.
+fn validate_key_ops(kty: KeyType, ops: &[String]) -> ApiResult<Vec<JwkOperation>> {
+    let mut out: Vec<JwkOperation> = Vec::with_capacity(ops.len());
     for op in ops {
-        let Some(known) = KEY_OPS.iter().find(|k| k.eq_ignore_ascii_case(op)) else {
+        let Some(known) = JwkOperation::parse(op) else {
+            let names: Vec<&str> = JwkOperation::ALL.iter().map(|o| o.as_str()).collect();
             return Err(ApiError::bad(format!(
                 "Unknown key operation '{}': use {}.",
                 objects::printable(op),
-                KEY_OPS.join(", ")
+                names.join(", ")
             )));
         };
-        if !allowed.contains(known) {
+        if !known.possible_for(kty) {
             return Err(ApiError::bad(format!(
-                "Key operation '{known}' is not possible with a {} key.",
+                "Key operation '{}' is not possible with a {} key.",
+                known.as_str(),
                 kty.as_str()
             )));
         }
-        if !out.iter().any(|o| o == known) {
-            out.push((*known).to_string());
+        if !out.contains(&known) {
+            out.push(known);
         }
     }
     Ok(out)
@@ -317,15 +285,15 @@ fn validate_times(nbf: Option<i64>, exp: Option<i64>) -> ApiResult<()> {
 
 fn meta_for(
     material: &KeyMaterial,
-    key_ops: Vec<String>,
+    key_ops: Vec<JwkOperation>,
     exportable: bool,
     release_policy: Option<KeyReleasePolicy>,
 ) -> KeyMeta {
     let p = material.public_parts();
     KeyMeta {
-        kty: material.kty().as_str().to_string(),
+        kty: material.kty(),
         key_size: material.size_bits(),
-        crv: material.curve().map(|c| c.as_str().to_string()),
+        crv: material.curve(),
         key_ops,
         exportable,
         release_policy,
@@ -432,7 +400,7 @@ async fn create(
     }
     let key_ops = match &p.key_ops {
         Some(ops) => validate_key_ops(kty, ops)?,
-        None => default_key_ops(kty),
+        None => JwkOperation::defaults_for(kty),
     };
     objects::validate_tags(&p.tags)?;
     let attrs = p.attributes.clone().unwrap_or_default();
@@ -516,7 +484,7 @@ async fn import(
         .map_err(|_| ApiError::Internal)??;
     let key_ops = match &jwk.key_ops {
         Some(ops) => validate_key_ops(kty, ops)?,
-        None => default_key_ops(kty),
+        None => JwkOperation::defaults_for(kty),
     };
     objects::validate_tags(&p.tags)?;
     let attrs = p.attributes.clone().unwrap_or_default();
@@ -562,7 +530,7 @@ async fn update(
             let v = head
                 .version_mut(&id)
                 .ok_or_else(|| FAMILY.not_found(name))?;
-            let kty = parse_kty(&v.meta.kty)?;
+            let kty = v.meta.kty;
             if let Some(ops) = &p.key_ops {
                 v.meta.key_ops = validate_key_ops(kty, ops)?;
             }
@@ -652,7 +620,7 @@ fn required_b64(s: &str, name: &str) -> ApiResult<Vec<u8>> {
 /// The cloud's rules for using a key version: enabled, its key_ops, and its validity
 /// window — expired or not-yet-valid keys still decrypt, unwrap and verify.
 fn check_usable(v: &Version<KeyMeta>, op: KeyOp, now: i64) -> ApiResult<()> {
-    let op_name = op.key_op().unwrap_or("release");
+    let op_name = op.key_op().map_or("release", JwkOperation::as_str);
     if !v.enabled {
         return Err(ApiError::Forbidden {
             message: format!("Operation {op_name} is not allowed on a disabled key."),
@@ -660,10 +628,13 @@ fn check_usable(v: &Version<KeyMeta>, op: KeyOp, now: i64) -> ApiResult<()> {
         });
     }
     if let Some(needed) = op.key_op()
-        && !v.meta.key_ops.iter().any(|o| o == needed)
+        && !v.meta.key_ops.contains(&needed)
     {
         return Err(ApiError::Forbidden {
-            message: format!("Operation {needed} is not permitted by this key's key_ops."),
+            message: format!(
+                "Operation {} is not permitted by this key's key_ops.",
+                needed.as_str()
+            ),
             inner: Some("KeyOperationForbidden"),
         });
     }
@@ -736,7 +707,7 @@ async fn key_operation(
         .key_cache
         .load(&state.store, &head.name, &v.id)
         .await?;
-    let rsa = v.meta.kty == "RSA";
+    let rsa = v.meta.kty == KeyType::Rsa;
     let body = body.to_vec();
     let job = move || -> ApiResult<Reply> { run_operation(&material, op, kid, &body) };
     // RSA private-key operations take hundreds of microseconds: keep them off the workers.
@@ -904,4 +875,54 @@ async fn set_rotation_policy(
     let mut policy = head.rotation.map(|r| r.policy).unwrap_or_default();
     policy.id = Some(format!("{}/keys/{}/rotationpolicy", ctx.origin, head.name));
     Reply::ok(&policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_metadata_keeps_its_stored_form() {
+        // A record written before the metadata was typed reads back, and writes the same.
+        let stored = serde_json::json!({
+            "kty": "EC", "key_size": 256, "crv": "P-256", "key_ops": ["sign", "verify"],
+            "exportable": false, "public": {"x": "eA", "y": "eQ"}
+        });
+        let meta: KeyMeta = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(meta.kty, KeyType::Ec);
+        assert_eq!(meta.crv, Some(Curve::P256));
+        assert_eq!(meta.key_ops, vec![JwkOperation::Sign, JwkOperation::Verify]);
+        assert_eq!(serde_json::to_value(&meta).unwrap(), stored);
+        let rsa: KeyMeta = serde_json::from_value(serde_json::json!({
+            "kty": "RSA", "key_size": 2048, "key_ops": ["wrapKey", "unwrapKey"]
+        }))
+        .unwrap();
+        assert_eq!(
+            rsa.key_ops,
+            vec![JwkOperation::WrapKey, JwkOperation::UnwrapKey]
+        );
+        // Anything else is not a record kvault wrote.
+        for bad in [
+            serde_json::json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": []}),
+            serde_json::json!({"kty": "RSA", "key_size": 2048, "key_ops": ["fly"]}),
+        ] {
+            assert!(serde_json::from_value::<KeyMeta>(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn key_ops_are_checked_against_the_key_type() {
+        let ops = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            validate_key_ops(KeyType::Rsa, &ops(&["WRAPKEY", "wrapKey", "sign"])).unwrap(),
+            vec![JwkOperation::WrapKey, JwkOperation::Sign]
+        );
+        assert!(validate_key_ops(KeyType::Ec, &ops(&["encrypt"])).is_err());
+        assert!(validate_key_ops(KeyType::Oct, &ops(&["sign"])).is_err());
+        assert!(validate_key_ops(KeyType::Rsa, &ops(&["fly"])).is_err());
+        assert_eq!(
+            validate_key_ops(KeyType::Ec, &ops(&["export", "sign"])).unwrap(),
+            vec![JwkOperation::Export, JwkOperation::Sign]
+        );
+    }
 }

@@ -6,6 +6,7 @@ pub mod api_version;
 pub mod certificates;
 pub mod events;
 pub mod keys;
+pub mod object_id;
 pub mod secrets;
 pub mod vault_url;
 
@@ -15,6 +16,7 @@ pub use api_version::{
 };
 pub use certificates::*;
 pub use keys::*;
+pub use object_id::ObjectId;
 pub use secrets::*;
 pub use vault_url::{VaultUrl, default_audiences};
 

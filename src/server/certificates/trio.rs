@@ -2,6 +2,7 @@
 //! batch.
 
 use super::*;
+use crate::crypto::keys::JwkOperation;
 
 /// The current heads of a certificate's three objects, with their raw records for the
 /// conditional write.
@@ -176,18 +177,18 @@ pub(super) fn stage_issued(
         .unwrap_or(true);
     let public = issued.key.public_parts();
     let kmeta = KeyMeta {
-        kty: issued.key.kty().as_str().into(),
+        kty: issued.key.kty(),
         key_size: issued.key.size_bits(),
-        crv: issued.key.curve().map(|c| c.as_str().into()),
+        crv: issued.key.curve(),
         key_ops: match issued.key.kty() {
-            KeyType::Ec => vec!["sign".into(), "verify".into()],
+            KeyType::Ec => vec![JwkOperation::Sign, JwkOperation::Verify],
             _ => vec![
-                "sign".into(),
-                "verify".into(),
-                "encrypt".into(),
-                "decrypt".into(),
-                "wrapKey".into(),
-                "unwrapKey".into(),
+                JwkOperation::Sign,
+                JwkOperation::Verify,
+                JwkOperation::Encrypt,
+                JwkOperation::Decrypt,
+                JwkOperation::WrapKey,
+                JwkOperation::UnwrapKey,
             ],
         },
         exportable,

@@ -4,9 +4,8 @@
 //! Nothing here keeps its own clock state: whether an action is due follows from the
 //! current version's creation and expiry times, so a restart never rotates twice.
 
-use super::{FAMILY, KIND, KeyMeta, add_version, generate, parse_kty};
+use super::{FAMILY, KIND, KeyMeta, add_version, generate};
 use crate::clock::UnixTime;
-use crate::crypto::keys::Curve;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 use crate::server::store::{Head, StoreError, Version};
@@ -250,8 +249,8 @@ pub async fn rotate(state: &AppState, name: &str) -> ApiResult<Head<KeyMeta>> {
             inner: None,
         });
     }
-    let kty = parse_kty(&current.meta.kty)?;
-    let crv = current.meta.crv.as_deref().and_then(Curve::parse);
+    let kty = current.meta.kty;
+    let crv = current.meta.crv;
     let size = (kty != crate::crypto::keys::KeyType::Ec).then_some(current.meta.key_size);
     let material = generate(kty, size, None, crv).await?;
     let now = state.clock.now();

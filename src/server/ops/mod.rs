@@ -9,6 +9,8 @@
 mod router;
 mod table;
 
+use crate::crypto::keys::JwkOperation;
+
 pub use router::{RouteError, Routed, route};
 pub use table::{Access, BodyLimit, OPERATIONS, OperationSpec, Scope};
 
@@ -211,14 +213,14 @@ pub enum KeyOp {
 
 impl KeyOp {
     /// The `key_ops` entry the operation needs (release has none).
-    pub fn key_op(self) -> Option<&'static str> {
+    pub fn key_op(self) -> Option<JwkOperation> {
         Some(match self {
-            KeyOp::Encrypt => "encrypt",
-            KeyOp::Decrypt => "decrypt",
-            KeyOp::WrapKey => "wrapKey",
-            KeyOp::UnwrapKey => "unwrapKey",
-            KeyOp::Sign => "sign",
-            KeyOp::Verify => "verify",
+            KeyOp::Encrypt => JwkOperation::Encrypt,
+            KeyOp::Decrypt => JwkOperation::Decrypt,
+            KeyOp::WrapKey => JwkOperation::WrapKey,
+            KeyOp::UnwrapKey => JwkOperation::UnwrapKey,
+            KeyOp::Sign => JwkOperation::Sign,
+            KeyOp::Verify => JwkOperation::Verify,
             KeyOp::Release => return None,
         })
     }
