@@ -7,6 +7,7 @@ mod common;
 mod events;
 mod ha;
 mod keys;
+mod limits;
 mod provider;
 mod sdk_conformance;
 mod secrets_api;
