@@ -347,6 +347,7 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
             file: Some(paths.p("audit.log")),
         },
         metrics_listen: opts.metrics_listen,
+        limits: crate::listener::Limits::default(),
     };
     let state = DevState {
         ca_file: paths.p("ca.pem"),

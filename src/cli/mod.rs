@@ -37,7 +37,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one vault's data plane (HTTPS key-vault API).
-    Server(ServerOptions),
+    Server(Box<ServerOptions>),
     /// Run the Secrets Store CSI Driver provider (mounts vault objects into pods).
     Provider(crate::provider::ProviderOptions),
     /// Run a vault on this machine with embedded defaults (state in ./.kvault).
@@ -127,7 +127,7 @@ pub fn main() -> ExitCode {
     let result: anyhow::Result<()> = rt.block_on(async move {
         match cli.command {
             Command::Server(opts) => {
-                let config = ServerConfig::from_options(opts)?;
+                let config = ServerConfig::from_options(*opts)?;
                 crate::server::run(config).await?;
                 Ok(())
             }

@@ -231,11 +231,18 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
 
     let mut registry = Registry::default();
     let metrics = Metrics::default().register(&mut registry);
+    let connections =
+        crate::listener::ConnectionMetrics::register(&mut registry, "kvault_operator_");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    let http = tokio::spawn(serve_health(listener, Arc::new(registry), stop_rx));
+    let http = tokio::spawn(serve_health(
+        listener,
+        Arc::new(registry),
+        connections,
+        stop_rx,
+    ));
 
     tracing::info!(
         namespace = %settings.namespace,
@@ -331,9 +338,12 @@ async fn purge_loop(client: Client) {
     }
 }
 
+/// `/healthz`, `/readyz` and `/metrics`, under the default connection limits
+/// ([`crate::listener::Limits`]).
 async fn serve_health(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
+    connections: crate::listener::ConnectionMetrics,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     use axum::routing::get;
@@ -345,14 +355,16 @@ async fn serve_health(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(metrics));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+    crate::listener::serve_plain(
+        listener,
+        app,
+        crate::listener::Limits::default(),
+        connections,
+        async {
             let _ = stop.await;
-        })
-        .await;
-    if let Err(e) = served {
-        tracing::warn!(error = %e, "health endpoint stopped");
-    }
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub struct ProviderMetrics {
     pub vault_retries: Counter,
     pub cache: Family<CacheLabel, Counter>,
     pub authority_rewrites: Counter,
+    /// Driver connections on the socket refused at the cap, and open now.
+    pub connections: crate::listener::ConnectionMetrics,
+    /// The same for the admin (health and metrics) listener.
+    pub admin_connections: crate::listener::ConnectionMetrics,
 }
 
 fn latency() -> Histogram {
@@ -92,7 +96,12 @@ impl ProviderMetrics {
             "Request header blocks whose socket-path :authority (driver <= v1.5) was rewritten",
             authority_rewrites.clone(),
         );
+        let connections = crate::listener::ConnectionMetrics::register(&mut registry, "");
+        let admin_connections =
+            crate::listener::ConnectionMetrics::register(&mut registry, "admin_");
         Self {
+            connections,
+            admin_connections,
             registry,
             mounts,
             mount_duration,

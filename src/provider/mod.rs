@@ -85,6 +85,17 @@ pub struct ProviderOptions {
     /// (default 4 MiB).
     #[arg(long, default_value_t = service::DRIVER_DEFAULT_MAX_MESSAGE)]
     pub max_response_bytes: usize,
+    /// Open connections at most, on the socket and (separately) on the admin listener;
+    /// more are closed at once and counted.
+    #[arg(long, env = "KVAULT_PROVIDER_MAX_CONNECTIONS", default_value_t = crate::listener::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// A connection with no call in flight and no traffic for this long is closed (the
+    /// driver reconnects); on the socket it is also the time to make a first call.
+    #[arg(long, env = "KVAULT_PROVIDER_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::clock::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Time an admin-listener client has to send a whole request head.
+    #[arg(long, env = "KVAULT_PROVIDER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::clock::parse_duration)]
+    pub header_read_timeout: Duration,
 }
 
 impl ProviderOptions {
@@ -174,6 +185,7 @@ pub struct ProviderServer {
     provider: Provider,
     fetcher: Arc<Fetcher>,
     metrics: Arc<ProviderMetrics>,
+    limits: crate::listener::Limits,
 }
 
 impl ProviderServer {
@@ -201,6 +213,15 @@ impl ProviderServer {
             },
             metrics.clone(),
         );
+        let limits = crate::listener::Limits {
+            header_read_timeout: opts.header_read_timeout,
+            idle_timeout: opts.idle_timeout,
+            max_connections: opts.max_connections,
+            ..crate::listener::Limits::default()
+        };
+        limits
+            .validate()
+            .map_err(|(name, reason)| anyhow::anyhow!("--{name}: {reason}"))?;
         let listener = socket::bind_private(&opts.socket)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.socket.display()))?;
         let admin = match opts.admin_listen.trim() {
@@ -223,6 +244,7 @@ impl ProviderServer {
             provider,
             fetcher,
             metrics,
+            limits,
         })
     }
 
@@ -247,9 +269,10 @@ impl ProviderServer {
             provider,
             fetcher,
             metrics,
+            limits,
         } = self;
         let admin_task =
-            admin.map(|l| tokio::spawn(serve_admin(l, metrics.clone(), socket.clone())));
+            admin.map(|l| tokio::spawn(serve_admin(l, metrics.clone(), socket.clone(), limits)));
         let sweeper = {
             let f = fetcher.clone();
             tokio::spawn(async move {
@@ -260,40 +283,68 @@ impl ProviderServer {
                 }
             })
         };
-        let incoming = futures_util::stream::unfold((listener, metrics), |(l, m)| async move {
-            loop {
-                match l.accept().await {
-                    Ok((stream, _)) => {
-                        let conn = shim(stream, &m);
-                        return Some((Ok::<_, std::io::Error>(conn), (l, m)));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a driver connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
         tracing::info!(socket = %socket.display(), "provider serving");
         let svc = pb::csi_driver_provider_server::CsiDriverProviderServer::new(provider)
             .max_decoding_message_size(4 * 1024 * 1024)
             .max_encoding_message_size(usize::MAX);
-        let result = tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+        let router = tonic::service::Routes::new(svc)
+            .prepare()
+            .into_axum_router();
+        // The driver keeps its gRPC connection open between calls: a connection has the
+        // idle timeout (not the header-read timeout) to make its first call.
+        let limits = crate::listener::Limits {
+            header_read_timeout: limits.idle_timeout,
+            ..limits
+        };
+        let gate = crate::listener::Gate::new(limits, metrics.connections.clone());
+        let shutdown = shutdown;
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a driver connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Some(admitted) = gate.admit() else {
+                tracing::warn!("driver connection refused: at the connection cap");
+                continue;
+            };
+            let conn = shim(stream, &metrics);
+            let router = router.clone();
+            tokio::spawn(async move {
+                let ended = crate::listener::serve_connection(conn, router, admitted).await;
+                tracing::debug!(?ended, "driver connection ended");
+            });
+        }
+        drop(listener);
+        if !gate.shutdown().await {
+            tracing::warn!("Mount calls did not finish within the drain timeout");
+        }
         sweeper.abort();
         if let Some(t) = admin_task {
             t.abort();
         }
         let _ = socket::remove_stale(&socket);
         tracing::info!("provider stopped");
-        result.map_err(|e| anyhow::anyhow!("gRPC server: {e}"))
+        Ok(())
     }
 }
 
 /// `/healthz` and `/readyz`: the socket accepts connections; `/metrics`: Prometheus text.
-async fn serve_admin(listener: TcpListener, metrics: Arc<ProviderMetrics>, socket: PathBuf) {
+async fn serve_admin(
+    listener: TcpListener,
+    metrics: Arc<ProviderMetrics>,
+    socket: PathBuf,
+    limits: crate::listener::Limits,
+) {
+    let connections = metrics.admin_connections.clone();
     let health = move || {
         let socket = socket.clone();
         async move {
@@ -320,9 +371,7 @@ async fn serve_admin(listener: TcpListener, metrics: Arc<ProviderMetrics>, socke
                 async move { m.response() }
             }),
         );
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::warn!(error = %e, "admin listener stopped");
-    }
+    crate::listener::serve_plain(listener, app, limits, connections, std::future::pending()).await;
 }
 
 /// Runs the provider until SIGTERM or SIGINT.

@@ -106,6 +106,26 @@ pub struct ServerOptions {
     /// Plain-HTTP listener for Prometheus `/metrics` (default 0.0.0.0:9090; "none" to disable).
     #[arg(long, env = "KVAULT_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Time a client has to finish the TLS handshake before its connection is closed
+    /// (default 10s).
+    #[arg(long, env = "KVAULT_TLS_HANDSHAKE_TIMEOUT")]
+    pub tls_handshake_timeout: Option<String>,
+    /// Time a client has to send a whole request head — and, on a kept-alive HTTP/1.1
+    /// connection, to start its next request — before the connection is closed (default 10s).
+    #[arg(long, env = "KVAULT_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// A connection with no request in flight and no traffic for this long is closed
+    /// (HTTP/1.1 and HTTP/2; default 60s).
+    #[arg(long, env = "KVAULT_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Open connections at most on the HTTPS port (and, separately, on the metrics port);
+    /// more are closed at once and counted in kvault_connections_refused_total (default 1024).
+    #[arg(long, env = "KVAULT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// At shutdown, how long in-flight requests may take before their connections are
+    /// dropped; idle connections are closed at once (default 10s).
+    #[arg(long, env = "KVAULT_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<String>,
 }
 
 impl ServerOptions {
@@ -164,6 +184,11 @@ impl ServerOptions {
                 self.audit_log
             },
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            tls_handshake_timeout: self.tls_handshake_timeout.or(file.tls_handshake_timeout),
+            header_read_timeout: self.header_read_timeout.or(file.header_read_timeout),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
+            drain_timeout: self.drain_timeout.or(file.drain_timeout),
         })
     }
 }
@@ -307,6 +332,38 @@ pub struct ServerConfig {
     pub initial_policy: Option<PolicyDocument>,
     pub audit: AuditSinks,
     pub metrics_listen: Option<SocketAddr>,
+    /// Connection cap and timeouts of the HTTPS and metrics ports.
+    pub limits: crate::listener::Limits,
+}
+
+/// The connection limits of a set of options (`--max-connections` and the timeouts).
+pub fn limits_from(o: &ServerOptions) -> Result<crate::listener::Limits, ConfigError> {
+    let d = crate::listener::Limits::default();
+    let duration = |name: &'static str, v: &Option<String>, default: Duration| match v {
+        None => Ok(default),
+        Some(s) => {
+            crate::clock::parse_duration(s).map_err(|reason| ConfigError::Invalid { name, reason })
+        }
+    };
+    let limits = crate::listener::Limits {
+        handshake_timeout: duration(
+            "tls-handshake-timeout",
+            &o.tls_handshake_timeout,
+            d.handshake_timeout,
+        )?,
+        header_read_timeout: duration(
+            "header-read-timeout",
+            &o.header_read_timeout,
+            d.header_read_timeout,
+        )?,
+        idle_timeout: duration("idle-timeout", &o.idle_timeout, d.idle_timeout)?,
+        max_connections: o.max_connections.unwrap_or(d.max_connections),
+        drain_timeout: duration("drain-timeout", &o.drain_timeout, d.drain_timeout)?,
+    };
+    limits
+        .validate()
+        .map_err(|(name, reason)| ConfigError::Invalid { name, reason })?;
+    Ok(limits)
 }
 
 /// Separates a principal from the issuer it is bound to ("User alice issuer=https://dex").
@@ -463,6 +520,7 @@ impl ServerConfig {
         let o = o.resolve()?;
         let storage = storage_from(&o)?;
         let issuers = issuers_from(&o)?;
+        let limits = limits_from(&o)?;
         let url = VaultUrl::parse(o.url.as_deref().ok_or(ConfigError::Missing("url"))?).map_err(
             |reason| ConfigError::Invalid {
                 name: "url",
@@ -562,6 +620,7 @@ impl ServerConfig {
             initial_policy,
             audit,
             metrics_listen,
+            limits,
         })
     }
 

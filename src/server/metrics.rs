@@ -51,6 +51,8 @@ pub struct Metrics {
     pub job_lease_held: prometheus_client::metrics::gauge::Gauge,
     /// Event notifications: deliveries, dead letters, outbox size.
     pub events: crate::server::events::EventMetrics,
+    /// Data-port connections refused at the cap, and open now.
+    pub connections: crate::listener::ConnectionMetrics,
 }
 
 impl Metrics {
@@ -107,7 +109,9 @@ impl Metrics {
             job_lease_held.clone(),
         );
         let events = crate::server::events::EventMetrics::register(&mut registry);
+        let connections = crate::listener::ConnectionMetrics::register(&mut registry, "");
         Self {
+            connections,
             job_lease_held,
             events,
             registry,
@@ -182,8 +186,13 @@ impl Backend for MeteredBackend {
     }
 }
 
-/// Serves `/metrics` on its own listener until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+/// Serves `/metrics` on its own listener, under the data port's connection limits (its
+/// connections are not counted in the data port's metrics), until the task is aborted.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    limits: crate::listener::Limits,
+) {
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -191,7 +200,12 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
             async move { m.response() }
         }),
     );
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::warn!(error = %e, "metrics listener stopped");
-    }
+    crate::listener::serve_plain(
+        listener,
+        app,
+        limits,
+        crate::listener::ConnectionMetrics::default(),
+        std::future::pending(),
+    )
+    .await;
 }

@@ -35,8 +35,6 @@ pub use crate::server::state::AppState;
 use crate::server::store::VaultStore;
 use axum::Router;
 use axum::http::HeaderValue;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +77,8 @@ pub struct Server {
     state: Arc<AppState>,
     tls_reload_interval: Duration,
     sweep_interval: Duration,
+    /// Connection cap and timeouts of the data port (and the metrics port).
+    limits: crate::listener::Limits,
 }
 
 /// `Bearer authorization="…", resource="…"`: values quoted (the JS SDK needs that) and free
@@ -198,6 +198,7 @@ impl Server {
             }),
             tls_reload_interval: config.tls_reload_interval,
             sweep_interval: config.sweep_interval,
+            limits: config.limits,
         })
     }
 
@@ -216,8 +217,8 @@ impl Server {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
-    /// finish (up to 10 s) and returns.
+    /// Serves until `shutdown` completes, then stops accepting, closes idle connections,
+    /// lets in-flight requests finish (up to the drain timeout) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
         let router = router(self.state.clone());
         let watcher = self.certs.spawn_watcher(self.tls_reload_interval);
@@ -229,8 +230,8 @@ impl Server {
         let event_scanner = events::scanner::spawn(self.state.clone());
         let metrics_task = self
             .metrics_listener
-            .map(|l| tokio::spawn(metrics::serve(l, self.state.metrics.clone())));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+            .map(|l| tokio::spawn(metrics::serve(l, self.state.metrics.clone(), self.limits)));
+        let gate = crate::listener::Gate::new(self.limits, self.state.metrics.connections.clone());
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -245,6 +246,11 @@ impl Server {
                     }
                 },
             };
+            // Over the connection cap: closed at once (and counted).
+            let Some(admitted) = gate.admit() else {
+                tracing::debug!(%peer, "connection refused: at the connection cap");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             // The minimum TLS version of the current policy applies to each new connection.
             let acceptor = match self.state.policy.current().tls_min {
@@ -252,17 +258,15 @@ impl Server {
                 tls::TlsMinVersion::Tls13 => self.acceptor_13.clone(),
             };
             let router = router.clone();
-            let watch = graceful.watcher();
+            let limits = self.limits;
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
+                let tls = match crate::listener::handshake(&limits, acceptor.accept(tcp)).await {
+                    Ok(s) => s,
+                    Err(crate::listener::HandshakeError::Failed(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;
                     }
-                    Err(_) => {
+                    Err(crate::listener::HandshakeError::TimedOut) => {
                         tracing::debug!(%peer, "TLS handshake timed out");
                         return;
                     }
@@ -278,12 +282,8 @@ impl Server {
                         req
                     },
                 );
-                let svc = hyper_util::service::TowerToHyperService::new(svc);
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(tls), svc);
-                if let Err(e) = watch.watch(conn.into_owned()).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
+                let ended = crate::listener::serve_connection(tls, svc, admitted).await;
+                tracing::debug!(%peer, ?ended, "connection ended");
             });
         }
         drop(self.listener);
@@ -297,11 +297,12 @@ impl Server {
         if let Some(m) = metrics_task {
             m.abort();
         }
-        if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("in-flight requests did not finish within 10 s");
+        // Idle connections close now; in-flight requests get the drain timeout.
+        if !gate.shutdown().await {
+            tracing::warn!(
+                open = gate.open(),
+                "in-flight requests did not finish within the drain timeout; their connections were dropped"
+            );
         }
         if !self.state.audit.flush().await {
             tracing::error!("the last audit lines could not be written");

@@ -149,6 +149,8 @@ pub struct Options {
     pub policy: Option<PolicyDocument>,
     /// Default: the embedded database in the fixture's data directory.
     pub storage: Option<StorageConfig>,
+    /// Connection cap and timeouts (default: the server's defaults).
+    pub limits: kvault::listener::Limits,
 }
 
 impl Default for Options {
@@ -159,6 +161,7 @@ impl Default for Options {
             clock: None,
             policy: Some(kvault::server::dev_policy("alice")),
             storage: None,
+            limits: kvault::listener::Limits::default(),
         }
     }
 }
@@ -245,6 +248,7 @@ impl Fixture {
                 file: Some(self.audit_path()),
             },
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            limits: opts.limits,
         }
     }
 

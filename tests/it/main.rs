@@ -8,6 +8,7 @@ mod events;
 mod ha;
 mod issuers;
 mod keys;
+mod limits;
 mod provider;
 mod sdk_conformance;
 mod secrets_api;
