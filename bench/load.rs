@@ -5,6 +5,14 @@
 //!
 //! It prints figures and asserts nothing about speed. See bench/README.md.
 
+// Test code may panic: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 #[path = "common.rs"]
 mod common;
 use anyhow::{Context, bail};

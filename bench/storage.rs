@@ -6,6 +6,14 @@
 //! `scripts/test-postgres` (started if `KVAULT_TEST_POSTGRES_URL` is not set). It prints
 //! figures and asserts nothing about speed. See bench/README.md.
 
+// Test code may panic: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 #[path = "common.rs"]
 #[allow(dead_code)]
 mod common;

@@ -243,7 +243,7 @@ async fn write_out(
     };
     write(
         "cert.pem",
-        &crate::crypto::x509::pem_bundle(None, &imported.chain[..1]),
+        &crate::crypto::x509::pem_bundle(None, imported.chain.get(..1).unwrap_or_default()),
         0o644,
     )?;
     write(

@@ -348,7 +348,7 @@ impl fmt::Debug for KeyMaterial {
 
 fn strip_leading_zeros(b: &[u8]) -> &[u8] {
     let i = b.iter().position(|x| *x != 0).unwrap_or(b.len());
-    &b[i..]
+    b.get(i..).unwrap_or_default()
 }
 
 impl KeyMaterial {
@@ -643,10 +643,13 @@ impl KeyMaterial {
             Inner::Ec { curve, pair, .. } => {
                 let point = pair.public_key().as_ref();
                 let len = curve.coordinate_len();
-                let (x, y) = if point.len() == 1 + 2 * len {
-                    (point[1..1 + len].to_vec(), point[1 + len..].to_vec())
-                } else {
-                    (Vec::new(), Vec::new())
+                // An uncompressed point: 0x04 || x || y.
+                let (x, y) = match point.split_first() {
+                    Some((_, xy)) if xy.len() == 2 * len => {
+                        let (x, y) = xy.split_at(len);
+                        (x.to_vec(), y.to_vec())
+                    }
+                    _ => (Vec::new(), Vec::new()),
                 };
                 PublicParts {
                     crv: Some(*curve),
@@ -1229,52 +1232,68 @@ mod aes192_kw {
         Ok(())
     }
 
+    /// One AES block from the 64-bit register `a` and a 64-bit half block.
+    fn block(a: &[u8; 8], r: &[u8]) -> Zeroizing<[u8; 16]> {
+        let mut b = Zeroizing::new([0u8; 16]);
+        let (hi, lo) = b.split_at_mut(8);
+        hi.copy_from_slice(a);
+        lo.copy_from_slice(r);
+        b
+    }
+
+    /// `a = MSB64(b) ^ t` and `r = LSB64(b)`.
+    fn split(b: &[u8; 16], t: u64, a: &mut [u8; 8], r: &mut [u8]) {
+        let (hi, lo) = b.split_at(8);
+        for ((x, h), y) in a.iter_mut().zip(hi).zip(t.to_be_bytes()) {
+            *x = h ^ y;
+        }
+        r.copy_from_slice(lo);
+    }
+
     pub fn wrap(kek: &[u8], key: &[u8], out: &mut [u8]) -> Result<usize, KeyError> {
         let n = key.len() / 8;
         let mut a = IV;
         let mut r = Zeroizing::new(key.to_vec());
-        let mut b = Zeroizing::new([0u8; 16]);
         for j in 0..6 {
-            for i in 0..n {
-                b[..8].copy_from_slice(&a);
-                b[8..].copy_from_slice(&r[i * 8..i * 8 + 8]);
+            for (i, ri) in r.chunks_exact_mut(8).enumerate() {
+                let mut b = block(&a, ri);
                 enc(kek, &mut b)?;
-                let t = (n * j + i + 1) as u64;
-                a.copy_from_slice(&b[..8]);
-                for (x, y) in a.iter_mut().zip(t.to_be_bytes()) {
-                    *x ^= y;
-                }
-                r[i * 8..i * 8 + 8].copy_from_slice(&b[8..]);
+                split(&b, (n * j + i + 1) as u64, &mut a, ri);
             }
         }
-        out[..8].copy_from_slice(&a);
-        out[8..8 + key.len()].copy_from_slice(&r);
+        let (head, tail) = out
+            .get_mut(..8 + key.len())
+            .ok_or(KeyError::Failed)?
+            .split_at_mut(8);
+        head.copy_from_slice(&a);
+        tail.copy_from_slice(&r);
         Ok(key.len() + 8)
     }
 
     pub fn unwrap(kek: &[u8], wrapped: &[u8], out: &mut [u8]) -> Result<usize, KeyError> {
-        let n = wrapped.len() / 8 - 1;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&wrapped[..8]);
-        let mut r = Zeroizing::new(wrapped[8..].to_vec());
-        let mut b = Zeroizing::new([0u8; 16]);
+        let (first, rest) = wrapped
+            .split_first_chunk::<8>()
+            .ok_or_else(|| bad("the wrapped key is too short"))?;
+        let n = rest.len() / 8;
+        let mut a = *first;
+        let mut r = Zeroizing::new(rest.to_vec());
         for j in (0..6).rev() {
-            for i in (0..n).rev() {
+            for (i, ri) in r.chunks_exact_mut(8).enumerate().rev() {
                 let t = (n * j + i + 1) as u64;
                 for (x, y) in a.iter_mut().zip(t.to_be_bytes()) {
                     *x ^= y;
                 }
-                b[..8].copy_from_slice(&a);
-                b[8..].copy_from_slice(&r[i * 8..i * 8 + 8]);
+                let mut b = block(&a, ri);
                 dec(kek, &mut b)?;
-                a.copy_from_slice(&b[..8]);
-                r[i * 8..i * 8 + 8].copy_from_slice(&b[8..]);
+                split(&b, 0, &mut a, ri);
             }
         }
         if !crate::crypto::ct_eq(&a, &IV) {
             return Err(KeyError::Failed);
         }
-        out[..r.len()].copy_from_slice(&r);
+        out.get_mut(..r.len())
+            .ok_or(KeyError::Failed)?
+            .copy_from_slice(&r);
         Ok(r.len())
     }
 }

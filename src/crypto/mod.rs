@@ -40,8 +40,9 @@ pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0xf) as usize] as char);
+        for nibble in [b >> 4, b & 0xf] {
+            s.extend(DIGITS.get(usize::from(nibble)).map(|d| char::from(*d)));
+        }
     }
     s
 }

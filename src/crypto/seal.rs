@@ -51,7 +51,7 @@ impl SealKey {
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce_bytes),
                 Aad::from(aad),
-                &mut out[1 + NONCE_LEN..],
+                out.get_mut(1 + NONCE_LEN..).unwrap_or_default(),
             )
             .map_err(|_| CryptoError::Open)?;
         out.extend_from_slice(tag.as_ref());
@@ -60,15 +60,17 @@ impl SealKey {
 
     /// Opens what [`seal`](Self::seal) produced under the same associated data.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if sealed.len() < 1 + NONCE_LEN + 16 {
+        let Some((&FORMAT_V1, rest)) = sealed.split_first() else {
+            return Err(CryptoError::Format);
+        };
+        let Some((nonce, body)) = rest.split_first_chunk::<NONCE_LEN>() else {
+            return Err(CryptoError::Format);
+        };
+        if body.len() < 16 {
             return Err(CryptoError::Format);
         }
-        if sealed[0] != FORMAT_V1 {
-            return Err(CryptoError::Format);
-        }
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&sealed[1..1 + NONCE_LEN]);
-        let mut buf = Zeroizing::new(sealed[1 + NONCE_LEN..].to_vec());
+        let nonce = *nonce;
+        let mut buf = Zeroizing::new(body.to_vec());
         let len = self
             .aead
             .open_in_place(

@@ -180,7 +180,10 @@ fn params(req: &CertRequest) -> Result<CertificateParams, X509Error> {
     p.not_after = add_months(now, req.validity_months.max(1))?;
     let serial = super::random::<16>().map_err(|_| err("random generation failed"))?;
     let mut serial = serial.to_vec();
-    serial[0] &= 0x7f;
+    // A positive INTEGER: the top bit clear.
+    if let Some(first) = serial.first_mut() {
+        *first &= 0x7f;
+    }
     p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     p.use_authority_key_identifier_extension = true;
     Ok(p)

@@ -96,8 +96,8 @@ pub fn check_vault_name(name: &str) -> Result<(), DesiredError> {
     let b = name.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= MAX_VAULT_NAME
-        && b[0].is_ascii_lowercase()
-        && b[b.len() - 1] != b'-'
+        && b.first().is_some_and(u8::is_ascii_lowercase)
+        && b.last() != Some(&b'-')
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
     if ok {
@@ -197,7 +197,7 @@ pub fn server_certificate_request(
     let id = identity(vault)?;
     let sans = certificate_sans(&id.name, &id.namespace, &settings.cluster_domain);
     Ok(CertRequest {
-        subject: format!("CN={}", sans[0]),
+        subject: format!("CN={}", sans.first().map_or("", String::as_str)),
         dns_names: sans,
         key_usage: vec!["digitalSignature".into(), "keyEncipherment".into()],
         ekus: vec!["1.3.6.1.5.5.7.3.1".into()],
@@ -352,8 +352,13 @@ pub fn postgres_schema(namespace: &str, name: &str) -> String {
         &aws_lc_rs::digest::SHA256,
         format!("{namespace}/{name}").as_bytes(),
     );
-    let hash: String = d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}_{hash}", &full[..39])
+    let hash: String = d
+        .as_ref()
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{}_{hash}", full.get(..39).unwrap_or(&full))
 }
 
 fn https_probe(period: i32, failures: i32) -> Probe {

@@ -13,6 +13,26 @@ use std::net::IpAddr;
 /// The cloud's limit on access-policy entries per vault.
 pub const MAX_ACCESS_POLICIES: usize = 1024;
 
+/// The highest policy generation a push may carry (2^53, the largest integer every JSON
+/// parser keeps exactly). Generations must increase, so a document at `u64::MAX` would
+/// freeze the policy for good.
+pub const MAX_GENERATION: u64 = 1 << 53;
+
+impl PolicyDocument {
+    /// Refuses a generation above [`MAX_GENERATION`], which would leave no room for later
+    /// changes.
+    pub fn check_generation(&self) -> Result<(), PolicyError> {
+        if self.generation > MAX_GENERATION {
+            return Err(err(format!(
+                "generation {} is above the highest accepted generation {MAX_GENERATION} \
+                 (2^53): generations must increase, so it would leave no room for later changes",
+                self.generation
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyDocument {
@@ -434,12 +454,28 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// An address or CIDR, truncated to its network; IPv4-mapped IPv6 (`::ffff:a.b.c.d`,
+/// prefixes of 96 bits or more) becomes the IPv4 network it maps, as client addresses do.
 fn parse_net(s: &str) -> Result<IpNet, PolicyError> {
     let s = s.trim();
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map(|n| n.trunc())
-        .map_err(|_| err(format!("'{s}' is not an IP address or CIDR")))
+        .map_err(|_| err(format!("'{s}' is not an IP address or CIDR")))?;
+    Ok(canonical_net(net))
+}
+
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(|n| IpNet::V4(n.trunc()))
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
 }
 
 /// A validated policy, ready for per-request decisions.

@@ -416,7 +416,7 @@ impl EventSettings {
         }
         for (i, s) in self.subscriptions.iter().enumerate() {
             s.validate()?;
-            if self.subscriptions[..i].iter().any(|o| o.name == s.name) {
+            if self.subscriptions.iter().take(i).any(|o| o.name == s.name) {
                 return Err(err(format!(
                     "event subscription name '{}' is used twice",
                     s.name

@@ -233,11 +233,11 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
+        if p.get(pi) == Some(&b'*') {
             star = Some(pi);
             mark = ti;
             pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
+        } else if p.get(pi).is_some_and(|c| Some(c) == t.get(ti)) {
             pi += 1;
             ti += 1;
         } else if let Some(s) = star {
@@ -248,7 +248,7 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    while pi < p.len() && p[pi] == b'*' {
+    while p.get(pi) == Some(&b'*') {
         pi += 1;
     }
     pi == p.len()

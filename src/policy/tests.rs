@@ -415,3 +415,50 @@ fn a_grant_that_could_be_several_issuers_is_refused_by_name() {
     )
     .unwrap();
 }
+
+#[test]
+fn ipv4_mapped_rules_match_ipv4_clients() {
+    let p = doc(json!({"generation": 1, "network": {"defaultAction": "Deny",
+        "ipRules": ["::ffff:127.0.0.1", "::ffff:10.1.0.0/112"],
+        "trustedProxies": ["::ffff:192.168.0.0/120"]}}));
+    let n = &p.network;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    // Rules in IPv4-mapped form are IPv4 rules: they match IPv4 and mapped clients alike.
+    assert!(n.allows(ip("127.0.0.1")));
+    assert!(n.allows(ip("::ffff:127.0.0.1")));
+    assert!(n.allows(ip("10.1.200.3")));
+    assert!(!n.allows(ip("10.2.0.1")));
+    assert!(!n.allows(ip("127.0.0.2")));
+    assert_eq!(
+        n.allowed,
+        vec![
+            "127.0.0.1/32".parse::<ipnet::IpNet>().unwrap(),
+            "10.1.0.0/16".parse().unwrap()
+        ]
+    );
+    // A mapped trusted proxy is believed when it connects over IPv4.
+    assert_eq!(
+        n.client_address(ip("192.168.0.9"), Some("10.9.9.9")),
+        ip("10.9.9.9")
+    );
+    // Plain IPv6 rules are untouched.
+    let v6 = doc(
+        json!({"generation": 1, "network": {"defaultAction": "Deny", "ipRules": ["2001:db8::/32"]}}),
+    );
+    assert!(v6.network.allows(ip("2001:db8::1")));
+    assert!(!v6.network.allows(ip("127.0.0.1")));
+}
+
+#[test]
+fn generations_that_leave_no_room_are_refused() {
+    let at = |g: u64| PolicyDocument {
+        generation: g,
+        ..PolicyDocument::empty()
+    };
+    assert!(at(1).check_generation().is_ok());
+    assert!(at(crate::policy::MAX_GENERATION).check_generation().is_ok());
+    for g in [crate::policy::MAX_GENERATION + 1, u64::MAX] {
+        let e = at(g).check_generation().unwrap_err().to_string();
+        assert!(e.contains(&g.to_string()) && e.contains("no room"), "{e}");
+    }
+}

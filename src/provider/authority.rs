@@ -216,10 +216,11 @@ impl Rewriter {
                 .split_first()
                 .ok_or(ShimError::Protocol("PADDED HEADERS without a pad length"))?;
             let pad = pad as usize;
-            if pad > rest.len() {
-                return Err(ShimError::Protocol("padding longer than the frame"));
-            }
-            body = &rest[..rest.len() - pad];
+            body = rest
+                .len()
+                .checked_sub(pad)
+                .and_then(|end| rest.get(..end))
+                .ok_or(ShimError::Protocol("padding longer than the frame"))?;
         }
         let mut priority: &[u8] = &[];
         if flags & FLAG_PRIORITY != 0 {
@@ -245,7 +246,9 @@ impl Rewriter {
             }
             let start = block.len();
             block.resize(start + clen, 0);
-            client.read_exact(&mut block[start..]).await?;
+            client
+                .read_exact(block.get_mut(start..).unwrap_or_default())
+                .await?;
             end_headers = head[4] & FLAG_END_HEADERS != 0;
         }
         let encoded = self.rewrite_block(&block)?;

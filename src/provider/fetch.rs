@@ -289,9 +289,21 @@ impl Fetcher {
                 )
             })?,
             CaSource::File(p) => {
-                let real = tokio::fs::canonicalize(p).await.map_err(|e| {
-                    MountError::invalid(format!("vaultCACertPath {}: {e}", p.display()))
-                })?;
+                // One answer whether the file is missing or outside the CA directories, so
+                // a SecretProviderClass cannot probe the node's file system.
+                let refused = || {
+                    MountError::invalid(format!(
+                        "vaultCACertPath {} is not a file in the directories the provider reads CA bundles from ({}); mount the bundle there (--ca-dir) or use vaultCACert",
+                        p.display(),
+                        self.settings
+                            .ca_dirs
+                            .iter()
+                            .map(|d| d.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                };
+                let real = tokio::fs::canonicalize(p).await.map_err(|_| refused())?;
                 let mut allowed = false;
                 for dir in &self.settings.ca_dirs {
                     if let Ok(d) = tokio::fs::canonicalize(dir).await
@@ -301,16 +313,7 @@ impl Fetcher {
                     }
                 }
                 if !allowed {
-                    return Err(MountError::invalid(format!(
-                        "vaultCACertPath {} is outside the directories the provider reads CA bundles from ({}); mount the bundle there (--ca-dir) or use vaultCACert",
-                        p.display(),
-                        self.settings
-                            .ca_dirs
-                            .iter()
-                            .map(|d| d.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
+                    return Err(refused());
                 }
                 real
             }

@@ -628,26 +628,36 @@ pub fn select_token(tokens_json: Option<&str>, audience: &str) -> MountResult<Ze
     }
 }
 
-/// `https://host[:port]` with nothing else, lower-cased host.
+/// `https://host[:port]` with nothing else, lower-cased host. Messages never echo
+/// credentials (`user:password@`): they go to the pod's events and the provider's log.
 fn parse_vault_url(s: &str) -> MountResult<String> {
+    let shown = without_userinfo(s.trim());
+    if shown.len() != s.trim().len() {
+        return Err(MountError::invalid(
+            "vaultUrl must not carry credentials (user:password@ before the host); the provider authenticates with the pod's token, so give just https://host[:port]",
+        ));
+    }
     let url = reqwest::Url::parse(s.trim()).map_err(|e| {
-        MountError::invalid(format!("vaultUrl '{}' is not a URL: {e}", s.escape_debug()))
+        MountError::invalid(format!(
+            "vaultUrl '{}' is not a URL: {e}",
+            shown.escape_debug()
+        ))
     })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(MountError::invalid(
+            "vaultUrl must not carry credentials (user:password@ before the host); the provider authenticates with the pod's token, so give just https://host[:port]",
+        ));
+    }
     if url.scheme() != "https" {
         return Err(MountError::invalid(format!(
             "vaultUrl '{}' must start with https://",
-            s.escape_debug()
+            shown.escape_debug()
         )));
     }
-    if !url.username().is_empty()
-        || url.password().is_some()
-        || url.query().is_some()
-        || url.fragment().is_some()
-        || !matches!(url.path(), "" | "/")
-    {
+    if url.query().is_some() || url.fragment().is_some() || !matches!(url.path(), "" | "/") {
         return Err(MountError::invalid(format!(
             "vaultUrl '{}' must be just https://host[:port] (no path, query or credentials)",
-            s.escape_debug()
+            shown.escape_debug()
         )));
     }
     let host = url
@@ -657,6 +667,20 @@ fn parse_vault_url(s: &str) -> MountResult<String> {
         Some(p) => format!("https://{host}:{p}"),
         None => format!("https://{host}"),
     })
+}
+
+/// `s` without anything up to the last `@` of its authority (the part after `scheme://`
+/// and before the first `/`, `?` or `#`), so a message can show it.
+fn without_userinfo(s: &str) -> String {
+    let (scheme, rest) = match s.find("://") {
+        Some(i) => s.split_at(i + 3),
+        None => ("", s),
+    };
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    match rest.get(..end).and_then(|authority| authority.rfind('@')) {
+        Some(at) => format!("{scheme}{}", rest.get(at + 1..).unwrap_or_default()),
+        None => s.to_string(),
+    }
 }
 
 fn unknown_parameter(key: &str) -> MountError {
@@ -893,7 +917,7 @@ mod tests {
             ),
             (
                 json!({"vaultName": null, "vaultUrl": "https://u:p@x.y"}),
-                "no path",
+                "must not carry credentials",
             ),
             (
                 json!({"vaultName": null, "vaultUrl": "not a url"}),
@@ -912,6 +936,36 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidParameters, "{extra}");
             assert!(e.message.contains(needle), "{extra}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn vault_urls_with_credentials_are_refused_without_echoing_them() {
+        for url in [
+            "https://alice:s3cret@x.y",
+            "https://s3cret@x.y",
+            "https://alice:s3cret@x.y:8443/",
+            "http://alice:s3cret@x.y",
+            "https://alice:s3cret@x.y/path?q=1",
+            "https://alice:s3cret@bad host",
+            "https://alice:s3cret@@x.y",
+            "  https://alice:s3cret@x.y  ",
+        ] {
+            let e = err(&attrs(json!({"vaultName": null, "vaultUrl": url})));
+            assert_eq!(e.code, ErrorCode::InvalidParameters, "{url}");
+            assert!(
+                !e.message.contains("s3cret") && !e.message.contains("alice"),
+                "{url}: {}",
+                e.message
+            );
+            assert!(e.message.contains("credentials"), "{url}: {}", e.message);
+        }
+        // Other refusals still show the URL, which has no credentials then.
+        let e = err(&attrs(
+            json!({"vaultName": null, "vaultUrl": "https://x.y/a@b"}),
+        ));
+        assert!(e.message.contains("https://x.y/a@b"), "{}", e.message);
+        assert_eq!(without_userinfo("https://a:b@h:1/p@q"), "https://h:1/p@q");
+        assert_eq!(without_userinfo("h@x"), "x");
     }
 
     #[test]

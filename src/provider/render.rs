@@ -121,7 +121,8 @@ fn hex_decode(s: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 2));
     for pair in s.chunks(2) {
-        out.push(nibble(pair[0])? << 4 | nibble(pair[1])?);
+        let [hi, lo] = pair else { return None };
+        out.push(nibble(*hi)? << 4 | nibble(*lo)?);
     }
     Some(out)
 }
@@ -190,7 +191,7 @@ fn der(tag: u8, content: &[u8]) -> Vec<u8> {
         let bytes = n.to_be_bytes();
         let skip = bytes.iter().take_while(|b| **b == 0).count();
         out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
+        out.extend(bytes.iter().skip(skip));
     }
     out.extend_from_slice(content);
     out
@@ -199,9 +200,9 @@ fn der(tag: u8, content: &[u8]) -> Vec<u8> {
 /// A positive INTEGER from big-endian magnitude bytes.
 fn der_uint(magnitude: &[u8]) -> Vec<u8> {
     let skip = magnitude.iter().take_while(|b| **b == 0).count();
-    let m = &magnitude[skip..];
+    let m = magnitude.get(skip..).unwrap_or_default();
     let mut content = Vec::with_capacity(m.len() + 1);
-    if m.is_empty() || m[0] & 0x80 != 0 {
+    if m.first().is_none_or(|b| b & 0x80 != 0) {
         content.push(0);
     }
     content.extend_from_slice(m);
@@ -248,7 +249,9 @@ pub fn public_key_der(jwk: &JsonWebKey) -> Result<Vec<u8>, String> {
             let mut point = vec![0x04];
             for (coord, name) in [(&jwk.x, "x"), (&jwk.y, "y")] {
                 let c = member(coord, name)?;
-                let c = &c[c.iter().take_while(|b| **b == 0).count().min(c.len())..];
+                let c = c
+                    .get(c.iter().take_while(|b| **b == 0).count()..)
+                    .unwrap_or_default();
                 if c.len() > len {
                     return Err(format!("the key's '{name}' is too long for {crv}"));
                 }

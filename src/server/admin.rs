@@ -32,6 +32,8 @@ pub async fn handle(
         AdminOp::PutPolicy => {
             let doc: PolicyDocument = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad(format!("Invalid policy document: {e}")))?;
+            doc.check_generation()
+                .map_err(|e| ApiError::bad(format!("Invalid policy document: {e}")))?;
             let outcome = state.policy.push(&state.store, doc, false).await?;
             let outcome = match outcome {
                 PushOutcome::Applied => "Applied",

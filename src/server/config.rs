@@ -449,6 +449,7 @@ pub fn read_policy_file(
     };
     let text = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
     let doc: PolicyDocument = serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
+    doc.check_generation().map_err(|e| invalid(e.to_string()))?;
     let trusted: Vec<TrustedIssuer> = issuers.iter().map(IssuerConfig::trusted).collect();
     doc.compile(&trusted).map_err(|e| invalid(e.to_string()))?;
     Ok(doc)

@@ -150,7 +150,9 @@ pub fn paginate<T>(
     };
     let total = items.len();
     let end = (start + req.max).min(total);
-    let last_key = (end < total && end > start).then(|| items[end - 1].0.clone());
+    let last_key = (end < total && end > start)
+        .then(|| items.get(end - 1).map(|(k, _)| k.clone()))
+        .flatten();
     let value: Vec<T> = items
         .into_iter()
         .skip(start)

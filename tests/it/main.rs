@@ -1,5 +1,13 @@
 //! Integration tests: real `kvault server`s on loopback with real TLS and real storage.
 
+// Test code may panic: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod authz;
 mod certificates;
 mod cli;

@@ -541,6 +541,24 @@ async fn a_pod_without_permission_gets_no_files_and_clear_errors() {
     .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("--ca-dir"), "{}", e.message());
+    // A missing file gets the same answer as a file outside the CA directories, so the
+    // attribute cannot probe which files exist on the node.
+    let missing = mount(
+        &mut c,
+        attributes(
+            &v.url,
+            &web,
+            one,
+            json!({"vaultCACertPath": "/etc/no-such-file"}),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(missing.code(), e.code());
+    assert_eq!(
+        missing.message().replace("/etc/no-such-file", "P"),
+        e.message().replace("/etc/passwd", "P")
+    );
 
     // Unreachable vault: Unavailable, naming the vault.
     let gone = format!("https://t.kvault.localhost:{}", free_port());

@@ -25,7 +25,12 @@ pub(super) async fn import(
         x509::import_pfx(&raw, p.pwd.as_deref().unwrap_or(""))?
     };
     let now = state.clock.now();
-    let parsed = x509::parse(&imported.chain[0])?;
+    let parsed = x509::parse(
+        imported
+            .chain
+            .first()
+            .ok_or_else(|| ApiError::bad("The certificate holds no X.509 certificate."))?,
+    )?;
     // The stored policy: the given one, completed from what the certificate says.
     let mut given = p.policy.clone().unwrap_or_default();
     let kp = given.key_props.get_or_insert_with(KeyProperties::default);

@@ -114,7 +114,7 @@ pub async fn issue_new_version(
             &request,
             &key,
             Signer::Ca {
-                cert_der: &ca.chain[0],
+                cert_der: ca.chain.first().ok_or(ApiError::Integrity)?,
                 key: &ca.key,
             },
         )?;

@@ -292,7 +292,7 @@ pub async fn kvault_ca(state: &AppState, issuer: &str) -> ApiResult<CaMaterial> 
     for c in &v.meta.chain {
         chain.push(b64.decode(c).map_err(|_| ApiError::Integrity)?);
     }
-    if !x509::parse(&chain[0])?.is_ca {
+    if !x509::parse(chain.first().ok_or(ApiError::Integrity)?)?.is_ca {
         return Err(ApiError::bad(format!(
             "Certificate '{}' is not a CA (basic_constraints.ca is false) and cannot issue.",
             objects::printable(&ca_name)

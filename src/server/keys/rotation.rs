@@ -39,9 +39,13 @@ pub fn parse_duration(s: &str) -> Option<i64> {
                 continue;
             }
             // Units must come in order, each at most once.
-            let pos = units[unit_idx..].iter().position(|(u, _)| *u == c)? + unit_idx;
+            let (pos, (_, seconds)) = units
+                .iter()
+                .enumerate()
+                .skip(unit_idx)
+                .find(|(_, (u, _))| *u == c)?;
             let n: i64 = num.parse().ok()?;
-            total = total.checked_add(n.checked_mul(units[pos].1)?)?;
+            total = total.checked_add(n.checked_mul(*seconds)?)?;
             num.clear();
             unit_idx = pos + 1;
         }

@@ -284,7 +284,7 @@ impl VaultStore {
         let key_prefix = Self::meta_key(prefix);
         let mut out = Vec::new();
         for (k, raw) in self.backend.scan(&key_prefix).await? {
-            let name = String::from_utf8_lossy(&k[2..]).into_owned();
+            let name = String::from_utf8_lossy(k.get(2..).unwrap_or_default()).into_owned();
             let plain = self
                 .records
                 .open(&Self::aad(&k), &raw)

@@ -104,7 +104,9 @@ fn lock_id(purpose: &str, schema: &str) -> i64 {
         format!("kvault/{purpose}/{schema}").as_bytes(),
     );
     let mut b = [0u8; 8];
-    b.copy_from_slice(&d.as_ref()[..8]);
+    for (x, y) in b.iter_mut().zip(d.as_ref()) {
+        *x = *y;
+    }
     i64::from_be_bytes(b)
 }
 
@@ -132,11 +134,12 @@ pub fn change_topics(batch: &Batch) -> Vec<Vec<u8>> {
             Op::Put(k, _) | Op::Delete(k) | Op::DeletePrefix(k) => k,
         };
         let topic = if key.starts_with(b"m/") {
-            let end = key[2..]
+            let end = key
                 .iter()
+                .skip(2)
                 .rposition(|b| *b == b'/')
                 .map_or(key.len(), |i| i + 3);
-            key[..end].to_vec()
+            key.iter().take(end).copied().collect()
         } else if key.starts_with(KEY_HEADS) {
             KEY_HEADS.to_vec()
         } else {
