@@ -11,6 +11,7 @@ use super::controller::{
 };
 use super::leader;
 use super::push::ServiceAccountEndpoint;
+use super::scope::{WatchScope, api_in};
 use crate::api::{AccessPolicy, RoleAssignment, Vault};
 use anyhow::Context as _;
 use futures_util::StreamExt;
@@ -69,13 +70,27 @@ pub struct OperatorOptions {
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     #[arg(long, env = "KVAULT_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Print the ClusterRole, Role and bindings this operator needs (for --namespace and
-    /// --service-account) as YAML, and exit.
+    /// Watch only these namespaces (repeat, or comma-separate): the operator then needs a
+    /// Role in each of them and no cluster-wide rights on namespaced objects
+    /// (`--print-rbac` prints them). Default: every namespace.
+    #[arg(
+        long = "watch-namespace",
+        env = "KVAULT_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub watch_namespaces: Vec<String>,
+    /// Print the ClusterRole, Roles and bindings this operator needs (for --namespace,
+    /// --service-account and --watch-namespace) as YAML, and exit.
     #[arg(long)]
     pub print_rbac: bool,
 }
 
 impl OperatorOptions {
+    /// The namespaces `--watch-namespace` names (none: the whole cluster).
+    pub fn scope(&self) -> Result<WatchScope, String> {
+        WatchScope::from_namespaces(&self.watch_namespaces)
+    }
+
     /// The settings every vault's desired objects are computed with.
     pub fn settings(&self) -> Result<OperatorSettings, String> {
         for cidr in &self.pod_cidrs {
@@ -109,29 +124,35 @@ impl OperatorOptions {
     }
 }
 
-/// Fails with instructions when a kvault CRD is not installed.
-pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
+/// Fails with instructions when a kvault CRD is not installed (or not readable in a watched
+/// namespace).
+pub async fn check_crds(client: &Client, scope: &WatchScope) -> anyhow::Result<()> {
+    for ns in scope.targets() {
+        check_crds_in(client, ns).await?;
+    }
+    Ok(())
+}
+
+async fn check_crds_in(client: &Client, ns: Option<&str>) -> anyhow::Result<()> {
     let lp = ListParams::default().limit(1);
     let results = [
         (
             "vaults.kvault.dev",
-            Api::<Vault>::all(client.clone()).list(&lp).await.err(),
+            api_in::<Vault>(client, ns).list(&lp).await.err(),
         ),
         (
             "accesspolicies.kvault.dev",
-            Api::<AccessPolicy>::all(client.clone())
-                .list(&lp)
-                .await
-                .err(),
+            api_in::<AccessPolicy>(client, ns).list(&lp).await.err(),
         ),
         (
             "roleassignments.kvault.dev",
-            Api::<RoleAssignment>::all(client.clone())
-                .list(&lp)
-                .await
-                .err(),
+            api_in::<RoleAssignment>(client, ns).list(&lp).await.err(),
         ),
     ];
+    let place = ns.map_or_else(
+        || "in all namespaces".to_string(),
+        |n| format!("in namespace {n}"),
+    );
     for (crd, error) in results {
         match error {
             None => {}
@@ -140,10 +161,11 @@ pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
                  `kubectl apply -f crds/` (or `kvault crd | kubectl apply -f -`)"
             ),
             Some(kube::Error::Api(s)) if s.code == 403 => anyhow::bail!(
-                "the operator may not list {crd} ({}): check its ClusterRole (docs/operator.md)",
+                "the operator may not list {crd} {place} ({}): check its RBAC \
+                 (`kvault operator --print-rbac`, docs/operator.md)",
                 s.message
             ),
-            Some(e) => anyhow::bail!("cannot list {crd}: {e}"),
+            Some(e) => anyhow::bail!("cannot list {crd} {place}: {e}"),
         }
     }
     Ok(())
@@ -189,9 +211,14 @@ pub async fn publish_ca(client: &Client, namespace: &str, ca: &Ca) -> anyhow::Re
 /// `kvault operator`: until SIGTERM or Ctrl-C.
 pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     let settings = opts.settings().map_err(anyhow::Error::msg)?;
+    let scope = opts.scope().map_err(anyhow::Error::msg)?;
     if opts.print_rbac {
         use std::io::Write;
-        let yaml = super::rbac::operator_rbac_yaml(&settings.namespace, &settings.service_account)?;
+        let yaml = super::rbac::operator_rbac_yaml(
+            &settings.namespace,
+            &settings.service_account,
+            &scope,
+        )?;
         std::io::stdout().lock().write_all(yaml.as_bytes())?;
         return Ok(());
     }
@@ -199,7 +226,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     let client = Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or kubeconfig): {e}")
     })?;
-    check_crds(&client).await?;
+    check_crds(&client, &scope).await?;
     let ca = ensure_ca(&client, &settings.namespace)
         .await
         .with_context(|| {
@@ -249,6 +276,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         service_account = %settings.service_account,
         image = %settings.image,
         listen = %opts.listen,
+        watch = %scope.namespaces().map_or_else(|| "all namespaces".to_string(), |n| n.join(",")),
         "operator started"
     );
     let endpoint = ServiceAccountEndpoint {
@@ -269,7 +297,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let purger = tokio::spawn(purge_loop(client.clone()));
+    let purger = tokio::spawn(purge_loop(client.clone(), scope.clone()));
     let namespace = settings.namespace.clone();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -278,37 +306,12 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         Arc::new(ca),
         Arc::new(endpoint),
     ));
-    let vaults = controller(client.clone())
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(|res| async move {
-            match res {
-                Ok((vault, _)) => tracing::debug!(vault = %vault.name, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile error"),
-            }
-        });
-    let grants_config = watcher::Config::default().any_semantic();
-    let access_policies = Controller::new(
-        Api::<AccessPolicy>::all(client.clone()),
-        grants_config.clone(),
-    )
-    .shutdown_on_signal()
-    .run(
-        reconcile_grant::<AccessPolicy>,
-        grant_error_policy::<AccessPolicy>,
-        ctx.clone(),
-    )
-    .for_each(|_| async {});
-    let role_assignments =
-        Controller::new(Api::<RoleAssignment>::all(client.clone()), grants_config)
-            .shutdown_on_signal()
-            .run(
-                reconcile_grant::<RoleAssignment>,
-                grant_error_policy::<RoleAssignment>,
-                ctx,
-            )
-            .for_each(|_| async {});
-    let run_controller = futures_util::future::join3(vaults, access_policies, role_assignments);
+    // One set of controllers per watched namespace (one for the whole cluster by default).
+    let mut controllers = Vec::new();
+    for ns in scope.targets() {
+        controllers.push(run_controllers(&client, ns, ctx.clone()));
+    }
+    let run_controller = futures_util::future::join_all(controllers);
     let lost = tokio::select! {
         _ = run_controller => false,
         _ = leader::hold(&client, &namespace, &identity) => true,
@@ -327,12 +330,53 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
 /// How often deleted vaults are checked for the end of their retention period.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
-async fn purge_loop(client: Client) {
+/// The `Vault` controller and the two grant controllers over one namespace (or all).
+fn run_controllers(
+    client: &Client,
+    namespace: Option<&str>,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> + use<> {
+    let vaults = controller(client.clone(), namespace)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|res| async move {
+            match res {
+                Ok((vault, _)) => tracing::debug!(vault = %vault.name, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        });
+    let grants_config = watcher::Config::default().any_semantic();
+    let access_policies = Controller::new(
+        api_in::<AccessPolicy>(client, namespace),
+        grants_config.clone(),
+    )
+    .shutdown_on_signal()
+    .run(
+        reconcile_grant::<AccessPolicy>,
+        grant_error_policy::<AccessPolicy>,
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
+    let role_assignments =
+        Controller::new(api_in::<RoleAssignment>(client, namespace), grants_config)
+            .shutdown_on_signal()
+            .run(
+                reconcile_grant::<RoleAssignment>,
+                grant_error_policy::<RoleAssignment>,
+                ctx,
+            )
+            .for_each(|_| async {});
+    async move {
+        futures_util::future::join3(vaults, access_policies, role_assignments).await;
+    }
+}
+
+async fn purge_loop(client: Client, scope: WatchScope) {
     let mut tick = tokio::time::interval(PURGE_INTERVAL);
     loop {
         tick.tick().await;
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        if let Err(e) = purge_expired(&client, now).await {
+        if let Err(e) = purge_expired(&client, &scope, now).await {
             tracing::warn!(error = %e, "purging deleted vaults failed; retrying later");
         }
     }

@@ -13,6 +13,7 @@ use super::desired::{self, DesiredError, DesiredObjects};
 use super::expiry;
 use super::policy::{self, GrantKind, GrantOutcome};
 use super::push::{self, PolicyEndpoint};
+use super::scope::{WatchScope, api_in};
 use super::soft_delete;
 use super::status::{self, Outcome, Rollout};
 use super::{FIELD_MANAGER, OperatorSettings};
@@ -25,7 +26,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -312,14 +313,14 @@ async fn recover(
 
 /// Deletes the kept objects of deleted vaults whose retention period is over (unless a
 /// Vault of that name exists again). Returns how many vaults were purged.
-pub async fn purge_expired(client: &Client, now: i64) -> Result<usize, Error> {
+pub async fn purge_expired(client: &Client, scope: &WatchScope, now: i64) -> Result<usize, Error> {
     let lp = ListParams::default().labels(&format!("{}=true", soft_delete::DELETED_LABEL));
+    let mut kept = Vec::new();
+    for api in scope.apis::<Secret>(client) {
+        kept.extend(api.list_metadata(&lp).await?.items);
+    }
     let mut purged = 0;
-    for key in Api::<Secret>::all(client.clone())
-        .list_metadata(&lp)
-        .await?
-        .items
-    {
+    for key in kept {
         if !soft_delete::purge_due(&key.metadata, now) {
             continue;
         }
@@ -921,43 +922,46 @@ async fn resolve_event_headers(
     Ok(out)
 }
 
-/// The `Vault` controller: owned objects and the vault's grants trigger its reconcile.
-pub fn controller(client: Client) -> Controller<Vault> {
+/// The `Vault` controller over one namespace (or all of them): owned objects and the
+/// vault's grants trigger its reconcile.
+pub fn controller(client: Client, namespace: Option<&str>) -> Controller<Vault> {
     let all = watcher::Config::default().any_semantic();
     // Only objects the operator made (not every Secret of the cluster).
     let ours = watcher::Config::default()
         .labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"))
         .any_semantic();
-    Controller::new(Api::<Vault>::all(client.clone()), all.clone())
-        .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
-        .owns(Api::<Service>::all(client.clone()), ours.clone())
-        .owns(Api::<ServiceAccount>::all(client.clone()), ours.clone())
-        .owns(Api::<NetworkPolicy>::all(client.clone()), ours.clone())
+    // The server TLS Secrets only, by label, and only their metadata (`PartialObjectMeta`):
+    // a changed or deleted one is repaired at once, and no private key is ever held in the
+    // operator's caches. Master keys are never watched.
+    let tls_secrets = watcher::Config::default()
+        .labels(&format!(
+            "app.kubernetes.io/managed-by={FIELD_MANAGER},{}={}",
+            desired::SECRET_ROLE_LABEL.0,
+            desired::SECRET_ROLE_LABEL.1
+        ))
+        .any_semantic();
+    Controller::new(api_in::<Vault>(&client, namespace), all.clone())
+        .owns(api_in::<StatefulSet>(&client, namespace), ours.clone())
+        .owns(api_in::<Service>(&client, namespace), ours.clone())
+        .owns(api_in::<ServiceAccount>(&client, namespace), ours.clone())
+        .owns(api_in::<NetworkPolicy>(&client, namespace), ours.clone())
         .owns(
-            Api::<PodDisruptionBudget>::all(client.clone()),
+            api_in::<PodDisruptionBudget>(&client, namespace),
             ours.clone(),
         )
-        // The server TLS Secrets only, by label: a changed or deleted one is repaired at
-        // once. Master keys are never watched (nor held in memory).
         .owns(
-            Api::<Secret>::all(client.clone()),
-            watcher::Config::default()
-                .labels(&format!(
-                    "app.kubernetes.io/managed-by={FIELD_MANAGER},{}={}",
-                    desired::SECRET_ROLE_LABEL.0,
-                    desired::SECRET_ROLE_LABEL.1
-                ))
-                .any_semantic(),
+            api_in::<PartialObjectMeta<Secret>>(&client, namespace),
+            tls_secrets,
         )
         // The JWKS ConfigMap.
-        .owns(Api::<ConfigMap>::all(client.clone()), ours)
+        .owns(api_in::<ConfigMap>(&client, namespace), ours)
         .watches(
-            Api::<AccessPolicy>::all(client.clone()),
+            api_in::<AccessPolicy>(&client, namespace),
             all.clone(),
             |g: AccessPolicy| grant_vault(&g.metadata, &g.spec.vault_ref.name),
         )
         .watches(
-            Api::<RoleAssignment>::all(client),
+            api_in::<RoleAssignment>(&client, namespace),
             all,
             |g: RoleAssignment| grant_vault(&g.metadata, &g.spec.vault_ref.name),
         )

@@ -834,7 +834,16 @@ async fn kept_objects_are_purged_after_the_retention_period() {
     let now = k8s_openapi::jiff::Timestamp::from_second(1_790_000_000)
         .unwrap()
         .as_second();
-    assert_eq!(within(purge_expired(&client, now)).await.unwrap(), 1);
+    assert_eq!(
+        within(purge_expired(
+            &client,
+            &crate::operator::scope::WatchScope::Cluster,
+            now
+        ))
+        .await
+        .unwrap(),
+        1
+    );
     within(server).await.unwrap();
 }
 
@@ -955,10 +964,13 @@ async fn a_missing_crd_stops_the_operator_with_instructions() {
             .await;
         api.not_found().await;
     });
-    let err = within(super::app::check_crds(&client))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = within(super::app::check_crds(
+        &client,
+        &crate::operator::scope::WatchScope::Cluster,
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("roleassignments.kvault.dev is not installed"),
         "{err}"

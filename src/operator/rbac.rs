@@ -16,6 +16,7 @@
 //! `tests/chart`.
 
 use super::leader::LEASE_NAME;
+use super::scope::WatchScope;
 use crate::api::{AccessPolicy, RoleAssignment, Vault};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -74,8 +75,26 @@ fn join<const A: usize, const B: usize>(
     a.into_iter().chain(b).collect()
 }
 
-/// The ClusterRole: what the operator does in every namespace that has a vault.
+/// The ClusterRole when the operator watches the whole cluster: the vault rules in every
+/// namespace, and the cluster's JWKS.
 pub fn cluster_rules() -> Vec<PolicyRule> {
+    let mut rules = vault_rules();
+    rules.push(jwks_rule());
+    rules
+}
+
+/// The cluster's service-account keys (controller.rs `cluster_jwks`), handed to each vault:
+/// a non-resource URL, which only a ClusterRole can grant.
+fn jwks_rule() -> PolicyRule {
+    PolicyRule {
+        non_resource_urls: Some(vec![JWKS_PATH.to_string()]),
+        verbs: vec!["get".to_string()],
+        ..Default::default()
+    }
+}
+
+/// What the operator does in a namespace whose vaults it reconciles.
+pub fn vault_rules() -> Vec<PolicyRule> {
     let owned = join(APPLY, WATCH);
     vec![
         // controller.rs `controller` (watch); `reconcile_grant` and `purge_expired` (get);
@@ -108,12 +127,21 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
         rule::<PersistentVolumeClaim>(None, &["delete", "list", "patch"]),
         // kube's event Recorder: create, and patch for a repeated event (a series).
         rule::<Event>(None, &["create", "patch"]),
-        // controller.rs `cluster_jwks`.
-        PolicyRule {
-            non_resource_urls: Some(vec![JWKS_PATH.to_string()]),
-            verbs: vec!["get".to_string()],
-            ..Default::default()
-        },
+    ]
+}
+
+/// In the operator's own namespace, when it does not watch the whole cluster: its CA Secret
+/// (app.rs `ensure_ca`: read, or created at first start) and the `kvault-ca` ConfigMap
+/// (`publish_ca`, server-side apply). Creates carry no name, so they cannot be limited to one.
+fn own_namespace_ca_rules() -> Vec<PolicyRule> {
+    vec![
+        rule::<Secret>(None, &["create"]),
+        named(rule::<Secret>(None, &["get"]), super::ca::CA_SECRET),
+        rule::<ConfigMap>(None, &["create"]),
+        named(
+            rule::<ConfigMap>(None, &["patch"]),
+            super::desired::CA_CONFIG_MAP,
+        ),
     ]
 }
 
@@ -132,22 +160,26 @@ pub fn namespace_rules(service_account: &str) -> Vec<PolicyRule> {
     ]
 }
 
-/// The four objects that give `namespace/service_account` the operator's rights.
+/// The objects that give `namespace/service_account` the operator's rights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperatorRbac {
     pub cluster_role: ClusterRole,
     pub cluster_role_binding: ClusterRoleBinding,
-    pub role: Role,
-    pub role_binding: RoleBinding,
+    /// The Role in the operator's namespace first, then (with `--watch-namespace`) one per
+    /// watched namespace, each with its binding.
+    pub roles: Vec<(Role, RoleBinding)>,
 }
 
-pub fn operator_rbac(namespace: &str, service_account: &str) -> OperatorRbac {
+/// The name of the Role in each watched namespace (`--watch-namespace`).
+pub const VAULTS_ROLE_NAME: &str = "kvault-operator-vaults";
+
+pub fn operator_rbac(namespace: &str, service_account: &str, scope: &WatchScope) -> OperatorRbac {
     let labels = BTreeMap::from([(
         "app.kubernetes.io/name".to_string(),
         OPERATOR_ROLE_NAME.to_string(),
     )]);
-    let meta = |ns: Option<&str>| ObjectMeta {
-        name: Some(OPERATOR_ROLE_NAME.into()),
+    let meta = |name: &str, ns: Option<&str>| ObjectMeta {
+        name: Some(name.into()),
         namespace: ns.map(str::to_string),
         labels: Some(labels.clone()),
         ..Default::default()
@@ -158,38 +190,56 @@ pub fn operator_rbac(namespace: &str, service_account: &str) -> OperatorRbac {
         namespace: Some(namespace.into()),
         ..Default::default()
     };
-    let role_ref = |kind: &str| RoleRef {
+    let role_ref = |kind: &str, name: &str| RoleRef {
         api_group: "rbac.authorization.k8s.io".into(),
         kind: kind.into(),
-        name: OPERATOR_ROLE_NAME.into(),
+        name: name.into(),
     };
+    let role = |name: &str, ns: &str, rules: Vec<PolicyRule>| {
+        (
+            Role {
+                metadata: meta(name, Some(ns)),
+                rules: Some(rules),
+            },
+            RoleBinding {
+                metadata: meta(name, Some(ns)),
+                role_ref: role_ref("Role", name),
+                subjects: Some(vec![subject.clone()]),
+            },
+        )
+    };
+    let (cluster, own) = match scope {
+        WatchScope::Cluster => (cluster_rules(), namespace_rules(service_account)),
+        WatchScope::Namespaces(_) => (vec![jwks_rule()], {
+            let mut r = namespace_rules(service_account);
+            r.extend(own_namespace_ca_rules());
+            r
+        }),
+    };
+    let mut roles = vec![role(OPERATOR_ROLE_NAME, namespace, own)];
+    for ns in scope.namespaces().unwrap_or_default() {
+        roles.push(role(VAULTS_ROLE_NAME, ns, vault_rules()));
+    }
     OperatorRbac {
         cluster_role: ClusterRole {
-            metadata: meta(None),
-            rules: Some(cluster_rules()),
+            metadata: meta(OPERATOR_ROLE_NAME, None),
+            rules: Some(cluster),
             ..Default::default()
         },
         cluster_role_binding: ClusterRoleBinding {
-            metadata: meta(None),
-            role_ref: role_ref("ClusterRole"),
+            metadata: meta(OPERATOR_ROLE_NAME, None),
+            role_ref: role_ref("ClusterRole", OPERATOR_ROLE_NAME),
             subjects: Some(vec![subject.clone()]),
         },
-        role: Role {
-            metadata: meta(Some(namespace)),
-            rules: Some(namespace_rules(service_account)),
-        },
-        role_binding: RoleBinding {
-            metadata: meta(Some(namespace)),
-            role_ref: role_ref("Role"),
-            subjects: Some(vec![subject]),
-        },
+        roles,
     }
 }
 
-/// `kvault operator --print-rbac`: the four objects as one YAML stream.
+/// `kvault operator --print-rbac`: the objects as one YAML stream.
 pub fn operator_rbac_yaml(
     namespace: &str,
     service_account: &str,
+    scope: &WatchScope,
 ) -> Result<String, serde_saphyr::SerializeError> {
     fn doc<K: Resource<DynamicType = ()> + serde::Serialize>(
         obj: &K,
@@ -197,16 +247,18 @@ pub fn operator_rbac_yaml(
         // k8s-openapi types serialize apiVersion and kind themselves.
         Ok(format!("---\n{}", serde_saphyr::to_string(obj)?))
     }
-    let rbac = operator_rbac(namespace, service_account);
-    Ok([
+    let rbac = operator_rbac(namespace, service_account, scope);
+    let mut out = vec![
         "# The RBAC of `kvault operator` (generated by `kvault operator --print-rbac`).\n"
             .to_string(),
         doc(&rbac.cluster_role)?,
         doc(&rbac.cluster_role_binding)?,
-        doc(&rbac.role)?,
-        doc(&rbac.role_binding)?,
-    ]
-    .concat())
+    ];
+    for (role, binding) in &rbac.roles {
+        out.push(doc(role)?);
+        out.push(doc(binding)?);
+    }
+    Ok(out.concat())
 }
 
 /// A request as the API server's RBAC authorizer sees it, and its decision against the
@@ -313,14 +365,27 @@ pub(crate) mod check {
         has(&rule.api_groups, &a.group) && has(&rule.resources, &a.resource) && names_ok
     }
 
-    /// Whether the operator's RBAC (ClusterRole everywhere, Role in its namespace) allows it.
+    /// Whether the operator's RBAC (its ClusterRole everywhere, each Role in its namespace)
+    /// allows it, for the whole cluster.
     pub fn allowed(a: &Attributes, operator_namespace: &str, service_account: &str) -> bool {
-        cluster_rules().iter().any(|r| covers(r, a))
-            || (a.path.is_none()
-                && a.namespace == operator_namespace
-                && namespace_rules(service_account)
-                    .iter()
-                    .any(|r| covers(r, a)))
+        allowed_in(a, operator_namespace, service_account, &WatchScope::Cluster)
+    }
+
+    /// The same, for the RBAC `--print-rbac` gives with this watch scope.
+    pub fn allowed_in(
+        a: &Attributes,
+        operator_namespace: &str,
+        service_account: &str,
+        scope: &WatchScope,
+    ) -> bool {
+        let rbac = operator_rbac(operator_namespace, service_account, scope);
+        let rules = |r: &Option<Vec<PolicyRule>>| r.clone().unwrap_or_default();
+        rules(&rbac.cluster_role.rules).iter().any(|r| covers(r, a))
+            || rbac.roles.iter().any(|(role, _)| {
+                a.path.is_none()
+                    && Some(a.namespace.as_str()) == role.metadata.namespace.as_deref()
+                    && rules(&role.rules).iter().any(|r| covers(r, a))
+            })
     }
 
     /// Panics when the operator (namespace `kvault-system`, service account
@@ -366,10 +431,22 @@ mod tests {
 
     /// Takes the next request: its attributes, its body and the reply handle.
     async fn next(handle: &mut Handle) -> (Attributes, Value, Reply) {
+        let (a, _, body, reply) = next_with_accept(handle).await;
+        (a, body, reply)
+    }
+
+    /// The same, with the request's `Accept` header.
+    async fn next_with_accept(handle: &mut Handle) -> (Attributes, String, Value, Reply) {
         let (req, reply) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
             .await
             .expect("no request within 10 s")
             .expect("the client stopped");
+        let accept = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let a = attributes(
             req.method().as_str(),
             req.uri().path(),
@@ -377,7 +454,7 @@ mod tests {
         );
         let bytes = req.into_body().collect_bytes().await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (a, body, reply)
+        (a, accept, body, reply)
     }
 
     fn send(reply: Reply, status: StatusCode, body: &Value) {
@@ -489,9 +566,10 @@ mod tests {
     }
 
     /// Every watch the controllers start (the Vault controller with its owned and watched
-    /// kinds; the grants' controllers watch the same grant kinds).
-    #[tokio::test]
-    async fn the_controllers_watches_are_allowed() {
+    /// kinds; the grants' controllers watch the same grant kinds), over the whole cluster or
+    /// one namespace: each is allowed by the RBAC of that scope, and the Secrets are
+    /// watched by metadata only (no private key in the operator's caches).
+    async fn controller_watches(scope: &WatchScope) -> BTreeSet<String> {
         let (client, mut handle) = mock();
         let ctx = Arc::new(Context::new(
             client.clone(),
@@ -500,16 +578,29 @@ mod tests {
             Arc::new(Ca::generate(1_790_000_000).unwrap()),
             Arc::new(FakeEndpoint::default()),
         ));
+        let namespace = scope.targets()[0].map(str::to_string);
         let running = tokio::spawn(
-            controller(client)
+            controller(client, namespace.as_deref())
                 .run(reconcile, error_policy, ctx)
                 .for_each(|_| async {}),
         );
         let mut seen = BTreeSet::new();
         let mut open_watches = Vec::new();
         while seen.iter().filter(|(v, _)| v == "watch").count() < 10 {
-            let (a, _, reply) = next(&mut handle).await;
-            assert!(ours(&a), "not allowed: {a:?}");
+            let (a, accept, _, reply) = next_with_accept(&mut handle).await;
+            assert!(
+                check::allowed_in(&a, "kvault-system", "kvault-operator", scope),
+                "not allowed: {a:?}"
+            );
+            if let Some(ns) = &namespace {
+                assert_eq!(&a.namespace, ns, "a request outside the watched namespace");
+            }
+            if a.resource == "secrets" {
+                assert!(
+                    accept.contains("as=PartialObjectMetadata"),
+                    "Secrets must be listed and watched by metadata only: Accept {accept:?}"
+                );
+            }
             if a.verb == "watch" {
                 open_watches.push(reply);
             } else {
@@ -520,11 +611,18 @@ mod tests {
             seen.insert((a.verb.clone(), format!("{}/{}", a.group, a.resource)));
         }
         running.abort();
-        let watched: BTreeSet<String> = seen
-            .iter()
+        seen.iter()
             .filter(|(v, _)| v == "watch")
             .map(|(_, r)| r.clone())
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_controllers_watches_are_allowed() {
+        let watched = controller_watches(&WatchScope::Cluster).await;
+        let in_one_namespace =
+            controller_watches(&WatchScope::from_namespaces(&["team-a".into()]).unwrap()).await;
+        assert_eq!(watched, in_one_namespace);
         let want: BTreeSet<String> = [
             "kvault.dev/vaults",
             "kvault.dev/accesspolicies",
@@ -681,21 +779,85 @@ mod tests {
 
     #[test]
     fn the_printed_rbac_binds_the_given_service_account() {
-        let yaml = operator_rbac_yaml("ops", "op").unwrap();
+        let yaml = operator_rbac_yaml("ops", "op", &WatchScope::Cluster).unwrap();
         for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
             assert!(yaml.contains(&format!("kind: {kind}\n")), "{kind}: {yaml}");
         }
-        let rbac = operator_rbac("ops", "op");
-        let subject = &rbac.role_binding.subjects.as_ref().unwrap()[0];
+        let rbac = operator_rbac("ops", "op", &WatchScope::Cluster);
+        let (role, binding) = &rbac.roles[0];
+        let subject = &binding.subjects.as_ref().unwrap()[0];
         assert_eq!(
             (subject.namespace.as_deref(), subject.name.as_str()),
             (Some("ops"), "op")
         );
-        assert_eq!(rbac.role.metadata.namespace.as_deref(), Some("ops"));
-        let token_rule = rbac.role.rules.as_ref().unwrap().last().unwrap().clone();
+        assert_eq!(role.metadata.namespace.as_deref(), Some("ops"));
+        let token_rule = role.rules.as_ref().unwrap().last().unwrap().clone();
         assert_eq!(token_rule.resource_names, Some(vec!["op".to_string()]));
         // Parses back.
         let docs: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
         assert_eq!(docs.len(), 4);
+    }
+
+    #[test]
+    fn watching_namespaces_needs_no_cluster_wide_rights_on_namespaced_objects() {
+        let scope = WatchScope::from_namespaces(&["team-a".into(), "team-b".into()]).unwrap();
+        let rbac = operator_rbac("ops", "op", &scope);
+        // The ClusterRole keeps only the JWKS (a non-resource URL needs a ClusterRole).
+        let cluster = rbac.cluster_role.rules.clone().unwrap();
+        assert_eq!(cluster.len(), 1);
+        assert_eq!(
+            cluster[0].non_resource_urls,
+            Some(vec![JWKS_PATH.to_string()])
+        );
+        assert!(cluster[0].resources.is_none());
+        // The operator's namespace, then one Role per watched namespace.
+        let placed: Vec<(Option<&str>, Option<&str>)> = rbac
+            .roles
+            .iter()
+            .map(|(r, _)| (r.metadata.namespace.as_deref(), r.metadata.name.as_deref()))
+            .collect();
+        assert_eq!(
+            placed,
+            [
+                (Some("ops"), Some(OPERATOR_ROLE_NAME)),
+                (Some("team-a"), Some(VAULTS_ROLE_NAME)),
+                (Some("team-b"), Some(VAULTS_ROLE_NAME)),
+            ]
+        );
+        let yaml = operator_rbac_yaml("ops", "op", &scope).unwrap();
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+        assert_eq!(docs.len(), 8);
+        let may = |method: &str, path: &str, query: &str| {
+            check::allowed_in(&attributes(method, path, query), "ops", "op", &scope)
+        };
+        // In a watched namespace: what a vault needs.
+        assert!(may(
+            "GET",
+            "/api/v1/namespaces/team-a/secrets",
+            "watch=true"
+        ));
+        assert!(may(
+            "PATCH",
+            "/apis/apps/v1/namespaces/team-b/statefulsets/v",
+            ""
+        ));
+        // Elsewhere and cluster-wide: nothing.
+        assert!(!may("GET", "/api/v1/secrets", "watch=true"));
+        assert!(!may("GET", "/api/v1/namespaces/team-c/secrets/k", ""));
+        assert!(!may(
+            "PATCH",
+            "/apis/apps/v1/namespaces/team-c/statefulsets/v",
+            ""
+        ));
+        assert!(!may("GET", "/apis/kvault.dev/v1alpha1/vaults", ""));
+        // Its own namespace: its CA Secret by name, not the others.
+        assert!(may(
+            "GET",
+            "/api/v1/namespaces/ops/secrets/kvault-operator-ca",
+            ""
+        ));
+        assert!(!may("GET", "/api/v1/namespaces/ops/secrets/other", ""));
+        assert!(!may("GET", "/api/v1/namespaces/ops/secrets", ""));
+        assert!(may("GET", JWKS_PATH, ""));
     }
 }

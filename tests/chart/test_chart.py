@@ -79,7 +79,11 @@ def test_every_rendered_object_is_valid(values):
         kinds.add(obj["kind"])
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                                "CSIDriver"):
-            assert obj["metadata"].get("namespace") == NAMESPACE, obj["metadata"]
+            # Everything in the release namespace, but the Roles of watched namespaces.
+            watched = obj["kind"] in ("Role", "RoleBinding") and \
+                obj["metadata"]["name"].endswith("-operator-vaults")
+            if not watched:
+                assert obj["metadata"].get("namespace") == NAMESPACE, obj["metadata"]
     assert "CustomResourceDefinition" in kinds
     assert "Deployment" in kinds
 
@@ -122,30 +126,45 @@ def test_operator_rbac_is_what_the_code_needs(values):
     objects = render(values)
     deployment = one(objects, "Deployment", "operator")
     sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    env = {e["name"]: e.get("value") for e in
+           deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    watch = [n for n in (env.get("KVAULT_WATCH_NAMESPACES") or "").split(",") if n]
     printed = subprocess.run(
         [kvault_bin(), "operator", "--print-rbac", "--namespace", NAMESPACE,
-         "--service-account", sa],
+         "--service-account", sa, *[a for n in watch for a in ("--watch-namespace", n)]],
         capture_output=True, text=True, check=True,
     ).stdout
-    code = {d["kind"]: d for d in yaml.safe_load_all(printed) if d}
+    docs = [d for d in yaml.safe_load_all(printed) if d]
+    code = {d["kind"]: d for d in docs if d["kind"].startswith("Cluster")}
+    code_roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
 
     cluster_role = one(objects, "ClusterRole", "operator")
-    role = one(objects, "Role", "operator")
     assert rules_as_set(cluster_role["rules"]) == rules_as_set(code["ClusterRole"]["rules"]), (
         "the chart's operator ClusterRole differs from src/operator/rbac.rs "
         "(kvault operator --print-rbac): update charts/kvault/templates/operator-rbac.yaml"
     )
-    assert rules_as_set(role["rules"]) == rules_as_set(code["Role"]["rules"]), (
-        "the chart's operator Role differs from src/operator/rbac.rs"
-    )
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(objects, "Role")
+             if r["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"}
+    assert sorted(roles) == sorted(code_roles) == sorted({NAMESPACE, *watch})
+    for ns, role in roles.items():
+        assert rules_as_set(role["rules"]) == rules_as_set(code_roles[ns]["rules"]), (
+            f"the chart's operator Role in {ns} differs from src/operator/rbac.rs"
+        )
+    if watch:
+        # No cluster-wide rights on any namespaced object: only the JWKS URL.
+        assert all("resources" not in r for r in cluster_role["rules"])
+    role = roles[NAMESPACE]
     # Bound to the operator's service account, the Role in the operator's namespace.
     subject = {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}
     crb = one(objects, "ClusterRoleBinding", "operator")
-    rb = one(objects, "RoleBinding", "operator")
-    assert crb["subjects"] == [subject] and rb["subjects"] == [subject]
+    bindings = [b for b in by_kind(objects, "RoleBinding")
+                if b["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"]
+    assert crb["subjects"] == [subject] and all(b["subjects"] == [subject] for b in bindings)
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(roles)
+    for b in bindings:
+        assert b["roleRef"]["name"] == roles[b["metadata"]["namespace"]]["metadata"]["name"]
     assert crb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                               "name": cluster_role["metadata"]["name"]}
-    assert rb["roleRef"]["name"] == role["metadata"]["name"]
     assert role["metadata"]["namespace"] == NAMESPACE
     assert one(objects, "ServiceAccount", "operator")["metadata"]["name"] == sa
 
