@@ -159,6 +159,22 @@ pub async fn reconcile(vault: Arc<Vault>, ctx: Arc<Context>) -> Result<Action, E
     };
     let key = ObjectRef::from_obj(vault.as_ref());
     let api: Api<Vault> = Api::namespaced(ctx.client.clone(), &ns);
+    // A Vault without our finalizer is new, or the cache has not seen the finalizer we just
+    // added (several triggers for one `kubectl apply`): read it fresh rather than send a
+    // finalizer patch that the API server refuses as stale.
+    let vault = if vault.metadata.deletion_timestamp.is_none()
+        && !vault
+            .finalizers()
+            .iter()
+            .any(|f| f == soft_delete::VAULT_FINALIZER)
+    {
+        match api.get_opt(&vault.name_any()).await? {
+            Some(fresh) => Arc::new(fresh),
+            None => return Ok(Action::await_change()),
+        }
+    } else {
+        vault
+    };
     let action = finalizer(&api, soft_delete::VAULT_FINALIZER, vault, |event| async {
         match event {
             FinalizerEvent::Apply(v) => apply_vault(v, &ctx).await,
@@ -618,8 +634,26 @@ pub fn grant_error_policy<G: Grant>(grant: Arc<G>, error: &Error, ctx: Arc<Conte
     Action::requeue(backoff(2))
 }
 
+/// A finalizer patch the API server refused because the object changed meanwhile (its
+/// `test` operation failed): not a failure, the next pass sees the new object.
+pub fn is_stale_finalizer_patch(error: &Error) -> bool {
+    use kube::runtime::finalizer::Error as F;
+    match error {
+        Error::Finalizer(e) => matches!(
+            e.as_ref(),
+            F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s))
+                if s.code == 422 || s.code == 409
+        ),
+        _ => false,
+    }
+}
+
 /// Logs, counts and requeues with a per-vault exponential backoff.
 pub fn error_policy(vault: Arc<Vault>, error: &Error, ctx: Arc<Context>) -> Action {
+    if is_stale_finalizer_patch(error) {
+        tracing::debug!(vault = %vault.name_any(), "finalizer patch on a stale object; retrying");
+        return Action::requeue(Duration::from_secs(1));
+    }
     ctx.metrics.failures.inc();
     let n = {
         let mut failures = ctx.failures();

@@ -558,6 +558,17 @@ async fn a_changed_grant_pushes_the_next_generation_and_a_conflict_is_resolved()
 async fn a_new_vault_first_gets_the_soft_delete_finalizer() {
     let (ctx, mut api) = context();
     let server = tokio::spawn(async move {
+        // Read fresh first: the cache may not have seen a finalizer added a moment ago.
+        let get = api
+            .answer(StatusCode::OK, |_| {
+                serde_json::to_value(fixtures::vault(NS, NAME, VaultSpec::default())).unwrap()
+            })
+            .await;
+        assert_eq!(get.method, Method::GET);
+        assert_eq!(
+            get.path,
+            format!("/apis/kvault.dev/v1alpha1/namespaces/{NS}/vaults/{NAME}")
+        );
         let add = api
             .answer(StatusCode::OK, |_| {
                 let mut v = serde_json::to_value(finalized(fixtures::vault(
@@ -585,6 +596,50 @@ async fn a_new_vault_first_gets_the_soft_delete_finalizer() {
         Action::await_change()
     );
     within(server).await.unwrap();
+}
+
+/// `kubectl apply` of a Vault and its grants triggers several reconciles; one may run on a
+/// cached Vault that does not show the finalizer the previous one added. It must not send a
+/// finalizer patch the API server refuses (422 on every apply of the walkthrough before).
+#[tokio::test]
+async fn a_stale_cached_vault_without_the_finalizer_is_read_fresh_and_not_patched() {
+    let (ctx, mut api) = context();
+    let ctx2 = ctx.clone();
+    let server = tokio::spawn(async move {
+        let get = api
+            .answer(StatusCode::OK, |_| {
+                serde_json::to_value(finalized(fixtures::vault(NS, NAME, VaultSpec::default())))
+                    .unwrap()
+            })
+            .await;
+        assert_eq!(get.method, Method::GET);
+        // Then the ordinary pass of a vault that has its finalizer: the master key first.
+        let next = api.not_found().await;
+        assert_eq!(next.method, Method::GET, "{}", next.path);
+        assert!(
+            next.path.ends_with("/secrets/payments-master-key"),
+            "{}",
+            next.path
+        );
+    });
+    let stale = Arc::new(fixtures::vault(NS, NAME, VaultSpec::default()));
+    let _ = tokio::time::timeout(Duration::from_secs(2), reconcile(stale, ctx)).await;
+    within(server).await.unwrap();
+    // And a refused finalizer patch (the same race, lost) is no failure: a quick retry.
+    let refused = kube::Error::Api(
+        kube::core::Status::failure("the server rejected our request", "Invalid")
+            .with_code(422)
+            .boxed(),
+    );
+    let e = super::controller::Error::Finalizer(Box::new(
+        kube::runtime::finalizer::Error::AddFinalizer(refused),
+    ));
+    assert!(super::controller::is_stale_finalizer_patch(&e));
+    let vault = Arc::new(fixtures::vault(NS, NAME, VaultSpec::default()));
+    assert_eq!(
+        super::controller::error_policy(vault, &e, ctx2.clone()),
+        Action::requeue(Duration::from_secs(1))
+    );
 }
 
 #[tokio::test]
