@@ -6,8 +6,8 @@ use super::FIELD_MANAGER;
 use super::OperatorSettings;
 use super::ca::{self, Ca};
 use super::controller::{
-    Context, Metrics, controller, error_policy, grant_error_policy, purge_expired, reconcile,
-    reconcile_grant,
+    Context, Metrics, controller, error_policy, grant_controller, grant_error_policy,
+    purge_expired, reconcile, reconcile_grant,
 };
 use super::leader;
 use super::push::ServiceAccountEndpoint;
@@ -17,8 +17,6 @@ use anyhow::Context as _;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::Controller;
-use kube::runtime::watcher;
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
@@ -345,27 +343,22 @@ fn run_controllers(
                 Err(e) => tracing::debug!(error = %e, "reconcile error"),
             }
         });
-    let grants_config = watcher::Config::default().any_semantic();
-    let access_policies = Controller::new(
-        api_in::<AccessPolicy>(client, namespace),
-        grants_config.clone(),
-    )
-    .shutdown_on_signal()
-    .run(
-        reconcile_grant::<AccessPolicy>,
-        grant_error_policy::<AccessPolicy>,
-        ctx.clone(),
-    )
-    .for_each(|_| async {});
-    let role_assignments =
-        Controller::new(api_in::<RoleAssignment>(client, namespace), grants_config)
-            .shutdown_on_signal()
-            .run(
-                reconcile_grant::<RoleAssignment>,
-                grant_error_policy::<RoleAssignment>,
-                ctx,
-            )
-            .for_each(|_| async {});
+    let access_policies = grant_controller::<AccessPolicy>(client, namespace)
+        .shutdown_on_signal()
+        .run(
+            reconcile_grant::<AccessPolicy>,
+            grant_error_policy::<AccessPolicy>,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let role_assignments = grant_controller::<RoleAssignment>(client, namespace)
+        .shutdown_on_signal()
+        .run(
+            reconcile_grant::<RoleAssignment>,
+            grant_error_policy::<RoleAssignment>,
+            ctx,
+        )
+        .for_each(|_| async {});
     async move {
         futures_util::future::join3(vaults, access_policies, role_assignments).await;
     }

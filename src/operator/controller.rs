@@ -597,9 +597,11 @@ pub async fn reconcile_grant<G: Grant>(grant: Arc<G>, ctx: Arc<Context>) -> Resu
     if grant.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // A Vault being deleted no longer applies anything.
     let vault = Api::<Vault>::namespaced(ctx.client.clone(), &ns)
         .get_opt(grant.vault_name())
-        .await?;
+        .await?
+        .filter(|v| v.metadata.deletion_timestamp.is_none());
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let pending = status::pending_grant_status(
         grant.grant_status(),
@@ -1001,9 +1003,44 @@ pub fn controller(client: Client, namespace: Option<&str>) -> Controller<Vault> 
         )
 }
 
+/// A grants' controller over one namespace (or all). Its Vault's changes trigger it too, so
+/// that a grant says `VaultNotFound` within seconds of its Vault's deletion, and
+/// `VaultNotReady` as soon as the Vault stops serving.
+pub fn grant_controller<G: Grant>(client: &Client, namespace: Option<&str>) -> Controller<G> {
+    let config = watcher::Config::default().any_semantic();
+    let grants = Controller::new(api_in::<G>(client, namespace), config.clone());
+    let store = grants.store();
+    grants.watches(api_in::<Vault>(client, namespace), config, move |v: Vault| {
+        grants_of(&store.state(), &v)
+    })
+}
+
+/// The grants (of one kind) that name this Vault.
+pub fn grants_of<G: Grant>(grants: &[Arc<G>], vault: &Vault) -> Vec<ObjectRef<G>> {
+    let name = vault.name_any();
+    grants
+        .iter()
+        .filter(|g| g.meta().namespace == vault.metadata.namespace && g.vault_name() == name)
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vaults_change_triggers_exactly_its_grants() {
+        use crate::operator::fixtures::{access_policy, sa, vault};
+        let grants = vec![
+            Arc::new(access_policy("team-a", "web", "payments", sa("web"))),
+            Arc::new(access_policy("team-a", "batch", "other", sa("batch"))),
+            Arc::new(access_policy("team-b", "web", "payments", sa("web"))),
+        ];
+        let v = vault("team-a", "payments", Default::default());
+        let hit = grants_of(&grants, &v);
+        assert_eq!(hit, vec![ObjectRef::from_obj(grants[0].as_ref())]);
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {
