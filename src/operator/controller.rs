@@ -16,6 +16,7 @@ use super::push::{self, PolicyEndpoint};
 use super::scope::{WatchScope, api_in};
 use super::soft_delete;
 use super::status::{self, Outcome, Rollout};
+use super::volumes;
 use super::{FIELD_MANAGER, OperatorSettings};
 use crate::api::{AccessPolicy, CreateMode, GrantStatus, RoleAssignment, Vault, VaultStatus};
 use k8s_openapi::NamespaceResourceScope;
@@ -46,6 +47,9 @@ use std::time::Duration;
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// Requeue while pods are still coming up (the StatefulSet watch usually comes first).
 pub const WAIT_FOR_PODS: Duration = Duration::from_secs(30);
+/// Requeue while a StatefulSet is deleted for re-creation (its deletion event usually
+/// comes first).
+pub const RECREATE_RECHECK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -57,6 +61,14 @@ pub enum Error {
     Certificate(#[from] CaError),
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The API server refused an object the operator applies (or the change it needs):
+    /// reported as `Degraded=True` with this message, and retried with backoff.
+    #[error("{kind} {name}: {message}")]
+    Refused {
+        kind: String,
+        name: String,
+        message: String,
+    },
 }
 
 impl Error {
@@ -66,6 +78,7 @@ impl Error {
             Error::MasterKey(_) => "master_key",
             Error::Certificate(_) => "certificate",
             Error::Finalizer(_) => "finalizer",
+            Error::Refused { .. } => "refused",
         }
     }
 }
@@ -195,33 +208,22 @@ async fn apply_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, Error> 
         return Ok(Action::await_change());
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let mut applied_policy = None;
-    let outcome = match plan(&vault, &ctx.settings) {
-        Err(invalid) => invalid,
-        Ok(objects) => match ensure_master_key(ctx, &vault, &ns, &name).await? {
-            Some(refused) => refused,
-            None => {
-                ensure_certificate(ctx, &vault, &ns, &name, now.0.as_second()).await?;
-                apply(
-                    &ctx.client,
-                    &ns,
-                    &desired::ca_config_map(&ns, &ctx.ca.cert_pem),
-                )
-                .await?;
-                let jwks = cluster_jwks(ctx).await?;
-                let jwks_map = desired::cluster_jwks_config_map(&vault, &jwks)
-                    .map_err(|e| Error::Certificate(e.into()))?;
-                apply(&ctx.client, &ns, &jwks_map).await?;
-                let sts = apply_objects(&ctx.client, &ns, &name, &objects).await?;
-                let rollout = Rollout::of(&sts, vault.spec.replicas);
-                if rollout.serving() {
-                    let (outcome, applied) = sync_policy(ctx, &vault, &ns, rollout, &now).await?;
-                    applied_policy = applied;
-                    outcome
-                } else {
-                    Outcome::Applied(rollout)
-                }
+    let mut refusal = None;
+    let (outcome, applied_policy) = match plan(&vault, &ctx.settings) {
+        Err(invalid) => (invalid, None),
+        Ok(objects) => match converge(ctx, &vault, &ns, &name, &objects, &now).await {
+            Ok(Some(done)) => done,
+            Ok(None) => return Ok(Action::requeue(RECREATE_RECHECK)),
+            Err(e @ Error::Refused { .. }) => {
+                let outcome = Outcome::ApplyFailed {
+                    message: e.to_string(),
+                    serving: status::ready_state(vault.status.as_ref())
+                        .is_some_and(|(s, _)| s == "True"),
+                };
+                refusal = Some(e);
+                (outcome, None)
             }
+            Err(e) => return Err(e),
         },
     };
     let mut new_status = status::vault_status(&vault, &outcome, &now);
@@ -234,14 +236,58 @@ async fn apply_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, Error> 
         patch_status(&ctx.client, &ns, &name, &new_status).await?;
         publish_transition(ctx, &vault, &new_status).await;
     }
+    if let Some(e) = refusal {
+        // Said in the status and an event; the error policy retries with backoff.
+        return Err(e);
+    }
     if policy_applied {
         report_expiry(ctx, &vault).await;
     }
     Ok(match outcome {
         Outcome::Invalid { .. } => Action::await_change(),
         Outcome::Applied(r) if r.serving() || r.desired == 0 => Action::requeue(RESYNC),
-        Outcome::Applied(_) | Outcome::PolicyNotApplied { .. } => Action::requeue(WAIT_FOR_PODS),
+        Outcome::Applied(_) | Outcome::PolicyNotApplied { .. } | Outcome::ApplyFailed { .. } => {
+            Action::requeue(WAIT_FOR_PODS)
+        }
     })
+}
+
+/// The applied policy's generation and digest, when this pass pushed it.
+type AppliedPolicy = Option<(i64, String)>;
+
+/// Master key, certificate, the vault's objects and its policy; `None` while the
+/// StatefulSet is re-created for larger volumes.
+async fn converge(
+    ctx: &Context,
+    vault: &Vault,
+    ns: &str,
+    name: &str,
+    objects: &DesiredObjects,
+    now: &Time,
+) -> Result<Option<(Outcome, AppliedPolicy)>, Error> {
+    if let Some(refused) = ensure_master_key(ctx, vault, ns, name).await? {
+        return Ok(Some((refused, None)));
+    }
+    ensure_certificate(ctx, vault, ns, name, now.0.as_second()).await?;
+    apply(
+        &ctx.client,
+        ns,
+        &desired::ca_config_map(ns, &ctx.ca.cert_pem),
+    )
+    .await?;
+    let jwks = cluster_jwks(ctx).await?;
+    let jwks_map =
+        desired::cluster_jwks_config_map(vault, &jwks).map_err(|e| Error::Certificate(e.into()))?;
+    apply(&ctx.client, ns, &jwks_map).await?;
+    let Some(sts) = apply_objects(&ctx.client, ns, name, objects).await? else {
+        return Ok(None);
+    };
+    let rollout = Rollout::of(&sts, vault.spec.replicas);
+    if !rollout.serving() {
+        return Ok(Some((Outcome::Applied(rollout), None)));
+    }
+    let (outcome, applied) = sync_policy(ctx, vault, ns, rollout, now).await?;
+    Ok(Some((outcome, applied)))
 }
 
 /// The Vault is being deleted: mark its master key and data volumes as kept (and protect
@@ -807,19 +853,41 @@ where
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let name = obj.meta().name.clone().unwrap_or_default();
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    Ok(api.patch(&name, &pp, &Patch::Apply(obj)).await?)
+    api.patch(&name, &pp, &Patch::Apply(obj))
+        .await
+        .map_err(|e| refused::<K>(&name, e))
 }
 
-/// Applies everything and returns the StatefulSet as the API server has it now.
+/// An answer of the API server that retrying the same request cannot change (invalid,
+/// forbidden, immutable field, a 500 from a value it cannot handle) becomes
+/// [`Error::Refused`]; throttling, conflicts and unavailability stay transient.
+fn refused<K: Resource<DynamicType = ()>>(name: &str, e: kube::Error) -> Error {
+    match e {
+        kube::Error::Api(s) if (400..=500).contains(&s.code) && !matches!(s.code, 409 | 429) => {
+            Error::Refused {
+                kind: K::kind(&()).into_owned(),
+                name: name.to_string(),
+                message: s.message.clone(),
+            }
+        }
+        other => Error::Kube(other),
+    }
+}
+
+/// Applies everything and returns the StatefulSet as the API server has it now, or `None`
+/// while it is being re-created for larger volumes.
 async fn apply_objects(
     client: &Client,
     ns: &str,
     name: &str,
     objects: &DesiredObjects,
-) -> Result<StatefulSet, Error> {
+) -> Result<Option<StatefulSet>, Error> {
     apply(client, ns, &objects.service_account).await?;
     apply(client, ns, &objects.service).await?;
-    let sts = apply(client, ns, &objects.stateful_set).await?;
+    let sts = match prepare_volumes(client, ns, name, &objects.stateful_set).await? {
+        VolumesReady::Yes => Some(apply(client, ns, &objects.stateful_set).await?),
+        VolumesReady::Recreating => None,
+    };
     apply(client, ns, &objects.network_policy).await?;
     match &objects.pod_disruption_budget {
         Some(pdb) => {
@@ -836,6 +904,67 @@ async fn apply_objects(
         }
     }
     Ok(sts)
+}
+
+enum VolumesReady {
+    Yes,
+    /// The old StatefulSet is going away (its pods orphaned); apply once it is gone.
+    Recreating,
+}
+
+/// A larger `storage.embedded.size`: expand every data claim, then delete the StatefulSet
+/// with its pods orphaned, so that the next pass applies it with the new claim template
+/// (`volumeClaimTemplates` are immutable). The pods keep serving throughout; the claims keep
+/// their data. A claim the API server will not expand (its StorageClass lacks
+/// `allowVolumeExpansion`) stops here with its message, before anything is deleted.
+async fn prepare_volumes(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    desired: &StatefulSet,
+) -> Result<VolumesReady, Error> {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let Some(current) = sets.get_opt(name).await? else {
+        return Ok(VolumesReady::Yes);
+    };
+    if current.metadata.deletion_timestamp.is_some() {
+        return Ok(VolumesReady::Recreating);
+    }
+    let size = match volumes::claim_change(&current, desired) {
+        None => return Ok(VolumesReady::Yes),
+        Some(volumes::ClaimChange::Refused(message)) => {
+            return Err(Error::Refused {
+                kind: "StatefulSet".into(),
+                name: name.to_string(),
+                message,
+            });
+        }
+        Some(volumes::ClaimChange::Grow { size }) => size,
+    };
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("{}={name}", desired::VAULT_LABEL));
+    for pvc in pvcs.list(&lp).await?.items {
+        if volumes::claim_has(&pvc, &size) {
+            continue;
+        }
+        let claim = pvc.metadata.name.clone().unwrap_or_default();
+        let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": size}}}});
+        pvcs.patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| refused::<PersistentVolumeClaim>(&claim, e))?;
+        tracing::info!(vault = name, namespace = ns, claim = %claim, size = %size, "data volume expansion requested");
+    }
+    let orphan = DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+        ..Default::default()
+    };
+    match sets.delete(name, &orphan).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.is_not_found() => {}
+        Err(e) => return Err(refused::<StatefulSet>(name, e)),
+    }
+    tracing::info!(vault = name, namespace = ns, size = %size, "StatefulSet re-created for larger volumes (pods keep running)");
+    Ok(VolumesReady::Recreating)
 }
 
 async fn patch_status(
@@ -858,28 +987,33 @@ async fn patch_status(
 /// An event when Ready changes status or reason (not on every pass). Best effort: a failed
 /// event never fails the reconcile.
 async fn publish_transition(ctx: &Context, vault: &Vault, new: &VaultStatus) {
-    let before = status::ready_state(vault.status.as_ref());
-    let after = status::ready_state(Some(new));
-    if before == after {
+    let state = |s: Option<&VaultStatus>, type_: &str| {
+        s?.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    use crate::api::condition::{DEGRADED, READY};
+    let ready_changed = state(vault.status.as_ref(), READY) != state(Some(new), READY);
+    let degraded_changed = state(vault.status.as_ref(), DEGRADED) != state(Some(new), DEGRADED);
+    if !ready_changed && !degraded_changed {
         return;
     }
-    let Some(ready) = new
-        .conditions
-        .iter()
-        .find(|c| c.type_ == crate::api::condition::READY)
-    else {
-        return;
-    };
     let degraded = new
         .conditions
         .iter()
-        .any(|c| c.type_ == crate::api::condition::DEGRADED && c.status == "True");
-    let type_ = if degraded {
-        EventType::Warning
-    } else {
-        EventType::Normal
+        .find(|c| c.type_ == DEGRADED && c.status == "True");
+    // A degraded vault's event says what is wrong (which may not be Ready's concern:
+    // a vault can serve its previous spec while the new one is refused).
+    let (type_, shown) = match degraded {
+        Some(d) => (EventType::Warning, Some(d)),
+        None => (
+            EventType::Normal,
+            new.conditions.iter().find(|c| c.type_ == READY),
+        ),
     };
-    publish(ctx, vault, type_, &ready.reason, &ready.message).await;
+    let Some(c) = shown else { return };
+    publish(ctx, vault, type_, &c.reason, &c.message).await;
 }
 
 /// One event about a vault; best effort.
@@ -1010,9 +1144,11 @@ pub fn grant_controller<G: Grant>(client: &Client, namespace: Option<&str>) -> C
     let config = watcher::Config::default().any_semantic();
     let grants = Controller::new(api_in::<G>(client, namespace), config.clone());
     let store = grants.store();
-    grants.watches(api_in::<Vault>(client, namespace), config, move |v: Vault| {
-        grants_of(&store.state(), &v)
-    })
+    grants.watches(
+        api_in::<Vault>(client, namespace),
+        config,
+        move |v: Vault| grants_of(&store.state(), &v),
+    )
 }
 
 /// The grants (of one kind) that name this Vault.

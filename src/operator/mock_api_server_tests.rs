@@ -217,6 +217,13 @@ impl ApiServer {
         self.echo(StatusCode::OK)
             .await
             .assert_apply(&format!("{core}/services/{NAME}"));
+        // The StatefulSet as it is, for a change of its volumes (none yet).
+        let current = self.not_found().await;
+        assert_eq!(current.method, Method::GET);
+        assert_eq!(
+            current.path,
+            format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{NAME}")
+        );
         let sts = self
             .answer(StatusCode::OK, |s| {
                 let mut sts = s.body.clone();
@@ -1168,5 +1175,170 @@ async fn notifications_take_their_header_from_a_secret_and_expiring_objects_beco
         expired.body["regarding"]["kind"], "Vault",
         "{}",
         expired.body
+    );
+}
+
+/// A Vault whose `storage.embedded.size` is `size`, with the finalizer.
+fn vault_of_size(size: &str) -> Arc<Vault> {
+    let spec: VaultSpec =
+        serde_json::from_value(json!({"storage": {"embedded": {"size": size}}})).unwrap();
+    Arc::new(finalized(fixtures::vault(NS, NAME, spec)))
+}
+
+/// The StatefulSet as the API server has it, with a `size` claim template.
+fn stateful_set_of_size(size: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": NAME, "namespace": NS},
+           "spec": {"selector": {}, "serviceName": NAME, "template": {},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                        "spec": {"resources": {"requests": {"storage": size}}}}]}})
+}
+
+/// The steps up to the StatefulSet: master key, certificate, JWKS, ServiceAccount, Service.
+async fn up_to_the_stateful_set(api: &mut ApiServer) {
+    api.answer(StatusCode::OK, master_key_exists).await;
+    api.certificate_and_jwks().await;
+    let core = format!("/api/v1/namespaces/{NS}");
+    api.echo(StatusCode::OK)
+        .await
+        .assert_apply(&format!("{core}/serviceaccounts/{NAME}"));
+    api.echo(StatusCode::OK)
+        .await
+        .assert_apply(&format!("{core}/services/{NAME}"));
+}
+
+/// Growing the volumes: every claim is expanded, then the StatefulSet is deleted with its
+/// pods orphaned (its claim templates are immutable) and applied again on the next pass.
+#[tokio::test]
+async fn a_larger_size_expands_the_claims_and_recreates_the_stateful_set_orphaning_its_pods() {
+    let (ctx, mut api) = context();
+    let server = tokio::spawn(async move {
+        up_to_the_stateful_set(&mut api).await;
+        let get = api
+            .answer(StatusCode::OK, |_| stateful_set_of_size("1Gi"))
+            .await;
+        assert_eq!(get.method, Method::GET);
+        let claims = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList",
+                       "metadata": {"resourceVersion": "1"}, "items": [
+                    {"metadata": {"name": "data-payments-0", "namespace": NS},
+                     "spec": {"resources": {"requests": {"storage": "1Gi"}}}},
+                    {"metadata": {"name": "data-payments-1", "namespace": NS},
+                     "spec": {"resources": {"requests": {"storage": "2Gi"}}}}
+                ]})
+            })
+            .await;
+        assert_eq!(
+            claims.path,
+            format!("/api/v1/namespaces/{NS}/persistentvolumeclaims")
+        );
+        assert_eq!(
+            claims.param("labelSelector"),
+            Some("kvault.dev%2Fvault%3Dpayments")
+        );
+        // Only the claim that is smaller.
+        let expand = api.echo(StatusCode::OK).await;
+        assert_eq!(expand.method, Method::PATCH);
+        assert_eq!(
+            expand.path,
+            format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/data-payments-0")
+        );
+        assert_eq!(
+            expand.body["spec"]["resources"]["requests"]["storage"],
+            "2Gi"
+        );
+        let delete = api
+            .answer(StatusCode::OK, |_| stateful_set_of_size("1Gi"))
+            .await;
+        assert_eq!(delete.method, Method::DELETE);
+        assert_eq!(
+            delete.path,
+            format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{NAME}")
+        );
+        assert_eq!(delete.body["propagationPolicy"], "Orphan");
+        // The other objects are applied as usual; no status until the new StatefulSet.
+        api.echo(StatusCode::OK).await.assert_apply(&format!(
+            "/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/{NAME}"
+        ));
+        assert_eq!(api.not_found().await.method, Method::DELETE);
+    });
+    let action = within(reconcile(vault_of_size("2Gi"), ctx)).await.unwrap();
+    assert_eq!(action, Action::requeue(super::controller::RECREATE_RECHECK));
+    within(server).await.unwrap();
+}
+
+/// A change the API server refuses (here: a claim whose StorageClass cannot expand) is said
+/// in the status (`Degraded=True`, the API server's message) and an event, before anything is
+/// deleted; the reconcile fails so that it is retried with backoff.
+#[tokio::test]
+async fn a_refused_change_makes_the_vault_degraded_with_the_api_servers_message() {
+    let (ctx, mut api) = context();
+    let message = "persistentvolumeclaims \"data-payments-0\" is forbidden: only dynamically \
+                   provisioned pvc can be resized and the storageclass that provisions the pvc \
+                   must support resize";
+    let server = tokio::spawn(async move {
+        up_to_the_stateful_set(&mut api).await;
+        api.answer(StatusCode::OK, |_| stateful_set_of_size("1Gi"))
+            .await;
+        api.answer(StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList",
+                   "metadata": {"resourceVersion": "1"}, "items": [
+                {"metadata": {"name": "data-payments-0", "namespace": NS},
+                 "spec": {"resources": {"requests": {"storage": "1Gi"}}}}]})
+        })
+        .await;
+        let refused = api
+            .answer(StatusCode::FORBIDDEN, |_| {
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                       "status": "Failure", "message": message, "reason": "Forbidden",
+                       "code": 403})
+            })
+            .await;
+        assert_eq!(refused.method, Method::PATCH);
+        // No DELETE of the StatefulSet: the status comes next.
+        let status = api.status_patched().await;
+        let event = api.event_published().await;
+        (status, event)
+    });
+    let err = within(reconcile(vault_of_size("2Gi"), ctx))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("only dynamically provisioned"),
+        "{err}"
+    );
+    let (status, event) = within(server).await.unwrap();
+    let st = &status.body["status"];
+    assert_eq!(condition(st, "Degraded")["status"], "True");
+    assert_eq!(condition(st, "Degraded")["reason"], "ApplyFailed");
+    let shown = condition(st, "Degraded")["message"].as_str().unwrap();
+    assert!(
+        shown.contains("data-payments-0") && shown.contains("must support resize"),
+        "{shown}"
+    );
+    assert_eq!(condition(st, "Progressing")["status"], "False");
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "ApplyFailed");
+}
+
+/// Shrinking is refused before any request about the volumes.
+#[tokio::test]
+async fn a_smaller_size_is_refused_without_touching_the_volumes() {
+    let (ctx, mut api) = context();
+    let server = tokio::spawn(async move {
+        up_to_the_stateful_set(&mut api).await;
+        api.answer(StatusCode::OK, |_| stateful_set_of_size("2Gi"))
+            .await;
+        api.status_patched().await
+    });
+    let err = within(reconcile(vault_of_size("1Gi"), ctx))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot shrink"), "{err}");
+    let status = within(server).await.unwrap();
+    assert_eq!(
+        condition(&status.body["status"], "Degraded")["reason"],
+        "ApplyFailed"
     );
 }

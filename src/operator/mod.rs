@@ -17,6 +17,7 @@ pub mod rbac;
 pub mod scope;
 pub mod soft_delete;
 pub mod status;
+pub mod volumes;
 
 pub use app::{OperatorOptions, run};
 

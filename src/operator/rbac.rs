@@ -109,7 +109,9 @@ pub fn vault_rules() -> Vec<PolicyRule> {
         rule::<AccessPolicy>(Some("status"), &["patch"]),
         rule::<RoleAssignment>(Some("status"), &["patch"]),
         // Owned objects: applied by `apply_objects`, watched by `controller`.
-        rule::<StatefulSet>(None, &owned),
+        // ... a StatefulSet is also read, and deleted with its pods orphaned, to re-create
+        // it with larger volumes (`prepare_volumes`: its claim templates are immutable).
+        rule::<StatefulSet>(None, &join(APPLY, ["delete", "get", "list", "watch"])),
         rule::<Service>(None, &owned),
         rule::<ServiceAccount>(None, &owned),
         rule::<NetworkPolicy>(None, &owned),
@@ -123,7 +125,8 @@ pub fn vault_rules() -> Vec<PolicyRule> {
         // them. Watched only with the server-TLS label (`controller`); RBAC cannot say "by
         // label", but `get` already reads any Secret, so `watch` grants nothing more.
         rule::<Secret>(None, &["create", "delete", "get", "list", "patch", "watch"]),
-        // Soft delete, recover and purge of a vault's data volumes (by label).
+        // Soft delete, recover and purge of a vault's data volumes (by label); expanding
+        // them for a larger `storage.embedded.size` (patch).
         rule::<PersistentVolumeClaim>(None, &["delete", "list", "patch"]),
         // kube's event Recorder: create, and patch for a repeated event (a series).
         rule::<Event>(None, &["create", "patch"]),
@@ -512,13 +515,12 @@ mod tests {
             ("POST", "/api/v1/namespaces/a/pods/p/exec", ""),
             ("GET", "/api/v1/nodes", ""),
             ("DELETE", "/api/v1/namespaces/a", ""),
-            // It does not delete vaults, grants, StatefulSets or ConfigMaps.
+            // It does not delete vaults, grants or ConfigMaps.
             (
                 "DELETE",
                 "/apis/kvault.dev/v1alpha1/namespaces/a/vaults/v",
                 "",
             ),
-            ("DELETE", "/apis/apps/v1/namespaces/a/statefulsets/v", ""),
             ("DELETE", "/api/v1/namespaces/a/configmaps", ""),
             // No RBAC of its own making, no CRDs.
             (

@@ -20,6 +20,9 @@ pub enum Outcome {
     Applied(Rollout),
     /// Serving, but the policy document could not be pushed.
     PolicyNotApplied { rollout: Rollout, message: String },
+    /// The API server refused an object (or a change) of the vault; `serving` is whether
+    /// the vault was Ready before, on its previous spec.
+    ApplyFailed { message: String, serving: bool },
 }
 
 /// The part of a StatefulSet's status that says whether the vault serves.
@@ -84,6 +87,7 @@ pub mod reason {
     pub const NOTHING_TO_RECOVER: &str = "NothingToRecover";
     pub const POLICY_NOT_APPLIED: &str = "PolicyNotApplied";
     pub const PUSHING_POLICY: &str = "PushingPolicy";
+    pub const APPLY_FAILED: &str = "ApplyFailed";
 }
 
 /// One condition as this reconcile wants it.
@@ -127,6 +131,25 @@ pub fn conditions_for(outcome: &Outcome) -> [Wanted; 3] {
                 "retrying the policy push".into(),
             ),
             wanted(DEGRADED, true, POLICY_NOT_APPLIED, message.clone()),
+        ],
+        Outcome::ApplyFailed { message, serving } => [
+            if *serving {
+                wanted(
+                    READY,
+                    true,
+                    SERVING,
+                    "serving the previous spec: the current one could not be applied".into(),
+                )
+            } else {
+                wanted(READY, false, APPLY_FAILED, message.clone())
+            },
+            wanted(
+                PROGRESSING,
+                false,
+                APPLY_FAILED,
+                "retrying with backoff until the spec or the cluster changes".into(),
+            ),
+            wanted(DEGRADED, true, APPLY_FAILED, message.clone()),
         ],
         Outcome::Applied(r) if r.desired == 0 => [
             wanted(READY, false, SCALED_TO_ZERO, "spec.replicas is 0".into()),
