@@ -22,7 +22,7 @@ use crate::api::{AccessPolicy, CreateMode, GrantStatus, RoleAssignment, Vault, V
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -246,9 +246,10 @@ async fn apply_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, Error> 
     Ok(match outcome {
         Outcome::Invalid { .. } => Action::await_change(),
         Outcome::Applied(r) if r.serving() || r.desired == 0 => Action::requeue(RESYNC),
-        Outcome::Applied(_) | Outcome::PolicyNotApplied { .. } | Outcome::ApplyFailed { .. } => {
-            Action::requeue(WAIT_FOR_PODS)
-        }
+        Outcome::Applied(_)
+        | Outcome::PolicyNotApplied { .. }
+        | Outcome::ApplyFailed { .. }
+        | Outcome::PodsFailing { .. } => Action::requeue(WAIT_FOR_PODS),
     })
 }
 
@@ -284,6 +285,11 @@ async fn converge(
     };
     let rollout = Rollout::of(&sts, vault.spec.replicas);
     if !rollout.serving() {
+        if rollout.desired > 0
+            && let Some(trouble) = pod_trouble(ctx, ns, name).await?
+        {
+            return Ok(Some((Outcome::PodsFailing { rollout, trouble }, None)));
+        }
         return Ok(Some((Outcome::Applied(rollout), None)));
     }
     let (outcome, applied) = sync_policy(ctx, vault, ns, rollout, now).await?;
@@ -872,6 +878,23 @@ fn refused<K: Resource<DynamicType = ()>>(name: &str, e: kube::Error) -> Error {
         }
         other => Error::Kube(other),
     }
+}
+
+/// Why the vault's pods are not ready, when they say so (their conditions and container
+/// states; only the vault's own pods, by their selector labels).
+async fn pod_trouble(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<Option<status::PodTrouble>, Error> {
+    let selector = desired::selector_labels(name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    Ok(status::pod_trouble(&list.items))
 }
 
 /// Applies everything and returns the StatefulSet as the API server has it now, or `None`

@@ -251,6 +251,16 @@ impl ApiServer {
             pdb.path,
             format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{NAME}")
         );
+        if !serving {
+            // Not ready yet: the pods are asked why (none has trouble here).
+            let pods = self
+                .answer(StatusCode::OK, |_| {
+                    json!({"apiVersion": "v1", "kind": "PodList",
+                           "metadata": {"resourceVersion": "1"}, "items": []})
+                })
+                .await;
+            assert_eq!(pods.path, format!("/api/v1/namespaces/{NS}/pods"));
+        }
     }
 
     async fn status_patched(&mut self) -> Seen {

@@ -21,7 +21,7 @@ use crate::api::{AccessPolicy, RoleAssignment, Vault};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -130,6 +130,9 @@ pub fn vault_rules() -> Vec<PolicyRule> {
         rule::<PersistentVolumeClaim>(None, &["delete", "list", "patch"]),
         // kube's event Recorder: create, and patch for a repeated event (a series).
         rule::<Event>(None, &["create", "patch"]),
+        // controller.rs `pod_trouble`: why a vault's pods are not ready (unschedulable,
+        // image pull, crash loop), listed by the vault's selector labels; never watched.
+        rule::<Pod>(None, &["list"]),
     ]
 }
 
@@ -510,8 +513,9 @@ mod tests {
         for (method, path, query) in [
             // Secrets are never written with PUT.
             ("PUT", "/api/v1/namespaces/a/secrets/x", ""),
-            // No pods, exec, nodes or namespaces.
-            ("GET", "/api/v1/namespaces/a/pods", ""),
+            // No pod reads by name, no watch, exec, nodes or namespaces.
+            ("GET", "/api/v1/namespaces/a/pods/p", ""),
+            ("GET", "/api/v1/namespaces/a/pods", "watch=true"),
             ("POST", "/api/v1/namespaces/a/pods/p/exec", ""),
             ("GET", "/api/v1/nodes", ""),
             ("DELETE", "/api/v1/namespaces/a", ""),
@@ -746,7 +750,7 @@ mod tests {
     fn the_hook_of_the_mocked_api_server_refuses_what_is_not_granted() {
         assert_allowed("GET", "/openid/v1/jwks", "");
         let refused = std::panic::catch_unwind(|| {
-            assert_allowed("GET", "/api/v1/namespaces/a/pods", "");
+            assert_allowed("POST", "/api/v1/namespaces/a/pods/p/exec", "");
         });
         assert!(refused.is_err());
     }

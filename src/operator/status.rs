@@ -5,6 +5,7 @@ use super::policy::GrantState;
 use crate::api::condition::{APPLIED, DEGRADED, PROGRESSING, READY};
 use crate::api::{GrantStatus, Vault, VaultStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// What one reconcile of a vault found.
@@ -20,6 +21,12 @@ pub enum Outcome {
     Applied(Rollout),
     /// Serving, but the policy document could not be pushed.
     PolicyNotApplied { rollout: Rollout, message: String },
+    /// Pods are not ready for a reason the user must act on (unschedulable, image pull,
+    /// crash loop), read from the pods' conditions and container states.
+    PodsFailing {
+        rollout: Rollout,
+        trouble: PodTrouble,
+    },
     /// The API server refused an object (or a change) of the vault; `serving` is whether
     /// the vault was Ready before, on its previous spec.
     ApplyFailed { message: String, serving: bool },
@@ -88,6 +95,72 @@ pub mod reason {
     pub const POLICY_NOT_APPLIED: &str = "PolicyNotApplied";
     pub const PUSHING_POLICY: &str = "PushingPolicy";
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    pub const PODS_UNSCHEDULABLE: &str = "PodsUnschedulable";
+    pub const IMAGE_PULL_FAILED: &str = "ImagePullFailed";
+    pub const PODS_CRASHING: &str = "PodsCrashing";
+    pub const POD_CONFIG_INVALID: &str = "PodConfigInvalid";
+}
+
+/// Why a vault's pods do not become ready, when the pods say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodTrouble {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The first pod trouble worth telling (pods sorted by name): a pod the scheduler cannot
+/// place, an image that cannot be pulled, a container in a crash loop or with an invalid
+/// configuration. `None` while pods are merely starting.
+pub fn pod_trouble(pods: &[Pod]) -> Option<PodTrouble> {
+    let mut pods: Vec<&Pod> = pods.iter().collect();
+    pods.sort_by_key(|p| p.metadata.name.clone());
+    for pod in pods {
+        let name = pod.metadata.name.as_deref().unwrap_or("?");
+        let Some(st) = &pod.status else { continue };
+        if let Some(c) = st.conditions.iter().flatten().find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        }) {
+            return Some(PodTrouble {
+                reason: reason::PODS_UNSCHEDULABLE,
+                message: format!(
+                    "pod {name} cannot be scheduled: {}",
+                    c.message.as_deref().unwrap_or("no node fits")
+                ),
+            });
+        }
+        let containers = st
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(st.container_statuses.iter().flatten());
+        for cs in containers {
+            let Some(waiting) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+                continue;
+            };
+            let why = waiting.reason.as_deref().unwrap_or_default();
+            let reason = match why {
+                "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+                    reason::IMAGE_PULL_FAILED
+                }
+                "CrashLoopBackOff" => reason::PODS_CRASHING,
+                "CreateContainerConfigError" | "CreateContainerError" => reason::POD_CONFIG_INVALID,
+                _ => continue,
+            };
+            let detail = waiting.message.as_deref().unwrap_or_default();
+            return Some(PodTrouble {
+                reason,
+                message: format!(
+                    "pod {name}, container {} ({}): {why}{}{detail}",
+                    cs.name,
+                    cs.image,
+                    if detail.is_empty() { "" } else { ": " }
+                ),
+            });
+        }
+    }
+    None
 }
 
 /// One condition as this reconcile wants it.
@@ -150,6 +223,16 @@ pub fn conditions_for(outcome: &Outcome) -> [Wanted; 3] {
                 "retrying with backoff until the spec or the cluster changes".into(),
             ),
             wanted(DEGRADED, true, APPLY_FAILED, message.clone()),
+        ],
+        Outcome::PodsFailing { rollout, trouble } => [
+            wanted(READY, false, trouble.reason, trouble.message.clone()),
+            wanted(
+                PROGRESSING,
+                true,
+                ROLLING_OUT,
+                format!("{} of {} pods ready", rollout.ready, rollout.desired),
+            ),
+            wanted(DEGRADED, true, trouble.reason, trouble.message.clone()),
         ],
         Outcome::Applied(r) if r.desired == 0 => [
             wanted(READY, false, SCALED_TO_ZERO, "spec.replicas is 0".into()),
@@ -316,6 +399,89 @@ mod tests {
     use super::*;
     use crate::api::VaultSpec;
     use crate::operator::fixtures;
+
+    fn pod(name: &str, status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}, "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pods_say_why_they_are_not_ready() {
+        let starting = pod("v-0", serde_json::json!({"phase": "Pending"}));
+        assert_eq!(pod_trouble(std::slice::from_ref(&starting)), None);
+        let unschedulable = pod(
+            "v-1",
+            serde_json::json!({"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/3 nodes are available: 3 Insufficient memory."}]}),
+        );
+        let t = pod_trouble(&[starting.clone(), unschedulable]).unwrap();
+        assert_eq!(t.reason, reason::PODS_UNSCHEDULABLE);
+        assert!(
+            t.message.contains("v-1") && t.message.contains("Insufficient memory"),
+            "{}",
+            t.message
+        );
+        let pulling = pod(
+            "v-0",
+            serde_json::json!({"phase": "Pending", "containerStatuses": [
+            {"name": "kvault", "image": "ghcr.io/kvault/kvault:nope", "imageID": "", "ready": false,
+             "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
+             "message": "Back-off pulling image"}}}]}),
+        );
+        let t = pod_trouble(&[pulling]).unwrap();
+        assert_eq!(t.reason, reason::IMAGE_PULL_FAILED);
+        assert!(
+            t.message.contains("ghcr.io/kvault/kvault:nope")
+                && t.message.contains("ImagePullBackOff"),
+            "{}",
+            t.message
+        );
+        let crashing = pod(
+            "v-0",
+            serde_json::json!({"containerStatuses": [
+            {"name": "kvault", "image": "i", "imageID": "", "ready": false, "restartCount": 5,
+             "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+        );
+        assert_eq!(
+            pod_trouble(&[crashing]).unwrap().reason,
+            reason::PODS_CRASHING
+        );
+        // Still creating: no trouble to report.
+        let creating = pod(
+            "v-0",
+            serde_json::json!({"containerStatuses": [
+            {"name": "kvault", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
+        assert_eq!(pod_trouble(&[creating]), None);
+    }
+
+    #[test]
+    fn failing_pods_make_the_vault_degraded_with_their_reason() {
+        let v = fixtures::vault("a", "v", VaultSpec::default());
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
+        let outcome = Outcome::PodsFailing {
+            rollout: Rollout {
+                desired: 1,
+                ..Default::default()
+            },
+            trouble: PodTrouble {
+                reason: reason::IMAGE_PULL_FAILED,
+                message: "pod v-0 …".into(),
+            },
+        };
+        let st = vault_status(&v, &outcome, &now);
+        let get = |t: &str| st.conditions.iter().find(|c| c.type_ == t).unwrap();
+        assert_eq!(
+            (get(READY).status.as_str(), get(READY).reason.as_str()),
+            ("False", "ImagePullFailed")
+        );
+        assert_eq!(get(DEGRADED).status, "True");
+        assert_eq!(get(PROGRESSING).status, "True");
+    }
 
     fn t(secs: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
