@@ -295,7 +295,11 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let purger = tokio::spawn(purge_loop(client.clone(), scope.clone()));
+    let purger = tokio::spawn(purge_loop(
+        client.clone(),
+        scope.clone(),
+        settings.namespace.clone(),
+    ));
     let namespace = settings.namespace.clone();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -364,12 +368,12 @@ fn run_controllers(
     }
 }
 
-async fn purge_loop(client: Client, scope: WatchScope) {
+async fn purge_loop(client: Client, scope: WatchScope, operator_ns: String) {
     let mut tick = tokio::time::interval(PURGE_INTERVAL);
     loop {
         tick.tick().await;
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        if let Err(e) = purge_expired(&client, &scope, now).await {
+        if let Err(e) = purge_expired(&client, &scope, &operator_ns, now).await {
             tracing::warn!(error = %e, "purging deleted vaults failed; retrying later");
         }
     }

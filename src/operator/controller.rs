@@ -13,6 +13,7 @@ use super::desired::{self, DesiredError, DesiredObjects};
 use super::expiry;
 use super::policy::{self, GrantKind, GrantOutcome};
 use super::push::{self, PolicyEndpoint};
+use super::relocation;
 use super::scope::{WatchScope, api_in};
 use super::soft_delete;
 use super::status::{self, Outcome, Rollout};
@@ -22,7 +23,8 @@ use crate::api::{AccessPolicy, CreateMode, GrantStatus, RoleAssignment, Vault, V
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -335,6 +337,20 @@ async fn keep_deleted_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, 
     }
     let days = vault.spec.soft_delete.retention_days;
     tracing::info!(vault = %name, namespace = %ns, kept, retention_days = days, "vault soft-deleted");
+    if relocate_if_namespace_ends(ctx, &ns, &name).await? {
+        publish(
+            ctx,
+            &vault,
+            EventType::Normal,
+            "Relocated",
+            &format!(
+                "the namespace is being deleted: the master key moved to {}/{} and the data volumes are retained; a Vault named {name} created again in a namespace {ns} with createMode: Recover takes them back",
+                ctx.settings.namespace,
+                relocation::kept_copy_name(&ns, &name)
+            ),
+        )
+        .await;
+    }
     let note = format!(
         "master key and data kept for {days} days; a new Vault named {name} with createMode: Recover takes them back"
     );
@@ -379,16 +395,224 @@ async fn recover(
     Ok(())
 }
 
+/// When the deleted vault's namespace is being deleted too, moves what is kept out of it
+/// ([`relocation`]): the master key to a copy in the operator's namespace, the volumes
+/// retained as PersistentVolumes; then releases the namespace's objects so that its deletion
+/// completes. Returns whether it did.
+pub async fn relocate_if_namespace_ends(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<bool, Error> {
+    relocate_kept(&ctx.client, &ctx.settings.namespace, ns, name).await
+}
+
+async fn relocate_kept(
+    client: &Client,
+    operator_ns: &str,
+    ns: &str,
+    name: &str,
+) -> Result<bool, Error> {
+    let ending = Api::<Namespace>::all(client.clone())
+        .get_opt(ns)
+        .await?
+        .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+    if !ending {
+        return Ok(false);
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let key_name = desired::master_key_secret_name(name);
+    let Some(key) = secrets.get_opt(&key_name).await? else {
+        return Ok(false);
+    };
+    if !soft_delete::is_kept(&key.metadata) {
+        return Ok(false);
+    }
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let lp = ListParams::default().labels(&format!("{}={name}", desired::VAULT_LABEL));
+    let claims = pvcs.list(&lp).await?.items;
+    let mut volumes = Vec::new();
+    for pvc in &claims {
+        let claim = pvc.metadata.name.clone().unwrap_or_default();
+        let Some(pv_name) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
+            continue;
+        };
+        let Some(pv) = pvs.get_opt(&pv_name).await? else {
+            continue;
+        };
+        let patch = relocation::retain_patch(&pv, ns, name, &claim);
+        pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| refused::<PersistentVolume>(&pv_name, e))?;
+        volumes.push(pv_name);
+    }
+    let copy = relocation::kept_copy(&key, ns, name, operator_ns, &volumes)
+        .ok_or_else(|| Error::MasterKey(format!("Secret {ns}/{key_name} holds no key")))?;
+    let copies: Api<Secret> = Api::namespaced(client.clone(), operator_ns);
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match copies.create(&pp, &copy).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Only now, with the copy and the volumes safe, let the namespace's objects go.
+    let merge = PatchParams::default();
+    let release = soft_delete::restore_patch(&key.metadata.finalizers.clone().unwrap_or_default());
+    secrets
+        .patch_metadata(&key_name, &merge, &Patch::Merge(&release))
+        .await?;
+    for pvc in claims {
+        let claim = pvc.metadata.name.clone().unwrap_or_default();
+        let release = soft_delete::restore_patch(&pvc.metadata.finalizers.unwrap_or_default());
+        pvcs.patch_metadata(&claim, &merge, &Patch::Merge(&release))
+            .await?;
+    }
+    tracing::info!(
+        vault = name,
+        namespace = ns,
+        volumes = volumes.len(),
+        "namespace ends: deleted vault relocated to the operator's namespace"
+    );
+    Ok(true)
+}
+
+/// `createMode: Recover` for a vault relocated when its namespace was deleted: the master
+/// key is created again from the copy, each retained volume is pre-bound to the claim the
+/// StatefulSet creates, and the copy goes.
+async fn recover_relocated(
+    ctx: &Context,
+    vault: &Vault,
+    ns: &str,
+    name: &str,
+    copy: &Secret,
+) -> Result<(), Error> {
+    let key_text = relocation::copy_key(copy)
+        .ok_or_else(|| Error::MasterKey("the relocated copy holds no key".into()))?;
+    let secret = desired::master_key_secret(vault, &key_text)
+        .map_err(|e| Error::MasterKey(e.to_string()))?;
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .create(&pp, &secret)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    for pv_name in relocation::copy_volumes(copy) {
+        let Some(pv) = pvs.get_opt(&pv_name).await? else {
+            continue;
+        };
+        if !relocation::retained_for(&pv, ns, name) {
+            continue;
+        }
+        if let Some(patch) = relocation::rebind_patch(&pv, ns) {
+            pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| refused::<PersistentVolume>(&pv_name, e))?;
+        }
+    }
+    remove_copy(&ctx.client, &ctx.settings.namespace, copy).await?;
+    tracing::info!(vault = name, namespace = ns, "relocated vault recovered");
+    publish(
+        ctx,
+        vault,
+        EventType::Normal,
+        "Recovered",
+        "the deleted vault's master key and data volumes are in use again",
+    )
+    .await;
+    Ok(())
+}
+
+/// Deletes a relocated copy (its purge-protection finalizer removed first).
+async fn remove_copy(client: &Client, operator_ns: &str, copy: &Secret) -> Result<(), Error> {
+    let copies: Api<Secret> = Api::namespaced(client.clone(), operator_ns);
+    let copy_name = copy.metadata.name.clone().unwrap_or_default();
+    let release = soft_delete::restore_patch(&copy.metadata.finalizers.clone().unwrap_or_default());
+    copies
+        .patch_metadata(&copy_name, &PatchParams::default(), &Patch::Merge(&release))
+        .await?;
+    ignore_not_found(copies.delete(&copy_name, &DeleteParams::default()).await)
+}
+
+/// Purges the relocated copies whose retention period is over: each retained volume gets its
+/// former reclaim policy back (with `Delete`, Kubernetes deletes it), then the copy goes.
+async fn purge_relocated(client: &Client, operator_ns: &str, now: i64) -> Result<usize, Error> {
+    let copies: Api<Secret> = Api::namespaced(client.clone(), operator_ns);
+    let lp = ListParams::default().labels(&format!(
+        "{}=true,{}",
+        soft_delete::DELETED_LABEL,
+        relocation::VAULT_NAMESPACE_LABEL
+    ));
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let mut purged = 0;
+    for copy in copies.list(&lp).await?.items {
+        if !soft_delete::purge_due(&copy.metadata, now) {
+            continue;
+        }
+        let labels = copy.metadata.labels.clone().unwrap_or_default();
+        let (Some(ns), Some(vault)) = (
+            labels.get(relocation::VAULT_NAMESPACE_LABEL),
+            labels.get(desired::VAULT_LABEL),
+        ) else {
+            continue;
+        };
+        for pv_name in relocation::copy_volumes(&copy) {
+            if let Some(pv) = pvs.get_opt(&pv_name).await?
+                && relocation::retained_for(&pv, ns, vault)
+            {
+                let patch = relocation::purge_patch(&pv);
+                pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+        }
+        remove_copy(client, operator_ns, &copy).await?;
+        tracing::info!(vault = %vault, namespace = %ns, "relocated vault purged after its retention period");
+        purged += 1;
+    }
+    Ok(purged)
+}
+
 /// Deletes the kept objects of deleted vaults whose retention period is over (unless a
 /// Vault of that name exists again). Returns how many vaults were purged.
-pub async fn purge_expired(client: &Client, scope: &WatchScope, now: i64) -> Result<usize, Error> {
-    let lp = ListParams::default().labels(&format!("{}=true", soft_delete::DELETED_LABEL));
+pub async fn purge_expired(
+    client: &Client,
+    scope: &WatchScope,
+    operator_ns: &str,
+    now: i64,
+) -> Result<usize, Error> {
+    // Relocated copies (their own label says where the vault lived) are purged apart.
+    let lp = ListParams::default().labels(&format!(
+        "{}=true,!{}",
+        soft_delete::DELETED_LABEL,
+        relocation::VAULT_NAMESPACE_LABEL
+    ));
     let mut kept = Vec::new();
     for api in scope.apis::<Secret>(client) {
         kept.extend(api.list_metadata(&lp).await?.items);
     }
-    let mut purged = 0;
+    let mut purged = purge_relocated(client, operator_ns, now).await?;
     for key in kept {
+        // A vault deleted earlier whose namespace is deleted now: move it out.
+        if let (Some(ns), Some(vault)) = (
+            key.metadata.namespace.as_deref(),
+            key.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(desired::VAULT_LABEL)),
+        ) && relocate_kept(client, operator_ns, ns, vault).await?
+        {
+            continue;
+        }
         if !soft_delete::purge_due(&key.metadata, now) {
             continue;
         }
@@ -781,6 +1005,34 @@ async fn ensure_master_key(
             }));
         }
         Some(_) => return Ok(None),
+        None => {}
+    }
+    // Relocated when its namespace was deleted?
+    let copies: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    match copies
+        .get_opt(&relocation::kept_copy_name(ns, name))
+        .await?
+    {
+        Some(copy) if recover_asked => {
+            recover_relocated(ctx, vault, ns, name, &copy).await?;
+            return Ok(None);
+        }
+        Some(copy) => {
+            let until = copy
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(soft_delete::PURGE_AFTER_ANNOTATION))
+                .cloned()
+                .unwrap_or_default();
+            return Ok(Some(Outcome::Invalid {
+                reason: status::reason::DELETED_VAULT_EXISTS,
+                message: format!(
+                    "a deleted vault named {name} of a former namespace {ns} keeps its data \
+                     until {until}: set createMode: Recover to take it back, or purge it first"
+                ),
+            }));
+        }
         None if recover_asked => {
             return Ok(Some(Outcome::Invalid {
                 reason: status::reason::NOTHING_TO_RECOVER,

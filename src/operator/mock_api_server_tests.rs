@@ -328,6 +328,12 @@ async fn a_new_vault_gets_its_objects_applied_and_its_status_patched() {
             get.path,
             format!("/api/v1/namespaces/{NS}/secrets/{NAME}-master-key")
         );
+        // Nor was it relocated from a deleted namespace of that name.
+        let copy = api.not_found().await;
+        assert_eq!(
+            copy.path,
+            "/api/v1/namespaces/kvault-system/secrets/kvault-kept.team-a.payments"
+        );
         let create = api.echo(StatusCode::CREATED).await;
         assert_eq!(create.method, Method::POST);
         assert_eq!(create.path, format!("/api/v1/namespaces/{NS}/secrets"));
@@ -699,6 +705,14 @@ async fn deleting_a_vault_keeps_its_master_key_and_volumes_with_a_purge_time() {
             pvc.path,
             format!("{core}/persistentvolumeclaims/data-payments-0")
         );
+        // The namespace stays: nothing moves.
+        let namespace = api
+            .answer(
+                StatusCode::OK,
+                |_| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+            )
+            .await;
+        assert_eq!(namespace.path, format!("/api/v1/namespaces/{NS}"));
         api.event_published().await;
         let done = api
             .answer(StatusCode::OK, |_| {
@@ -843,6 +857,8 @@ async fn recover_with_nothing_kept_is_refused() {
     let vault = Arc::new(finalized(fixtures::vault(NS, NAME, spec)));
     let server = tokio::spawn(async move {
         api.not_found().await;
+        // No relocated copy either.
+        api.not_found().await;
         let status = api.status_patched().await;
         api.event_published().await;
         status
@@ -871,8 +887,24 @@ async fn kept_objects_are_purged_after_the_retention_period() {
         assert_eq!(list.path, "/api/v1/secrets");
         assert_eq!(
             list.param("labelSelector"),
-            Some("kvault.dev%2Fdeleted%3Dtrue")
+            Some("kvault.dev%2Fdeleted%3Dtrue%2C%21kvault.dev%2Fvault-namespace")
         );
+        // No relocated copy in the operator's namespace.
+        let copies = api
+            .answer(
+                StatusCode::OK,
+                |_| json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": []}),
+            )
+            .await;
+        assert_eq!(copies.path, "/api/v1/namespaces/kvault-system/secrets");
+        // Its namespace is not being deleted.
+        let namespace = api
+            .answer(
+                StatusCode::OK,
+                |_| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+            )
+            .await;
+        assert_eq!(namespace.path, format!("/api/v1/namespaces/{NS}"));
         // No Vault of that name again.
         let vault = api.not_found().await;
         assert_eq!(
@@ -910,6 +942,7 @@ async fn kept_objects_are_purged_after_the_retention_period() {
         within(purge_expired(
             &client,
             &crate::operator::scope::WatchScope::Cluster,
+            "kvault-system",
             now
         ))
         .await
@@ -1351,4 +1384,190 @@ async fn a_smaller_size_is_refused_without_touching_the_volumes() {
         condition(&status.body["status"], "Degraded")["reason"],
         "ApplyFailed"
     );
+}
+
+/// The namespace of a purge-protected vault is deleted: the master key moves to the
+/// operator's namespace and the volume is retained as a PersistentVolume before the
+/// namespace's objects are released, so the namespace deletion completes.
+#[tokio::test]
+async fn a_deleted_namespace_moves_a_protected_vaults_key_and_retains_its_volumes() {
+    let (ctx, mut api) = context();
+    let mut spec = VaultSpec::default();
+    spec.soft_delete.purge_protection = true;
+    let vault = Arc::new(fixtures::vault(NS, NAME, spec));
+    let protected = json!([
+        "kubernetes.io/pvc-protection",
+        "kvault.dev/purge-protection"
+    ]);
+    let server = tokio::spawn(async move {
+        let core = format!("/api/v1/namespaces/{NS}");
+        let namespace = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": NS, "deletionTimestamp": "2026-12-03T00:00:00Z"}})
+            })
+            .await;
+        assert_eq!(namespace.path, format!("/api/v1/namespaces/{NS}"));
+        let key = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "payments-master-key", "namespace": NS,
+                                    "labels": {"kvault.dev/deleted": "true"},
+                                    "annotations": {"kvault.dev/purge-after": "2027-03-01T00:00:00Z"},
+                                    "finalizers": ["kvault.dev/purge-protection"]},
+                       "data": {"master.key": "a2V5"}})
+            })
+            .await;
+        assert_eq!(key.path, format!("{core}/secrets/{NAME}-master-key"));
+        let claims = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {},
+                       "items": [{"metadata": {"name": "data-payments-0", "namespace": NS,
+                                  "finalizers": protected},
+                                  "spec": {"volumeName": "pv-7"}}]})
+            })
+            .await;
+        assert_eq!(claims.path, format!("{core}/persistentvolumeclaims"));
+        let pv = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-7"},
+                       "spec": {"persistentVolumeReclaimPolicy": "Delete"}})
+            })
+            .await;
+        assert_eq!(pv.path, "/api/v1/persistentvolumes/pv-7");
+        let retain = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-7"}})
+            })
+            .await;
+        assert_eq!(retain.method, Method::PATCH);
+        assert_eq!(
+            retain.body["spec"]["persistentVolumeReclaimPolicy"],
+            "Retain"
+        );
+        assert_eq!(
+            retain.body["metadata"]["annotations"]["kvault.dev/reclaim-policy"],
+            "Delete"
+        );
+        let copy = api.echo(StatusCode::CREATED).await;
+        assert_eq!(copy.method, Method::POST);
+        assert_eq!(copy.path, "/api/v1/namespaces/kvault-system/secrets");
+        assert_eq!(copy.body["metadata"]["name"], "kvault-kept.team-a.payments");
+        assert_eq!(copy.body["data"]["master.key"], "a2V5");
+        assert_eq!(
+            copy.body["metadata"]["annotations"]["kvault.dev/volumes"],
+            "pv-7"
+        );
+        assert_eq!(
+            copy.body["metadata"]["finalizers"],
+            json!(["kvault.dev/purge-protection"])
+        );
+        // Only then are the namespace's objects released.
+        let meta = |name: &str| {
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": name, "namespace": NS}})
+        };
+        let key_release = api
+            .answer(StatusCode::OK, |_| meta("payments-master-key"))
+            .await;
+        assert_eq!(
+            key_release.path,
+            format!("{core}/secrets/{NAME}-master-key")
+        );
+        assert_eq!(key_release.body["metadata"]["finalizers"], json!([]));
+        let pvc_release = api
+            .answer(StatusCode::OK, |_| meta("data-payments-0"))
+            .await;
+        assert_eq!(
+            pvc_release.path,
+            format!("{core}/persistentvolumeclaims/data-payments-0")
+        );
+        assert_eq!(
+            pvc_release.body["metadata"]["finalizers"],
+            json!(["kubernetes.io/pvc-protection"])
+        );
+    });
+    assert!(
+        within(super::controller::relocate_if_namespace_ends(
+            &ctx, NS, NAME
+        ))
+        .await
+        .unwrap()
+    );
+    within(server).await.unwrap();
+    drop(vault);
+}
+
+/// A Vault created again, with `createMode: Recover`, in a namespace of the same name as
+/// the deleted one: the master key comes back from the copy and the retained volume is
+/// pre-bound to the claim its StatefulSet creates; the copy goes.
+#[tokio::test]
+async fn recover_in_a_new_namespace_takes_back_the_relocated_key_and_volume() {
+    let (ctx, mut api) = context();
+    let spec = VaultSpec {
+        create_mode: crate::api::CreateMode::Recover,
+        ..Default::default()
+    };
+    let vault = Arc::new(finalized(fixtures::vault(NS, NAME, spec)));
+    let server = tokio::spawn(async move {
+        assert_eq!(api.not_found().await.method, Method::GET);
+        let copy = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "kvault-kept.team-a.payments", "namespace": "kvault-system",
+                                    "labels": {"kvault.dev/deleted": "true", "kvault.dev/vault": NAME,
+                                               "kvault.dev/vault-namespace": NS},
+                                    "annotations": {"kvault.dev/volumes": "pv-7"},
+                                    "finalizers": ["kvault.dev/purge-protection"]},
+                       "data": {"master.key": "a2V5"}})
+            })
+            .await;
+        assert_eq!(
+            copy.path,
+            "/api/v1/namespaces/kvault-system/secrets/kvault-kept.team-a.payments"
+        );
+        let key = api.echo(StatusCode::CREATED).await;
+        assert_eq!(key.path, format!("/api/v1/namespaces/{NS}/secrets"));
+        assert_eq!(key.body["metadata"]["name"], "payments-master-key");
+        assert_eq!(key.body["data"]["master.key"], "a2V5");
+        let retained = json!({"apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": "pv-7",
+                "labels": {"kvault.dev/deleted": "true", "kvault.dev/vault": NAME,
+                           "kvault.dev/vault-namespace": NS},
+                "annotations": {"kvault.dev/claim": "data-payments-0",
+                                "kvault.dev/reclaim-policy": "Delete"}},
+            "spec": {"persistentVolumeReclaimPolicy": "Retain"}});
+        let r = retained.clone();
+        api.answer(StatusCode::OK, move |_| r).await;
+        let rebind = api.answer(StatusCode::OK, move |_| retained).await;
+        assert_eq!(rebind.method, Method::PATCH);
+        assert_eq!(rebind.path, "/api/v1/persistentvolumes/pv-7");
+        assert_eq!(rebind.body["spec"]["claimRef"]["name"], "data-payments-0");
+        assert_eq!(rebind.body["spec"]["claimRef"]["namespace"], NS);
+        assert_eq!(
+            rebind.body["spec"]["persistentVolumeReclaimPolicy"],
+            "Delete"
+        );
+        let release = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                       "metadata": {"name": "kvault-kept.team-a.payments"}})
+            })
+            .await;
+        assert_eq!(release.body["metadata"]["finalizers"], json!([]));
+        let delete = api
+            .answer(StatusCode::OK, |_| {
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+            })
+            .await;
+        assert_eq!(delete.method, Method::DELETE);
+        assert_eq!(
+            delete.path,
+            "/api/v1/namespaces/kvault-system/secrets/kvault-kept.team-a.payments"
+        );
+        let event = api.event_published().await;
+        assert_eq!(event.body["reason"], "Recovered");
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(3), reconcile(vault, ctx)).await;
+    within(server).await.unwrap();
 }

@@ -14,6 +14,7 @@ pub mod leader;
 pub mod policy;
 pub mod push;
 pub mod rbac;
+pub mod relocation;
 pub mod scope;
 pub mod soft_delete;
 pub mod status;

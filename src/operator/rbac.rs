@@ -21,7 +21,8 @@ use crate::api::{AccessPolicy, RoleAssignment, Vault};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -76,11 +77,28 @@ fn join<const A: usize, const B: usize>(
 }
 
 /// The ClusterRole when the operator watches the whole cluster: the vault rules in every
-/// namespace, and the cluster's JWKS.
+/// namespace, and the cluster-scoped rules.
 pub fn cluster_rules() -> Vec<PolicyRule> {
     let mut rules = vault_rules();
-    rules.push(jwks_rule());
+    rules.extend(cluster_scoped_rules(None));
     rules
+}
+
+/// What only a ClusterRole can grant, in both modes: the cluster's JWKS; the namespaces of
+/// deleted vaults (`get`, by name: is it being deleted too?) — with `--watch-namespace`, only
+/// the watched ones; and the PersistentVolumes of deleted vaults whose namespace is deleted
+/// (relocation.rs: retained, re-bound on recover, handed back to their reclaim policy by the
+/// purge; read and patched by name, never listed or deleted).
+fn cluster_scoped_rules(namespaces: Option<&[String]>) -> Vec<PolicyRule> {
+    let mut ns_rule = rule::<Namespace>(None, &["get"]);
+    if let Some(names) = namespaces {
+        ns_rule.resource_names = Some(names.to_vec());
+    }
+    vec![
+        jwks_rule(),
+        ns_rule,
+        rule::<PersistentVolume>(None, &["get", "patch"]),
+    ]
 }
 
 /// The cluster's service-account keys (controller.rs `cluster_jwks`), handed to each vault:
@@ -137,12 +155,13 @@ pub fn vault_rules() -> Vec<PolicyRule> {
 }
 
 /// In the operator's own namespace, when it does not watch the whole cluster: its CA Secret
-/// (app.rs `ensure_ca`: read, or created at first start) and the `kvault-ca` ConfigMap
-/// (`publish_ca`, server-side apply). Creates carry no name, so they cannot be limited to one.
+/// (app.rs `ensure_ca`: read, or created at first start), the copies of relocated vaults'
+/// master keys (relocation.rs: created, read, listed by the purge, released and deleted) and
+/// the `kvault-ca` ConfigMap (`publish_ca`, server-side apply). Creates carry no name, so they
+/// cannot be limited to one.
 fn own_namespace_ca_rules() -> Vec<PolicyRule> {
     vec![
-        rule::<Secret>(None, &["create"]),
-        named(rule::<Secret>(None, &["get"]), super::ca::CA_SECRET),
+        rule::<Secret>(None, &["create", "delete", "get", "list", "patch"]),
         rule::<ConfigMap>(None, &["create"]),
         named(
             rule::<ConfigMap>(None, &["patch"]),
@@ -216,7 +235,7 @@ pub fn operator_rbac(namespace: &str, service_account: &str, scope: &WatchScope)
     };
     let (cluster, own) = match scope {
         WatchScope::Cluster => (cluster_rules(), namespace_rules(service_account)),
-        WatchScope::Namespaces(_) => (vec![jwks_rule()], {
+        WatchScope::Namespaces(names) => (cluster_scoped_rules(Some(names)), {
             let mut r = namespace_rules(service_account);
             r.extend(own_namespace_ca_rules());
             r
@@ -808,14 +827,19 @@ mod tests {
     fn watching_namespaces_needs_no_cluster_wide_rights_on_namespaced_objects() {
         let scope = WatchScope::from_namespaces(&["team-a".into(), "team-b".into()]).unwrap();
         let rbac = operator_rbac("ops", "op", &scope);
-        // The ClusterRole keeps only the JWKS (a non-resource URL needs a ClusterRole).
+        // The ClusterRole keeps only what is cluster-scoped: the JWKS, the watched
+        // namespaces by name, PersistentVolumes by name (get, patch).
         let cluster = rbac.cluster_role.rules.clone().unwrap();
-        assert_eq!(cluster.len(), 1);
+        assert_eq!(cluster.len(), 3);
         assert_eq!(
             cluster[0].non_resource_urls,
             Some(vec![JWKS_PATH.to_string()])
         );
-        assert!(cluster[0].resources.is_none());
+        assert_eq!(
+            cluster[1].resource_names,
+            Some(vec!["team-a".to_string(), "team-b".to_string()])
+        );
+        assert_eq!(cluster[2].verbs, ["get", "patch"]);
         // The operator's namespace, then one Role per watched namespace.
         let placed: Vec<(Option<&str>, Option<&str>)> = rbac
             .roles
@@ -856,14 +880,18 @@ mod tests {
             ""
         ));
         assert!(!may("GET", "/apis/kvault.dev/v1alpha1/vaults", ""));
-        // Its own namespace: its CA Secret by name, not the others.
+        // Its own namespace: its CA Secret and the relocated vaults' copies, not watched.
         assert!(may(
             "GET",
             "/api/v1/namespaces/ops/secrets/kvault-operator-ca",
             ""
         ));
-        assert!(!may("GET", "/api/v1/namespaces/ops/secrets/other", ""));
-        assert!(!may("GET", "/api/v1/namespaces/ops/secrets", ""));
+        assert!(may("GET", "/api/v1/namespaces/ops/secrets", ""));
+        assert!(!may("GET", "/api/v1/namespaces/ops/secrets", "watch=true"));
+        assert!(may("GET", "/api/v1/namespaces/team-a", ""));
+        assert!(!may("GET", "/api/v1/namespaces/team-c", ""));
+        assert!(!may("GET", "/api/v1/persistentvolumes", ""));
+        assert!(!may("DELETE", "/api/v1/persistentvolumes/pv-1", ""));
         assert!(may("GET", JWKS_PATH, ""));
     }
 }

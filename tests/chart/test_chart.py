@@ -151,8 +151,12 @@ def test_operator_rbac_is_what_the_code_needs(values):
             f"the chart's operator Role in {ns} differs from src/operator/rbac.rs"
         )
     if watch:
-        # No cluster-wide rights on any namespaced object: only the JWKS URL.
-        assert all("resources" not in r for r in cluster_role["rules"])
+        # No cluster-wide rights on any namespaced object: the JWKS URL, the watched
+        # namespaces by name, and PersistentVolumes (cluster-scoped).
+        resources = {res for r in cluster_role["rules"] for res in r.get("resources") or []}
+        assert resources == {"namespaces", "persistentvolumes"}
+        ns_rule = next(r for r in cluster_role["rules"] if "namespaces" in r.get("resources", []))
+        assert sorted(ns_rule["resourceNames"]) == sorted(watch)
     role = roles[NAMESPACE]
     # Bound to the operator's service account, the Role in the operator's namespace.
     subject = {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}
