@@ -15,11 +15,13 @@ use kube::{Api, Client};
 use std::time::Duration;
 
 pub const LEASE_NAME: &str = "kvault-operator";
-/// How long a Lease stays valid without renewal.
-pub const LEASE_SECONDS: i32 = 15;
-pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How long a Lease stays valid without renewal. A standby takes over within this plus one
+/// retry (about 12 s after the leader dies); the leader renews five times per period, so a
+/// slow API server answer or two does not cost it the Lease.
+pub const LEASE_SECONDS: i32 = 10;
+pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// How often a candidate retries.
-pub const RETRY_EVERY: Duration = Duration::from_secs(5);
+pub const RETRY_EVERY: Duration = Duration::from_secs(2);
 
 /// What a replica should do with the Lease as it is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +130,7 @@ pub async fn acquire(client: &Client, namespace: &str, me: &str) {
 /// another replica may take it (two thirds of its duration); then returns. A single failed
 /// renewal (an API server hiccup) is retried.
 pub async fn hold(client: &Client, namespace: &str, me: &str) {
-    let give_up_after = Duration::from_secs(u64::try_from(LEASE_SECONDS).unwrap_or(15) * 2 / 3);
+    let give_up_after = Duration::from_secs(u64::try_from(LEASE_SECONDS).unwrap_or(10) * 2 / 3);
     let mut last_renewal = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
