@@ -11,6 +11,9 @@ WORKDIR /src
 COPY . .
 # The crates and the target directory are cached between builds (BuildKit); the binary is
 # copied out of the cache in the same step.
+# Paths in the binary (panic locations, the dependencies' log records) name the crate, not
+# the build host's directories.
+ENV RUSTFLAGS="--remap-path-prefix=/usr/local/cargo/registry/src=crates --remap-path-prefix=/src=kvault"
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin kvault \

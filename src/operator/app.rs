@@ -255,6 +255,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     };
 
     let mut registry = Registry::default();
+    crate::openmetrics::register_build_and_process(&mut registry, "operator");
     let metrics = Metrics::default().register(&mut registry);
     let connections =
         crate::listener::ConnectionMetrics::register(&mut registry, "kvault_operator_");

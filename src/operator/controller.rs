@@ -36,7 +36,10 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -90,6 +93,14 @@ impl Error {
 pub struct Metrics {
     pub reconciliations: Counter,
     pub failures: Counter,
+    /// Expired or near-expiry object versions per vault, from its expiry report.
+    pub expiring: Family<VaultLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VaultLabels {
+    pub namespace: String,
+    pub vault: String,
 }
 
 impl Metrics {
@@ -103,6 +114,11 @@ impl Metrics {
             "kvault_operator_reconcile_failures",
             "Vault reconciliations that failed (and were requeued)",
             self.failures.clone(),
+        );
+        registry.register(
+            "kvault_operator_expiring_objects",
+            "Expired or near-expiry object versions of each vault (its expiry report)",
+            self.expiring.clone(),
         );
         self
     }
@@ -1322,6 +1338,13 @@ async fn publish_action(
 async fn report_expiry(ctx: &Context, vault: &Vault) {
     match ctx.policy.expiring(vault).await {
         Ok(report) => {
+            ctx.metrics
+                .expiring
+                .get_or_create(&VaultLabels {
+                    namespace: vault.namespace().unwrap_or_default(),
+                    vault: vault.name_any(),
+                })
+                .set(i64::try_from(report.count).unwrap_or(i64::MAX));
             for n in expiry::notices(&report) {
                 publish_action(
                     ctx,

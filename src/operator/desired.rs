@@ -619,6 +619,13 @@ pub fn stateful_set(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    // For Prometheus setups that scrape by annotation (the chart's PodMonitor
+                    // selects the pods by label instead).
+                    annotations: Some(BTreeMap::from([
+                        ("prometheus.io/scrape".into(), "true".into()),
+                        ("prometheus.io/port".into(), METRICS_PORT.to_string()),
+                        ("prometheus.io/path".into(), "/metrics".into()),
+                    ])),
                     ..Default::default()
                 }),
                 spec: Some(pod),

@@ -56,7 +56,9 @@ fn latency() -> Histogram {
 
 impl ProviderMetrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("kvault_provider");
+        let mut root = Registry::default();
+        crate::openmetrics::register_build_and_process(&mut root, "provider");
+        let registry = root.sub_registry_with_prefix("kvault_provider");
         let mounts = Family::<ResultLabel, Counter>::default();
         let mount_duration = latency();
         let vault_calls = Family::<VaultCallLabels, Counter>::default();
@@ -96,13 +98,12 @@ impl ProviderMetrics {
             "Request header blocks whose socket-path :authority (driver <= v1.5) was rewritten",
             authority_rewrites.clone(),
         );
-        let connections = crate::listener::ConnectionMetrics::register(&mut registry, "");
-        let admin_connections =
-            crate::listener::ConnectionMetrics::register(&mut registry, "admin_");
+        let connections = crate::listener::ConnectionMetrics::register(registry, "");
+        let admin_connections = crate::listener::ConnectionMetrics::register(registry, "admin_");
         Self {
             connections,
             admin_connections,
-            registry,
+            registry: root,
             mounts,
             mount_duration,
             vault_calls,

@@ -151,7 +151,7 @@ async fn serve(state: Arc<AppState>, req: Request, request_id: String) -> Respon
         .requests
         .get_or_create(&RequestLabels {
             operation: trace.operation,
-            status,
+            code: status,
         })
         .inc();
     state

@@ -15,7 +15,8 @@ use std::time::Instant;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub operation: &'static str,
-    pub status: u16,
+    /// The HTTP status code (`code`, as the ecosystem's HTTP metrics name it).
+    pub code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,7 +58,9 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("kvault");
+        let mut root = Registry::default();
+        crate::openmetrics::register_build_and_process(&mut root, "server");
+        let registry = root.sub_registry_with_prefix("kvault");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: Family<OperationLabel, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
@@ -69,7 +72,7 @@ impl Metrics {
             Family::new_with_constructor(latency_histogram);
         registry.register(
             "requests",
-            "Data-plane requests by operation and status",
+            "Data-plane requests by operation and HTTP status code",
             requests.clone(),
         );
         registry.register(
@@ -108,13 +111,13 @@ impl Metrics {
             "1 while this replica runs the vault's background jobs (purge, rotation, renewal, notifications)",
             job_lease_held.clone(),
         );
-        let events = crate::server::events::EventMetrics::register(&mut registry);
-        let connections = crate::listener::ConnectionMetrics::register(&mut registry, "");
+        let events = crate::server::events::EventMetrics::register(registry);
+        let connections = crate::listener::ConnectionMetrics::register(registry, "");
         Self {
             connections,
             job_lease_held,
             events,
-            registry,
+            registry: root,
             requests,
             latency,
             authn_failures,

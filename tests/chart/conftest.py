@@ -155,10 +155,14 @@ def crd_schemas():
 
 @functools.lru_cache(maxsize=None)
 def extra_schemas():
-    return {
+    schemas = {
         ("secrets-store.csi.x-k8s.io/v1", "SecretProviderClass"):
             json.loads((SCHEMAS_DIR / "secretproviderclass.json").read_text()),
     }
+    monitoring = json.loads((SCHEMAS_DIR / "prometheus-operator.json").read_text())
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
+        schemas[("monitoring.coreos.com/v1", kind)] = {"$defs": monitoring["$defs"], **monitoring[kind]}
+    return schemas
 
 
 def validate_object(obj):

@@ -494,7 +494,7 @@ async fn throttling_answers_429_with_retry_after_and_metrics_count_it() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("kvault_requests_total{operation=\"SetSecret\",status=\"200\"} 2"),
+        metrics.contains("kvault_requests_total{operation=\"SetSecret\",code=\"200\"} 2"),
         "{metrics}"
     );
     assert!(
