@@ -67,12 +67,24 @@ pub struct MountError {
     pub message: String,
 }
 
+/// The longest message a mount error carries. It becomes gRPC error metadata, which the
+/// driver's gRPC C core caps at 8 KiB (beyond that the driver sees only "Stream removed"),
+/// and a pod event; an echoed attribute of any length must not push it past either.
+pub const MAX_MESSAGE: usize = 1024;
+
 impl MountError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let dropped = message.len() - cut;
+            message.truncate(cut);
+            message.push_str(&format!("… ({dropped} more bytes not shown)"));
         }
+        Self { code, message }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -97,3 +109,22 @@ impl From<MountError> for tonic::Status {
 }
 
 pub type MountResult<T> = Result<T, MountError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_to_fit_grpc_metadata() {
+        let e = MountError::invalid(format!("vaultUrl '{}' is not a URL", "é".repeat(10_000)));
+        assert!(e.message.len() < MAX_MESSAGE + 64, "{}", e.message.len());
+        assert!(e.message.starts_with("vaultUrl '"));
+        assert!(
+            e.message.ends_with("more bytes not shown)"),
+            "{}",
+            e.message
+        );
+        let short = MountError::invalid("fine");
+        assert_eq!(short.message, "fine");
+    }
+}

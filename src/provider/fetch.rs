@@ -646,15 +646,8 @@ impl Fetcher {
                                 .collect()
                         }),
                 };
-                let mut listed =
-                    listed.map_err(|e| describe_error(&e, &what, &pod.vault, audience))?;
-                // Newest first; the id breaks ties deterministically.
-                listed.sort_by(|a, b| {
-                    b.created
-                        .cmp(&a.created)
-                        .then_with(|| b.version.cmp(&a.version))
-                });
-                Ok(Arc::new(Answer::Versions(listed)))
+                let listed = listed.map_err(|e| describe_error(&e, &what, &pod.vault, audience))?;
+                Ok(Arc::new(Answer::Versions(newest_first(listed))))
             })
             .await?;
         match answer.as_ref() {
@@ -662,6 +655,16 @@ impl Fetcher {
             Answer::One(_) => Err(MountError::new(ErrorCode::Internal, "cache mix-up")),
         }
     }
+}
+
+/// A version listing newest first. `created` has one-second resolution, so versions made
+/// within one second tie; a vault lists versions in creation order (oldest first), so among
+/// ties the one listed later is the newer (a random version id would put them in any order).
+pub fn newest_first(mut listed: Vec<VersionInfo>) -> Vec<VersionInfo> {
+    listed.reverse();
+    // Stable: ties keep the reversed listing order, newest first.
+    listed.sort_by(|a, b| b.created.cmp(&a.created));
+    listed
 }
 
 /// The fetched object version inside a cache answer.
@@ -675,6 +678,29 @@ pub fn one(answer: &Answer) -> MountResult<&Versioned> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_made_within_one_second_are_ordered_by_the_vaults_listing() {
+        let v = |version: &str, created| VersionInfo {
+            version: version.into(),
+            created,
+            enabled: true,
+        };
+        // As the vault lists them: creation order, three in the same second with ids that
+        // sort the other way.
+        let listed = vec![
+            v("zz", 100),
+            v("ff", 200),
+            v("cc", 200),
+            v("aa", 200),
+            v("yy", 150),
+        ];
+        let order: Vec<String> = newest_first(listed)
+            .into_iter()
+            .map(|i| i.version)
+            .collect();
+        assert_eq!(order, ["aa", "cc", "ff", "yy", "zz"]);
+    }
 
     #[test]
     fn ids_to_versions() {

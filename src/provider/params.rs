@@ -151,6 +151,33 @@ pub struct PodInfo {
     pub secret_provider_class: String,
 }
 
+impl PodInfo {
+    /// The pod's identity from the raw attributes, for the log line of a mount that failed
+    /// before (or while) the attributes were validated: whatever of them is readable, each
+    /// cut to 253 characters (the longest Kubernetes name). Empty when they are not JSON.
+    pub fn from_attributes(attributes: &str) -> Self {
+        let Ok(attrs) = serde_json::from_str::<std::collections::HashMap<String, serde_json::Value>>(
+            attributes,
+        ) else {
+            return Self::default();
+        };
+        let get = |k: &str| {
+            attrs
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(|v| v.trim().chars().take(253).collect::<String>())
+                .unwrap_or_default()
+        };
+        Self {
+            namespace: get(POD_NAMESPACE),
+            name: get(POD_NAME),
+            uid: get(POD_UID),
+            service_account: get(POD_SERVICE_ACCOUNT),
+            secret_provider_class: get("secretProviderClass"),
+        }
+    }
+}
+
 /// A validated Mount request.
 pub struct MountSpec {
     /// `https://host[:port]`, no path.
@@ -936,6 +963,28 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidParameters, "{extra}");
             assert!(e.message.contains(needle), "{extra}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn the_pod_is_named_in_the_log_even_when_its_attributes_are_refused() {
+        let raw = json!({
+            "csi.storage.k8s.io/pod.name": "web-0",
+            "csi.storage.k8s.io/pod.namespace": "team-a",
+            "csi.storage.k8s.io/pod.uid": "u-1",
+            "secretProviderClass": "spc",
+            "vaultUrl": "not a url",
+            "objects": 7
+        })
+        .to_string();
+        let pod = PodInfo::from_attributes(&raw);
+        assert_eq!(
+            (pod.namespace.as_str(), pod.name.as_str(), pod.uid.as_str()),
+            ("team-a", "web-0", "u-1")
+        );
+        assert_eq!(pod.secret_provider_class, "spc");
+        let long = json!({"csi.storage.k8s.io/pod.name": "x".repeat(10_000)}).to_string();
+        assert_eq!(PodInfo::from_attributes(&long).name.len(), 253);
+        assert_eq!(PodInfo::from_attributes("not json"), PodInfo::default());
     }
 
     #[test]

@@ -260,7 +260,8 @@ impl pb::csi_driver_provider_server::CsiDriverProvider for Provider {
         };
         let elapsed = started.elapsed();
         self.metrics.mount_duration.observe(elapsed.as_secs_f64());
-        let pod = pod.unwrap_or_default();
+        // A mount refused before its attributes were validated still names its pod.
+        let pod = pod.unwrap_or_else(|| PodInfo::from_attributes(&req.attributes));
         match result {
             Ok(response) => {
                 self.metrics
