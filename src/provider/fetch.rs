@@ -663,7 +663,7 @@ impl Fetcher {
 pub fn newest_first(mut listed: Vec<VersionInfo>) -> Vec<VersionInfo> {
     listed.reverse();
     // Stable: ties keep the reversed listing order, newest first.
-    listed.sort_by(|a, b| b.created.cmp(&a.created));
+    listed.sort_by_key(|b| std::cmp::Reverse(b.created));
     listed
 }
 
