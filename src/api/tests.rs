@@ -794,7 +794,8 @@ fn recover_and_a_new_storage_class_are_refused_after_creation() {
     let recover = vault(json!({"createMode": "Recover", "storage": {"embedded": {"size": "1Gi"}}}));
     let errs = admit("Vault", &recover, Some(&plain)).unwrap_err();
     assert!(
-        errs.iter().any(|e| e.contains("only applies when a Vault is created")),
+        errs.iter()
+            .any(|e| e.contains("only applies when a Vault is created")),
         "{errs:?}"
     );
     assert!(admit("Vault", &recover, Some(&recover)).is_ok());

@@ -25,9 +25,15 @@ fn helm_binary() -> Result<PathBuf> {
     ensure!(
         out.status.success(),
         "scripts/install-helm failed: {}",
-        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
     );
-    let last = stdout.lines().last().ok_or_else(|| anyhow!("scripts/install-helm printed nothing"))?;
+    let last = stdout
+        .lines()
+        .last()
+        .ok_or_else(|| anyhow!("scripts/install-helm printed nothing"))?;
     Ok(PathBuf::from(last.trim()))
 }
 
@@ -35,9 +41,18 @@ fn helm(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new(bin)
         .args(args)
         .args(["--kubeconfig", &kubeconfig.display().to_string()])
-        .env("HELM_CACHE_HOME", std::env::temp_dir().join("kvault-k8s-helm/cache"))
-        .env("HELM_CONFIG_HOME", std::env::temp_dir().join("kvault-k8s-helm/config"))
-        .env("HELM_DATA_HOME", std::env::temp_dir().join("kvault-k8s-helm/data"))
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("kvault-k8s-helm/cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("kvault-k8s-helm/config"),
+        )
+        .env(
+            "HELM_DATA_HOME",
+            std::env::temp_dir().join("kvault-k8s-helm/data"),
+        )
         .output()
         .with_context(|| format!("running helm {}", args.join(" ")))?;
     if !out.status.success() {
@@ -83,25 +98,56 @@ pub async fn install_and_uninstall(c: Cluster) -> Result<()> {
     let chart = repo().join("charts/kvault");
     let chart = chart.display().to_string();
     let kc = c.kubeconfig.clone();
-    helm(&helm_bin, &kc, &["install", RELEASE, &chart, "--namespace", NAMESPACE, "--create-namespace"])?;
-    let manifest = helm(&helm_bin, &kc, &["get", "manifest", RELEASE, "--namespace", NAMESPACE])?;
+    helm(
+        &helm_bin,
+        &kc,
+        &[
+            "install",
+            RELEASE,
+            &chart,
+            "--namespace",
+            NAMESPACE,
+            "--create-namespace",
+        ],
+    )?;
+    let manifest = helm(
+        &helm_bin,
+        &kc,
+        &["get", "manifest", RELEASE, "--namespace", NAMESPACE],
+    )?;
     let objects: Vec<Value> = serde_saphyr::from_multiple::<Value>(&manifest)?
         .into_iter()
         .filter(|d| d.get("kind").is_some())
         .collect();
     ensure!(
-        objects.iter().any(|o| o["kind"] == "Deployment") && objects.iter().any(|o| o["kind"] == "ClusterRole"),
+        objects.iter().any(|o| o["kind"] == "Deployment")
+            && objects.iter().any(|o| o["kind"] == "ClusterRole"),
         "the release has no operator Deployment or ClusterRole: {:?}",
         objects.iter().map(describe).collect::<Vec<_>>()
     );
     for o in &objects {
-        ensure!(exists(&c, o).await?, "{} of the release is not in the cluster", describe(o));
+        ensure!(
+            exists(&c, o).await?,
+            "{} of the release is not in the cluster",
+            describe(o)
+        );
     }
-    helm(&helm_bin, &kc, &["upgrade", RELEASE, &chart, "--namespace", NAMESPACE])?;
-    helm(&helm_bin, &kc, &["uninstall", RELEASE, "--namespace", NAMESPACE])?;
+    helm(
+        &helm_bin,
+        &kc,
+        &["upgrade", RELEASE, &chart, "--namespace", NAMESPACE],
+    )?;
+    helm(
+        &helm_bin,
+        &kc,
+        &["uninstall", RELEASE, "--namespace", NAMESPACE],
+    )?;
     for o in &objects {
         let what = format!("{} to be deleted by helm uninstall", describe(o));
-        wait_for(&what, Duration::from_secs(60), || async { Ok((!exists(&c, o).await?).then_some(())) }).await?;
+        wait_for(&what, Duration::from_secs(60), || async {
+            Ok((!exists(&c, o).await?).then_some(()))
+        })
+        .await?;
     }
     // The CRDs (and so every Vault) stay: helm never deletes crds/.
     c.crds_established().await?;

@@ -75,7 +75,11 @@ impl Cluster {
     }
 
     /// The API resource of a kind (`apps/v1`, `Deployment`).
-    pub async fn resource(&self, api_version: &str, kind: &str) -> Result<(ApiResource, ApiCapabilities)> {
+    pub async fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, ApiCapabilities)> {
         let (group, version) = match api_version.split_once('/') {
             Some((g, v)) => (g, v),
             None => ("", api_version),
@@ -86,7 +90,12 @@ impl Cluster {
             .with_context(|| format!("discovering {api_version} {kind}"))
     }
 
-    pub async fn dynamic_api(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Result<Api<DynamicObject>> {
+    pub async fn dynamic_api(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Api<DynamicObject>> {
         let (ar, caps) = self.resource(api_version, kind).await?;
         Ok(match (caps.scope, namespace) {
             (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ar),
@@ -97,9 +106,13 @@ impl Cluster {
 
     /// Server-side apply of one object (the namespace in `metadata`, or `namespace`).
     pub async fn apply(&self, obj: &Value, dry_run: bool) -> Result<DynamicObject> {
-        let api_version = obj["apiVersion"].as_str().ok_or_else(|| anyhow!("no apiVersion"))?;
+        let api_version = obj["apiVersion"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no apiVersion"))?;
         let kind = obj["kind"].as_str().ok_or_else(|| anyhow!("no kind"))?;
-        let name = obj["metadata"]["name"].as_str().ok_or_else(|| anyhow!("{kind} without a name"))?;
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{kind} without a name"))?;
         let ns = obj["metadata"]["namespace"].as_str();
         let api = self.dynamic_api(api_version, kind, ns).await?;
         let mut pp = PatchParams::apply(FIELD_MANAGER).force();
@@ -132,22 +145,29 @@ impl Cluster {
         let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
             Api::all(self.client.clone());
         for crd in crd_documents()? {
-            let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = crd["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let api = api.clone();
-            wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || {
-                let api = api.clone();
-                let name = name.clone();
-                async move {
-                    let crd = api.get(&name).await?;
-                    let established = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    Ok(established.then_some(()))
-                }
-            })
+            wait_for(
+                &format!("CRD {name} Established"),
+                Duration::from_secs(30),
+                || {
+                    let api = api.clone();
+                    let name = name.clone();
+                    async move {
+                        let crd = api.get(&name).await?;
+                        let established = crd
+                            .status
+                            .and_then(|s| s.conditions)
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True");
+                        Ok(established.then_some(()))
+                    }
+                },
+            )
             .await?;
         }
         Ok(())
@@ -164,9 +184,10 @@ pub fn api_error(e: &kube::Error) -> String {
 
 /// The documents of a YAML file that are Kubernetes objects (with `apiVersion` and `kind`).
 pub fn manifests(path: &Path) -> Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .with_context(|| format!("parsing {}", path.display()))?;
     Ok(docs
         .into_iter()
         .filter(|d| d.get("apiVersion").is_some() && d.get("kind").is_some())
@@ -201,7 +222,10 @@ where
             Err(e) => last = format!("{e:#}"),
         }
         if Instant::now() >= deadline {
-            bail!("timed out after {}s waiting for {what} (last: {last})", timeout.as_secs());
+            bail!(
+                "timed out after {}s waiting for {what} (last: {last})",
+                timeout.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -62,10 +62,12 @@ pub async fn apply_in_any_order(c: Cluster) -> Result<()> {
         || {
             let c = c.clone();
             async move {
-                Ok(c.resource("secrets-store.csi.x-k8s.io/v1", "SecretProviderClass")
-                    .await
-                    .ok()
-                    .map(|_| ()))
+                Ok(
+                    c.resource("secrets-store.csi.x-k8s.io/v1", "SecretProviderClass")
+                        .await
+                        .ok()
+                        .map(|_| ()),
+                )
             }
         },
     )
@@ -79,8 +81,14 @@ pub async fn apply_in_any_order(c: Cluster) -> Result<()> {
         for d in docs {
             let key = (
                 d["kind"].as_str().unwrap_or_default().to_string(),
-                d["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-                d["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                d["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                d["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             );
             if let Some(ns) = d["metadata"]["namespace"].as_str() {
                 namespaces.insert(ns.to_string());
@@ -93,7 +101,10 @@ pub async fn apply_in_any_order(c: Cluster) -> Result<()> {
             seen.insert(key, (rel(path), d.clone()));
         }
     }
-    ensure!(dupes.is_empty(), "examples define the same object differently: {dupes:?}");
+    ensure!(
+        dupes.is_empty(),
+        "examples define the same object differently: {dupes:?}"
+    );
     // The namespaces a user would create first (the walk-through's own Namespace, with its
     // Pod Security label, is applied with its file).
     for ns in &namespaces {
@@ -114,14 +125,21 @@ pub async fn apply_in_any_order(c: Cluster) -> Result<()> {
             }
         }
     }
-    ensure!(failures.is_empty(), "examples refused:\n    {}", failures.join("\n    "));
+    ensure!(
+        failures.is_empty(),
+        "examples refused:\n    {}",
+        failures.join("\n    ")
+    );
     Ok(())
 }
 
 pub async fn pods_pass_restricted(c: Cluster) -> Result<()> {
     let ns = "examples-restricted";
-    c.namespace(ns, json!({"pod-security.kubernetes.io/enforce": "restricted"}))
-        .await?;
+    c.namespace(
+        ns,
+        json!({"pod-security.kubernetes.io/enforce": "restricted"}),
+    )
+    .await?;
     let files = example_files()?;
     // The pods' service accounts first (the ServiceAccount admission plugin wants them).
     for (_, docs) in &files {
@@ -145,6 +163,10 @@ pub async fn pods_pass_restricted(c: Cluster) -> Result<()> {
         }
     }
     ensure!(pods >= 3, "expected the example pods, found {pods}");
-    ensure!(failures.is_empty(), "example pods refused by the restricted level:\n    {}", failures.join("\n    "));
+    ensure!(
+        failures.is_empty(),
+        "example pods refused by the restricted level:\n    {}",
+        failures.join("\n    ")
+    );
     Ok(())
 }

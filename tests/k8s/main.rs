@@ -28,9 +28,10 @@ type TestFn = fn(Cluster) -> TestFuture;
 /// Every test, in the order they run (each applies the CRDs it needs itself, so any
 /// subset runs on its own).
 const TESTS: &[(&str, TestFn)] = &[
-    ("crds_apply_both_ways_without_warnings_and_are_established", |c| {
-        Box::pin(schema::crds_apply_both_ways(c))
-    }),
+    (
+        "crds_apply_both_ways_without_warnings_and_are_established",
+        |c| Box::pin(schema::crds_apply_both_ways(c)),
+    ),
     ("bad_objects_are_refused_with_the_rules_message", |c| {
         Box::pin(schema::bad_objects_are_refused(c))
     }),

@@ -77,7 +77,13 @@ fn condition<'a>(obj: &'a DynamicObject, type_: &str) -> Option<&'a Value> {
         .find(|c| c["type"] == type_)
 }
 
-async fn get(c: &Cluster, api_version: &str, kind: &str, ns: &str, name: &str) -> Result<DynamicObject> {
+async fn get(
+    c: &Cluster,
+    api_version: &str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> Result<DynamicObject> {
     let api: Api<DynamicObject> = c.dynamic_api(api_version, kind, Some(ns)).await?;
     api.get(name)
         .await
@@ -92,9 +98,16 @@ async fn check_vault(c: &Cluster, ns: &str, name: &str, size: &str) -> Result<()
         Ok(get(c, "apps/v1", "StatefulSet", ns, name).await.ok())
     })
     .await?;
-    println!("    {ns}/{name}: StatefulSet after {:.1}s", t0.elapsed().as_secs_f64());
-    let claim = &sts.data["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"];
-    ensure!(claim == &json!(size), "StatefulSet {ns}/{name} claims {claim}, the Vault says {size}");
+    println!(
+        "    {ns}/{name}: StatefulSet after {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    let claim =
+        &sts.data["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"];
+    ensure!(
+        claim == &json!(size),
+        "StatefulSet {ns}/{name} claims {claim}, the Vault says {size}"
+    );
     ensure!(
         sts.metadata
             .owner_references
@@ -125,7 +138,8 @@ async fn check_vault(c: &Cluster, ns: &str, name: &str, size: &str) -> Result<()
         "Vault {ns}/{name}: vaultUri {} (want {want_uri})",
         vault.data["status"]["vaultUri"]
     );
-    let ready = condition(&vault, "Ready").ok_or_else(|| anyhow!("Vault {ns}/{name} has no Ready condition"))?;
+    let ready = condition(&vault, "Ready")
+        .ok_or_else(|| anyhow!("Vault {ns}/{name} has no Ready condition"))?;
     // No kubelet: the pods never start.
     ensure!(
         ready["status"] == "False" && ready["reason"] == "PodsNotReady",
@@ -179,9 +193,23 @@ pub async fn reconciles_both_modes(c: Cluster) -> Result<()> {
         }
         check_vault(&c, "op-rbac", "payments", "2Gi").await?;
         check_vault(&c, "op-access-policy", "legacy", "1Gi").await?;
-        check_grant(&c, "RoleAssignment", "op-rbac", "web-reads-secrets", "VaultNotReady").await?;
+        check_grant(
+            &c,
+            "RoleAssignment",
+            "op-rbac",
+            "web-reads-secrets",
+            "VaultNotReady",
+        )
+        .await?;
         check_grant(&c, "RoleAssignment", "op-rbac", "orphan", "VaultNotFound").await?;
-        check_grant(&c, "AccessPolicy", "op-access-policy", "worker", "VaultNotReady").await?;
+        check_grant(
+            &c,
+            "AccessPolicy",
+            "op-access-policy",
+            "worker",
+            "VaultNotReady",
+        )
+        .await?;
         // The operator published its CA and holds its Lease.
         get(&c, "v1", "ConfigMap", OPERATOR_NS, "kvault-ca").await?;
         anyhow::Ok(())
@@ -193,6 +221,9 @@ pub async fn reconciles_both_modes(c: Cluster) -> Result<()> {
             "the operator exited ({status}):\n      {}",
             operator.log_tail()
         )),
-        (Err(e), _) => Err(anyhow!("{e:#}\n    operator log:\n      {}", operator.log_tail())),
+        (Err(e), _) => Err(anyhow!(
+            "{e:#}\n    operator log:\n      {}",
+            operator.log_tail()
+        )),
     }
 }
