@@ -47,6 +47,12 @@ const TESTS: &[(&str, TestFn)] = &[
     ("operator_reconciles_both_authorization_modes", |c| {
         Box::pin(operator::reconciles_both_modes(c))
     }),
+    ("operator_soft_deletes_and_recovers_a_vault", |c| {
+        Box::pin(operator::soft_delete_and_recover(c))
+    }),
+    ("operator_leader_takeover_after_kill_9", |c| {
+        Box::pin(operator::leader_takeover(c))
+    }),
     ("chart_installs_and_uninstalls_with_helm", |c| {
         Box::pin(chart::install_and_uninstall(c))
     }),
