@@ -50,6 +50,9 @@ const TESTS: &[(&str, TestFn)] = &[
     ("operator_soft_deletes_and_recovers_a_vault", |c| {
         Box::pin(operator::soft_delete_and_recover(c))
     }),
+    ("operator_lets_a_namespace_deletion_complete", |c| {
+        Box::pin(operator::namespace_deletion_completes(c))
+    }),
     ("operator_leader_takeover_after_kill_9", |c| {
         Box::pin(operator::leader_takeover(c))
     }),
