@@ -263,6 +263,35 @@ async fn get(c: &Cluster, kind: &str, name: &str) -> Result<DynamicObject> {
     Ok(api.get(name).await?)
 }
 
+/// A token of a service account of the vault's namespace for the vault's audience (what a
+/// pod's projected token would be).
+async fn token_for(c: &Cluster, sa: &str) -> Result<String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    c.apply(
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": NS}}),
+        false,
+    )
+    .await?;
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(c.client.clone(), NS);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![format!("https://{VAULT}.{NS}.svc")],
+            expiration_seconds: Some(600),
+            bound_object_ref: None,
+        },
+        ..Default::default()
+    };
+    let minted = sas
+        .create_token_request(sa, &Default::default(), &request)
+        .await
+        .with_context(|| format!("TokenRequest for {NS}/{sa}"))?;
+    minted
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| anyhow!("the TokenRequest for {NS}/{sa} returned no token"))
+}
+
 pub async fn served_vault_gets_its_policy(c: Cluster) -> Result<()> {
     c.crds().await?;
     c.namespace(OPERATOR_NS, json!({})).await?;
@@ -378,6 +407,26 @@ pub async fn served_vault_gets_its_policy(c: Cluster) -> Result<()> {
                     .map(|_| ()))
             })
             .await?;
+        }
+        // The pushed policy is what the vault enforces: web may read secrets (a missing
+        // one is a 404), worker (an access policy, inactive in RBAC mode) may not (403).
+        let ca = std::fs::read(certs.join("ca.crt"))?;
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)
+            .build()?;
+        for (sa, want) in [("web", 404), ("worker", 403)] {
+            let token = token_for(&c, sa).await?;
+            let resp = http
+                .get(format!("https://127.0.0.1:{port}/secrets/missing?api-version=7.5"))
+                .bearer_auth(token)
+                .send()
+                .await?;
+            ensure!(
+                resp.status().as_u16() == want,
+                "GET a secret as {NS}/{sa}: HTTP {} (want {want}): {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            );
         }
         anyhow::Ok(())
     }
