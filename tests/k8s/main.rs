@@ -78,6 +78,12 @@ fn main() -> ExitCode {
         .iter()
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f)))
         .collect();
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
     if selected.is_empty() {
         eprintln!("k8s suite: no test matches {filters:?}");
         return ExitCode::FAILURE;
