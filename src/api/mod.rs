@@ -47,7 +47,55 @@ pub mod condition {
 
 /// All kvault CRDs, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Vault::crd(), AccessPolicy::crd(), RoleAssignment::crd()]
+    vec![vault_crd(), AccessPolicy::crd(), RoleAssignment::crd()]
+        .into_iter()
+        .map(kubernetes_formats)
+        .collect()
+}
+
+/// `Vault::crd()` with the root-level rule on `metadata.name`.
+fn vault_crd() -> CustomResourceDefinition {
+    let mut crd = Vault::crd();
+    for version in &mut crd.spec.versions {
+        let root = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut());
+        if let (Some(root), Ok(rule)) = (root, serde_json::from_value(vault::name_rule())) {
+            root.x_kubernetes_validations
+                .get_or_insert_with(Vec::new)
+                .push(rule);
+        }
+    }
+    crd
+}
+
+/// Drops the integer formats schemars writes for unsigned types (`uint32`, …): the API
+/// server knows only `int32` and `int64` and warns `unrecognized format` on every apply.
+/// The fields keep their `minimum`, and get `minimum: 0` when they had none.
+fn kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let unsigned = matches!(
+                    map.get("format").and_then(|f| f.as_str()),
+                    Some("uint" | "uint8" | "uint16" | "uint32" | "uint64")
+                );
+                if unsigned {
+                    map.remove("format");
+                    map.entry("minimum").or_insert(serde_json::json!(0.0));
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// The file name under `crds/` of each CRD (`<plural>.<group>.yaml`).

@@ -754,3 +754,54 @@ fn a_principal_may_name_its_issuer_unless_it_is_a_service_account() {
         Some("https://dex.example.com")
     );
 }
+
+#[test]
+fn the_schema_limits_vault_names_as_the_operator_does() {
+    assert_eq!(
+        vault::MAX_VAULT_NAME,
+        crate::operator::desired::MAX_VAULT_NAME
+    );
+    let root = schema_for("Vault");
+    let rules = root["x-kubernetes-validations"].as_array().unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["rule"].as_str().unwrap().contains("self.metadata.name")),
+        "{rules:?}"
+    );
+}
+
+#[test]
+fn no_format_the_api_server_does_not_know() {
+    let text = all_crds_yaml().unwrap();
+    assert!(!text.contains("format: uint"), "an unsigned format is left");
+}
+
+#[test]
+fn storage_size_is_a_quantity_that_never_shrinks() {
+    let size = |s: Value| vault(json!({"storage": {"embedded": {"size": s}}}));
+    assert!(admit("Vault", &size(json!("2Gi")), None).is_ok());
+    refused("Vault", size(json!("lots")), "positive quantity");
+    let errs = admit("Vault", &size(json!("1Gi")), Some(&size(json!("2Gi")))).unwrap_err();
+    assert!(errs.iter().any(|e| e.contains("cannot shrink")), "{errs:?}");
+    assert!(admit("Vault", &size(json!("3Gi")), Some(&size(json!("2Gi")))).is_ok());
+}
+
+#[test]
+fn recover_and_a_new_storage_class_are_refused_after_creation() {
+    // Old objects as the API server stores them: defaulted.
+    let plain = vault(json!({"createMode": "Default", "storage": {"embedded": {"size": "1Gi"}}}));
+    let recover = vault(json!({"createMode": "Recover", "storage": {"embedded": {"size": "1Gi"}}}));
+    let errs = admit("Vault", &recover, Some(&plain)).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("only applies when a Vault is created")),
+        "{errs:?}"
+    );
+    assert!(admit("Vault", &recover, Some(&recover)).is_ok());
+    let fast = vault(
+        json!({"createMode": "Default", "storage": {"embedded": {"size": "1Gi", "storageClassName": "fast"}}}),
+    );
+    let errs = admit("Vault", &fast, Some(&plain)).unwrap_err();
+    assert!(errs.iter().any(|e| e.contains("cannot change")), "{errs:?}");
+}

@@ -65,8 +65,11 @@ use std::collections::BTreeMap;
         "!has(self.replicas) || self.replicas <= 1 || !has(self.storage) || !has(self.storage.embedded)"
     ).message("embedded storage serves one replica; more replicas need a shared storage backend").field_path(".replicas").reason(Reason::FieldValueInvalid),
     validation = Rule::new(
-        "!has(oldSelf.storage) || !has(oldSelf.storage.embedded) || !has(self.storage) || !has(self.storage.embedded) || !has(oldSelf.storage.embedded.storageClassName) || (has(self.storage.embedded.storageClassName) && self.storage.embedded.storageClassName == oldSelf.storage.embedded.storageClassName)"
-    ).message("storage.embedded.storageClassName cannot change (the volume already exists)").field_path(".storage.embedded.storageClassName"),
+        "!has(oldSelf.storage) || !has(oldSelf.storage.embedded) || !has(self.storage) || !has(self.storage.embedded) || (has(self.storage.embedded.storageClassName) == has(oldSelf.storage.embedded.storageClassName) && (!has(oldSelf.storage.embedded.storageClassName) || self.storage.embedded.storageClassName == oldSelf.storage.embedded.storageClassName))"
+    ).message("storage.embedded.storageClassName cannot change once the Vault exists, not even from unset to set (the volume already exists)").field_path(".storage.embedded.storageClassName"),
+    validation = Rule::new(
+        "!has(oldSelf.createMode) || !has(self.createMode) || self.createMode == oldSelf.createMode || self.createMode != 'Recover'"
+    ).message("createMode: Recover only applies when a Vault is created: delete this Vault and create it again with createMode: Recover to take over a deleted vault").field_path(".createMode").reason(Reason::FieldValueForbidden),
     validation = Rule::new(
         "!has(oldSelf.storage) || !has(self.storage) || has(self.storage.postgres) == has(oldSelf.storage.postgres)"
     ).message("storage cannot move between embedded and postgres (the data would stay behind)").field_path(".storage"),
@@ -330,6 +333,18 @@ fn default_max_connections() -> i32 {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.size) || (isQuantity(string(self.size)) && quantity(string(self.size)).isGreaterThan(quantity('0')))",
+        "message": "storage.embedded.size must be a positive quantity such as 1Gi or 500Mi",
+        "fieldPath": ".size"
+    },
+    {
+        "rule": "!has(self.size) || !has(oldSelf.size) || !isQuantity(string(self.size)) || !isQuantity(string(oldSelf.size)) || quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",
+        "message": "storage.embedded.size cannot shrink (a volume never gets smaller); it may grow",
+        "fieldPath": ".size"
+    }
+]))]
 pub struct EmbeddedStorage {
     /// Size of the data volume.
     #[serde(default = "default_size")]
@@ -404,6 +419,24 @@ pub struct VaultStatus {
     /// grant or setting changes it and makes the operator push a new generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_policy_digest: Option<String>,
+}
+
+/// Longest Vault name: the StatefulSet's pods and revision labels add a suffix (the
+/// operator's `desired::MAX_VAULT_NAME`; a unit test keeps the two equal).
+pub const MAX_VAULT_NAME: usize = 52;
+
+/// The root-level rule on `metadata.name` (kube-derive emits none; `crate::api::crds` adds
+/// it): a DNS label of at most [`MAX_VAULT_NAME`] characters starting with a letter.
+pub fn name_rule() -> serde_json::Value {
+    serde_json::json!({
+        "rule": format!(
+            "size(self.metadata.name) <= {MAX_VAULT_NAME} && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
+        ),
+        "message": format!(
+            "a Vault name must be a DNS label of at most {MAX_VAULT_NAME} characters starting with a letter (it names the StatefulSet, its pods and the Service)"
+        ),
+        "reason": "FieldValueInvalid"
+    })
 }
 
 impl Vault {

@@ -81,6 +81,10 @@ pub struct OperatorOptions {
     /// --service-account and --watch-namespace) as YAML, and exit.
     #[arg(long)]
     pub print_rbac: bool,
+    /// Tests only: connect policy pushes to this URL (e.g. `https://127.0.0.1:18443`) instead
+    /// of each vault's Service URL (tests/k8s runs the vault as a local `kvault server`).
+    #[arg(long, hide = true)]
+    pub test_vault_address: Option<String>,
 }
 
 impl OperatorOptions {
@@ -219,6 +223,10 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         )?;
         std::io::stdout().lock().write_all(yaml.as_bytes())?;
         return Ok(());
+    }
+    if let Some(address) = &opts.test_vault_address {
+        tracing::warn!(%address, "tests only: policy pushes go to this address");
+        super::push::set_test_vault_address(address.clone());
     }
     // kube's error already carries its causes: one line, not anyhow's repeated chain.
     let client = Client::try_default().await.map_err(|e| {

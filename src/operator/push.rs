@@ -15,7 +15,19 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::PostParams;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use zeroize::Zeroizing;
+
+/// Tests only (`kvault operator --test-vault-address`, a hidden option; unset in
+/// production): where policy pushes connect instead of the vault's Service URL, so that the
+/// real-API-server suite (tests/k8s) can run the vault as a local `kvault server`. Tokens
+/// keep the vault URL as their audience.
+static TEST_VAULT_ADDRESS: OnceLock<String> = OnceLock::new();
+
+/// Sets [`TEST_VAULT_ADDRESS`] (once per process).
+pub fn set_test_vault_address(url: String) {
+    let _ = TEST_VAULT_ADDRESS.set(url);
+}
 
 /// Lifetime of the token minted for one push.
 pub const PUSH_TOKEN_SECONDS: i64 = 600;
@@ -86,6 +98,7 @@ impl ServiceAccountEndpoint {
             .status
             .map(|s| Zeroizing::new(s.token))
             .ok_or_else(|| ClientError::Config("the TokenRequest returned no token".into()))?;
+        let url = TEST_VAULT_ADDRESS.get().cloned().unwrap_or(url);
         VaultClient::new(ClientConfig {
             url,
             token,
