@@ -165,7 +165,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kvault: {e:#}");
+            // The error and its causes, each once ("cannot reach the vault: … invalid peer
+            // certificate: UnknownIssuer" or "… Connection refused").
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("kvault: {}", crate::error_chain::render(e));
             ExitCode::FAILURE
         }
     }

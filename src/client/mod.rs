@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+pub use crate::error_chain::BoxError;
+use crate::error_chain::{render, with_cause};
+
 pub mod provider_support;
 
 /// The api-version this client speaks.
@@ -37,35 +40,75 @@ pub enum ClientError {
         code: String,
         message: String,
     },
-    #[error("cannot reach the vault: {0}")]
-    Transport(String),
-    #[error("unexpected response from the vault: {0}")]
-    Decode(String),
-    #[error("{0}")]
-    Config(String),
+    /// No answer from the vault: the connection, TLS or the transfer failed. The text names
+    /// the whole cause chain ("… invalid peer certificate: UnknownIssuer" is not "…
+    /// Connection refused"), never the URL.
+    #[error("cannot reach the vault: {}", render(.0.as_ref()))]
+    Transport(#[source] BoxError),
+    /// The vault's answer is not what the call expects (`what` names the call or the field).
+    #[error("unexpected response from the vault: {}", with_cause(.what, .source.as_ref()))]
+    Decode {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The client's own configuration: the vault URL, a CA file, the HTTPS client.
+    #[error("{}", with_cause(.what, .source.as_ref()))]
+    Config {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// No token for the vault could be had (a Kubernetes TokenRequest failed or returned none).
+    #[error("{}", with_cause(.what, .source.as_ref()))]
+    Token {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
-/// A transport failure with its whole cause chain ("error sending request: … : invalid peer
-/// certificate: UnknownIssuer" is not "… Connection refused"), without the URL.
+/// A transport failure, its cause kept without the URL.
 fn transport_error(e: reqwest::Error) -> ClientError {
-    ClientError::Transport(cause_chain(&e.without_url()))
-}
-
-/// An error and its sources, each once: wrappers often repeat their cause in their own text.
-fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.last().is_some_and(|last| last.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
+    ClientError::Transport(Box::new(e.without_url()))
 }
 
 impl ClientError {
+    /// An answer that is not what `what` expects, for a reason of its own.
+    pub fn decode(what: impl Into<String>) -> Self {
+        Self::Decode {
+            what: what.into(),
+            source: None,
+        }
+    }
+    /// An answer that does not decode as `what`, with the decoder's error.
+    pub fn decode_with(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Decode {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+    /// A configuration the client cannot use.
+    pub fn config(what: impl Into<String>) -> Self {
+        Self::Config {
+            what: what.into(),
+            source: None,
+        }
+    }
+    /// A configuration the client cannot use, with the error that says why.
+    pub fn config_with(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Config {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+    /// No token: `what` names whose token for which audience (never the token).
+    pub fn token(what: impl Into<String>, source: Option<BoxError>) -> Self {
+        Self::Token {
+            what: what.into(),
+            source,
+        }
+    }
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Api { status, .. } => Some(*status),
@@ -82,9 +125,9 @@ impl ClientError {
 
 fn read_certs(path: &Path) -> Result<Vec<Certificate>, ClientError> {
     let pem = std::fs::read(path)
-        .map_err(|e| ClientError::Config(format!("reading CA file {}: {e}", path.display())))?;
+        .map_err(|e| ClientError::config_with(format!("reading CA file {}", path.display()), e))?;
     Certificate::from_pem_bundle(&pem)
-        .map_err(|e| ClientError::Config(format!("parsing CA file {}: {e}", path.display())))
+        .map_err(|e| ClientError::config_with(format!("parsing CA file {}", path.display()), e))
 }
 
 /// The largest answer read from a vault (a backup of 500 versions of a 25 KiB secret, in
@@ -114,7 +157,7 @@ fn same_host_redirects() -> reqwest::redirect::Policy {
 
 /// Reads a response body of at most `cap` bytes; a longer one is an error, not a buffer.
 pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ClientError> {
-    let too_large = || ClientError::Decode(format!("the answer is larger than {} KiB", cap / 1024));
+    let too_large = || ClientError::decode(format!("the answer is larger than {} KiB", cap / 1024));
     if resp.content_length().is_some_and(|n| n > cap as u64) {
         return Err(too_large());
     }
@@ -175,16 +218,16 @@ impl VaultClient {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         crate::install_crypto_provider();
         let origin = Url::parse(&config.url)
-            .map_err(|e| ClientError::Config(format!("invalid vault URL '{}': {e}", config.url)))?;
+            .map_err(|e| ClientError::config_with(format!("invalid vault URL '{}'", config.url), e))?;
         if origin.scheme() != "https" {
-            return Err(ClientError::Config(format!(
+            return Err(ClientError::config(format!(
                 "the vault URL must be https:// (got '{}')",
                 config.url
             )));
         }
         let host = origin
             .host_str()
-            .ok_or_else(|| ClientError::Config("the vault URL has no host".into()))?
+            .ok_or_else(|| ClientError::config("the vault URL has no host"))?
             .to_string();
         let mut b = reqwest::Client::builder()
             .https_only(true)
@@ -200,7 +243,7 @@ impl VaultClient {
         }
         let http = b
             .build()
-            .map_err(|e| ClientError::Config(format!("building the HTTPS client: {e}")))?;
+            .map_err(|e| ClientError::config_with("building the HTTPS client", e))?;
         Ok(Self {
             http,
             origin,
@@ -238,7 +281,7 @@ impl VaultClient {
     ) -> Result<reqwest::Response, ClientError> {
         // Never send the token anywhere but the vault we were configured for.
         if url.origin() != self.origin.origin() {
-            return Err(ClientError::Decode(format!(
+            return Err(ClientError::decode(format!(
                 "refusing to follow a link to another origin: {}",
                 url.origin().ascii_serialization()
             )));
@@ -281,13 +324,15 @@ impl VaultClient {
     ) -> Result<T, ClientError> {
         let body = match body {
             Some(b) => Some(
-                serde_json::to_vec(b).map_err(|e| ClientError::Decode(format!("encoding: {e}")))?,
+                serde_json::to_vec(b)
+                    .map_err(|e| ClientError::decode_with(format!("encoding {method} {path}"), e))?,
             ),
             None => None,
         };
+        let what = format!("{method} {path}");
         let resp = self.send(method, self.url(path, query), body).await?;
         let bytes = read_capped(resp, MAX_RESPONSE_BYTES).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::decode_with(what, e))
     }
 
     /// Follows `nextLink` until the listing ends.
@@ -298,22 +343,23 @@ impl VaultClient {
             let resp = self.send(Method::GET, url, None).await?;
             let bytes = read_capped(resp, MAX_RESPONSE_BYTES).await?;
             let page: Page<T> =
-                serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| ClientError::decode_with(format!("a page of GET {path}"), e))?;
             out.extend(page.value);
             match page.next_link {
                 Some(link) => {
                     url = Url::parse(&link)
-                        .map_err(|e| ClientError::Decode(format!("bad nextLink: {e}")))?;
+                        .map_err(|e| ClientError::decode_with("bad nextLink", e))?;
                     if !same_origin(&self.origin, &url) {
-                        return Err(ClientError::Decode(
-                            "a nextLink points away from the vault".into(),
+                        return Err(ClientError::decode(
+                            "a nextLink points away from the vault",
                         ));
                     }
                 }
                 None => return Ok(out),
             }
         }
-        Err(ClientError::Decode(format!(
+        Err(ClientError::decode(format!(
             "the listing has more than {MAX_LIST_PAGES} pages"
         )))
     }
@@ -667,7 +713,7 @@ impl VaultClient {
             )
             .await?;
         crate::wire::from_b64url(&r.value)
-            .ok_or_else(|| ClientError::Decode("random bytes are not base64url".into()))
+            .ok_or_else(|| ClientError::decode("random bytes are not base64url"))
     }
 
     /// Starts issuance; the answer is the certificate operation (202).
@@ -967,33 +1013,6 @@ impl VaultClient {
 mod tests {
     use super::*;
 
-    #[derive(Debug, thiserror::Error)]
-    #[error("{0}")]
-    struct Layer(&'static str, #[source] Option<Box<Layer>>);
-
-    #[test]
-    fn cause_chains_name_every_cause_once() {
-        let inner = Layer("invalid peer certificate: UnknownIssuer", None);
-        let middle = Layer("client error (Connect)", Some(Box::new(inner)));
-        let outer = Layer("error sending request", Some(Box::new(middle)));
-        assert_eq!(
-            cause_chain(&outer),
-            "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer"
-        );
-        // A wrapper that already quotes its cause does not repeat it.
-        let quoted = Layer(
-            "tls: invalid peer certificate: UnknownIssuer",
-            Some(Box::new(Layer(
-                "invalid peer certificate: UnknownIssuer",
-                None,
-            ))),
-        );
-        assert_eq!(
-            cause_chain(&quoted),
-            "tls: invalid peer certificate: UnknownIssuer"
-        );
-    }
-
     #[test]
     fn next_links_stay_on_the_vault() {
         let base = Url::parse("https://v.ns.svc:8443/").unwrap();
@@ -1064,9 +1083,9 @@ mod tests {
             .send()
             .await
             .unwrap_err();
-        let ClientError::Transport(text) = transport_error(err) else {
-            panic!("not a transport error");
-        };
+        let err = transport_error(err);
+        assert!(matches!(err, ClientError::Transport(_)), "not a transport error");
+        let text = err.to_string();
         assert!(text.to_lowercase().contains("refused"), "{text}");
         assert!(
             !text.contains(&port.to_string()),

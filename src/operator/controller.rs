@@ -54,6 +54,9 @@ pub enum Error {
     MasterKey(String),
     #[error(transparent)]
     Certificate(#[from] CaError),
+    /// The ConfigMap that carries the cluster's JWKS to the vault cannot be built.
+    #[error("cannot build the cluster JWKS ConfigMap: {0}")]
+    JwksConfigMap(#[source] DesiredError),
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -64,6 +67,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::MasterKey(_) => "master_key",
             Error::Certificate(_) => "certificate",
+            Error::JwksConfigMap(_) => "jwks",
             Error::Finalizer(_) => "finalizer",
         }
     }
@@ -193,7 +197,7 @@ async fn apply_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, Error> 
                 .await?;
                 let jwks = cluster_jwks(ctx).await?;
                 let jwks_map = desired::cluster_jwks_config_map(&vault, &jwks)
-                    .map_err(|e| Error::Certificate(e.into()))?;
+                    .map_err(Error::JwksConfigMap)?;
                 apply(&ctx.client, &ns, &jwks_map).await?;
                 let sts = apply_objects(&ctx.client, &ns, &name, &objects).await?;
                 let rollout = Rollout::of(&sts, vault.spec.replicas);

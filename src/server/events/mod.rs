@@ -308,7 +308,7 @@ impl Events {
             last_error: None,
         };
         let bytes = serde_json::to_vec(&record)
-            .map_err(|e| StoreError::Backend(format!("encoding an event: {e}")))?;
+            .map_err(|e| StoreError::backend("encoding an event", e))?;
         let name = format!(
             "{OUTBOX}{:012}-{}",
             now.max(0),
