@@ -1,6 +1,7 @@
 //! `kvault cert …`: the certificates API for people.
 
-use super::secret::{Connection, Output, parse_tag, print_json, read_input, tags, time};
+use super::lifecycle::{self, Certificates, Lifecycle};
+use super::secret::{Connection, Output, parse_tag, print_json, tags, time};
 use crate::wire::ObjectId;
 use crate::wire::{
     BasicConstraints, CertificateAttributes, CertificateBundle, CertificateCreateParameters,
@@ -93,34 +94,8 @@ pub enum CertCommand {
         #[command(flatten)]
         conn: Connection,
     },
-    Delete {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Recover {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Purge {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Backup {
-        name: String,
-        #[arg(long)]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Restore {
-        #[arg(long)]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    #[command(flatten)]
+    Lifecycle(Lifecycle),
     /// Complete a pending (issuer Unknown) certificate with the signed certificate (PEM or DER).
     Merge {
         name: String,
@@ -178,7 +153,7 @@ pub enum CertCommand {
     },
 }
 
-fn print_cert(b: &CertificateBundle, output: Output) -> anyhow::Result<()> {
+pub(crate) fn print_cert(b: &CertificateBundle, output: Output) -> anyhow::Result<()> {
     if output == Output::Json {
         return print_json(b);
     }
@@ -450,36 +425,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
                 .await?;
             print_cert(&b, conn.output)
         }
-        CertCommand::Delete { name, conn } => {
-            let d = conn.client()?.delete_certificate(&name).await?;
-            if conn.output == Output::Json {
-                return print_json(&d);
-            }
-            println!(
-                "deleted certificate {name} (with its key and secret); recoverable until {}",
-                time(d.deletion.scheduled_purge_date)
-            );
-            Ok(())
-        }
-        CertCommand::Recover { name, conn } => {
-            let b = conn.client()?.recover_deleted_certificate(&name).await?;
-            print_cert(&b, conn.output)
-        }
-        CertCommand::Purge { name, conn } => {
-            conn.client()?.purge_deleted_certificate(&name).await?;
-            println!("purged certificate {name}");
-            Ok(())
-        }
-        CertCommand::Backup { name, file, conn } => {
-            let blob = conn.client()?.backup_certificate(&name).await?;
-            super::secret::write_backup(&blob, file.as_ref())?;
-            Ok(())
-        }
-        CertCommand::Restore { file, conn } => {
-            let blob = read_input(file.as_ref())?;
-            let b = conn.client()?.restore_certificate(blob.trim()).await?;
-            print_cert(&b, conn.output)
-        }
+        CertCommand::Lifecycle(cmd) => lifecycle::run::<Certificates>(cmd).await,
         CertCommand::Merge { name, file, conn } => {
             let bytes = std::fs::read(&file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;

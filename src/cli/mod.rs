@@ -3,6 +3,7 @@
 
 mod cert;
 mod key;
+mod lifecycle;
 mod secret;
 mod vault;
 

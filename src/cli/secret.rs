@@ -1,5 +1,6 @@
 //! `kvault secret …`: the secrets API for people.
 
+use super::lifecycle::{self, Lifecycle, Secrets};
 use crate::client::{ClientConfig, ClientError, VaultClient};
 use crate::wire::{ObjectId, SecretAttributes, SecretSetParameters, SecretUpdateParameters, Tags};
 use clap::{Args, Subcommand, ValueEnum};
@@ -100,41 +101,8 @@ pub enum SecretCommand {
         #[command(flatten)]
         conn: Connection,
     },
-    /// Soft-delete a secret (recoverable until its retention ends).
-    Delete {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Recover a soft-deleted secret.
-    Recover {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Permanently remove a soft-deleted secret.
-    Purge {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Write a sealed backup of a secret (all versions).
-    Backup {
-        name: String,
-        /// Output file (default: stdout).
-        #[arg(long)]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Restore a secret from a backup.
-    Restore {
-        /// Backup file ('-' or absent: stdin).
-        #[arg(long)]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    #[command(flatten)]
+    Lifecycle(Lifecycle),
 }
 
 #[derive(Debug, Subcommand)]
@@ -420,45 +388,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             );
             print_attrs(&b.attributes);
         }
-        SecretCommand::Delete { name, conn } => {
-            let d = conn.client()?.delete_secret(&name).await?;
-            if conn.output == Output::Json {
-                return print_json(&d);
-            }
-            println!(
-                "deleted secret {name}; recoverable until {}",
-                time(d.deletion.scheduled_purge_date)
-            );
-        }
-        SecretCommand::Recover { name, conn } => {
-            let b = conn.client()?.recover_deleted_secret(&name).await?;
-            if conn.output == Output::Json {
-                return print_json(&b);
-            }
-            println!("recovered secret {name}");
-        }
-        SecretCommand::Purge { name, conn } => {
-            conn.client()?.purge_deleted_secret(&name).await?;
-            if conn.output == Output::Human {
-                println!("purged secret {name}");
-            }
-        }
-        SecretCommand::Backup { name, file, conn } => {
-            let blob = conn.client()?.backup_secret(&name).await?;
-            if let Some(p) = write_backup(&blob, file.as_ref())?
-                && conn.output == Output::Human
-            {
-                eprintln!("backup of secret {name} written to {}", p.display());
-            }
-        }
-        SecretCommand::Restore { file, conn } => {
-            let blob = read_input(file.as_ref())?;
-            let b = conn.client()?.restore_secret(blob.trim()).await?;
-            if conn.output == Output::Json {
-                return print_json(&b);
-            }
-            println!("restored secret {}", ObjectId::name_of(&b.id));
-        }
+        SecretCommand::Lifecycle(cmd) => return lifecycle::run::<Secrets>(cmd).await,
     }
     Ok(())
 }
