@@ -1,7 +1,9 @@
 //! `kvault cert …`: the certificates API for people.
 
-use super::lifecycle::{self, Certificates, Lifecycle};
-use super::secret::{Connection, Output, parse_tag, print_json, tags, time};
+use super::common::{Connection, Output, parse_tag, print_json, tags, time};
+use super::lifecycle::{self, Family, Lifecycle};
+use crate::client::{ClientError, VaultClient};
+use crate::wire::{DeletedCertificateBundle, DeletionInfo};
 use crate::wire::ObjectId;
 use crate::wire::{
     BasicConstraints, CertificateAttributes, CertificateBundle, CertificateCreateParameters,
@@ -521,5 +523,37 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             };
             print_json(&r)
         }
+    }
+}
+
+pub(crate) struct Certificates;
+
+impl Family for Certificates {
+    type Bundle = CertificateBundle;
+    type Deleted = DeletedCertificateBundle;
+    const NOUN: &'static str = "certificate";
+    const DELETES_ALSO: &'static str = " (with its key and secret)";
+    const PURGE_NOTE_ALWAYS: bool = true;
+
+    async fn delete(c: &VaultClient, name: &str) -> Result<Self::Deleted, ClientError> {
+        c.delete_certificate(name).await
+    }
+    async fn recover(c: &VaultClient, name: &str) -> Result<Self::Bundle, ClientError> {
+        c.recover_deleted_certificate(name).await
+    }
+    async fn purge(c: &VaultClient, name: &str) -> Result<(), ClientError> {
+        c.purge_deleted_certificate(name).await
+    }
+    async fn backup(c: &VaultClient, name: &str) -> Result<String, ClientError> {
+        c.backup_certificate(name).await
+    }
+    async fn restore(c: &VaultClient, blob: &str) -> Result<Self::Bundle, ClientError> {
+        c.restore_certificate(blob).await
+    }
+    fn deletion(d: &Self::Deleted) -> &DeletionInfo {
+        &d.deletion
+    }
+    fn print(b: &Self::Bundle, _: Option<&str>, output: Output) -> anyhow::Result<()> {
+        print_cert(b, output)
     }
 }

@@ -1,8 +1,10 @@
 //! `kvault key …`: the keys API for people. Binary inputs and outputs are base64url, as on
 //! the wire; `--file` reads raw bytes instead.
 
-use super::lifecycle::{self, Keys, Lifecycle};
-use super::secret::{Connection, Output, parse_tag, print_json, tags, time};
+use super::common::{Connection, Output, parse_tag, print_json, tags, time};
+use super::lifecycle::{self, Family, Lifecycle};
+use crate::client::{ClientError, VaultClient};
+use crate::wire::{DeletedKeyBundle, DeletionInfo};
 use crate::wire::ObjectId;
 use crate::wire::{
     JsonWebKey, KeyAttributes, KeyBundle, KeyCreateParameters, KeyImportParameters,
@@ -457,5 +459,35 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                 anyhow::bail!("the signature does not verify")
             }
         }
+    }
+}
+
+pub(crate) struct Keys;
+
+impl Family for Keys {
+    type Bundle = KeyBundle;
+    type Deleted = DeletedKeyBundle;
+    const NOUN: &'static str = "key";
+
+    async fn delete(c: &VaultClient, name: &str) -> Result<Self::Deleted, ClientError> {
+        c.delete_key(name).await
+    }
+    async fn recover(c: &VaultClient, name: &str) -> Result<Self::Bundle, ClientError> {
+        c.recover_deleted_key(name).await
+    }
+    async fn purge(c: &VaultClient, name: &str) -> Result<(), ClientError> {
+        c.purge_deleted_key(name).await
+    }
+    async fn backup(c: &VaultClient, name: &str) -> Result<String, ClientError> {
+        c.backup_key(name).await
+    }
+    async fn restore(c: &VaultClient, blob: &str) -> Result<Self::Bundle, ClientError> {
+        c.restore_key(blob).await
+    }
+    fn deletion(d: &Self::Deleted) -> &DeletionInfo {
+        &d.deletion
+    }
+    fn print(b: &Self::Bundle, _: Option<&str>, output: Output) -> anyhow::Result<()> {
+        print_key(b, output)
     }
 }

@@ -1,12 +1,9 @@
 //! The subcommands every object family has — `delete`, `recover`, `purge`, `backup`,
 //! `restore` — written once over [`Family`] and flattened into `kvault secret | key | cert`.
 
-use super::secret::{Connection, Output, print_json, read_input, time, write_backup};
+use super::common::{Connection, Output, print_json, read_input, time, write_backup};
 use crate::client::{ClientError, VaultClient};
-use crate::wire::{
-    CertificateBundle, DeletedCertificateBundle, DeletedKeyBundle, DeletedSecretBundle,
-    DeletionInfo, KeyBundle, ObjectId, SecretBundle,
-};
+use crate::wire::DeletionInfo;
 use clap::Subcommand;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -113,104 +110,4 @@ pub(crate) async fn run<F: Family>(cmd: Lifecycle) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-pub(crate) struct Secrets;
-
-impl Family for Secrets {
-    type Bundle = SecretBundle;
-    type Deleted = DeletedSecretBundle;
-    const NOUN: &'static str = "secret";
-    const BACKUP_NOTE: bool = true;
-
-    async fn delete(c: &VaultClient, name: &str) -> Result<Self::Deleted, ClientError> {
-        c.delete_secret(name).await
-    }
-    async fn recover(c: &VaultClient, name: &str) -> Result<Self::Bundle, ClientError> {
-        c.recover_deleted_secret(name).await
-    }
-    async fn purge(c: &VaultClient, name: &str) -> Result<(), ClientError> {
-        c.purge_deleted_secret(name).await
-    }
-    async fn backup(c: &VaultClient, name: &str) -> Result<String, ClientError> {
-        c.backup_secret(name).await
-    }
-    async fn restore(c: &VaultClient, blob: &str) -> Result<Self::Bundle, ClientError> {
-        c.restore_secret(blob).await
-    }
-    fn deletion(d: &Self::Deleted) -> &DeletionInfo {
-        &d.deletion
-    }
-    fn print(b: &Self::Bundle, name: Option<&str>, output: Output) -> anyhow::Result<()> {
-        if output == Output::Json {
-            return print_json(b);
-        }
-        match name {
-            Some(name) => println!("recovered secret {name}"),
-            None => println!("restored secret {}", ObjectId::name_of(&b.id)),
-        }
-        Ok(())
-    }
-}
-
-pub(crate) struct Keys;
-
-impl Family for Keys {
-    type Bundle = KeyBundle;
-    type Deleted = DeletedKeyBundle;
-    const NOUN: &'static str = "key";
-
-    async fn delete(c: &VaultClient, name: &str) -> Result<Self::Deleted, ClientError> {
-        c.delete_key(name).await
-    }
-    async fn recover(c: &VaultClient, name: &str) -> Result<Self::Bundle, ClientError> {
-        c.recover_deleted_key(name).await
-    }
-    async fn purge(c: &VaultClient, name: &str) -> Result<(), ClientError> {
-        c.purge_deleted_key(name).await
-    }
-    async fn backup(c: &VaultClient, name: &str) -> Result<String, ClientError> {
-        c.backup_key(name).await
-    }
-    async fn restore(c: &VaultClient, blob: &str) -> Result<Self::Bundle, ClientError> {
-        c.restore_key(blob).await
-    }
-    fn deletion(d: &Self::Deleted) -> &DeletionInfo {
-        &d.deletion
-    }
-    fn print(b: &Self::Bundle, _: Option<&str>, output: Output) -> anyhow::Result<()> {
-        super::key::print_key(b, output)
-    }
-}
-
-pub(crate) struct Certificates;
-
-impl Family for Certificates {
-    type Bundle = CertificateBundle;
-    type Deleted = DeletedCertificateBundle;
-    const NOUN: &'static str = "certificate";
-    const DELETES_ALSO: &'static str = " (with its key and secret)";
-    const PURGE_NOTE_ALWAYS: bool = true;
-
-    async fn delete(c: &VaultClient, name: &str) -> Result<Self::Deleted, ClientError> {
-        c.delete_certificate(name).await
-    }
-    async fn recover(c: &VaultClient, name: &str) -> Result<Self::Bundle, ClientError> {
-        c.recover_deleted_certificate(name).await
-    }
-    async fn purge(c: &VaultClient, name: &str) -> Result<(), ClientError> {
-        c.purge_deleted_certificate(name).await
-    }
-    async fn backup(c: &VaultClient, name: &str) -> Result<String, ClientError> {
-        c.backup_certificate(name).await
-    }
-    async fn restore(c: &VaultClient, blob: &str) -> Result<Self::Bundle, ClientError> {
-        c.restore_certificate(blob).await
-    }
-    fn deletion(d: &Self::Deleted) -> &DeletionInfo {
-        &d.deletion
-    }
-    fn print(b: &Self::Bundle, _: Option<&str>, output: Output) -> anyhow::Result<()> {
-        super::cert::print_cert(b, output)
-    }
 }

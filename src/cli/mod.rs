@@ -2,6 +2,7 @@
 //! commands (`secret`, `token`).
 
 mod cert;
+mod common;
 mod key;
 mod lifecycle;
 mod secret;
