@@ -56,7 +56,10 @@ mod tests {
                 None,
             ))),
         );
-        assert_eq!(render(&quoted), "tls: invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            render(&quoted),
+            "tls: invalid peer certificate: UnknownIssuer"
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use super::common::{Connection, Output, parse_tag, print_json, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
-use crate::wire::{DeletedCertificateBundle, DeletionInfo};
 use crate::wire::ObjectId;
 use crate::wire::{
     BasicConstraints, CertificateAttributes, CertificateBundle, CertificateCreateParameters,
@@ -11,6 +10,7 @@ use crate::wire::{
     CertificateUpdateParameters, Contact, Contacts, IssuerBundle, IssuerCredentials,
     IssuerParameters, KeyProperties, SecretProperties, SubjectAlternativeNames, X509Properties,
 };
+use crate::wire::{DeletedCertificateBundle, DeletionInfo};
 use base64::Engine;
 use clap::Subcommand;
 use rustls::pki_types::pem::PemObject;

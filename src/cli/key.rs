@@ -4,8 +4,8 @@
 use super::common::{Connection, Output, parse_tag, print_json, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
-use crate::wire::{DeletedKeyBundle, DeletionInfo};
 use crate::wire::ObjectId;
+use crate::wire::{DeletedKeyBundle, DeletionInfo};
 use crate::wire::{
     JsonWebKey, KeyAttributes, KeyBundle, KeyCreateParameters, KeyImportParameters,
     KeyOperationsParameters, KeyRotationPolicy, KeySignParameters, KeyUpdateParameters,

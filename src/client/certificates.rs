@@ -3,9 +3,8 @@
 
 use super::{ClientError, VaultClient};
 use crate::wire::{
-    BackupBlob,
-    CertificateBundle, CertificateCreateParameters, CertificateImportParameters, CertificateItem,
-    CertificateMergeParameters, CertificateOperation, CertificatePolicy,
+    BackupBlob, CertificateBundle, CertificateCreateParameters, CertificateImportParameters,
+    CertificateItem, CertificateMergeParameters, CertificateOperation, CertificatePolicy,
     CertificateUpdateParameters, Contacts, DeletedCertificateBundle, DeletedCertificateItem,
     IssuerBundle, IssuerItem,
 };

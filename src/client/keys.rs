@@ -3,10 +3,10 @@
 
 use super::{ClientError, VaultClient};
 use crate::wire::{
-    BackupBlob,
-    DeletedKeyBundle, DeletedKeyItem, GetRandomBytesRequest, KeyBundle, KeyCreateParameters,
-    KeyImportParameters, KeyItem, KeyOperationResult, KeyOperationsParameters, KeyRotationPolicy,
-    KeySignParameters, KeyUpdateParameters, KeyVerifyParameters, KeyVerifyResult, RandomBytes,
+    BackupBlob, DeletedKeyBundle, DeletedKeyItem, GetRandomBytesRequest, KeyBundle,
+    KeyCreateParameters, KeyImportParameters, KeyItem, KeyOperationResult, KeyOperationsParameters,
+    KeyRotationPolicy, KeySignParameters, KeyUpdateParameters, KeyVerifyParameters,
+    KeyVerifyResult, RandomBytes,
 };
 use reqwest::Method;
 

@@ -210,8 +210,9 @@ impl std::fmt::Debug for VaultClient {
 impl VaultClient {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         crate::install_crypto_provider();
-        let origin = Url::parse(&config.url)
-            .map_err(|e| ClientError::config_with(format!("invalid vault URL '{}'", config.url), e))?;
+        let origin = Url::parse(&config.url).map_err(|e| {
+            ClientError::config_with(format!("invalid vault URL '{}'", config.url), e)
+        })?;
         if origin.scheme() != "https" {
             return Err(ClientError::config(format!(
                 "the vault URL must be https:// (got '{}')",
@@ -315,13 +316,13 @@ impl VaultClient {
         query: &[(&str, &str)],
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
-        let body = match body {
-            Some(b) => Some(
-                serde_json::to_vec(b)
-                    .map_err(|e| ClientError::decode_with(format!("encoding {method} {path}"), e))?,
-            ),
-            None => None,
-        };
+        let body =
+            match body {
+                Some(b) => Some(serde_json::to_vec(b).map_err(|e| {
+                    ClientError::decode_with(format!("encoding {method} {path}"), e)
+                })?),
+                None => None,
+            };
         let what = format!("{method} {path}");
         let resp = self.send(method, self.url(path, query), body).await?;
         let bytes = read_capped(resp, MAX_RESPONSE_BYTES).await?;
@@ -335,18 +336,15 @@ impl VaultClient {
         for _ in 0..MAX_LIST_PAGES {
             let resp = self.send(Method::GET, url, None).await?;
             let bytes = read_capped(resp, MAX_RESPONSE_BYTES).await?;
-            let page: Page<T> =
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| ClientError::decode_with(format!("a page of GET {path}"), e))?;
+            let page: Page<T> = serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::decode_with(format!("a page of GET {path}"), e))?;
             out.extend(page.value);
             match page.next_link {
                 Some(link) => {
                     url = Url::parse(&link)
                         .map_err(|e| ClientError::decode_with("bad nextLink", e))?;
                     if !same_origin(&self.origin, &url) {
-                        return Err(ClientError::decode(
-                            "a nextLink points away from the vault",
-                        ));
+                        return Err(ClientError::decode("a nextLink points away from the vault"));
                     }
                 }
                 None => return Ok(out),
@@ -605,7 +603,10 @@ mod tests {
             .await
             .unwrap_err();
         let err = transport_error(err);
-        assert!(matches!(err, ClientError::Transport(_)), "not a transport error");
+        assert!(
+            matches!(err, ClientError::Transport(_)),
+            "not a transport error"
+        );
         let text = err.to_string();
         assert!(text.to_lowercase().contains("refused"), "{text}");
         assert!(

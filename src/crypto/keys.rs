@@ -690,7 +690,6 @@ impl KeyMaterial {
     }
 }
 
-
 mod encryption;
 mod sign;
 mod wrap;

@@ -242,7 +242,10 @@ pub fn describe_error(e: &ClientError, what: &str, vault: &str, audience: &str) 
         },
         ClientError::Transport(cause) => MountError::new(
             ErrorCode::VaultUnavailable,
-            format!("cannot reach the vault at {vault}: {}", render(cause.as_ref())),
+            format!(
+                "cannot reach the vault at {vault}: {}",
+                render(cause.as_ref())
+            ),
         ),
         ClientError::Decode { what: d, source } => MountError::new(
             ErrorCode::VaultUnavailable,
@@ -554,9 +557,9 @@ impl Fetcher {
                     .call(kind, || c.get_secret(name, version))
                     .await
                     .and_then(|b| {
-                        let value = b.value.ok_or_else(|| {
-                            ClientError::decode("the secret bundle has no value")
-                        })?;
+                        let value = b
+                            .value
+                            .ok_or_else(|| ClientError::decode("the secret bundle has no value"))?;
                         Ok(Versioned {
                             version: version_of(&b.id),
                             material: Material::Secret {

@@ -19,12 +19,12 @@ use crate::server::request::{Reply, RequestContext};
 use crate::server::state::AppState;
 use crate::server::store::{Change, Head, Kind, RotationState, Version};
 use crate::wire::{
-    DeletedKeyBundle, DeletedKeyItem, DeletionInfo, GetRandomBytesRequest, JsonWebKey, KeyAttributes,
-    KeyBundle, KeyCreateParameters, KeyImportParameters, KeyItem, KeyOperationResult,
-    KeyOperationsParameters, KeyReleaseParameters, KeyReleasePolicy, KeyRotationPolicy,
-    KeyRotationPolicyAttributes, KeySignParameters, KeyUpdateParameters, KeyVerifyParameters,
-    KeyVerifyResult, LifetimeAction, LifetimeActionTrigger, LifetimeActionType, RandomBytes,
-    b64url, from_b64url,
+    DeletedKeyBundle, DeletedKeyItem, DeletionInfo, GetRandomBytesRequest, JsonWebKey,
+    KeyAttributes, KeyBundle, KeyCreateParameters, KeyImportParameters, KeyItem,
+    KeyOperationResult, KeyOperationsParameters, KeyReleaseParameters, KeyReleasePolicy,
+    KeyRotationPolicy, KeyRotationPolicyAttributes, KeySignParameters, KeyUpdateParameters,
+    KeyVerifyParameters, KeyVerifyResult, LifetimeAction, LifetimeActionTrigger,
+    LifetimeActionType, RandomBytes, b64url, from_b64url,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -201,7 +201,12 @@ impl Shown for Keys {
     fn bundle(ctx: &RequestContext, head: &KeyHead, v: &Version<KeyMeta>) -> KeyBundle {
         bundle(ctx, head, v)
     }
-    fn item(ctx: &RequestContext, head: &KeyHead, v: &Version<KeyMeta>, versioned: bool) -> KeyItem {
+    fn item(
+        ctx: &RequestContext,
+        head: &KeyHead,
+        v: &Version<KeyMeta>,
+        versioned: bool,
+    ) -> KeyItem {
         item(ctx, head, v, versioned)
     }
     fn deleted(key: KeyBundle, deletion: DeletionInfo) -> DeletedKeyBundle {

@@ -7,7 +7,7 @@
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::objects::{self, Family, Listing};
 use crate::server::request::{Reply, RequestContext};
-use crate::server::store::{Head, Version, VaultStore};
+use crate::server::store::{Head, VaultStore, Version};
 use crate::wire::{BackupBlob, DeletionInfo};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,8 +27,11 @@ pub trait Shown {
     /// The family's kind and error wording.
     const FAMILY: Family;
 
-    fn bundle(ctx: &RequestContext, head: &Head<Self::Meta>, v: &Version<Self::Meta>)
-    -> Self::Bundle;
+    fn bundle(
+        ctx: &RequestContext,
+        head: &Head<Self::Meta>,
+        v: &Version<Self::Meta>,
+    ) -> Self::Bundle;
     fn item(
         ctx: &RequestContext,
         head: &Head<Self::Meta>,

@@ -9,8 +9,9 @@ use crate::server::request::{Reply, RequestContext};
 use crate::server::state::AppState;
 use crate::server::store::{Change, Head, Kind, Version};
 use crate::wire::{
-    DeletedSecretBundle, DeletedSecretItem, DeletionInfo, MAX_CONTENT_TYPE_LEN, MAX_SECRET_VALUE_LEN,
-    SecretAttributes, SecretBundle, SecretItem, SecretSetParameters, SecretUpdateParameters,
+    DeletedSecretBundle, DeletedSecretItem, DeletionInfo, MAX_CONTENT_TYPE_LEN,
+    MAX_SECRET_VALUE_LEN, SecretAttributes, SecretBundle, SecretItem, SecretSetParameters,
+    SecretUpdateParameters,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;

@@ -556,16 +556,10 @@ fn a_wrong_ca_and_a_stopped_vault_are_told_apart_by_their_cause() {
         untrusted.to_lowercase().contains("certificate"),
         "the wrong CA is named: {untrusted}"
     );
-    assert!(
-        !untrusted.to_lowercase().contains("refused"),
-        "{untrusted}"
-    );
+    assert!(!untrusted.to_lowercase().contains("refused"), "{untrusted}");
     assert!(
         stopped.to_lowercase().contains("refused"),
         "the stopped vault is named: {stopped}"
     );
-    assert!(
-        !stopped.to_lowercase().contains("certificate"),
-        "{stopped}"
-    );
+    assert!(!stopped.to_lowercase().contains("certificate"), "{stopped}");
 }

@@ -1,7 +1,7 @@
 //! Encryption and decryption: RSA (OAEP, PKCS#1 v1.5) and AES (GCM, CBC, CBC with padding).
 
-use super::*;
 use super::wrap::kw_bits;
+use super::*;
 
 impl KeyMaterial {
     pub(super) fn oct(&self, bits: usize, alg: EncryptionAlgorithm) -> Result<&[u8], KeyError> {
@@ -84,7 +84,8 @@ impl KeyMaterial {
                     Some(iv) => iv
                         .try_into()
                         .map_err(|_| bad(format!("{alg} needs a 12-byte iv")))?,
-                    None => crate::crypto::random::<12>().map_err(|_| bad("random generation failed"))?,
+                    None => crate::crypto::random::<12>()
+                        .map_err(|_| bad("random generation failed"))?,
                 };
                 let mut buf = plaintext.to_vec();
                 let tag = key
@@ -112,7 +113,8 @@ impl KeyMaterial {
                     Some(iv) => iv
                         .try_into()
                         .map_err(|_| bad(format!("{alg} needs a 16-byte iv")))?,
-                    None => crate::crypto::random::<16>().map_err(|_| bad("random generation failed"))?,
+                    None => crate::crypto::random::<16>()
+                        .map_err(|_| bad("random generation failed"))?,
                 };
                 let ctx = EncryptionContext::Iv128(FixedLength::from(iv));
                 let mut buf = plaintext.to_vec();

@@ -52,7 +52,10 @@ pub enum StoreError {
 
 impl StoreError {
     /// The backend failed at `what`, for the reason `source`.
-    pub fn backend(what: impl Into<String>, source: impl Into<crate::error_chain::BoxError>) -> Self {
+    pub fn backend(
+        what: impl Into<String>,
+        source: impl Into<crate::error_chain::BoxError>,
+    ) -> Self {
         Self::Backend {
             what: what.into(),
             source: Some(source.into()),
