@@ -12,6 +12,7 @@ pub mod client;
 pub mod clock;
 pub mod crypto;
 pub mod dev;
+pub mod error_chain;
 pub mod listener;
 pub mod openmetrics;
 pub mod operator;

@@ -461,6 +461,27 @@ pub async fn serve_plain(
     shutdown: impl Future<Output = ()>,
 ) {
     let gate = Gate::new(limits, metrics);
+    accept_until(listener, &gate, shutdown, |tcp, peer, admitted| {
+        let router = router.clone();
+        tokio::spawn(async move {
+            let ended = serve_connection(tcp, router, admitted).await;
+            tracing::debug!(%peer, ?ended, "connection ended");
+        });
+    })
+    .await;
+    gate.shutdown().await;
+}
+
+/// The accept step every listener shares: accepts connections on `listener` until
+/// `shutdown` completes (a failed accept is logged and retried after 50 ms), closes those
+/// over the gate's cap at once, and hands each admitted one, with `TCP_NODELAY` set, to
+/// `serve`. The listener is closed when this returns.
+pub async fn accept_until(
+    listener: tokio::net::TcpListener,
+    gate: &Gate,
+    shutdown: impl Future<Output = ()>,
+    mut serve: impl FnMut(tokio::net::TcpStream, std::net::SocketAddr, Admitted),
+) {
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -475,19 +496,15 @@ pub async fn serve_plain(
                 }
             },
         };
+        // Over the connection cap: closed at once (and counted).
         let Some(admitted) = gate.admit() else {
             tracing::debug!(%peer, "connection refused: at the connection cap");
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let router = router.clone();
-        tokio::spawn(async move {
-            let ended = serve_connection(tcp, router, admitted).await;
-            tracing::debug!(%peer, ?ended, "connection ended");
-        });
+        serve(tcp, peer, admitted);
     }
     drop(listener);
-    gate.shutdown().await;
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! `kvault cert …`: the certificates API for people.
 
-use super::secret::{Connection, Output, parse_tag, print_json, read_input, tags, time};
+use super::common::{Connection, Output, parse_tag, print_json, tags, time};
+use super::lifecycle::{self, Family, Lifecycle};
+use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
 use crate::wire::{
     BasicConstraints, CertificateAttributes, CertificateBundle, CertificateCreateParameters,
@@ -8,6 +10,7 @@ use crate::wire::{
     CertificateUpdateParameters, Contact, Contacts, IssuerBundle, IssuerCredentials,
     IssuerParameters, KeyProperties, SecretProperties, SubjectAlternativeNames, X509Properties,
 };
+use crate::wire::{DeletedCertificateBundle, DeletionInfo};
 use base64::Engine;
 use clap::Subcommand;
 use rustls::pki_types::pem::PemObject;
@@ -93,34 +96,8 @@ pub enum CertCommand {
         #[command(flatten)]
         conn: Connection,
     },
-    Delete {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Recover {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Purge {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Backup {
-        name: String,
-        #[arg(long)]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Restore {
-        #[arg(long)]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    #[command(flatten)]
+    Lifecycle(Lifecycle),
     /// Complete a pending (issuer Unknown) certificate with the signed certificate (PEM or DER).
     Merge {
         name: String,
@@ -178,7 +155,7 @@ pub enum CertCommand {
     },
 }
 
-fn print_cert(b: &CertificateBundle, output: Output) -> anyhow::Result<()> {
+pub(crate) fn print_cert(b: &CertificateBundle, output: Output) -> anyhow::Result<()> {
     if output == Output::Json {
         return print_json(b);
     }
@@ -450,36 +427,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
                 .await?;
             print_cert(&b, conn.output)
         }
-        CertCommand::Delete { name, conn } => {
-            let d = conn.client()?.delete_certificate(&name).await?;
-            if conn.output == Output::Json {
-                return print_json(&d);
-            }
-            println!(
-                "deleted certificate {name} (with its key and secret); recoverable until {}",
-                time(d.deletion.scheduled_purge_date)
-            );
-            Ok(())
-        }
-        CertCommand::Recover { name, conn } => {
-            let b = conn.client()?.recover_deleted_certificate(&name).await?;
-            print_cert(&b, conn.output)
-        }
-        CertCommand::Purge { name, conn } => {
-            conn.client()?.purge_deleted_certificate(&name).await?;
-            println!("purged certificate {name}");
-            Ok(())
-        }
-        CertCommand::Backup { name, file, conn } => {
-            let blob = conn.client()?.backup_certificate(&name).await?;
-            super::secret::write_backup(&blob, file.as_ref())?;
-            Ok(())
-        }
-        CertCommand::Restore { file, conn } => {
-            let blob = read_input(file.as_ref())?;
-            let b = conn.client()?.restore_certificate(blob.trim()).await?;
-            print_cert(&b, conn.output)
-        }
+        CertCommand::Lifecycle(cmd) => lifecycle::run::<Certificates>(cmd).await,
         CertCommand::Merge { name, file, conn } => {
             let bytes = std::fs::read(&file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
@@ -575,5 +523,37 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             };
             print_json(&r)
         }
+    }
+}
+
+pub(crate) struct Certificates;
+
+impl Family for Certificates {
+    type Bundle = CertificateBundle;
+    type Deleted = DeletedCertificateBundle;
+    const NOUN: &'static str = "certificate";
+    const DELETES_ALSO: &'static str = " (with its key and secret)";
+    const PURGE_NOTE_ALWAYS: bool = true;
+
+    async fn delete(c: &VaultClient, name: &str) -> Result<Self::Deleted, ClientError> {
+        c.delete_certificate(name).await
+    }
+    async fn recover(c: &VaultClient, name: &str) -> Result<Self::Bundle, ClientError> {
+        c.recover_deleted_certificate(name).await
+    }
+    async fn purge(c: &VaultClient, name: &str) -> Result<(), ClientError> {
+        c.purge_deleted_certificate(name).await
+    }
+    async fn backup(c: &VaultClient, name: &str) -> Result<String, ClientError> {
+        c.backup_certificate(name).await
+    }
+    async fn restore(c: &VaultClient, blob: &str) -> Result<Self::Bundle, ClientError> {
+        c.restore_certificate(blob).await
+    }
+    fn deletion(d: &Self::Deleted) -> &DeletionInfo {
+        &d.deletion
+    }
+    fn print(b: &Self::Bundle, _: Option<&str>, output: Output) -> anyhow::Result<()> {
+        print_cert(b, output)
     }
 }

@@ -1,8 +1,11 @@
 //! `kvault key …`: the keys API for people. Binary inputs and outputs are base64url, as on
 //! the wire; `--file` reads raw bytes instead.
 
-use super::secret::{Connection, Output, parse_tag, print_json, tags, time};
+use super::common::{Connection, Output, parse_tag, print_json, tags, time};
+use super::lifecycle::{self, Family, Lifecycle};
+use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
+use crate::wire::{DeletedKeyBundle, DeletionInfo};
 use crate::wire::{
     JsonWebKey, KeyAttributes, KeyBundle, KeyCreateParameters, KeyImportParameters,
     KeyOperationsParameters, KeyRotationPolicy, KeySignParameters, KeyUpdateParameters,
@@ -104,34 +107,8 @@ pub enum KeyCommand {
         #[command(flatten)]
         conn: Connection,
     },
-    Delete {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Recover {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Purge {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Backup {
-        name: String,
-        #[arg(long)]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    Restore {
-        #[arg(long)]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    #[command(flatten)]
+    Lifecycle(Lifecycle),
     /// Make a new version with the same type, size and operations.
     Rotate {
         name: String,
@@ -232,7 +209,7 @@ impl DigestInput {
     }
 }
 
-fn print_key(b: &KeyBundle, output: Output) -> anyhow::Result<()> {
+pub(crate) fn print_key(b: &KeyBundle, output: Output) -> anyhow::Result<()> {
     if output == Output::Json {
         return print_json(b);
     }
@@ -409,38 +386,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                 .await?;
             print_key(&b, conn.output)
         }
-        KeyCommand::Delete { name, conn } => {
-            let d = conn.client()?.delete_key(&name).await?;
-            if conn.output == Output::Json {
-                return print_json(&d);
-            }
-            println!(
-                "deleted key {name}; recoverable until {}",
-                time(d.deletion.scheduled_purge_date)
-            );
-            Ok(())
-        }
-        KeyCommand::Recover { name, conn } => {
-            let b = conn.client()?.recover_deleted_key(&name).await?;
-            print_key(&b, conn.output)
-        }
-        KeyCommand::Purge { name, conn } => {
-            conn.client()?.purge_deleted_key(&name).await?;
-            if conn.output == Output::Human {
-                println!("purged key {name}");
-            }
-            Ok(())
-        }
-        KeyCommand::Backup { name, file, conn } => {
-            let blob = conn.client()?.backup_key(&name).await?;
-            super::secret::write_backup(&blob, file.as_ref())?;
-            Ok(())
-        }
-        KeyCommand::Restore { file, conn } => {
-            let blob = super::secret::read_input(file.as_ref())?;
-            let b = conn.client()?.restore_key(blob.trim()).await?;
-            print_key(&b, conn.output)
-        }
+        KeyCommand::Lifecycle(cmd) => lifecycle::run::<Keys>(cmd).await,
         KeyCommand::Rotate { name, conn } => {
             let b = conn.client()?.rotate_key(&name).await?;
             print_key(&b, conn.output)
@@ -513,5 +459,35 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                 anyhow::bail!("the signature does not verify")
             }
         }
+    }
+}
+
+pub(crate) struct Keys;
+
+impl Family for Keys {
+    type Bundle = KeyBundle;
+    type Deleted = DeletedKeyBundle;
+    const NOUN: &'static str = "key";
+
+    async fn delete(c: &VaultClient, name: &str) -> Result<Self::Deleted, ClientError> {
+        c.delete_key(name).await
+    }
+    async fn recover(c: &VaultClient, name: &str) -> Result<Self::Bundle, ClientError> {
+        c.recover_deleted_key(name).await
+    }
+    async fn purge(c: &VaultClient, name: &str) -> Result<(), ClientError> {
+        c.purge_deleted_key(name).await
+    }
+    async fn backup(c: &VaultClient, name: &str) -> Result<String, ClientError> {
+        c.backup_key(name).await
+    }
+    async fn restore(c: &VaultClient, blob: &str) -> Result<Self::Bundle, ClientError> {
+        c.restore_key(blob).await
+    }
+    fn deletion(d: &Self::Deleted) -> &DeletionInfo {
+        &d.deletion
+    }
+    fn print(b: &Self::Bundle, _: Option<&str>, output: Output) -> anyhow::Result<()> {
+        print_key(b, output)
     }
 }

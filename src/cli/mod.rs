@@ -2,7 +2,9 @@
 //! commands (`secret`, `token`).
 
 mod cert;
+mod common;
 mod key;
+mod lifecycle;
 mod secret;
 mod vault;
 
@@ -168,7 +170,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kvault: {e:#}");
+            // The error and its causes, each once ("cannot reach the vault: … invalid peer
+            // certificate: UnknownIssuer" or "… Connection refused").
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("kvault: {}", crate::error_chain::render(e));
             ExitCode::FAILURE
         }
     }

@@ -1,37 +1,15 @@
 //! `kvault secret …`: the secrets API for people.
 
-use crate::client::{ClientConfig, ClientError, VaultClient};
-use crate::wire::{ObjectId, SecretAttributes, SecretSetParameters, SecretUpdateParameters, Tags};
-use clap::{Args, Subcommand, ValueEnum};
-use serde::Serialize;
-use std::io::Read;
+use super::common::{Connection, Output, parse_tag, print_json, read_input, tags, time};
+use super::lifecycle::{self, Family, Lifecycle};
+use crate::client::{ClientError, VaultClient};
+use crate::wire::{
+    DeletedSecretBundle, DeletionInfo, ObjectId, SecretAttributes, SecretBundle,
+    SecretSetParameters, SecretUpdateParameters,
+};
+use clap::Subcommand;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
-
-#[derive(Debug, Clone, Args)]
-pub(crate) struct Connection {
-    /// The vault URL.
-    #[arg(long, env = "KVAULT_URL", global = true)]
-    url: Option<String>,
-    /// A bearer token (prefer --token-file or the environment: flags show up in `ps`).
-    #[arg(long, env = "KVAULT_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
-    /// A file holding the bearer token.
-    #[arg(long, env = "KVAULT_TOKEN_FILE", global = true)]
-    token_file: Option<PathBuf>,
-    /// CA bundle to trust for the vault's certificate.
-    #[arg(long, env = "KVAULT_CA_FILE", global = true)]
-    ca_file: Option<PathBuf>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value = "human", global = true)]
-    pub(crate) output: Output,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub(crate) enum Output {
-    Human,
-    Json,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
@@ -100,41 +78,8 @@ pub enum SecretCommand {
         #[command(flatten)]
         conn: Connection,
     },
-    /// Soft-delete a secret (recoverable until its retention ends).
-    Delete {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Recover a soft-deleted secret.
-    Recover {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Permanently remove a soft-deleted secret.
-    Purge {
-        name: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Write a sealed backup of a secret (all versions).
-    Backup {
-        name: String,
-        /// Output file (default: stdout).
-        #[arg(long)]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Restore a secret from a backup.
-    Restore {
-        /// Backup file ('-' or absent: stdin).
-        #[arg(long)]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    #[command(flatten)]
+    Lifecycle(Lifecycle),
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,88 +127,6 @@ pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
-}
-
-pub(crate) fn tags(t: Vec<(String, String)>) -> Option<Tags> {
-    (!t.is_empty()).then(|| t.into_iter().collect())
-}
-
-impl Connection {
-    pub(crate) fn client(&self) -> anyhow::Result<VaultClient> {
-        let url = self
-            .url
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("no vault URL: set KVAULT_URL or pass --url"))?;
-        let token = match (&self.token, &self.token_file) {
-            (_, Some(f)) => Zeroizing::new(
-                std::fs::read_to_string(f)
-                    .map_err(|e| anyhow::anyhow!("reading token file {}: {e}", f.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            (Some(t), None) => Zeroizing::new(t.clone()),
-            (None, None) => anyhow::bail!(
-                "no token: set KVAULT_TOKEN or KVAULT_TOKEN_FILE, or pass --token-file"
-            ),
-        };
-        Ok(VaultClient::new(ClientConfig {
-            url,
-            token,
-            ca_file: self.ca_file.clone(),
-        })?)
-    }
-}
-
-/// Writes a backup blob to `file`, or prints it when there is none; returns the file.
-pub(crate) fn write_backup<'a>(
-    blob: &str,
-    file: Option<&'a PathBuf>,
-) -> anyhow::Result<Option<&'a PathBuf>> {
-    match file {
-        Some(p) => {
-            std::fs::write(p, blob.as_bytes())
-                .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
-            Ok(Some(p))
-        }
-        None => {
-            println!("{blob}");
-            Ok(None)
-        }
-    }
-}
-
-pub(crate) fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<String>> {
-    let mut buf = Zeroizing::new(String::new());
-    match file {
-        Some(p) if p.as_os_str() != "-" => {
-            *buf = std::fs::read_to_string(p)
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
-        }
-        _ => {
-            std::io::stdin().read_to_string(&mut buf)?;
-        }
-    }
-    Ok(buf)
-}
-
-pub(crate) fn time(t: Option<i64>) -> String {
-    t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "-".into())
-}
-
-pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }
 
 fn print_attrs(a: &SecretAttributes) {
@@ -420,45 +283,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             );
             print_attrs(&b.attributes);
         }
-        SecretCommand::Delete { name, conn } => {
-            let d = conn.client()?.delete_secret(&name).await?;
-            if conn.output == Output::Json {
-                return print_json(&d);
-            }
-            println!(
-                "deleted secret {name}; recoverable until {}",
-                time(d.deletion.scheduled_purge_date)
-            );
-        }
-        SecretCommand::Recover { name, conn } => {
-            let b = conn.client()?.recover_deleted_secret(&name).await?;
-            if conn.output == Output::Json {
-                return print_json(&b);
-            }
-            println!("recovered secret {name}");
-        }
-        SecretCommand::Purge { name, conn } => {
-            conn.client()?.purge_deleted_secret(&name).await?;
-            if conn.output == Output::Human {
-                println!("purged secret {name}");
-            }
-        }
-        SecretCommand::Backup { name, file, conn } => {
-            let blob = conn.client()?.backup_secret(&name).await?;
-            if let Some(p) = write_backup(&blob, file.as_ref())?
-                && conn.output == Output::Human
-            {
-                eprintln!("backup of secret {name} written to {}", p.display());
-            }
-        }
-        SecretCommand::Restore { file, conn } => {
-            let blob = read_input(file.as_ref())?;
-            let b = conn.client()?.restore_secret(blob.trim()).await?;
-            if conn.output == Output::Json {
-                return print_json(&b);
-            }
-            println!("restored secret {}", ObjectId::name_of(&b.id));
-        }
+        SecretCommand::Lifecycle(cmd) => return lifecycle::run::<Secrets>(cmd).await,
     }
     Ok(())
 }
@@ -466,5 +291,43 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
 impl From<ClientError> for std::io::Error {
     fn from(e: ClientError) -> Self {
         std::io::Error::other(e.to_string())
+    }
+}
+
+pub(crate) struct Secrets;
+
+impl Family for Secrets {
+    type Bundle = SecretBundle;
+    type Deleted = DeletedSecretBundle;
+    const NOUN: &'static str = "secret";
+    const BACKUP_NOTE: bool = true;
+
+    async fn delete(c: &VaultClient, name: &str) -> Result<Self::Deleted, ClientError> {
+        c.delete_secret(name).await
+    }
+    async fn recover(c: &VaultClient, name: &str) -> Result<Self::Bundle, ClientError> {
+        c.recover_deleted_secret(name).await
+    }
+    async fn purge(c: &VaultClient, name: &str) -> Result<(), ClientError> {
+        c.purge_deleted_secret(name).await
+    }
+    async fn backup(c: &VaultClient, name: &str) -> Result<String, ClientError> {
+        c.backup_secret(name).await
+    }
+    async fn restore(c: &VaultClient, blob: &str) -> Result<Self::Bundle, ClientError> {
+        c.restore_secret(blob).await
+    }
+    fn deletion(d: &Self::Deleted) -> &DeletionInfo {
+        &d.deletion
+    }
+    fn print(b: &Self::Bundle, name: Option<&str>, output: Output) -> anyhow::Result<()> {
+        if output == Output::Json {
+            return print_json(b);
+        }
+        match name {
+            Some(name) => println!("recovered secret {name}"),
+            None => println!("restored secret {}", ObjectId::name_of(&b.id)),
+        }
+        Ok(())
     }
 }

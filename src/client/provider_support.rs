@@ -49,22 +49,20 @@ impl VaultClient {
     ) -> Result<Self, ClientError> {
         crate::install_crypto_provider();
         let origin = Url::parse(url)
-            .map_err(|e| ClientError::Config(format!("invalid vault URL '{url}': {e}")))?;
+            .map_err(|e| ClientError::config_with(format!("invalid vault URL '{url}'"), e))?;
         if origin.scheme() != "https" {
-            return Err(ClientError::Config(format!(
+            return Err(ClientError::config(format!(
                 "the vault URL must be https:// (got '{url}')"
             )));
         }
         let host = origin
             .host_str()
-            .ok_or_else(|| ClientError::Config("the vault URL has no host".into()))?
+            .ok_or_else(|| ClientError::config("the vault URL has no host"))?
             .to_string();
         let certs = Certificate::from_pem_bundle(ca_pem)
-            .map_err(|e| ClientError::Config(format!("parsing the CA bundle: {e}")))?;
+            .map_err(|e| ClientError::config_with("parsing the CA bundle", e))?;
         if certs.is_empty() {
-            return Err(ClientError::Config(
-                "the CA bundle holds no certificate".into(),
-            ));
+            return Err(ClientError::config("the CA bundle holds no certificate"));
         }
         let mut b = reqwest::Client::builder()
             .https_only(true)
@@ -79,7 +77,7 @@ impl VaultClient {
         }
         let http = b
             .build()
-            .map_err(|e| ClientError::Config(format!("building the HTTPS client: {e}")))?;
+            .map_err(|e| ClientError::config_with("building the HTTPS client", e))?;
         Ok(Self {
             http,
             origin,

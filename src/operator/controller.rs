@@ -64,6 +64,9 @@ pub enum Error {
     MasterKey(String),
     #[error(transparent)]
     Certificate(#[from] CaError),
+    /// The ConfigMap that carries the cluster's JWKS to the vault cannot be built.
+    #[error("cannot build the cluster JWKS ConfigMap: {0}")]
+    JwksConfigMap(#[source] DesiredError),
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// The API server refused an object the operator applies (or the change it needs):
@@ -82,6 +85,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::MasterKey(_) => "master_key",
             Error::Certificate(_) => "certificate",
+            Error::JwksConfigMap(_) => "jwks",
             Error::Finalizer(_) => "finalizer",
             Error::Refused { .. } => "refused",
         }
@@ -295,8 +299,7 @@ async fn converge(
     )
     .await?;
     let jwks = cluster_jwks(ctx).await?;
-    let jwks_map =
-        desired::cluster_jwks_config_map(vault, &jwks).map_err(|e| Error::Certificate(e.into()))?;
+    let jwks_map = desired::cluster_jwks_config_map(vault, &jwks).map_err(Error::JwksConfigMap)?;
     apply(&ctx.client, ns, &jwks_map).await?;
     let Some(sts) = apply_objects(&ctx.client, ns, name, objects).await? else {
         return Ok(None);

@@ -75,7 +75,7 @@ impl ServiceAccountEndpoint {
     async fn vault_client(&self, vault: &Vault) -> Result<VaultClient, ClientError> {
         let url = vault
             .url()
-            .ok_or_else(|| ClientError::Config("the Vault has no name or namespace".into()))?;
+            .ok_or_else(|| ClientError::config("the Vault has no name or namespace"))?;
         let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.namespace);
         let request = TokenRequest {
             spec: TokenRequestSpec {
@@ -89,15 +89,18 @@ impl ServiceAccountEndpoint {
             .create_token_request(&self.service_account, &PostParams::default(), &request)
             .await
             .map_err(|e| {
-                ClientError::Config(format!(
-                    "cannot get a token of ServiceAccount {}/{} for {url}: {e}",
-                    self.namespace, self.service_account
-                ))
+                ClientError::token(
+                    format!(
+                        "cannot get a token of ServiceAccount {}/{} for {url}",
+                        self.namespace, self.service_account
+                    ),
+                    Some(Box::new(e)),
+                )
             })?;
         let token = minted
             .status
             .map(|s| Zeroizing::new(s.token))
-            .ok_or_else(|| ClientError::Config("the TokenRequest returned no token".into()))?;
+            .ok_or_else(|| ClientError::token("the TokenRequest returned no token", None))?;
         let url = TEST_VAULT_ADDRESS.get().cloned().unwrap_or(url);
         VaultClient::new(ClientConfig {
             url,

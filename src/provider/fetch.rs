@@ -10,6 +10,7 @@ use super::metrics::{CacheLabel, ObjectTypeLabel, ProviderMetrics, VaultCallLabe
 use super::params::{CaSource, MAX_CA_BUNDLE, ObjectType};
 use super::render::Material;
 use crate::client::{ClientError, VaultClient};
+use crate::error_chain::{render, with_cause};
 use crate::wire::ObjectId;
 use std::collections::HashMap;
 use std::future::Future;
@@ -239,17 +240,33 @@ pub fn describe_error(e: &ClientError, what: &str, vault: &str, audience: &str) 
                 ),
             ),
         },
-        ClientError::Transport(t) => MountError::new(
+        ClientError::Transport(cause) => MountError::new(
             ErrorCode::VaultUnavailable,
-            format!("cannot reach the vault at {vault}: {t}"),
+            format!(
+                "cannot reach the vault at {vault}: {}",
+                render(cause.as_ref())
+            ),
         ),
-        ClientError::Decode(d) => MountError::new(
+        ClientError::Decode { what: d, source } => MountError::new(
             ErrorCode::VaultUnavailable,
-            format!("unexpected answer from the vault {vault} for {what}: {d}"),
+            format!(
+                "unexpected answer from the vault {vault} for {what}: {}",
+                with_cause(d, source.as_ref())
+            ),
         ),
-        ClientError::Config(c) => MountError::new(
+        ClientError::Config { what: c, source } => MountError::new(
             ErrorCode::VaultUnavailable,
-            format!("cannot set up a client for the vault {vault}: {c}"),
+            format!(
+                "cannot set up a client for the vault {vault}: {}",
+                with_cause(c, source.as_ref())
+            ),
+        ),
+        ClientError::Token { what: t, source } => MountError::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "no token for the vault {vault}: {}",
+                with_cause(t, source.as_ref())
+            ),
         ),
     }
 }
@@ -540,9 +557,9 @@ impl Fetcher {
                     .call(kind, || c.get_secret(name, version))
                     .await
                     .and_then(|b| {
-                        let value = b.value.ok_or_else(|| {
-                            ClientError::Decode("the secret bundle has no value".into())
-                        })?;
+                        let value = b
+                            .value
+                            .ok_or_else(|| ClientError::decode("the secret bundle has no value"))?;
                         Ok(Versioned {
                             version: version_of(&b.id),
                             material: Material::Secret {

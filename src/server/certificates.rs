@@ -123,8 +123,7 @@ pub async fn handle(
         O::Merge { name } => merge(state, ctx, &name, body).await,
         O::Delete { name } => delete(state, ctx, &name).await,
         O::GetDeleted { name } => {
-            let head = FAMILY.deleted::<CertMeta>(&state.store, &name).await?;
-            deleted_reply(ctx, &head)
+            crate::server::lifecycle::get_deleted::<Certificates>(&state.store, ctx, &name).await
         }
         O::Recover { name } => recover(state, ctx, &name).await,
         O::Purge { name } => purge(state, ctx, &name).await,

@@ -308,19 +308,26 @@ fn admit(state: &AppState, rt: &Runtime, who: &Principal, routed: &Routed) -> Ap
     // another caller.
     let caller = format!("{}|{who}", who.issuer);
     if let Err(wait) = rt.throttle.check(category, &caller) {
-        state
-            .metrics
-            .throttled
-            .get_or_create(&CategoryLabel {
-                category: category.as_str(),
-            })
-            .inc();
-        return Err(ApiError::Throttled {
-            category: category.as_str(),
-            retry_after_secs: wait.as_secs_f64().ceil() as u64,
-        });
+        return Err(throttled(
+            state,
+            category.as_str(),
+            wait.as_secs_f64().ceil() as u64,
+        ));
     }
     Ok(())
+}
+
+/// A 429 for `category`, counted in the throttling metric.
+fn throttled(state: &AppState, category: &'static str, retry_after_secs: u64) -> ApiError {
+    state
+        .metrics
+        .throttled
+        .get_or_create(&CategoryLabel { category })
+        .inc();
+    ApiError::Throttled {
+        category,
+        retry_after_secs,
+    }
 }
 
 /// What a refused caller may not do, in the control plane's denial.
@@ -356,19 +363,7 @@ fn reserve_body(
             let units = u32::try_from(bytes.div_ceil(BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
             match state.body_budget.clone().try_acquire_many_owned(units) {
                 Ok(permit) => Ok(Some(permit)),
-                Err(_) => {
-                    state
-                        .metrics
-                        .throttled
-                        .get_or_create(&CategoryLabel {
-                            category: "request_bodies",
-                        })
-                        .inc();
-                    Err(ApiError::Throttled {
-                        category: "request_bodies",
-                        retry_after_secs: 1,
-                    })
-                }
+                Err(_) => Err(throttled(state, "request_bodies", 1)),
             }
         }
     }

@@ -12,24 +12,28 @@ use crate::crypto::keys::{
     SignatureAlgorithm,
 };
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::lifecycle::{self, Shown};
 use crate::server::objects::{self, Family, Listing};
 use crate::server::ops::{KeyOp, KeysOp};
 use crate::server::request::{Reply, RequestContext};
 use crate::server::state::AppState;
 use crate::server::store::{Change, Head, Kind, RotationState, Version};
 use crate::wire::{
-    BackupBlob, DeletedKeyBundle, DeletedKeyItem, GetRandomBytesRequest, JsonWebKey, KeyAttributes,
-    KeyBundle, KeyCreateParameters, KeyImportParameters, KeyItem, KeyOperationResult,
-    KeyOperationsParameters, KeyReleaseParameters, KeyReleasePolicy, KeyRotationPolicy,
-    KeyRotationPolicyAttributes, KeySignParameters, KeyUpdateParameters, KeyVerifyParameters,
-    KeyVerifyResult, LifetimeAction, LifetimeActionTrigger, LifetimeActionType, RandomBytes,
-    b64url, from_b64url,
+    DeletedKeyBundle, DeletedKeyItem, DeletionInfo, GetRandomBytesRequest, JsonWebKey,
+    KeyAttributes, KeyBundle, KeyCreateParameters, KeyImportParameters, KeyItem,
+    KeyOperationResult, KeyOperationsParameters, KeyReleaseParameters, KeyReleasePolicy,
+    KeyRotationPolicy, KeyRotationPolicyAttributes, KeySignParameters, KeyUpdateParameters,
+    KeyVerifyParameters, KeyVerifyResult, LifetimeAction, LifetimeActionTrigger,
+    LifetimeActionType, RandomBytes, b64url, from_b64url,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 pub mod cache;
+mod operations;
 pub mod rotation;
+
+use operations::{key_operation, random_bytes};
 
 const FAMILY: Family = objects::KEYS;
 const KIND: Kind = Kind::Key;
@@ -92,42 +96,20 @@ pub async fn handle(
         O::Get { name, version } => get(state, ctx, &name, version.as_deref()).await,
         O::Update { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
         O::Delete { name } => {
-            let live = FAMILY.live::<KeyMeta>(&state.store, &name).await?;
-            if live.current().is_some_and(|v| v.meta.managed) {
-                return Err(objects::managed_by_certificate("key", &live.name));
-            }
-            let head = FAMILY
-                .soft_delete::<KeyMeta>(&state.store, &name, state.clock.now(), ctx.soft_delete)
-                .await?;
-            deleted_reply(ctx, &head)
+            lifecycle::delete::<Keys>(&state.store, ctx, &name, state.clock.now()).await
         }
-        O::List => list(state, ctx, false).await,
-        O::ListDeleted => list(state, ctx, true).await,
-        O::ListVersions { name } => versions(state, ctx, &name).await,
-        O::GetDeleted { name } => {
-            let head = FAMILY.deleted::<KeyMeta>(&state.store, &name).await?;
-            deleted_reply(ctx, &head)
-        }
+        O::List => lifecycle::list::<Keys>(&state.store, ctx, Listing::Live).await,
+        O::ListDeleted => lifecycle::list::<Keys>(&state.store, ctx, Listing::Deleted).await,
+        O::ListVersions { name } => lifecycle::versions::<Keys>(&state.store, ctx, &name).await,
+        O::GetDeleted { name } => lifecycle::get_deleted::<Keys>(&state.store, ctx, &name).await,
         O::Purge { name } => {
-            FAMILY
-                .purge::<KeyMeta>(&state.store, &name, ctx.soft_delete)
-                .await?;
+            let reply = lifecycle::purge::<Keys>(&state.store, ctx, &name).await?;
             state.key_cache.forget(&name);
-            Ok(Reply::NoContent)
+            Ok(reply)
         }
-        O::Recover { name } => {
-            let head = FAMILY.recover::<KeyMeta>(&state.store, &name).await?;
-            current_reply(ctx, &head)
-        }
-        O::Backup { name } => {
-            let blob = FAMILY.backup::<KeyMeta>(&state.store, &name).await?;
-            Reply::ok(&BackupBlob { value: blob })
-        }
-        O::Restore => {
-            let req: BackupBlob = objects::parse_json(body)?;
-            let head = FAMILY.restore::<KeyMeta>(&state.store, &req.value).await?;
-            current_reply(ctx, &head)
-        }
+        O::Recover { name } => lifecycle::recover::<Keys>(&state.store, ctx, &name).await,
+        O::Backup { name } => lifecycle::backup::<Keys>(&state.store, &name).await,
+        O::Restore => lifecycle::restore::<Keys>(&state.store, ctx, body).await,
         O::Rotate { name } => {
             let head = rotation::rotate(state, &name).await?;
             current_reply(ctx, &head)
@@ -202,16 +184,40 @@ fn item(ctx: &RequestContext, head: &KeyHead, v: &Version<KeyMeta>, versioned: b
 }
 
 fn current_reply(ctx: &RequestContext, head: &KeyHead) -> ApiResult<Reply> {
-    let v = head.current().ok_or(ApiError::Integrity)?;
-    Reply::ok(&bundle(ctx, head, v))
+    lifecycle::current_reply::<Keys>(ctx, head)
 }
 
-fn deleted_reply(ctx: &RequestContext, head: &KeyHead) -> ApiResult<Reply> {
-    let v = head.current().ok_or(ApiError::Integrity)?;
-    Reply::ok(&DeletedKeyBundle {
-        key: bundle(ctx, head, v),
-        deletion: FAMILY.deletion_info(&ctx.origin, head),
-    })
+/// Keys as the API shows them, for the shared lifecycle handlers.
+pub struct Keys;
+
+impl Shown for Keys {
+    type Meta = KeyMeta;
+    type Bundle = KeyBundle;
+    type Item = KeyItem;
+    type Deleted = DeletedKeyBundle;
+    type DeletedItem = DeletedKeyItem;
+    const FAMILY: Family = FAMILY;
+
+    fn bundle(ctx: &RequestContext, head: &KeyHead, v: &Version<KeyMeta>) -> KeyBundle {
+        bundle(ctx, head, v)
+    }
+    fn item(
+        ctx: &RequestContext,
+        head: &KeyHead,
+        v: &Version<KeyMeta>,
+        versioned: bool,
+    ) -> KeyItem {
+        item(ctx, head, v, versioned)
+    }
+    fn deleted(key: KeyBundle, deletion: DeletionInfo) -> DeletedKeyBundle {
+        DeletedKeyBundle { key, deletion }
+    }
+    fn deleted_item(item: KeyItem, deletion: DeletionInfo) -> DeletedKeyItem {
+        DeletedKeyItem { item, deletion }
+    }
+    fn managed(meta: &KeyMeta) -> bool {
+        meta.managed
+    }
 }
 
 /// `RSA`, `EC`, `oct`; `-HSM` types are refused: there is no HSM behind this vault.
@@ -580,230 +586,6 @@ async fn update(
         .await?;
     let v = head.version(&id).ok_or(ApiError::Integrity)?;
     Reply::ok(&bundle(ctx, &head, v))
-}
-
-async fn list(state: &AppState, ctx: &RequestContext, deleted: bool) -> ApiResult<Reply> {
-    if deleted {
-        return FAMILY
-            .list_page::<KeyMeta, _>(&state.store, ctx, Listing::Deleted, |h, v| DeletedKeyItem {
-                item: item(ctx, h, v, false),
-                deletion: FAMILY.deletion_info(&ctx.origin, h),
-            })
-            .await;
-    }
-    FAMILY
-        .list_page::<KeyMeta, _>(&state.store, ctx, Listing::Live, |h, v| {
-            item(ctx, h, v, false)
-        })
-        .await
-}
-
-async fn versions(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    FAMILY
-        .versions_page::<KeyMeta, _>(&state.store, ctx, name, |h, v| item(ctx, h, v, true))
-        .await
-}
-
-fn b64_field(v: &Option<String>, name: &str) -> ApiResult<Option<Vec<u8>>> {
-    match v {
-        None => Ok(None),
-        Some(s) => from_b64url(s)
-            .map(Some)
-            .ok_or_else(|| ApiError::bad(format!("'{name}' is not base64url."))),
-    }
-}
-
-fn required_b64(s: &str, name: &str) -> ApiResult<Vec<u8>> {
-    from_b64url(s).ok_or_else(|| ApiError::bad(format!("'{name}' is not base64url.")))
-}
-
-/// The cloud's rules for using a key version: enabled, its key_ops, and its validity
-/// window — expired or not-yet-valid keys still decrypt, unwrap and verify.
-fn check_usable(v: &Version<KeyMeta>, op: KeyOp, now: i64) -> ApiResult<()> {
-    let op_name = op.key_op().map_or("release", JwkOperation::as_str);
-    if !v.enabled {
-        return Err(ApiError::Forbidden {
-            message: format!("Operation {op_name} is not allowed on a disabled key."),
-            inner: Some("KeyDisabled"),
-        });
-    }
-    if let Some(needed) = op.key_op()
-        && !v.meta.key_ops.contains(&needed)
-    {
-        return Err(ApiError::Forbidden {
-            message: format!(
-                "Operation {} is not permitted by this key's key_ops.",
-                needed.as_str()
-            ),
-            inner: Some("KeyOperationForbidden"),
-        });
-    }
-    let protective = matches!(
-        op,
-        KeyOp::Encrypt | KeyOp::WrapKey | KeyOp::Sign | KeyOp::Release
-    );
-    if protective {
-        if v.exp.is_some_and(|exp| now > exp) {
-            return Err(ApiError::Forbidden {
-                message: format!("Operation {op_name} is not allowed on an expired key."),
-                inner: Some("KeyExpired"),
-            });
-        }
-        if v.nbf.is_some_and(|nbf| now < nbf) {
-            return Err(ApiError::Forbidden {
-                message: format!(
-                    "Operation {op_name} is not allowed on a key that is not yet valid."
-                ),
-                inner: Some("KeyNotYetValid"),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn enc_alg(s: &str) -> ApiResult<EncryptionAlgorithm> {
-    EncryptionAlgorithm::parse(s).ok_or_else(|| {
-        ApiError::bad(format!(
-            "Unknown or unsupported algorithm '{}'.",
-            objects::printable(s)
-        ))
-    })
-}
-
-fn sig_alg(s: &str) -> ApiResult<SignatureAlgorithm> {
-    SignatureAlgorithm::parse(s).ok_or_else(|| {
-        ApiError::bad(format!(
-            "Unknown or unsupported signature algorithm '{}'.",
-            objects::printable(s)
-        ))
-    })
-}
-
-async fn key_operation(
-    state: &AppState,
-    ctx: &RequestContext,
-    name: &str,
-    version: Option<&str>,
-    op: KeyOp,
-    body: &[u8],
-) -> ApiResult<Reply> {
-    let head = FAMILY.live::<KeyMeta>(&state.store, name).await?;
-    let v = FAMILY.pick(&head, name, version)?;
-    check_usable(v, op, state.clock.now())?;
-    let kid = kid(ctx, &head, v);
-    if op == KeyOp::Release {
-        let _req: KeyReleaseParameters = objects::parse_json(body)?;
-        if !v.meta.exportable {
-            return Err(ApiError::bad(
-                "The key is not exportable and cannot be released.",
-            ));
-        }
-        return Err(ApiError::Forbidden {
-            message: "The key release policy is not satisfied: this vault has no attestation verifier, so no attestation token can satisfy a release policy yet.".into(),
-            inner: Some("ReleasePolicyNotSatisfied"),
-        });
-    }
-    let material = state
-        .key_cache
-        .load(&state.store, &head.name, &v.id)
-        .await?;
-    let rsa = v.meta.kty == KeyType::Rsa;
-    let body = body.to_vec();
-    let job = move || -> ApiResult<Reply> { run_operation(&material, op, kid, &body) };
-    // RSA private-key operations take hundreds of microseconds: keep them off the workers.
-    if rsa && matches!(op, KeyOp::Decrypt | KeyOp::UnwrapKey | KeyOp::Sign) {
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|_| ApiError::Internal)?
-    } else {
-        job()
-    }
-}
-
-fn run_operation(material: &KeyMaterial, op: KeyOp, kid: String, body: &[u8]) -> ApiResult<Reply> {
-    match op {
-        KeyOp::Encrypt | KeyOp::Decrypt | KeyOp::WrapKey | KeyOp::UnwrapKey => {
-            let p: KeyOperationsParameters = objects::parse_json(body)?;
-            let alg = enc_alg(&p.alg)?;
-            let value = Zeroizing::new(required_b64(&p.value, "value")?);
-            let iv = b64_field(&p.iv, "iv")?;
-            let aad = b64_field(&p.aad, "aad")?;
-            let tag = b64_field(&p.tag, "tag")?;
-            let result = match op {
-                KeyOp::Encrypt => {
-                    let out = material.encrypt(alg, &value, iv.as_deref(), aad.as_deref())?;
-                    KeyOperationResult {
-                        kid: Some(kid),
-                        value: b64url(&out.value),
-                        iv: out.iv.as_deref().map(b64url),
-                        tag: out.tag.as_deref().map(b64url),
-                        aad: aad.as_deref().map(b64url),
-                    }
-                }
-                KeyOp::Decrypt => {
-                    let out = material.decrypt(
-                        alg,
-                        &value,
-                        iv.as_deref(),
-                        aad.as_deref(),
-                        tag.as_deref(),
-                    )?;
-                    KeyOperationResult {
-                        kid: Some(kid),
-                        value: b64url(&out),
-                        ..Default::default()
-                    }
-                }
-                KeyOp::WrapKey => KeyOperationResult {
-                    kid: Some(kid),
-                    value: b64url(&material.wrap(alg, &value)?),
-                    ..Default::default()
-                },
-                _ => {
-                    let out = material.unwrap(alg, &value)?;
-                    KeyOperationResult {
-                        kid: Some(kid),
-                        value: b64url(&out),
-                        ..Default::default()
-                    }
-                }
-            };
-            Reply::ok(&result)
-        }
-        KeyOp::Sign => {
-            let p: KeySignParameters = objects::parse_json(body)?;
-            let alg = sig_alg(&p.alg)?;
-            let digest = required_b64(&p.value, "value")?;
-            let sig = material.sign(alg, &digest)?;
-            Reply::ok(&KeyOperationResult {
-                kid: Some(kid),
-                value: b64url(&sig),
-                ..Default::default()
-            })
-        }
-        KeyOp::Verify => {
-            let p: KeyVerifyParameters = objects::parse_json(body)?;
-            let alg = sig_alg(&p.alg)?;
-            let digest = required_b64(&p.digest, "digest")?;
-            let sig = required_b64(&p.value, "value")?;
-            Reply::ok(&KeyVerifyResult {
-                value: material.verify(alg, &digest, &sig)?,
-            })
-        }
-        KeyOp::Release => Err(ApiError::Internal),
-    }
-}
-
-fn random_bytes(body: &[u8]) -> ApiResult<Reply> {
-    let req: GetRandomBytesRequest = objects::parse_json(body)?;
-    if !(1..=128).contains(&req.count) {
-        return Err(ApiError::bad("count must be from 1 to 128."));
-    }
-    let mut buf = Zeroizing::new(vec![0u8; req.count as usize]);
-    aws_lc_rs::rand::fill(&mut buf).map_err(|_| ApiError::Internal)?;
-    Reply::ok(&RandomBytes {
-        value: b64url(&buf),
-    })
 }
 
 /// What a key without a policy reports (the cloud's default).

@@ -12,6 +12,7 @@ pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod keys;
+pub mod lifecycle;
 pub mod metrics;
 pub mod objects;
 pub mod ops;
@@ -232,26 +233,7 @@ impl Server {
             .metrics_listener
             .map(|l| tokio::spawn(metrics::serve(l, self.state.metrics.clone(), self.limits)));
         let gate = crate::listener::Gate::new(self.limits, self.state.metrics.connections.clone());
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            // Over the connection cap: closed at once (and counted).
-            let Some(admitted) = gate.admit() else {
-                tracing::debug!(%peer, "connection refused: at the connection cap");
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
+        crate::listener::accept_until(self.listener, &gate, shutdown, |tcp, peer, admitted| {
             // The minimum TLS version of the current policy applies to each new connection.
             let acceptor = match self.state.policy.current().tls_min {
                 tls::TlsMinVersion::Tls12 => self.acceptor_12.clone(),
@@ -285,8 +267,8 @@ impl Server {
                 let ended = crate::listener::serve_connection(tls, svc, admitted).await;
                 tracing::debug!(%peer, ?ended, "connection ended");
             });
-        }
-        drop(self.listener);
+        })
+        .await;
         watcher.abort();
         replicas.abort();
         sweeper.abort();

@@ -2,14 +2,16 @@
 //! backup and restore — wire-compatible with the official SDKs' `SecretClient`.
 
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::lifecycle::{self, Shown};
 use crate::server::objects::{self, Family, Listing};
 use crate::server::ops::SecretsOp;
 use crate::server::request::{Reply, RequestContext};
 use crate::server::state::AppState;
 use crate::server::store::{Change, Head, Kind, Version};
 use crate::wire::{
-    BackupBlob, DeletedSecretBundle, DeletedSecretItem, MAX_CONTENT_TYPE_LEN, MAX_SECRET_VALUE_LEN,
-    SecretAttributes, SecretBundle, SecretItem, SecretSetParameters, SecretUpdateParameters,
+    DeletedSecretBundle, DeletedSecretItem, DeletionInfo, MAX_CONTENT_TYPE_LEN,
+    MAX_SECRET_VALUE_LEN, SecretAttributes, SecretBundle, SecretItem, SecretSetParameters,
+    SecretUpdateParameters,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -41,19 +43,54 @@ pub async fn handle(
         O::Set { name } => set(state, ctx, &name, body).await,
         O::Get { name, version } => get(state, ctx, &name, version.as_deref()).await,
         O::Update { name, version } => update(state, ctx, &name, version.as_deref(), body).await,
-        O::Delete { name } => delete(state, ctx, &name).await,
-        O::List => list(state, ctx).await,
-        O::ListVersions { name } => versions(state, ctx, &name).await,
-        O::ListDeleted => list_deleted(state, ctx).await,
-        O::GetDeleted { name } => get_deleted(state, ctx, &name).await,
-        O::Purge { name } => purge(state, ctx, &name).await,
-        O::Recover { name } => recover(state, ctx, &name).await,
-        O::Backup { name } => backup(state, &name).await,
-        O::Restore => restore(state, ctx, body).await,
+        O::Delete { name } => {
+            lifecycle::delete::<Secrets>(&state.store, ctx, &name, state.clock.now()).await
+        }
+        O::List => lifecycle::list::<Secrets>(&state.store, ctx, Listing::Live).await,
+        O::ListVersions { name } => lifecycle::versions::<Secrets>(&state.store, ctx, &name).await,
+        O::ListDeleted => lifecycle::list::<Secrets>(&state.store, ctx, Listing::Deleted).await,
+        O::GetDeleted { name } => lifecycle::get_deleted::<Secrets>(&state.store, ctx, &name).await,
+        O::Purge { name } => lifecycle::purge::<Secrets>(&state.store, ctx, &name).await,
+        O::Recover { name } => lifecycle::recover::<Secrets>(&state.store, ctx, &name).await,
+        O::Backup { name } => lifecycle::backup::<Secrets>(&state.store, &name).await,
+        O::Restore => lifecycle::restore::<Secrets>(&state.store, ctx, body).await,
     }
 }
 
 const FAMILY: Family = objects::SECRETS;
+
+/// Secrets as the API shows them, for the shared lifecycle handlers.
+pub struct Secrets;
+
+impl Shown for Secrets {
+    type Meta = SecretMeta;
+    type Bundle = SecretBundle;
+    type Item = SecretItem;
+    type Deleted = DeletedSecretBundle;
+    type DeletedItem = DeletedSecretItem;
+    const FAMILY: Family = FAMILY;
+
+    fn bundle(ctx: &RequestContext, head: &SecretHead, v: &Version<SecretMeta>) -> SecretBundle {
+        bundle(ctx, head, v, None)
+    }
+    fn item(
+        ctx: &RequestContext,
+        head: &SecretHead,
+        v: &Version<SecretMeta>,
+        versioned: bool,
+    ) -> SecretItem {
+        item(ctx, head, v, versioned)
+    }
+    fn deleted(secret: SecretBundle, deletion: DeletionInfo) -> DeletedSecretBundle {
+        DeletedSecretBundle { secret, deletion }
+    }
+    fn deleted_item(item: SecretItem, deletion: DeletionInfo) -> DeletedSecretItem {
+        DeletedSecretItem { item, deletion }
+    }
+    fn managed(meta: &SecretMeta) -> bool {
+        meta.managed
+    }
+}
 
 fn validate_attributes(a: &SecretAttributes) -> ApiResult<()> {
     if let (Some(nbf), Some(exp)) = (a.nbf, a.exp)
@@ -327,80 +364,4 @@ async fn update(
         })
         .await?;
     Reply::ok(&bundle(ctx, &head, &v, None))
-}
-
-async fn delete(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    let live = FAMILY.live::<SecretMeta>(&state.store, name).await?;
-    if live.current().is_some_and(|v| v.meta.managed) {
-        return Err(objects::managed_by_certificate("secret", &live.name));
-    }
-    let head = FAMILY
-        .soft_delete::<SecretMeta>(&state.store, name, state.clock.now(), ctx.soft_delete)
-        .await?;
-    deleted_reply(ctx, &head)
-}
-
-fn deleted_reply(ctx: &RequestContext, head: &SecretHead) -> ApiResult<Reply> {
-    let v = head.current().ok_or(ApiError::Integrity)?;
-    Reply::ok(&DeletedSecretBundle {
-        secret: bundle(ctx, head, v, None),
-        deletion: FAMILY.deletion_info(&ctx.origin, head),
-    })
-}
-
-async fn list(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply> {
-    FAMILY
-        .list_page::<SecretMeta, _>(&state.store, ctx, Listing::Live, |h, v| {
-            item(ctx, h, v, false)
-        })
-        .await
-}
-
-async fn versions(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    FAMILY
-        .versions_page::<SecretMeta, _>(&state.store, ctx, name, |h, v| item(ctx, h, v, true))
-        .await
-}
-
-async fn list_deleted(state: &AppState, ctx: &RequestContext) -> ApiResult<Reply> {
-    FAMILY
-        .list_page::<SecretMeta, _>(&state.store, ctx, Listing::Deleted, |h, v| {
-            DeletedSecretItem {
-                item: item(ctx, h, v, false),
-                deletion: FAMILY.deletion_info(&ctx.origin, h),
-            }
-        })
-        .await
-}
-
-async fn get_deleted(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    let head = FAMILY.deleted::<SecretMeta>(&state.store, name).await?;
-    deleted_reply(ctx, &head)
-}
-
-async fn purge(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    FAMILY
-        .purge::<SecretMeta>(&state.store, name, ctx.soft_delete)
-        .await?;
-    Ok(Reply::NoContent)
-}
-
-async fn recover(state: &AppState, ctx: &RequestContext, name: &str) -> ApiResult<Reply> {
-    let head = FAMILY.recover::<SecretMeta>(&state.store, name).await?;
-    let v = head.current().ok_or(ApiError::Integrity)?;
-    Reply::ok(&bundle(ctx, &head, v, None))
-}
-
-async fn backup(state: &AppState, name: &str) -> ApiResult<Reply> {
-    let blob = FAMILY.backup::<SecretMeta>(&state.store, name).await?;
-    Reply::ok(&BackupBlob { value: blob })
-}
-
-async fn restore(state: &AppState, ctx: &RequestContext, body: &[u8]) -> ApiResult<Reply> {
-    let req: BackupBlob = objects::parse_json(body)?;
-    let head = FAMILY
-        .restore::<SecretMeta>(&state.store, &req.value)
-        .await?;
-    let v = head.current().ok_or(ApiError::Integrity)?;
-    Reply::ok(&bundle(ctx, &head, v, None))
 }

@@ -508,3 +508,58 @@ fn cert_and_key_commands_through_the_real_binary() {
     assert!(!o.status.success());
     assert!(sigterm(&mut dev).success());
 }
+
+#[test]
+fn a_wrong_ca_and_a_stopped_vault_are_told_apart_by_their_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = free_port();
+    let mut dev = start_dev(&state, port);
+    let env = dev_env(&state);
+    let token = env
+        .iter()
+        .find(|(k, _)| k == "KVAULT_TOKEN")
+        .unwrap()
+        .1
+        .clone();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).trim().to_string();
+
+    // Another CA than the one that signed the vault's certificate.
+    let other = make_certs(dir.path(), "other");
+    let mut wrong_ca = env.clone();
+    wrong_ca.retain(|(k, _)| k != "KVAULT_CA_FILE");
+    wrong_ca.push((
+        "KVAULT_CA_FILE".into(),
+        other.ca_pem.to_str().unwrap().to_string(),
+    ));
+    let o = kvault(&wrong_ca, &["secret", "get", "greeting"]);
+    assert!(!o.status.success());
+    let untrusted = stderr(&o);
+
+    assert!(sigterm(&mut dev).success());
+    let o = kvault(&env, &["secret", "get", "greeting"]);
+    assert!(!o.status.success());
+    let stopped = stderr(&o);
+
+    assert_ne!(untrusted, stopped);
+    for err in [&untrusted, &stopped] {
+        assert!(err.starts_with("kvault: cannot reach the vault: "), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert_eq!(
+            err.matches("error sending request").count(),
+            1,
+            "each cause once: {err}"
+        );
+        assert!(!err.contains(&token), "the token is in the error: {err}");
+    }
+    assert!(
+        untrusted.to_lowercase().contains("certificate"),
+        "the wrong CA is named: {untrusted}"
+    );
+    assert!(!untrusted.to_lowercase().contains("refused"), "{untrusted}");
+    assert!(
+        stopped.to_lowercase().contains("refused"),
+        "the stopped vault is named: {stopped}"
+    );
+    assert!(!stopped.to_lowercase().contains("certificate"), "{stopped}");
+}

@@ -1,6 +1,7 @@
 //! Reading and managing certificates: get, update, policies, listings and versions.
 
 use super::*;
+use crate::server::lifecycle as shared;
 
 pub(super) async fn get(
     state: &AppState,
@@ -212,14 +213,7 @@ pub(super) async fn list(
     deleted: bool,
 ) -> ApiResult<Reply> {
     if deleted {
-        return FAMILY
-            .list_page::<CertMeta, _>(&state.store, ctx, Listing::Deleted, |h, v| {
-                DeletedCertificateItem {
-                    item: item(ctx, h, v, false),
-                    deletion: FAMILY.deletion_info(&ctx.origin, h),
-                }
-            })
-            .await;
+        return shared::list::<Certificates>(&state.store, ctx, Listing::Deleted).await;
     }
     let include_pending = ctx
         .query
@@ -263,7 +257,5 @@ pub(super) async fn versions(
     ctx: &RequestContext,
     name: &str,
 ) -> ApiResult<Reply> {
-    FAMILY
-        .versions_page::<CertMeta, _>(&state.store, ctx, name, |h, v| item(ctx, h, v, true))
-        .await
+    shared::versions::<Certificates>(&state.store, ctx, name).await
 }

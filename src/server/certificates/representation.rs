@@ -1,6 +1,8 @@
 //! How certificates, their items and pending operations look on the wire.
 
 use super::*;
+use crate::server::lifecycle::{self as shared, Shown};
+use crate::wire::DeletionInfo;
 
 pub(super) fn attributes(ctx: &RequestContext, v: &Version<CertMeta>) -> CertificateAttributes {
     CertificateAttributes {
@@ -88,16 +90,49 @@ pub(super) fn status_details(issuer: &str, status: &str) -> Option<&'static str>
 }
 
 pub(super) fn deleted_reply(ctx: &RequestContext, head: &CertHead) -> ApiResult<Reply> {
-    let v = head
-        .current()
-        .ok_or_else(|| FAMILY.deleted_not_found(&head.name))?;
-    Reply::ok(&DeletedCertificateBundle {
-        certificate: bundle(ctx, head, v),
-        deletion: FAMILY.deletion_info(&ctx.origin, head),
-    })
+    shared::deleted_reply::<Certificates>(ctx, head)
 }
 
 pub(super) fn current_reply(ctx: &RequestContext, head: &CertHead) -> ApiResult<Reply> {
-    let v = head.current().ok_or_else(|| FAMILY.not_found(&head.name))?;
-    Reply::ok(&bundle(ctx, head, v))
+    shared::current_reply::<Certificates>(ctx, head)
+}
+
+/// Certificates as the API shows them, for the shared reads (their delete, recover, purge,
+/// backup and restore take the key and secret along: `lifecycle`).
+pub struct Certificates;
+
+impl Shown for Certificates {
+    type Meta = CertMeta;
+    type Bundle = CertificateBundle;
+    type Item = CertificateItem;
+    type Deleted = DeletedCertificateBundle;
+    type DeletedItem = DeletedCertificateItem;
+    const FAMILY: Family = FAMILY;
+
+    fn bundle(ctx: &RequestContext, head: &CertHead, v: &Version<CertMeta>) -> CertificateBundle {
+        bundle(ctx, head, v)
+    }
+    fn item(
+        ctx: &RequestContext,
+        head: &CertHead,
+        v: &Version<CertMeta>,
+        versioned: bool,
+    ) -> CertificateItem {
+        item(ctx, head, v, versioned)
+    }
+    fn deleted(certificate: CertificateBundle, deletion: DeletionInfo) -> DeletedCertificateBundle {
+        DeletedCertificateBundle {
+            certificate,
+            deletion,
+        }
+    }
+    fn deleted_item(item: CertificateItem, deletion: DeletionInfo) -> DeletedCertificateItem {
+        DeletedCertificateItem { item, deletion }
+    }
+    fn no_current(head: &CertHead) -> ApiError {
+        FAMILY.not_found(&head.name)
+    }
+    fn no_current_deleted(head: &CertHead) -> ApiError {
+        FAMILY.deleted_not_found(&head.name)
+    }
 }

@@ -211,7 +211,7 @@ async fn dead_letter(
         event: p.event,
     };
     let bytes = serde_json::to_vec(&letter)
-        .map_err(|e| StoreError::Backend(format!("encoding a dead letter: {e}")))?;
+        .map_err(|e| StoreError::backend("encoding a dead letter", e))?;
     let mut batch = Batch::default();
     state.store.expect_meta(&mut batch, name, Some(raw));
     state.store.stage_delete_meta(&mut batch, name);
@@ -281,7 +281,7 @@ async fn deliver_subscription(
         let outcome = match &client {
             Ok(c) => {
                 let body = serde_json::to_vec(&p.event)
-                    .map_err(|e| StoreError::Backend(format!("encoding an event: {e}")))?;
+                    .map_err(|e| StoreError::backend("encoding an event", e))?;
                 post(c, &sub, body).await
             }
             Err(why) => Outcome::Failed(why.clone()),
@@ -334,7 +334,7 @@ async fn deliver_subscription(
                 );
                 p.last_error = Some(why);
                 let bytes = serde_json::to_vec(&p)
-                    .map_err(|e| StoreError::Backend(format!("encoding an event: {e}")))?;
+                    .map_err(|e| StoreError::backend("encoding an event", e))?;
                 match state.store.put_meta(&name, &bytes, Some(raw)).await {
                     Ok(()) | Err(StoreError::Conflict) => {}
                     Err(e) => return Err(e),

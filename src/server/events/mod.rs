@@ -307,8 +307,8 @@ impl Events {
             attempts: 0,
             last_error: None,
         };
-        let bytes = serde_json::to_vec(&record)
-            .map_err(|e| StoreError::Backend(format!("encoding an event: {e}")))?;
+        let bytes =
+            serde_json::to_vec(&record).map_err(|e| StoreError::backend("encoding an event", e))?;
         let name = format!(
             "{OUTBOX}{:012}-{}",
             now.max(0),

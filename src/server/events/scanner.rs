@@ -231,7 +231,7 @@ pub async fn scan_once(state: &AppState) -> Result<ScanSummary, StoreError> {
                 let mut batch = Batch::default();
                 for (sub, marker_name, marker) in &targets {
                     let bytes = serde_json::to_vec(marker)
-                        .map_err(|e| StoreError::Backend(format!("encoding a marker: {e}")))?;
+                        .map_err(|e| StoreError::backend("encoding a marker", e))?;
                     state.store.expect_meta(&mut batch, marker_name, None);
                     state.store.stage_meta(&mut batch, marker_name, &bytes)?;
                     state

@@ -26,8 +26,14 @@ use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage backend failed: {0}")]
-    Backend(String),
+    /// The backend failed at `what` (opening the file, encoding a record, a query); the
+    /// backend's own error is kept as the source.
+    #[error("storage backend failed: {}", crate::error_chain::with_cause(.what, .source.as_ref()))]
+    Backend {
+        what: String,
+        #[source]
+        source: Option<crate::error_chain::BoxError>,
+    },
     #[error("storage backend is unavailable: {0}")]
     Unavailable(String),
     /// A record failed authentication or does not match where it is stored.
@@ -42,6 +48,26 @@ pub enum StoreError {
     MasterKeyMismatch,
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+}
+
+impl StoreError {
+    /// The backend failed at `what`, for the reason `source`.
+    pub fn backend(
+        what: impl Into<String>,
+        source: impl Into<crate::error_chain::BoxError>,
+    ) -> Self {
+        Self::Backend {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+    /// The backend failed at `what`, for a reason of its own.
+    pub fn backend_msg(what: impl Into<String>) -> Self {
+        Self::Backend {
+            what: what.into(),
+            source: None,
+        }
+    }
 }
 
 /// One write in an atomic batch.
@@ -460,7 +486,7 @@ impl VaultStore {
                 }
                 let plain = Zeroizing::new(
                     serde_json::to_vec(&head)
-                        .map_err(|e| StoreError::Backend(format!("encoding head: {e}")))?,
+                        .map_err(|e| StoreError::backend("encoding head", e))?,
                 );
                 batch.ops.push(Op::Put(
                     head_key.clone(),
@@ -527,7 +553,7 @@ impl VaultStore {
                     }
                     let plain = Zeroizing::new(
                         serde_json::to_vec(&head)
-                            .map_err(|e| StoreError::Backend(format!("encoding head: {e}")))?,
+                            .map_err(|e| StoreError::backend("encoding head", e))?,
                     );
                     let sealed = self
                         .records

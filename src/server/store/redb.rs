@@ -14,7 +14,8 @@ pub struct RedbBackend {
 }
 
 fn backend_err(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Backend(e.into().to_string())
+    let e: redb::Error = e.into();
+    StoreError::backend("the redb file", e)
 }
 
 impl RedbBackend {
@@ -23,10 +24,10 @@ impl RedbBackend {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", parent.display())))?;
+                .map_err(|e| StoreError::backend(format!("creating {}", parent.display()), e))?;
         }
         let db = Database::create(path)
-            .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::backend(format!("opening {}", path.display()), e))?;
         // Create the table up front so readers never see it missing.
         let tx = db.begin_write().map_err(backend_err)?;
         tx.open_table(RECORDS).map_err(backend_err)?;
@@ -108,6 +109,6 @@ impl Backend for RedbBackend {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || Self::commit_blocking(&db, batch))
             .await
-            .map_err(|e| StoreError::Backend(format!("commit task failed: {e}")))?
+            .map_err(|e| StoreError::backend("the commit task", e))?
     }
 }

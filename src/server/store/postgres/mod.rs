@@ -203,7 +203,8 @@ fn map_err(e: tokio_postgres::Error) -> StoreError {
         if matches!(class, "08" | "57" | "53") {
             return StoreError::Unavailable(format!("database: {}", db.message()));
         }
-        return StoreError::Backend(format!("database: {} ({})", db.message(), code.code()));
+        let what = format!("database: {} ({})", db.message(), code.code());
+        return StoreError::backend(what, e);
     }
     StoreError::Unavailable(format!("database connection: {e}"))
 }
@@ -268,9 +269,9 @@ impl PostgresBackend {
     /// Connects, creates or migrates the schema, and starts the session that listens for
     /// other replicas' changes and competes for the job lease.
     pub async fn open(config: &PostgresConfig) -> Result<Self, StoreError> {
-        validate_schema(&config.schema).map_err(StoreError::Backend)?;
+        validate_schema(&config.schema).map_err(StoreError::backend_msg)?;
         let mut pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
-            StoreError::Backend(format!("the database URL {}: {e}", redact_url(&config.url)))
+            StoreError::backend(format!("the database URL {}", redact_url(&config.url)), e)
         })?;
         if let Some(pw) = &config.password {
             pg.password(pw.as_bytes());
@@ -289,7 +290,7 @@ impl PostgresBackend {
         if pg.get_application_name().is_none() {
             pg.application_name("kvault");
         }
-        let tls = RustlsConnect::new(config.ca_pem.as_deref()).map_err(StoreError::Backend)?;
+        let tls = RustlsConnect::new(config.ca_pem.as_deref()).map_err(StoreError::backend_msg)?;
         let manager = Manager::from_config(
             pg.clone(),
             tls.clone(),
@@ -306,13 +307,13 @@ impl PostgresBackend {
                 recycle: Some(Duration::from_secs(5)),
             })
             .build()
-            .map_err(|e| StoreError::Backend(format!("database pool: {e}")))?;
+            .map_err(|e| StoreError::backend("database pool", e))?;
         migrate(&pool, &config.schema).await?;
         let channel = format!("kvault_{}", config.schema);
         let instance = {
             let mut b = [0u8; 8];
             aws_lc_rs::rand::fill(&mut b)
-                .map_err(|_| StoreError::Backend("no randomness for the instance id".into()))?;
+                .map_err(|_| StoreError::backend_msg("no randomness for the instance id"))?;
             hex(&b)
         };
         let leader = Arc::new(AtomicBool::new(false));
@@ -372,7 +373,7 @@ async fn migrate(pool: &Pool, schema: &str) -> Result<(), StoreError> {
     let current: i32 = row.get(0);
     let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
     if current > known {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend_msg(format!(
             "the database schema {schema} is at version {current}, newer than this kvault knows ({known}); upgrade kvault"
         )));
     }

@@ -1,0 +1,117 @@
+//! What every client subcommand shares: the connection flags, the output format, and reading
+//! and printing values, tags, times and backups.
+
+use crate::client::{ClientConfig, VaultClient};
+use crate::wire::Tags;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use std::io::Read;
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Connection {
+    /// The vault URL.
+    #[arg(long, env = "KVAULT_URL", global = true)]
+    url: Option<String>,
+    /// A bearer token (prefer --token-file or the environment: flags show up in `ps`).
+    #[arg(long, env = "KVAULT_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// A file holding the bearer token.
+    #[arg(long, env = "KVAULT_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// CA bundle to trust for the vault's certificate.
+    #[arg(long, env = "KVAULT_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "human", global = true)]
+    pub(crate) output: Output,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Output {
+    Human,
+    Json,
+}
+
+pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
+}
+
+pub(crate) fn tags(t: Vec<(String, String)>) -> Option<Tags> {
+    (!t.is_empty()).then(|| t.into_iter().collect())
+}
+
+impl Connection {
+    pub(crate) fn client(&self) -> anyhow::Result<VaultClient> {
+        let url = self
+            .url
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no vault URL: set KVAULT_URL or pass --url"))?;
+        let token = match (&self.token, &self.token_file) {
+            (_, Some(f)) => Zeroizing::new(
+                std::fs::read_to_string(f)
+                    .map_err(|e| anyhow::anyhow!("reading token file {}: {e}", f.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (Some(t), None) => Zeroizing::new(t.clone()),
+            (None, None) => anyhow::bail!(
+                "no token: set KVAULT_TOKEN or KVAULT_TOKEN_FILE, or pass --token-file"
+            ),
+        };
+        Ok(VaultClient::new(ClientConfig {
+            url,
+            token,
+            ca_file: self.ca_file.clone(),
+        })?)
+    }
+}
+
+/// Writes a backup blob to `file`, or prints it when there is none; returns the file.
+pub(crate) fn write_backup<'a>(
+    blob: &str,
+    file: Option<&'a PathBuf>,
+) -> anyhow::Result<Option<&'a PathBuf>> {
+    match file {
+        Some(p) => {
+            std::fs::write(p, blob.as_bytes())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
+            Ok(Some(p))
+        }
+        None => {
+            println!("{blob}");
+            Ok(None)
+        }
+    }
+}
+
+pub(crate) fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<String>> {
+    let mut buf = Zeroizing::new(String::new());
+    match file {
+        Some(p) if p.as_os_str() != "-" => {
+            *buf = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
+        }
+        _ => {
+            std::io::stdin().read_to_string(&mut buf)?;
+        }
+    }
+    Ok(buf)
+}
+
+pub(crate) fn time(t: Option<i64>) -> String {
+    t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
