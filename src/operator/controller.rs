@@ -291,6 +291,9 @@ async fn converge(
     if let Some(refused) = ensure_master_key(ctx, vault, ns, name).await? {
         return Ok(Some((refused, None)));
     }
+    if vault.spec.soft_delete.purge_protection {
+        protect_kept_objects(&ctx.client, ns, name).await?;
+    }
     ensure_certificate(ctx, vault, ns, name, now.0.as_second()).await?;
     apply(
         &ctx.client,
@@ -1149,6 +1152,36 @@ fn refused<K: Resource<DynamicType = ()>>(name: &str, e: kube::Error) -> Error {
         }
         other => Error::Kube(other),
     }
+}
+
+/// Purge protection from the start: the master key and each data claim carry the
+/// purge-protection finalizer while the vault lives ([`soft_delete::protect_patch`]).
+async fn protect_kept_objects(client: &Client, ns: &str, name: &str) -> Result<(), Error> {
+    let merge = PatchParams::default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let key_name = desired::master_key_secret_name(name);
+    if let Some(m) = secrets.get_metadata_opt(&key_name).await?
+        && let Some(patch) = soft_delete::protect_patch(&m.metadata.finalizers.unwrap_or_default())
+    {
+        secrets
+            .patch_metadata(&key_name, &merge, &Patch::Merge(&patch))
+            .await?;
+    }
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("{}={name}", desired::VAULT_LABEL));
+    for pvc in pvcs.list_metadata(&lp).await?.items {
+        if pvc.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        if let Some(patch) =
+            soft_delete::protect_patch(&pvc.metadata.finalizers.clone().unwrap_or_default())
+        {
+            let claim = pvc.metadata.name.clone().unwrap_or_default();
+            pvcs.patch_metadata(&claim, &merge, &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Why the vault's pods are not ready, when they say so (their conditions and container

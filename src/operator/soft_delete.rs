@@ -44,6 +44,19 @@ pub fn keep_patch(vault: &Vault, finalizers: &[String], now: i64) -> Value {
     }})
 }
 
+/// With purge protection, the master key and the data volumes carry
+/// [`PURGE_PROTECTION_FINALIZER`] while the vault lives too, so that nothing deletes them
+/// before the operator has kept them — not a `kubectl delete`, not a namespace deletion
+/// racing the Vault's own. The merge patch that adds it (`None`: already there).
+pub fn protect_patch(finalizers: &[String]) -> Option<Value> {
+    if finalizers.iter().any(|f| f == PURGE_PROTECTION_FINALIZER) {
+        return None;
+    }
+    let mut fins = finalizers.to_vec();
+    fins.push(PURGE_PROTECTION_FINALIZER.into());
+    Some(json!({"metadata": {"finalizers": fins}}))
+}
+
 /// The merge patch that unmarks a kept object (recover, or just before a purge).
 pub fn restore_patch(finalizers: &[String]) -> Value {
     let fins: Vec<&String> = finalizers
@@ -161,6 +174,16 @@ mod tests {
             m.finalizers.unwrap(),
             vec!["kubernetes.io/pvc-protection".to_string()]
         );
+    }
+
+    #[test]
+    fn protection_is_added_once_and_keeps_other_finalizers() {
+        let p = protect_patch(&["kubernetes.io/pvc-protection".into()]).unwrap();
+        assert_eq!(
+            p["metadata"]["finalizers"],
+            json!(["kubernetes.io/pvc-protection", PURGE_PROTECTION_FINALIZER])
+        );
+        assert!(protect_patch(&[PURGE_PROTECTION_FINALIZER.into()]).is_none());
     }
 
     #[test]

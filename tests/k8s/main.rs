@@ -12,6 +12,7 @@
 
 mod chart;
 mod cluster;
+mod defects;
 mod examples;
 mod operator;
 mod schema;
@@ -57,6 +58,21 @@ const TESTS: &[(&str, TestFn)] = &[
     ("operator_lets_a_namespace_deletion_complete", |c| {
         Box::pin(operator::namespace_deletion_completes(c))
     }),
+    ("operator_says_refused_growth_and_unschedulable_pods", |c| {
+        Box::pin(defects::refused_growth_and_unschedulable_pods_are_said(c))
+    }),
+    (
+        "operator_grants_follow_their_vault_without_finalizer_warnings",
+        |c| {
+            Box::pin(defects::grants_follow_their_vault_and_no_finalizer_warning(
+                c,
+            ))
+        },
+    ),
+    (
+        "operator_keeps_a_protected_vault_when_its_namespace_is_deleted",
+        |c| Box::pin(defects::a_protected_vault_survives_its_namespace(c)),
+    ),
     ("operator_leader_takeover_after_kill_9", |c| {
         Box::pin(operator::leader_takeover(c))
     }),

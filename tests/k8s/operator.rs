@@ -18,9 +18,9 @@ const LEADER_NS: &str = "kvault-suite-operator-leader";
 const NS_DELETION_NS: &str = "kvault-suite-operator-nsdel";
 
 /// A running `kvault operator`, killed when dropped; its log in a temporary file.
-struct Operator {
+pub struct Operator {
     child: Child,
-    log: PathBuf,
+    pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -29,7 +29,7 @@ impl Operator {
         Self::start_in(c, OPERATOR_NS, "k8s-suite")
     }
 
-    fn start_in(c: &Cluster, namespace: &str, identity: &str) -> Result<Self> {
+    pub fn start_in(c: &Cluster, namespace: &str, identity: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("operator.log");
         let out = std::fs::File::create(&log)?;
@@ -59,7 +59,7 @@ impl Operator {
         })
     }
 
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n      ")
@@ -81,14 +81,14 @@ impl Drop for Operator {
     }
 }
 
-fn condition<'a>(obj: &'a DynamicObject, type_: &str) -> Option<&'a Value> {
+pub fn condition<'a>(obj: &'a DynamicObject, type_: &str) -> Option<&'a Value> {
     obj.data["status"]["conditions"]
         .as_array()?
         .iter()
         .find(|c| c["type"] == type_)
 }
 
-async fn get(
+pub async fn get(
     c: &Cluster,
     api_version: &str,
     kind: &str,
@@ -229,7 +229,7 @@ pub async fn reconciles_both_modes(c: Cluster) -> Result<()> {
     with_log(result, &mut [&mut operator])
 }
 
-fn with_log(result: Result<()>, operators: &mut [&mut Operator]) -> Result<()> {
+pub fn with_log(result: Result<()>, operators: &mut [&mut Operator]) -> Result<()> {
     let mut exited = vec![];
     for op in operators.iter_mut() {
         if let Some(status) = op.exited() {
