@@ -15,6 +15,7 @@ mod cluster;
 mod defects;
 mod examples;
 mod operator;
+mod scale;
 mod schema;
 mod served;
 
@@ -73,6 +74,9 @@ const TESTS: &[(&str, TestFn)] = &[
         "operator_keeps_a_protected_vault_when_its_namespace_is_deleted",
         |c| Box::pin(defects::a_protected_vault_survives_its_namespace(c)),
     ),
+    ("operator_reconciles_200_vaults", |c| {
+        Box::pin(scale::two_hundred_vaults(c))
+    }),
     ("operator_leader_takeover_after_kill_9", |c| {
         Box::pin(operator::leader_takeover(c))
     }),

@@ -65,7 +65,7 @@ impl Operator {
         lines[lines.len().saturating_sub(30)..].join("\n      ")
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
