@@ -37,7 +37,8 @@ const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
 const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
 const POD_SERVICE_ACCOUNT: &str = "csi.storage.k8s.io/serviceAccount.name";
 
-/// The SecretProviderClass parameters kvault reads.
+/// The SecretProviderClass parameters kvault reads: the fields of [`Attributes`] (a test
+/// keeps the two in step), for the message about an unknown one.
 pub const KNOWN_PARAMETERS: &[&str] = &[
     "vaultName",
     "vaultNamespace",
@@ -47,9 +48,6 @@ pub const KNOWN_PARAMETERS: &[&str] = &[
     "vaultCACertPath",
     "objects",
 ];
-
-/// Keys the driver itself puts into `attributes`.
-const DRIVER_KEYS: &[&str] = &["secretProviderClass"];
 
 /// Parameters of other providers, with the kvault parameter a person most likely meant.
 const FOREIGN_PARAMETERS: &[(&str, &str)] = &[
@@ -436,47 +434,83 @@ fn unknown_parameter(key: &str) -> MountError {
     MountError::invalid(msg)
 }
 
+/// The Mount request's `attributes` as the driver sends them: the SecretProviderClass
+/// parameters kvault reads (each a field, so the list of known parameters is this struct),
+/// the driver's and the kubelet's own keys, and the pod's tokens. Every value is a string;
+/// values may be tokens, so they are zeroized and never quoted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Attributes {
+    #[serde(rename = "vaultName")]
+    vault_name: Option<ZString>,
+    #[serde(rename = "vaultNamespace")]
+    vault_namespace: Option<ZString>,
+    #[serde(rename = "vaultUrl")]
+    vault_url: Option<ZString>,
+    audience: Option<ZString>,
+    #[serde(rename = "vaultCACert")]
+    vault_ca_cert: Option<ZString>,
+    #[serde(rename = "vaultCACertPath")]
+    vault_ca_cert_path: Option<ZString>,
+    objects: Option<ZString>,
+    /// The driver's own key.
+    #[serde(rename = "secretProviderClass")]
+    secret_provider_class: Option<ZString>,
+    #[serde(rename = "csi.storage.k8s.io/pod.name")]
+    pod_name: Option<ZString>,
+    #[serde(rename = "csi.storage.k8s.io/pod.namespace")]
+    pod_namespace: Option<ZString>,
+    #[serde(rename = "csi.storage.k8s.io/pod.uid")]
+    pod_uid: Option<ZString>,
+    #[serde(rename = "csi.storage.k8s.io/serviceAccount.name")]
+    service_account: Option<ZString>,
+    #[serde(rename = "csi.storage.k8s.io/serviceAccount.tokens")]
+    tokens: Option<ZString>,
+    /// Every other key: the driver's and kubelet's (prefixed, `csi.storage.k8s.io/…`) are
+    /// ignored; any other is a mistake ([`unknown_parameter`]).
+    #[serde(flatten)]
+    other: HashMap<String, ZString>,
+}
+
+/// A value, trimmed; `None` when absent or blank.
+fn text(v: &Option<ZString>) -> Option<String> {
+    v.as_ref()
+        .map(|v| v.as_str().trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
 /// Parses a Mount request's `attributes` and `permission` into a [`MountSpec`].
 pub fn parse_mount(attributes: &str, permission: &str) -> MountResult<MountSpec> {
-    let attrs: HashMap<String, ZString> =
-        serde_json::from_str(attributes).map_err(|e| {
-            MountError::invalid(format!(
-                "the request's attributes are not a JSON object of strings (error at line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-    for key in attrs.keys() {
-        let known = KNOWN_PARAMETERS.contains(&key.as_str())
-            || DRIVER_KEYS.contains(&key.as_str())
-            // Keys of the driver and kubelet are prefixed (`csi.storage.k8s.io/…`).
-            || key.contains('/');
-        if !known {
-            return Err(unknown_parameter(key));
-        }
+    let attrs: Attributes = serde_json::from_str(attributes).map_err(|e| {
+        MountError::invalid(format!(
+            "the request's attributes are not a JSON object of strings (error at line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    // Keys of the driver and kubelet are prefixed (`csi.storage.k8s.io/…`); sorted, so the
+    // first unknown key reported is the same on every try.
+    let mut unknown: Vec<&String> = attrs.other.keys().filter(|k| !k.contains('/')).collect();
+    unknown.sort();
+    if let Some(key) = unknown.first() {
+        return Err(unknown_parameter(key));
     }
-    let get = |k: &str| {
-        attrs
-            .get(k)
-            .map(|v| v.as_str().trim())
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
     let pod = PodInfo {
-        namespace: get(POD_NAMESPACE).unwrap_or_default(),
-        name: get(POD_NAME).unwrap_or_default(),
-        uid: get(POD_UID).unwrap_or_default(),
-        service_account: get(POD_SERVICE_ACCOUNT).unwrap_or_default(),
-        secret_provider_class: get("secretProviderClass").unwrap_or_default(),
+        namespace: text(&attrs.pod_namespace).unwrap_or_default(),
+        name: text(&attrs.pod_name).unwrap_or_default(),
+        uid: text(&attrs.pod_uid).unwrap_or_default(),
+        service_account: text(&attrs.service_account).unwrap_or_default(),
+        secret_provider_class: text(&attrs.secret_provider_class).unwrap_or_default(),
     };
-    let vault_url = match (get("vaultUrl"), get("vaultName")) {
+    let vault_url = match (text(&attrs.vault_url), text(&attrs.vault_name)) {
         (Some(_), Some(_)) => {
             return Err(MountError::invalid(
                 "set either vaultUrl or vaultName (+ vaultNamespace), not both",
             ));
         }
         (Some(url), None) => {
-            if get("vaultNamespace").is_some() {
+            if text(&attrs.vault_namespace).is_some() {
                 return Err(MountError::invalid(
                     "vaultNamespace goes with vaultName; with vaultUrl, put the host in the URL",
                 ));
@@ -492,7 +526,7 @@ pub fn parse_mount(attributes: &str, permission: &str) -> MountResult<MountSpec>
             }
             // The vault's namespace defaults to the pod's: that only says where to find the
             // vault; what the pod may read is decided by the vault, from the pod's token.
-            let ns = get("vaultNamespace")
+            let ns = text(&attrs.vault_namespace)
                 .or_else(|| (!pod.namespace.is_empty()).then(|| pod.namespace.clone()))
                 .ok_or_else(|| MountError::invalid("vaultNamespace is missing"))?;
             if !valid_dns_label(&ns) {
@@ -509,8 +543,8 @@ pub fn parse_mount(attributes: &str, permission: &str) -> MountResult<MountSpec>
             ));
         }
     };
-    let audience = get("audience").unwrap_or_else(|| vault_url.clone());
-    let ca = match (get("vaultCACert"), get("vaultCACertPath")) {
+    let audience = text(&attrs.audience).unwrap_or_else(|| vault_url.clone());
+    let ca = match (text(&attrs.vault_ca_cert), text(&attrs.vault_ca_cert_path)) {
         (Some(_), Some(_)) => {
             return Err(MountError::invalid(
                 "set either vaultCACert (PEM) or vaultCACertPath (a file), not both",
@@ -540,14 +574,14 @@ pub fn parse_mount(attributes: &str, permission: &str) -> MountResult<MountSpec>
         (None, None) => CaSource::Default,
     };
     let default_mode = parse_permission(permission)?;
-    let objects_yaml = attrs.get("objects").map(|s| s.as_str()).unwrap_or_default();
+    let objects_yaml = attrs.objects.as_ref().map(|s| s.as_str()).unwrap_or_default();
     if objects_yaml.trim().is_empty() {
         return Err(MountError::invalid(
             "the 'objects' parameter is missing: list the objects to mount (objectName, objectType)",
         ));
     }
     let objects = parse_objects(objects_yaml, default_mode)?;
-    let token = select_token(attrs.get(TOKENS_ATTRIBUTE).map(|s| s.as_str()), &audience)?;
+    let token = select_token(attrs.tokens.as_ref().map(|s| s.as_str()), &audience)?;
     let token_expiry = token_expiry(&token);
     Ok(MountSpec {
         vault_url,
@@ -667,6 +701,22 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidParameters, "{extra}");
             assert!(e.message.contains(needle), "{extra}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn every_known_parameter_is_a_field_and_nothing_else_is() {
+        let mut all = serde_json::Map::new();
+        for k in KNOWN_PARAMETERS {
+            all.insert((*k).to_string(), json!("x"));
+        }
+        let parsed: Attributes = serde_json::from_value(serde_json::Value::Object(all)).unwrap();
+        assert!(parsed.other.is_empty(), "{:?}", parsed.other.keys().collect::<Vec<_>>());
+        let stray: Attributes =
+            serde_json::from_value(json!({"vaultname": "x", "csi.storage.k8s.io/ephemeral": "true"}))
+                .unwrap();
+        let mut keys: Vec<&String> = stray.other.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["csi.storage.k8s.io/ephemeral", "vaultname"]);
     }
 
     #[test]
