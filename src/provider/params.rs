@@ -574,7 +574,11 @@ pub fn parse_mount(attributes: &str, permission: &str) -> MountResult<MountSpec>
         (None, None) => CaSource::Default,
     };
     let default_mode = parse_permission(permission)?;
-    let objects_yaml = attrs.objects.as_ref().map(|s| s.as_str()).unwrap_or_default();
+    let objects_yaml = attrs
+        .objects
+        .as_ref()
+        .map(|s| s.as_str())
+        .unwrap_or_default();
     if objects_yaml.trim().is_empty() {
         return Err(MountError::invalid(
             "the 'objects' parameter is missing: list the objects to mount (objectName, objectType)",
@@ -710,10 +714,15 @@ mod tests {
             all.insert((*k).to_string(), json!("x"));
         }
         let parsed: Attributes = serde_json::from_value(serde_json::Value::Object(all)).unwrap();
-        assert!(parsed.other.is_empty(), "{:?}", parsed.other.keys().collect::<Vec<_>>());
-        let stray: Attributes =
-            serde_json::from_value(json!({"vaultname": "x", "csi.storage.k8s.io/ephemeral": "true"}))
-                .unwrap();
+        assert!(
+            parsed.other.is_empty(),
+            "{:?}",
+            parsed.other.keys().collect::<Vec<_>>()
+        );
+        let stray: Attributes = serde_json::from_value(
+            json!({"vaultname": "x", "csi.storage.k8s.io/ephemeral": "true"}),
+        )
+        .unwrap();
         let mut keys: Vec<&String> = stray.other.keys().collect();
         keys.sort();
         assert_eq!(keys, ["csi.storage.k8s.io/ephemeral", "vaultname"]);
