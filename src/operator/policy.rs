@@ -184,51 +184,7 @@ pub fn compile_with(
     let mut warnings = Vec::new();
     let mut grants = Vec::new();
 
-    // Identity: the cluster's service-account issuer (the only one whose
-    // system:serviceaccount subjects are service accounts), then the spec's issuers.
-    let url_text = vault.url().ok_or(CompileError::Unnamed)?;
-    let url = VaultUrl::parse(&url_text).map_err(|reason| CompileError::Url {
-        url: url_text.clone(),
-        reason,
-    })?;
-    let mut issuers = vec![IssuerSpec {
-        issuer: settings.cluster_issuer.clone(),
-        jwks_uri: None,
-        jwks_file: Some(CLUSTER_JWKS_PATH.to_string()),
-        service_accounts: true,
-    }];
-    let mut audiences = default_audiences(&url, &url.default_resource());
-    for (i, extra) in spec.identity.issuers.iter().enumerate() {
-        if issuers.iter().any(|known| known.issuer == extra.issuer) {
-            warnings.push(format!(
-                "identity.issuers[{i}]: {} is already trusted; the entry is ignored",
-                extra.issuer
-            ));
-            continue;
-        }
-        issuers.push(IssuerSpec {
-            issuer: extra.issuer.clone(),
-            jwks_uri: extra.jwks_uri.clone(),
-            jwks_file: None,
-            service_accounts: false,
-        });
-        for a in &extra.audiences {
-            if !audiences.contains(a) {
-                audiences.push(a.clone());
-            }
-        }
-        let custom = |c: &Option<String>, default: &[&str]| {
-            c.as_deref().is_some_and(|c| !default.contains(&c))
-        };
-        if custom(&extra.user_claim, &["oid", "sub"]) || custom(&extra.groups_claim, &["groups"]) {
-            warnings.push(format!(
-                "identity.issuers[{i}]: custom claim names are not honoured yet; the vault reads \
-                 the user from oid (then sub) and groups from groups"
-            ));
-        }
-    }
-
-    let identity = IdentitySettings { issuers, audiences };
+    let identity = compile_identity(vault, settings, &mut warnings)?;
 
     // Stable order (by name) so that an unchanged set compiles to the same digest.
     let mut aps: Vec<&AccessPolicy> = access_policies
@@ -305,25 +261,8 @@ pub fn compile_with(
         });
     }
 
-    // Network: the spec's rules; selectors become the pod network server-side (the
-    // NetworkPolicy does the per-pod choice).
     let net = &spec.network;
-    let mut ip_rules = net.ip_rules.clone();
-    if !net.allowed_peers.is_empty() && net.default_action == crate::policy::DefaultAction::Deny {
-        if settings.pod_cidrs.is_empty() {
-            warnings.push(
-                "network.allowedPeers is enforced by the NetworkPolicy only: the operator was \
-                 started without --pod-cidr, so the server's own firewall admits only ipRules"
-                    .to_string(),
-            );
-        } else {
-            for cidr in &settings.pod_cidrs {
-                if !ip_rules.contains(cidr) {
-                    ip_rules.push(cidr.clone());
-                }
-            }
-        }
-    }
+    let ip_rules = server_ip_rules(net, settings, &mut warnings);
 
     let mut document = PolicyDocument {
         generation: 0,
@@ -360,6 +299,90 @@ pub fn compile_with(
         grants,
         warnings,
     })
+}
+
+/// The document's identity settings: the cluster's service-account issuer (the only one
+/// whose `system:serviceaccount` subjects are service accounts), then the spec's issuers,
+/// and every audience the vault accepts.
+fn compile_identity(
+    vault: &Vault,
+    settings: &OperatorSettings,
+    warnings: &mut Vec<String>,
+) -> Result<IdentitySettings, CompileError> {
+    let spec = &vault.spec;
+    // Identity: the cluster's service-account issuer (the only one whose
+    // system:serviceaccount subjects are service accounts), then the spec's issuers.
+    let url_text = vault.url().ok_or(CompileError::Unnamed)?;
+    let url = VaultUrl::parse(&url_text).map_err(|reason| CompileError::Url {
+        url: url_text.clone(),
+        reason,
+    })?;
+    let mut issuers = vec![IssuerSpec {
+        issuer: settings.cluster_issuer.clone(),
+        jwks_uri: None,
+        jwks_file: Some(CLUSTER_JWKS_PATH.to_string()),
+        service_accounts: true,
+    }];
+    let mut audiences = default_audiences(&url, &url.default_resource());
+    for (i, extra) in spec.identity.issuers.iter().enumerate() {
+        if issuers.iter().any(|known| known.issuer == extra.issuer) {
+            warnings.push(format!(
+                "identity.issuers[{i}]: {} is already trusted; the entry is ignored",
+                extra.issuer
+            ));
+            continue;
+        }
+        issuers.push(IssuerSpec {
+            issuer: extra.issuer.clone(),
+            jwks_uri: extra.jwks_uri.clone(),
+            jwks_file: None,
+            service_accounts: false,
+        });
+        for a in &extra.audiences {
+            if !audiences.contains(a) {
+                audiences.push(a.clone());
+            }
+        }
+        let custom = |c: &Option<String>, default: &[&str]| {
+            c.as_deref().is_some_and(|c| !default.contains(&c))
+        };
+        if custom(&extra.user_claim, &["oid", "sub"]) || custom(&extra.groups_claim, &["groups"]) {
+            warnings.push(format!(
+                "identity.issuers[{i}]: custom claim names are not honoured yet; the vault reads \
+                 the user from oid (then sub) and groups from groups"
+            ));
+        }
+    }
+
+    Ok(IdentitySettings { issuers, audiences })
+}
+
+/// The server's own IP rules: the spec's, plus the pod network when `allowedPeers` are set
+/// under `Deny` (the NetworkPolicy does the per-pod choice).
+fn server_ip_rules(
+    net: &crate::api::NetworkSpec,
+    settings: &OperatorSettings,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
+    // Network: the spec's rules; selectors become the pod network server-side (the
+    // NetworkPolicy does the per-pod choice).
+    let mut ip_rules = net.ip_rules.clone();
+    if !net.allowed_peers.is_empty() && net.default_action == crate::policy::DefaultAction::Deny {
+        if settings.pod_cidrs.is_empty() {
+            warnings.push(
+                "network.allowedPeers is enforced by the NetworkPolicy only: the operator was \
+                 started without --pod-cidr, so the server's own firewall admits only ipRules"
+                    .to_string(),
+            );
+        } else {
+            for cidr in &settings.pod_cidrs {
+                if !ip_rules.contains(cidr) {
+                    ip_rules.push(cidr.clone());
+                }
+            }
+        }
+    }
+    ip_rules
 }
 
 /// `spec.notifications` as the document's `events`: each subscription is checked on its
