@@ -74,6 +74,14 @@ const TESTS: &[(&str, TestFn)] = &[
         "operator_keeps_a_protected_vault_when_its_namespace_is_deleted",
         |c| Box::pin(defects::a_protected_vault_survives_its_namespace(c)),
     ),
+    (
+        "operator_purges_kept_objects_after_the_retention_period",
+        |c| {
+            Box::pin(defects::kept_objects_are_purged_after_the_retention_period(
+                c,
+            ))
+        },
+    ),
     ("operator_reconciles_200_vaults", |c| {
         Box::pin(scale::two_hundred_vaults(c))
     }),

@@ -30,6 +30,16 @@ impl Operator {
     }
 
     pub fn start_in(c: &Cluster, namespace: &str, identity: &str) -> Result<Self> {
+        Self::start_with(c, namespace, identity, &[])
+    }
+
+    /// With extra `kvault operator` arguments.
+    pub fn start_with(
+        c: &Cluster,
+        namespace: &str,
+        identity: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("operator.log");
         let out = std::fs::File::create(&log)?;
@@ -44,6 +54,7 @@ impl Operator {
                 "--identity",
                 identity,
             ])
+            .args(extra)
             .env("KUBECONFIG", &c.kubeconfig)
             .env("RUST_LOG", "info,kvault=debug")
             .env("TMPDIR", dir.path())
