@@ -417,14 +417,15 @@ async fn sync_policy(
 }
 
 /// A finalizer patch the API server refused because the object changed meanwhile (its
-/// `test` operation failed): not a failure, the next pass sees the new object.
+/// `test` operation failed) or is already gone (a second pass on a stale cached Vault after
+/// its deletion completed): not a failure, the next pass sees the object as it is.
 pub fn is_stale_finalizer_patch(error: &Error) -> bool {
     use kube::runtime::finalizer::Error as F;
     match error {
         Error::Finalizer(e) => matches!(
             e.as_ref(),
             F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s))
-                if s.code == 422 || s.code == 409
+                if s.code == 422 || s.code == 409 || s.code == 404
         ),
         _ => false,
     }

@@ -49,7 +49,12 @@ pub async fn refused_growth_and_unschedulable_pods_are_said(c: Cluster) -> Resul
     let ns = "op-defects";
     c.namespace(operator_ns, json!({})).await?;
     c.namespace(ns, json!({})).await?;
-    let mut operator = Operator::start_in(&c, operator_ns, "k8s-suite-defects")?;
+    let mut operator = Operator::start_with(
+        &c,
+        operator_ns,
+        "k8s-suite-defects",
+        &["--watch-namespace", ns],
+    )?;
     let result =
         async {
             c.apply(&vault(ns, "grow", json!({})), false).await?;
@@ -139,7 +144,13 @@ pub async fn grants_follow_their_vault_and_no_finalizer_warning(c: Cluster) -> R
     let ns = "op-grants";
     c.namespace(operator_ns, json!({})).await?;
     c.namespace(ns, json!({})).await?;
-    let mut operator = Operator::start_in(&c, operator_ns, "k8s-suite-grants")?;
+    // Namespaced mode: this operator sees only its namespace (and says nothing of others').
+    let mut operator = Operator::start_with(
+        &c,
+        operator_ns,
+        "k8s-suite-grants",
+        &["--watch-namespace", ns],
+    )?;
     let result = async {
         // Applied together, as `kubectl apply -f dir/` does.
         c.apply(
@@ -222,7 +233,12 @@ pub async fn a_protected_vault_survives_its_namespace(c: Cluster) -> Result<()> 
         false,
     )
     .await?;
-    let mut operator = Operator::start_in(&c, operator_ns, "k8s-suite-relocate")?;
+    let mut operator = Operator::start_with(
+        &c,
+        operator_ns,
+        "k8s-suite-relocate",
+        &["--watch-namespace", ns],
+    )?;
     let result = async {
         let spec = json!({"softDelete": {"retentionDays": 7, "purgeProtection": true}});
         c.apply(&vault(ns, "kept", spec.clone()), false).await?;
@@ -326,7 +342,12 @@ pub async fn kept_objects_are_purged_after_the_retention_period(c: Cluster) -> R
     c.namespace(operator_ns, json!({})).await?;
     c.namespace(ns, json!({})).await?;
     let spec = json!({"softDelete": {"retentionDays": 7, "purgeProtection": true}});
-    let mut first = Operator::start_in(&c, operator_ns, "k8s-suite-purge")?;
+    let mut first = Operator::start_with(
+        &c,
+        operator_ns,
+        "k8s-suite-purge",
+        &["--watch-namespace", ns],
+    )?;
     let result = async {
         c.apply(&vault(ns, "old", spec.clone()), false).await?;
         wait_for("the claim data-old-0", WAIT, || async {
@@ -358,7 +379,14 @@ pub async fn kept_objects_are_purged_after_the_retention_period(c: Cluster) -> R
         &c,
         operator_ns,
         "k8s-suite-purge-later",
-        &["--purge-interval", "1s", "--test-clock-offset", &eight_days],
+        &[
+            "--watch-namespace",
+            ns,
+            "--purge-interval",
+            "1s",
+            "--test-clock-offset",
+            &eight_days,
+        ],
     )?;
     let result = async {
         let t0 = Instant::now();
