@@ -13,6 +13,17 @@ pub(super) async fn keep_deleted_vault(vault: Arc<Vault>, ctx: &Context) -> Resu
     ) else {
         return Ok(Action::await_change());
     };
+    // Already relocated (a second pass on a stale cached Vault while its namespace goes):
+    // marking again would put the finalizer back on what relocation released.
+    if namespace_ending(&ctx.client, &ns).await?
+        && Api::<Secret>::namespaced(ctx.client.clone(), &ctx.settings.namespace)
+            .get_metadata_opt(&relocation::kept_copy_name(&ns, &name))
+            .await?
+            .is_some()
+    {
+        release_kept(&ctx.client, &ns, &name).await?;
+        return Ok(Action::await_change());
+    }
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let merge = PatchParams::default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -119,11 +130,7 @@ pub(super) async fn relocate_kept(
     ns: &str,
     name: &str,
 ) -> Result<bool, Error> {
-    let ending = Api::<Namespace>::all(client.clone())
-        .get_opt(ns)
-        .await?
-        .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
-    if !ending {
+    if !namespace_ending(client, ns).await? {
         return Ok(false);
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
@@ -391,10 +398,15 @@ pub(super) async fn protect_kept_objects(
     ns: &str,
     name: &str,
 ) -> Result<(), Error> {
+    // A namespace being deleted: the Vault's own deletion keeps (or relocates) them.
+    if namespace_ending(client, ns).await? {
+        return Ok(());
+    }
     let merge = PatchParams::default();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let key_name = desired::master_key_secret_name(name);
     if let Some(m) = secrets.get_metadata_opt(&key_name).await?
+        && m.metadata.deletion_timestamp.is_none()
         && let Some(patch) = soft_delete::protect_patch(&m.metadata.finalizers.unwrap_or_default())
     {
         secrets
@@ -412,6 +424,46 @@ pub(super) async fn protect_kept_objects(
         {
             let claim = pvc.metadata.name.clone().unwrap_or_default();
             pvcs.patch_metadata(&claim, &merge, &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a namespace is being deleted (or gone).
+pub(super) async fn namespace_ending(client: &Client, ns: &str) -> Result<bool, Error> {
+    Ok(Api::<Namespace>::all(client.clone())
+        .get_opt(ns)
+        .await?
+        .is_none_or(|n| n.metadata.deletion_timestamp.is_some()))
+}
+
+/// Removes the purge-protection finalizer from a vault's master key and data claims (they
+/// were relocated: the copies hold the vault now).
+async fn release_kept(client: &Client, ns: &str, name: &str) -> Result<(), Error> {
+    let merge = PatchParams::default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let key_name = desired::master_key_secret_name(name);
+    let protected = |f: &Option<Vec<String>>| {
+        f.iter()
+            .flatten()
+            .any(|x| x == soft_delete::PURGE_PROTECTION_FINALIZER)
+    };
+    if let Some(m) = secrets.get_metadata_opt(&key_name).await?
+        && protected(&m.metadata.finalizers)
+    {
+        let release = soft_delete::restore_patch(&m.metadata.finalizers.unwrap_or_default());
+        secrets
+            .patch_metadata(&key_name, &merge, &Patch::Merge(&release))
+            .await?;
+    }
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("{}={name}", desired::VAULT_LABEL));
+    for pvc in pvcs.list_metadata(&lp).await?.items {
+        if protected(&pvc.metadata.finalizers) {
+            let claim = pvc.metadata.name.clone().unwrap_or_default();
+            let release = soft_delete::restore_patch(&pvc.metadata.finalizers.unwrap_or_default());
+            pvcs.patch_metadata(&claim, &merge, &Patch::Merge(&release))
                 .await?;
         }
     }
