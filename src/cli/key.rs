@@ -456,7 +456,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
             if ok {
                 Ok(())
             } else {
-                anyhow::bail!("the signature does not verify")
+                Err(super::exit::Negative("the signature does not verify").into())
             }
         }
     }

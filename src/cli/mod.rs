@@ -3,6 +3,7 @@
 
 mod cert;
 mod common;
+pub mod exit;
 mod key;
 mod lifecycle;
 mod secret;
@@ -108,7 +109,8 @@ fn init_logging(format: LogFormat, default_level: &str) {
     };
 }
 
-/// Parses the command line and runs it. Errors print one line and exit non-zero.
+/// Parses the command line and runs it. Errors print one line and exit with their class's
+/// status ([`exit::Class`]).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::install_crypto_provider();
@@ -126,7 +128,7 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kvault: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return exit::Class::Local.exit_code();
         }
     };
     let result: anyhow::Result<()> = rt.block_on(async move {
@@ -172,9 +174,8 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // The error and its causes, each once ("cannot reach the vault: … invalid peer
             // certificate: UnknownIssuer" or "… Connection refused").
-            let e: &(dyn std::error::Error + 'static) = e.as_ref();
-            eprintln!("kvault: {}", crate::error_chain::render(e));
-            ExitCode::FAILURE
+            eprintln!("kvault: {}", crate::error_chain::render(e.as_ref()));
+            exit::Class::of(&e).exit_code()
         }
     }
 }

@@ -123,11 +123,22 @@ fn dev_secret_cli_round_trip_and_restart() {
     let blob = stdout(&o).trim().to_string();
     assert!(blob.len() > 40);
 
-    // Errors: the vault's code and message, non-zero exit.
+    // Errors: the vault's code and message, and an exit status by class (docs/cli.md).
     let o = kvault(&env, &["secret", "get", "missing"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(3), "not found: {o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("SecretNotFound"), "{err}");
+    // A command line clap refuses: 2; a local error (no vault URL): 9.
+    assert_eq!(kvault(&env, &["secret", "get"]).status.code(), Some(2));
+    let no_url: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k != "KVAULT_URL")
+        .cloned()
+        .collect();
+    assert_eq!(
+        kvault(&no_url, &["secret", "get", "greeting"]).status.code(),
+        Some(9)
+    );
 
     // Tokens for other principals work; a token from nowhere does not.
     let o = kvault(
@@ -147,7 +158,7 @@ fn dev_secret_cli_round_trip_and_restart() {
     sa_env.push(("KVAULT_TOKEN".into(), token));
     // Authenticated, but the dev policy grants only the administrator: 403 Forbidden.
     let o = kvault(&sa_env, &["secret", "list"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(5), "forbidden: {o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("Forbidden") && err.contains("ServiceAccount team-a/web"),
@@ -158,6 +169,7 @@ fn dev_secret_cli_round_trip_and_restart() {
     bad_env.push(("KVAULT_TOKEN".into(), "nope".into()));
     let o = kvault(&bad_env, &["secret", "list"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("Unauthorized"));
+    assert_eq!(o.status.code(), Some(4), "unauthorized: {o:?}");
 
     // SIGTERM stops it cleanly; a restart keeps the data (and the same master key).
     assert!(sigterm(&mut dev).success());
@@ -174,6 +186,9 @@ fn dev_secret_cli_round_trip_and_restart() {
             .status
             .success()
     );
+    // The name of a deleted but recoverable secret cannot be reused: 409, exit status 6.
+    let o = kvault(&env, &["secret", "set", "greeting", "again"]);
+    assert_eq!(o.status.code(), Some(6), "conflict: {o:?}");
     assert!(
         kvault(&env, &["secret", "purge", "greeting"])
             .status
@@ -505,7 +520,8 @@ fn cert_and_key_commands_through_the_real_binary() {
             &sig,
         ],
     );
-    assert!(!o.status.success());
+    // A signature that does not verify is a negative answer: exit status 1.
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(sigterm(&mut dev).success());
 }
 
@@ -533,12 +549,12 @@ fn a_wrong_ca_and_a_stopped_vault_are_told_apart_by_their_cause() {
         other.ca_pem.to_str().unwrap().to_string(),
     ));
     let o = kvault(&wrong_ca, &["secret", "get", "greeting"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(7), "TLS failure is unavailable: {o:?}");
     let untrusted = stderr(&o);
 
     assert!(sigterm(&mut dev).success());
     let o = kvault(&env, &["secret", "get", "greeting"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(7), "a stopped vault is unavailable: {o:?}");
     let stopped = stderr(&o);
 
     assert_ne!(untrusted, stopped);
