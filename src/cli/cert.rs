@@ -1,6 +1,6 @@
 //! `kvault cert …`: the certificates API for people.
 
-use super::common::{Connection, Output, parse_tag, print_json, tags, time};
+use super::common::{outln, Connection, Output, parse_tag, print_json, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
@@ -159,21 +159,21 @@ pub(crate) fn print_cert(b: &CertificateBundle, output: Output) -> anyhow::Resul
     if output == Output::Json {
         return print_json(b);
     }
-    println!("id:       {}", b.id);
-    println!("x5t:      {}", b.x5t.as_deref().unwrap_or(""));
-    println!("enabled:  {}", b.attributes.enabled.unwrap_or(true));
-    println!(
+    outln!("id:       {}", b.id)?;
+    outln!("x5t:      {}", b.x5t.as_deref().unwrap_or(""))?;
+    outln!("enabled:  {}", b.attributes.enabled.unwrap_or(true))?;
+    outln!(
         "valid:    {} .. {}",
         time(b.attributes.nbf),
         time(b.attributes.exp)
-    );
+    )?;
     if let Some(s) = b
         .policy
         .as_ref()
         .and_then(|p| p.x509_props.as_ref())
         .and_then(|x| x.subject.as_deref())
     {
-        println!("subject:  {s}");
+        outln!("subject:  {s}")?;
     }
     Ok(())
 }
@@ -311,16 +311,16 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             if conn.output == Output::Json {
                 return print_json(&op);
             }
-            println!("certificate {name}: {}", op.status);
+            outln!("certificate {name}: {}", op.status)?;
             if let Some(csr) = &op.csr {
-                println!(
+                outln!(
                     "{}",
                     crate::crypto::pem::encode(
                         "CERTIFICATE REQUEST",
                         &base64::engine::general_purpose::STANDARD.decode(csr)?
                     )
                     .as_str()
-                );
+                )?;
             }
             Ok(())
         }
@@ -368,11 +368,11 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
                     return print_json(&items);
                 }
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} deleted {}",
                         ObjectId::name_of(&i.item.id),
                         time(i.deletion.deleted_date)
-                    );
+                    )?;
                 }
             } else {
                 let items = c.list_certificates().await?;
@@ -380,11 +380,11 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
                     return print_json(&items);
                 }
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} expires {}",
                         ObjectId::name_of(&i.id),
                         time(i.attributes.exp)
-                    );
+                    )?;
                 }
             }
             Ok(())
@@ -395,11 +395,11 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
                 return print_json(&items);
             }
             for i in items {
-                println!(
+                outln!(
                     "{:<34} expires {}",
                     ObjectId::version_of(&i.id).unwrap_or("-"),
                     time(i.attributes.exp)
-                );
+                )?;
             }
             Ok(())
         }

@@ -5,9 +5,43 @@ use crate::client::{ClientConfig, VaultClient};
 use crate::wire::Tags;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
+
+/// `println!` that hands back the write's error instead of panicking: a closed standard
+/// output (`kvault … | head -1`) is an `io::ErrorKind::BrokenPipe` error the command returns
+/// and `cli::main` ends quietly on.
+macro_rules! outln {
+    () => {
+        $crate::cli::common::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::common::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` with the error handed back, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::common::write_stdout(format_args!($($arg)*))
+    };
+}
+
+pub(crate) use {out, outln};
+
+/// Writes to standard output, returning the error (never panicking on it).
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    write_bytes(args.to_string().as_bytes())
+}
+
+/// Writes bytes to standard output and flushes them, returning the error.
+pub(crate) fn write_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(bytes)?;
+    o.flush()?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Connection {
@@ -82,7 +116,7 @@ pub(crate) fn write_backup<'a>(
             Ok(Some(p))
         }
         None => {
-            println!("{blob}");
+            outln!("{blob}")?;
             Ok(None)
         }
     }
@@ -112,6 +146,6 @@ pub(crate) fn time(t: Option<i64>) -> String {
 }
 
 pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }

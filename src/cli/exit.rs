@@ -96,6 +96,14 @@ impl Class {
 #[error("{0}")]
 pub struct Negative(pub &'static str);
 
+/// Whether the error is a closed standard output (`kvault … | head -1`): not a failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +159,13 @@ mod tests {
         .map(Class::code)
         .collect();
         assert_eq!(codes.len(), 9);
+    }
+
+    #[test]
+    fn a_closed_stdout_is_recognised_through_context() {
+        let e = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("printing");
+        assert!(is_broken_pipe(&e));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
     }
 }

@@ -1,7 +1,7 @@
 //! `kvault key …`: the keys API for people. Binary inputs and outputs are base64url, as on
 //! the wire; `--file` reads raw bytes instead.
 
-use super::common::{Connection, Output, parse_tag, print_json, tags, time};
+use super::common::{outln, Connection, Output, parse_tag, print_json, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
@@ -214,19 +214,19 @@ pub(crate) fn print_key(b: &KeyBundle, output: Output) -> anyhow::Result<()> {
         return print_json(b);
     }
     let kid = b.key.kid.as_deref().unwrap_or("");
-    println!("kid:        {kid}");
-    println!("kty:        {}", b.key.kty.as_deref().unwrap_or(""));
+    outln!("kid:        {kid}")?;
+    outln!("kty:        {}", b.key.kty.as_deref().unwrap_or(""))?;
     if let Some(c) = &b.key.crv {
-        println!("curve:      {c}");
+        outln!("curve:      {c}")?;
     }
-    println!(
+    outln!(
         "operations: {}",
         b.key.key_ops.clone().unwrap_or_default().join(", ")
-    );
-    println!("enabled:    {}", b.attributes.enabled.unwrap_or(true));
-    println!("created:    {}", time(b.attributes.created));
+    )?;
+    outln!("enabled:    {}", b.attributes.enabled.unwrap_or(true))?;
+    outln!("created:    {}", time(b.attributes.created))?;
     if b.attributes.exp.is_some() {
-        println!("expires:    {}", time(b.attributes.exp));
+        outln!("expires:    {}", time(b.attributes.exp))?;
     }
     Ok(())
 }
@@ -251,7 +251,7 @@ async fn crypto(op: &str, a: CryptoArgs) -> anyhow::Result<()> {
     if a.conn.output == Output::Json {
         return print_json(&r);
     }
-    println!("{}", r.value);
+    outln!("{}", r.value)?;
     if let Some(iv) = &r.iv {
         eprintln!("iv:  {iv}");
     }
@@ -321,11 +321,11 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                     return print_json(&items);
                 }
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} deleted {}",
                         ObjectId::name_of(&i.item.kid),
                         time(i.deletion.deleted_date)
-                    );
+                    )?;
                 }
             } else {
                 let items = c.list_keys().await?;
@@ -333,12 +333,12 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                     return print_json(&items);
                 }
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} enabled {:<5} updated {}",
                         ObjectId::name_of(&i.kid),
                         i.attributes.enabled.unwrap_or(true),
                         time(i.attributes.updated)
-                    );
+                    )?;
                 }
             }
             Ok(())
@@ -349,11 +349,11 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                 return print_json(&items);
             }
             for i in items {
-                println!(
+                outln!(
                     "{:<34} created {}",
                     ObjectId::version_of(&i.kid).unwrap_or("-"),
                     time(i.attributes.created)
-                );
+                )?;
             }
             Ok(())
         }
@@ -425,7 +425,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
             if conn.output == Output::Json {
                 return print_json(&r);
             }
-            println!("{}", r.value);
+            outln!("{}", r.value)?;
             Ok(())
         }
         KeyCommand::Verify {
@@ -452,7 +452,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
             if conn.output == Output::Json {
                 return print_json(&serde_json::json!({ "value": ok }));
             }
-            println!("{}", if ok { "valid" } else { "INVALID" });
+            outln!("{}", if ok { "valid" } else { "INVALID" })?;
             if ok {
                 Ok(())
             } else {

@@ -1,7 +1,7 @@
 //! The subcommands every object family has — `delete`, `recover`, `purge`, `backup`,
 //! `restore` — written once over [`Family`] and flattened into `kvault secret | key | cert`.
 
-use super::common::{Connection, Output, print_json, read_input, time, write_backup};
+use super::common::{outln, Connection, Output, print_json, read_input, time, write_backup};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::DeletionInfo;
 use clap::Subcommand;
@@ -78,11 +78,11 @@ pub(crate) async fn run<F: Family>(cmd: Lifecycle) -> anyhow::Result<()> {
             if conn.output == Output::Json {
                 return print_json(&d);
             }
-            println!(
+            outln!(
                 "deleted {noun} {name}{}; recoverable until {}",
                 F::DELETES_ALSO,
                 time(F::deletion(&d).scheduled_purge_date)
-            );
+            )?;
         }
         Lifecycle::Recover { name, conn } => {
             let b = F::recover(&conn.client()?, &name).await?;
@@ -91,7 +91,7 @@ pub(crate) async fn run<F: Family>(cmd: Lifecycle) -> anyhow::Result<()> {
         Lifecycle::Purge { name, conn } => {
             F::purge(&conn.client()?, &name).await?;
             if F::PURGE_NOTE_ALWAYS || conn.output == Output::Human {
-                println!("purged {noun} {name}");
+                outln!("purged {noun} {name}")?;
             }
         }
         Lifecycle::Backup { name, file, conn } => {

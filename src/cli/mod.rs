@@ -154,7 +154,8 @@ pub fn main() -> ExitCode {
                         audience: t.audience,
                     },
                 )?;
-                println!("{}", token.as_str());
+                common::write_bytes(token.as_bytes())?;
+                common::write_bytes(b"\n")?;
                 Ok(())
             }
             Command::Secret(cmd) => secret::run(cmd).await,
@@ -162,15 +163,16 @@ pub fn main() -> ExitCode {
             Command::Key(cmd) => key::run(cmd).await,
             Command::Cert(cmd) => cert::run(cmd).await,
             Command::Crd => {
-                use std::io::Write;
                 let yaml = crate::api::all_crds_yaml()?;
-                std::io::stdout().lock().write_all(yaml.as_bytes())?;
+                common::write_bytes(yaml.as_bytes())?;
                 Ok(())
             }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `kvault … | head -1`: the reader has what it wanted; not a failure, nothing to say.
+        Err(e) if exit::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // The error and its causes, each once ("cannot reach the vault: … invalid peer
             // certificate: UnknownIssuer" or "… Connection refused").

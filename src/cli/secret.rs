@@ -1,6 +1,6 @@
 //! `kvault secret …`: the secrets API for people.
 
-use super::common::{Connection, Output, parse_tag, print_json, read_input, tags, time};
+use super::common::{outln, Connection, Output, parse_tag, print_json, read_input, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::{
@@ -115,7 +115,7 @@ pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             if conn.output == Output::Json {
                 return print_json(&status);
             }
-            println!(
+            outln!(
                 "policy generation {} {}",
                 status.applied_generation,
                 status
@@ -123,27 +123,27 @@ pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                     .as_deref()
                     .unwrap_or("applied")
                     .to_lowercase()
-            );
+            )?;
             Ok(())
         }
     }
 }
 
-fn print_attrs(a: &SecretAttributes) {
-    println!("enabled:       {}", a.enabled.unwrap_or(true));
-    println!("created:       {}", time(a.created));
-    println!("updated:       {}", time(a.updated));
+fn print_attrs(a: &SecretAttributes) -> anyhow::Result<()> {
+    outln!("enabled:       {}", a.enabled.unwrap_or(true))?;
+    outln!("created:       {}", time(a.created))?;
+    outln!("updated:       {}", time(a.updated))?;
     if a.nbf.is_some() {
-        println!("not before:    {}", time(a.nbf));
+        outln!("not before:    {}", time(a.nbf))?;
     }
     if a.exp.is_some() {
-        println!("expires:       {}", time(a.exp));
+        outln!("expires:       {}", time(a.exp))?;
     }
-    println!(
+    outln!(
         "recovery:      {} ({} days)",
         a.recovery_level.as_deref().unwrap_or("-"),
         a.recoverable_days.unwrap_or(0)
-    );
+    )
 }
 
 pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
@@ -181,10 +181,10 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 b.value = None;
                 return print_json(&b);
             }
-            println!(
+            outln!(
                 "set secret {name}, version {}",
                 ObjectId::version_of(&b.id).unwrap_or("-")
-            );
+            )?;
         }
         SecretCommand::Get {
             name,
@@ -195,7 +195,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             if conn.output == Output::Json {
                 return print_json(&b);
             }
-            println!("{}", b.value.as_deref().unwrap_or(""));
+            outln!("{}", b.value.as_deref().unwrap_or(""))?;
         }
         SecretCommand::List { deleted, conn } => {
             let c = conn.client()?;
@@ -204,32 +204,32 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 if conn.output == Output::Json {
                     return print_json(&items);
                 }
-                println!("{:<40} {:<26} {:<26}", "NAME", "DELETED", "PURGE AFTER");
+                outln!("{:<40} {:<26} {:<26}", "NAME", "DELETED", "PURGE AFTER")?;
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} {:<26} {:<26}",
                         ObjectId::name_of(&i.item.id),
                         time(i.deletion.deleted_date),
                         time(i.deletion.scheduled_purge_date)
-                    );
+                    )?;
                 }
             } else {
                 let items = c.list_secrets().await?;
                 if conn.output == Output::Json {
                     return print_json(&items);
                 }
-                println!(
+                outln!(
                     "{:<40} {:<8} {:<26} CONTENT-TYPE",
                     "NAME", "ENABLED", "UPDATED"
-                );
+                )?;
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} {:<8} {:<26} {}",
                         ObjectId::name_of(&i.id),
                         i.attributes.enabled.unwrap_or(true),
                         time(i.attributes.updated),
                         i.content_type.as_deref().unwrap_or("")
-                    );
+                    )?;
                 }
             }
         }
@@ -238,14 +238,14 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             if conn.output == Output::Json {
                 return print_json(&items);
             }
-            println!("{:<34} {:<8} {:<26}", "VERSION", "ENABLED", "CREATED");
+            outln!("{:<34} {:<8} {:<26}", "VERSION", "ENABLED", "CREATED")?;
             for i in items {
-                println!(
+                outln!(
                     "{:<34} {:<8} {:<26}",
                     ObjectId::version_of(&i.id).unwrap_or("-"),
                     i.attributes.enabled.unwrap_or(true),
                     time(i.attributes.created)
-                );
+                )?;
             }
         }
         SecretCommand::Update {
@@ -277,11 +277,11 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             if conn.output == Output::Json {
                 return print_json(&b);
             }
-            println!(
+            outln!(
                 "updated secret {name}, version {}",
                 ObjectId::version_of(&b.id).unwrap_or("-")
-            );
-            print_attrs(&b.attributes);
+            )?;
+            print_attrs(&b.attributes)?;
         }
         SecretCommand::Lifecycle(cmd) => return lifecycle::run::<Secrets>(cmd).await,
     }
@@ -325,9 +325,8 @@ impl Family for Secrets {
             return print_json(b);
         }
         match name {
-            Some(name) => println!("recovered secret {name}"),
-            None => println!("restored secret {}", ObjectId::name_of(&b.id)),
+            Some(name) => outln!("recovered secret {name}"),
+            None => outln!("restored secret {}", ObjectId::name_of(&b.id)),
         }
-        Ok(())
     }
 }

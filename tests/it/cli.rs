@@ -29,6 +29,23 @@ fn kvault(env: &[(String, String)], args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs the binary with a standard output whose reader is already gone (as after `| head
+/// -1` has read its line): every write to it fails with EPIPE.
+fn kvault_closed_stdout(env: &[(String, String)], args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -122,6 +139,20 @@ fn dev_secret_cli_round_trip_and_restart() {
     let o = kvault(&env, &["secret", "backup", "greeting"]);
     let blob = stdout(&o).trim().to_string();
     assert!(blob.len() > 40);
+
+    // `kvault … | head -1`: a closed standard output ends the command quietly, status 0.
+    for args in [
+        &["secret", "list"][..],
+        &["secret", "get", "greeting"],
+        &["secret", "get", "greeting", "-o", "json"],
+        &["secret", "backup", "greeting"],
+        &["crd"],
+    ] {
+        let o = kvault_closed_stdout(&env, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.is_empty(), "{args:?} printed: {err}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+    }
 
     // Errors: the vault's code and message, and an exit status by class (docs/cli.md).
     let o = kvault(&env, &["secret", "get", "missing"]);
