@@ -136,6 +136,39 @@ pub(crate) fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<Str
     Ok(buf)
 }
 
+/// The value read from standard input with exactly one trailing line ending ("\n" or
+/// "\r\n") removed: `echo x | kvault secret set s` stores "x". Only one: a value that ends
+/// in blank lines keeps all but the last line ending.
+pub(crate) fn trim_one_newline(mut s: String) -> String {
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    s
+}
+
+/// A secret value: `--value`/the argument as given, `--file PATH` byte for byte, standard
+/// input (no value and no file, or `--file -`) less one trailing line ending.
+pub(crate) fn secret_value(
+    value: Option<String>,
+    file: Option<&PathBuf>,
+) -> anyhow::Result<Zeroizing<String>> {
+    match (value, file) {
+        (Some(v), None) => Ok(Zeroizing::new(v)),
+        (Some(_), Some(_)) => anyhow::bail!("give the value or --file, not both"),
+        (None, Some(p)) if p.as_os_str() != "-" => read_input(Some(p)),
+        (None, _) => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("kvault: reading the value from standard input (end it with Ctrl-D)");
+            }
+            let mut raw = read_input(None)?;
+            Ok(Zeroizing::new(trim_one_newline(std::mem::take(&mut *raw))))
+        }
+    }
+}
+
 pub(crate) fn time(t: Option<i64>) -> String {
     t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
         .and_then(|d| {
@@ -148,4 +181,25 @@ pub(crate) fn time(t: Option<i64>) -> String {
 pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdin_values_lose_exactly_one_line_ending() {
+        for (input, stored) in [
+            ("x\n", "x"),
+            ("x\r\n", "x"),
+            ("x", "x"),
+            ("x\n\n", "x\n"),
+            ("x\r\n\r\n", "x\r\n"),
+            ("\n", ""),
+            ("a\nb\n", "a\nb"),
+            ("x\r", "x\r"),
+        ] {
+            assert_eq!(trim_one_newline(input.to_string()), stored, "{input:?}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! `kvault secret …`: the secrets API for people.
 
-use super::common::{outln, Connection, Output, parse_tag, print_json, read_input, tags, time};
+use super::common::{outln, Connection, Output, parse_tag, print_json, read_input, secret_value, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::{
@@ -9,16 +9,26 @@ use crate::wire::{
 };
 use clap::Subcommand;
 use std::path::PathBuf;
-use zeroize::Zeroizing;
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
-    /// Set a secret (a new version). The value comes from the argument, --file, or stdin.
+    /// Set a secret (a new version). The value comes from the argument or --value (as
+    /// given), --file (byte for byte), or standard input (one trailing newline removed).
+    #[command(after_help = "Value sources: VALUE or --value V is stored as given (beware: \
+        command lines show up in `ps` and shell history); --file PATH stores the file's \
+        bytes as they are; otherwise (or with --file -) the value is read from standard \
+        input and exactly one trailing line ending (\"\\n\" or \"\\r\\n\") is removed, so \
+        `echo x | kvault secret set s` stores \"x\". For exact bytes from a pipe use \
+        --file /dev/stdin.")]
     Set {
         name: String,
         value: Option<String>,
-        /// Read the value from a file ('-' for stdin).
-        #[arg(long)]
+        /// The value, stored as given (same as the VALUE argument).
+        #[arg(long = "value", value_name = "VALUE", conflicts_with_all = ["value", "file"])]
+        value_flag: Option<String>,
+        /// Read the value from a file, bytes as they are ('-': standard input, one trailing
+        /// newline removed).
+        #[arg(long, conflicts_with = "value")]
         file: Option<PathBuf>,
         #[arg(long)]
         content_type: Option<String>,
@@ -151,6 +161,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
         SecretCommand::Set {
             name,
             value,
+            value_flag,
             file,
             content_type,
             tags: t,
@@ -159,11 +170,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             exp,
             conn,
         } => {
-            let value = match (value, file) {
-                (Some(v), None) => Zeroizing::new(v),
-                (None, f) => read_input(f.as_ref())?,
-                (Some(_), Some(_)) => anyhow::bail!("give the value or --file, not both"),
-            };
+            let value = secret_value(value.or(value_flag), file.as_ref())?;
             let params = SecretSetParameters {
                 value: value.to_string(),
                 content_type,

@@ -46,6 +46,31 @@ fn kvault_closed_stdout(env: &[(String, String)], args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs the binary with `input` on its standard input.
+fn kvault_stdin(env: &[(String, String)], args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The stored value of a secret, exactly (from the JSON bundle, not the printed line).
+fn stored_value(env: &[(String, String)], name: &str) -> String {
+    let o = kvault(env, &["secret", "get", name, "-o", "json"]);
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["value"].as_str().unwrap().to_string()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -139,6 +164,42 @@ fn dev_secret_cli_round_trip_and_restart() {
     let o = kvault(&env, &["secret", "backup", "greeting"]);
     let blob = stdout(&o).trim().to_string();
     assert!(blob.len() > 40);
+
+    // Values from standard input lose exactly one trailing line ending; --file and the
+    // argument or --value store what they are given.
+    for (input, stored) in [
+        ("x\n", "x"),
+        ("x\r\n", "x"),
+        ("x", "x"),
+        ("x\n\n", "x\n"),
+    ] {
+        let o = kvault_stdin(&env, &["secret", "set", "piped"], input.as_bytes());
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(stored_value(&env, "piped"), stored, "{input:?}");
+        let o = kvault_stdin(&env, &["secret", "set", "piped", "--file", "-"], input.as_bytes());
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(stored_value(&env, "piped"), stored, "--file - {input:?}");
+    }
+    let file = dir.path().join("value.txt");
+    std::fs::write(&file, "from a file\n").unwrap();
+    let o = kvault(
+        &env,
+        &["secret", "set", "filed", "--file", file.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stored_value(&env, "filed"), "from a file\n");
+    assert!(
+        kvault(&env, &["secret", "set", "flagged", "--value", "v\n"])
+            .status
+            .success()
+    );
+    assert_eq!(stored_value(&env, "flagged"), "v\n");
+    assert_eq!(
+        kvault(&env, &["secret", "set", "flagged", "a", "--value", "b"])
+            .status
+            .code(),
+        Some(2)
+    );
 
     // `kvault … | head -1`: a closed standard output ends the command quietly, status 0.
     for args in [
