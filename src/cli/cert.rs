@@ -1,6 +1,6 @@
 //! `kvault cert …`: the certificates API for people.
 
-use super::common::{outln, Connection, Output, parse_tag, print_json, tags, time};
+use super::common::{Connection, Output, outln, parse_tag, print_json, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
@@ -20,6 +20,7 @@ use std::path::PathBuf;
 pub enum CertCommand {
     /// Issue a certificate (self-signed, through an issuer, or pending a merge).
     Create {
+        /// The certificate's name.
         name: String,
         /// e.g. "CN=web.example.test, O=Example".
         #[arg(long)]
@@ -33,13 +34,16 @@ pub enum CertCommand {
         /// RSA or EC.
         #[arg(long, default_value = "RSA")]
         kty: String,
+        /// RSA key size: 2048, 3072 or 4096.
         #[arg(long)]
         size: Option<u32>,
+        /// EC curve: P-256, P-384, P-521, P-256K.
         #[arg(long)]
         curve: Option<String>,
         /// application/x-pkcs12 or application/x-pem-file.
         #[arg(long)]
         content_type: Option<String>,
+        /// Validity in months (default: 12).
         #[arg(long)]
         validity_months: Option<u32>,
         /// Make a CA certificate (for a kvault issuer).
@@ -48,6 +52,7 @@ pub enum CertCommand {
         /// A whole CertificatePolicy as JSON (overrides the flags above).
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// KEY=VALUE (repeatable).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
         #[command(flatten)]
@@ -55,7 +60,9 @@ pub enum CertCommand {
     },
     /// Import a PFX or PEM file (certificate and private key).
     Import {
+        /// The certificate's name.
         name: String,
+        /// The PFX (PKCS #12) or PEM file.
         #[arg(long)]
         file: PathBuf,
         /// The PFX password.
@@ -66,31 +73,43 @@ pub enum CertCommand {
     },
     /// Show a certificate; with --out, write cert.pem, chain.pem and key.pem there.
     Get {
+        /// The certificate's name.
         name: String,
+        /// A version (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// A directory to write cert.pem, chain.pem and key.pem (mode 0600) to.
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List certificates (names and expiry), or --deleted ones.
     List {
+        /// List deleted certificates instead.
         #[arg(long)]
         deleted: bool,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List a certificate's versions.
     Versions {
+        /// The certificate's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
+    /// Enable or disable a version, or replace its tags.
     Update {
+        /// The certificate's name.
         name: String,
+        /// The version to change (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// Enable (true) or disable (false) the version.
         #[arg(long)]
         enabled: Option<bool>,
+        /// KEY=VALUE (repeatable; replaces all tags).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
         #[command(flatten)]
@@ -100,7 +119,9 @@ pub enum CertCommand {
     Lifecycle(Lifecycle),
     /// Complete a pending (issuer Unknown) certificate with the signed certificate (PEM or DER).
     Merge {
+        /// The certificate's name.
         name: String,
+        /// The signed certificate and its chain (PEM or DER).
         #[arg(long)]
         file: PathBuf,
         #[command(flatten)]
@@ -108,13 +129,16 @@ pub enum CertCommand {
     },
     /// Show the pending operation (and its CSR).
     Pending {
+        /// The certificate's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Show the policy, or replace parts of it with --set FILE (JSON).
     Policy {
+        /// The certificate's name.
         name: String,
+        /// A JSON CertificatePolicy whose members replace the current ones.
         #[arg(long)]
         set: Option<PathBuf>,
         #[command(flatten)]
@@ -122,32 +146,42 @@ pub enum CertCommand {
     },
     /// Create or replace an issuer (provider "kvault": --account-id names a CA certificate).
     IssuerSet {
+        /// The issuer's name.
         name: String,
+        /// The issuer provider ("kvault": a CA certificate in this vault).
         #[arg(long)]
         provider: String,
+        /// The provider's account (for "kvault": the CA certificate's name).
         #[arg(long)]
         account_id: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
+    /// Show an issuer.
     IssuerGet {
+        /// The issuer's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List the issuers.
     IssuerList {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Delete an issuer.
     IssuerDelete {
+        /// The issuer's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Set the certificate contacts (repeat --email), show them, or --delete them.
     Contacts {
+        /// A contact's e-mail address (repeatable; replaces the list).
         #[arg(long = "email")]
         emails: Vec<String>,
+        /// Delete all contacts.
         #[arg(long)]
         delete: bool,
         #[command(flatten)]

@@ -48,10 +48,17 @@ pub(crate) struct Connection {
     /// The vault URL.
     #[arg(long, env = "KVAULT_URL", global = true)]
     url: Option<String>,
-    /// A bearer token (prefer --token-file or the environment: flags show up in `ps`).
-    #[arg(long, env = "KVAULT_TOKEN", hide_env_values = true, global = true)]
+    /// A bearer token. Hidden from help and usage lines: a token on the command line shows
+    /// up in `ps` and shell history; set KVAULT_TOKEN or use --token-file instead.
+    #[arg(
+        long,
+        env = "KVAULT_TOKEN",
+        hide = true,
+        hide_env_values = true,
+        global = true
+    )]
     token: Option<String>,
-    /// A file holding the bearer token.
+    /// A file holding the bearer token (or set KVAULT_TOKEN in the environment).
     #[arg(long, env = "KVAULT_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
     /// CA bundle to trust for the vault's certificate.

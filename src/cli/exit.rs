@@ -134,7 +134,10 @@ mod tests {
             Class::of(&ClientError::config("invalid vault URL").into()),
             Class::Local
         );
-        assert_eq!(Class::of(&anyhow::anyhow!("reading f: denied")), Class::Local);
+        assert_eq!(
+            Class::of(&anyhow::anyhow!("reading f: denied")),
+            Class::Local
+        );
         assert_eq!(Class::of(&Negative("no").into()), Class::Negative);
         // Context on top keeps the class of the cause.
         let wrapped = anyhow::Error::from(ClientError::Api {

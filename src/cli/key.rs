@@ -1,7 +1,7 @@
 //! `kvault key …`: the keys API for people. Binary inputs and outputs are base64url, as on
 //! the wire; `--file` reads raw bytes instead.
 
-use super::common::{outln, Connection, Output, parse_tag, print_json, tags, time};
+use super::common::{Connection, Output, outln, parse_tag, print_json, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
@@ -41,6 +41,7 @@ impl Input {
 pub enum KeyCommand {
     /// Create a key (a new version if the name exists).
     Create {
+        /// The key's name.
         name: String,
         /// RSA, EC or oct.
         #[arg(long, default_value = "RSA")]
@@ -54,6 +55,7 @@ pub enum KeyCommand {
         /// Permitted operations (repeatable): encrypt, decrypt, sign, verify, wrapKey, unwrapKey.
         #[arg(long = "op")]
         ops: Vec<String>,
+        /// KEY=VALUE (repeatable).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
         /// Expires at (Unix seconds).
@@ -64,7 +66,9 @@ pub enum KeyCommand {
     },
     /// Import a JSON Web Key (with its private members) from a file.
     Import {
+        /// The key's name.
         name: String,
+        /// The JSON Web Key file (with its private members).
         #[arg(long)]
         jwk: PathBuf,
         #[command(flatten)]
@@ -72,36 +76,49 @@ pub enum KeyCommand {
     },
     /// Show a key (public members only).
     Get {
+        /// The key's name.
         name: String,
+        /// A version (default: the latest).
         #[arg(long)]
         version: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List keys (names and attributes), or --deleted ones.
     List {
+        /// List deleted keys instead.
         #[arg(long)]
         deleted: bool,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List a key's versions.
     Versions {
+        /// The key's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Change a version's attributes, operations or tags.
     Update {
+        /// The key's name.
         name: String,
+        /// The version to change (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// Enable (true) or disable (false) the version.
         #[arg(long)]
         enabled: Option<bool>,
+        /// Expires at (Unix seconds).
         #[arg(long)]
         exp: Option<i64>,
+        /// Not valid before (Unix seconds).
         #[arg(long)]
         nbf: Option<i64>,
+        /// Permitted operations (repeatable; replaces them all).
         #[arg(long = "op")]
         ops: Vec<String>,
+        /// KEY=VALUE (repeatable; replaces all tags).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
         #[command(flatten)]
@@ -111,12 +128,14 @@ pub enum KeyCommand {
     Lifecycle(Lifecycle),
     /// Make a new version with the same type, size and operations.
     Rotate {
+        /// The key's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Show the rotation policy.
     RotationPolicy {
+        /// The key's name.
         name: String,
         /// Replace it with this JSON file (KeyRotationPolicy).
         #[arg(long)]
@@ -124,15 +143,22 @@ pub enum KeyCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Encrypt --value (base64url) or --file with a key; prints the ciphertext (base64url).
     Encrypt(CryptoArgs),
+    /// Decrypt --value (base64url) or --file with a key; prints the plaintext (base64url).
     Decrypt(CryptoArgs),
+    /// Wrap a key (--value base64url, or --file) with this key; prints the wrapped key.
     Wrap(CryptoArgs),
+    /// Unwrap a wrapped key (--value base64url, or --file); prints the key (base64url).
     Unwrap(CryptoArgs),
     /// Sign a digest (or a file, hashed here with the algorithm's SHA-2).
     Sign {
+        /// The key's name.
         name: String,
+        /// A version (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// Signature algorithm: RS256…RS512, PS256…PS512, ES256, ES384, ES512, ES256K.
         #[arg(long)]
         alg: String,
         #[command(flatten)]
@@ -142,9 +168,12 @@ pub enum KeyCommand {
     },
     /// Verify a signature over a digest (or a file).
     Verify {
+        /// The key's name.
         name: String,
+        /// A version (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// Signature algorithm (as for sign).
         #[arg(long)]
         alg: String,
         #[command(flatten)]
@@ -159,9 +188,12 @@ pub enum KeyCommand {
 
 #[derive(Debug, Args)]
 pub struct CryptoArgs {
+    /// The key's name.
     name: String,
+    /// A version (default: the latest).
     #[arg(long)]
     version: Option<String>,
+    /// Algorithm: RSA-OAEP, RSA-OAEP-256, RSA1_5; A128GCM…A256GCM, A128CBC…A256CBCPAD; A128KW…A256KW.
     #[arg(long)]
     alg: String,
     #[command(flatten)]

@@ -1,7 +1,7 @@
 //! The subcommands every object family has — `delete`, `recover`, `purge`, `backup`,
 //! `restore` — written once over [`Family`] and flattened into `kvault secret | key | cert`.
 
-use super::common::{outln, Connection, Output, print_json, read_input, time, write_backup};
+use super::common::{Connection, Output, outln, print_json, read_input, time, write_backup};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::DeletionInfo;
 use clap::Subcommand;
@@ -12,24 +12,28 @@ use std::path::PathBuf;
 pub enum Lifecycle {
     /// Soft-delete it (recoverable until its retention ends).
     Delete {
+        /// The object's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Recover a soft-deleted one.
     Recover {
+        /// The object's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Permanently remove a soft-deleted one.
     Purge {
+        /// The object's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Write a sealed backup of it (all versions).
     Backup {
+        /// The object's name.
         name: String,
         /// Output file (default: stdout).
         #[arg(long)]

@@ -186,6 +186,43 @@ pub fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    /// Every subcommand and every argument it shows, with no help text: `path: arg`.
+    fn missing_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        if cmd.get_about().is_none() && !cmd.is_hide_set() {
+            out.push(format!("{path} (the command)"));
+        }
+        for arg in cmd.get_arguments() {
+            let generated = matches!(
+                arg.get_action(),
+                clap::ArgAction::Help
+                    | clap::ArgAction::HelpShort
+                    | clap::ArgAction::HelpLong
+                    | clap::ArgAction::Version
+            );
+            if arg.is_hide_set() || generated {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path}: {}", arg.get_id()));
+            }
+        }
+        // clap's own `help` subcommand mirrors the tree; its entries are checked where they
+        // are defined.
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            missing_help(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_and_argument_has_help_text() {
+        use clap::CommandFactory;
+        let mut missing = Vec::new();
+        let mut cli = Cli::command();
+        cli.build();
+        missing_help(&cli, "kvault", &mut missing);
+        assert!(missing.is_empty(), "no help text:\n{}", missing.join("\n"));
+    }
+
     #[test]
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;

@@ -1,6 +1,8 @@
 //! `kvault secret …`: the secrets API for people.
 
-use super::common::{outln, Connection, Output, parse_tag, print_json, read_input, secret_value, tags, time};
+use super::common::{
+    Connection, Output, outln, parse_tag, print_json, read_input, secret_value, tags, time,
+};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::{
@@ -14,14 +16,18 @@ use std::path::PathBuf;
 pub enum SecretCommand {
     /// Set a secret (a new version). The value comes from the argument or --value (as
     /// given), --file (byte for byte), or standard input (one trailing newline removed).
-    #[command(after_help = "Value sources: VALUE or --value V is stored as given (beware: \
+    #[command(
+        after_help = "Value sources: VALUE or --value V is stored as given (beware: \
         command lines show up in `ps` and shell history); --file PATH stores the file's \
         bytes as they are; otherwise (or with --file -) the value is read from standard \
         input and exactly one trailing line ending (\"\\n\" or \"\\r\\n\") is removed, so \
         `echo x | kvault secret set s` stores \"x\". For exact bytes from a pipe use \
-        --file /dev/stdin.")]
+        --file /dev/stdin."
+    )]
     Set {
+        /// The secret's name (letters, digits and dashes).
         name: String,
+        /// The value, stored as given (prefer --file or standard input: command lines show up in `ps`).
         value: Option<String>,
         /// The value, stored as given (same as the VALUE argument).
         #[arg(long = "value", value_name = "VALUE", conflicts_with_all = ["value", "file"])]
@@ -30,6 +36,7 @@ pub enum SecretCommand {
         /// newline removed).
         #[arg(long, conflicts_with = "value")]
         file: Option<PathBuf>,
+        /// A content type for the value (free text, e.g. text/plain).
         #[arg(long)]
         content_type: Option<String>,
         /// KEY=VALUE (repeatable).
@@ -49,7 +56,9 @@ pub enum SecretCommand {
     },
     /// Print a secret's value (or the whole bundle with -o json).
     Get {
+        /// The secret's name.
         name: String,
+        /// A version (default: the latest).
         #[arg(long)]
         version: Option<String>,
         #[command(flatten)]
@@ -65,24 +74,31 @@ pub enum SecretCommand {
     },
     /// List a secret's versions.
     Versions {
+        /// The secret's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Change a version's attributes, tags or content type.
     Update {
+        /// The secret's name.
         name: String,
+        /// The version to change (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// Enable (true) or disable (false) the version.
         #[arg(long)]
         enabled: Option<bool>,
+        /// A new content type.
         #[arg(long)]
         content_type: Option<String>,
         /// KEY=VALUE (repeatable; replaces all tags).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
+        /// Not valid before (Unix seconds).
         #[arg(long)]
         nbf: Option<i64>,
+        /// Expires at (Unix seconds).
         #[arg(long)]
         exp: Option<i64>,
         #[command(flatten)]
@@ -101,6 +117,7 @@ pub enum PolicyCommand {
     },
     /// Replace the policy document from a JSON file ('-' or absent: stdin).
     Put {
+        /// The policy document, JSON ('-' or absent: standard input).
         #[arg(long)]
         file: Option<PathBuf>,
         #[command(flatten)]
@@ -227,7 +244,9 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 }
                 outln!(
                     "{:<40} {:<8} {:<26} CONTENT-TYPE",
-                    "NAME", "ENABLED", "UPDATED"
+                    "NAME",
+                    "ENABLED",
+                    "UPDATED"
                 )?;
                 for i in items {
                     outln!(

@@ -21,7 +21,9 @@ pub enum VaultCommand {
     /// Purge a deleted vault now: delete its master key and data volumes for good. Refused
     /// while purge protection holds it.
     Purge {
+        /// The deleted vault's name.
         name: String,
+        /// The namespace the vault was in.
         #[arg(long, short = 'n')]
         namespace: String,
     },

@@ -167,16 +167,15 @@ fn dev_secret_cli_round_trip_and_restart() {
 
     // Values from standard input lose exactly one trailing line ending; --file and the
     // argument or --value store what they are given.
-    for (input, stored) in [
-        ("x\n", "x"),
-        ("x\r\n", "x"),
-        ("x", "x"),
-        ("x\n\n", "x\n"),
-    ] {
+    for (input, stored) in [("x\n", "x"), ("x\r\n", "x"), ("x", "x"), ("x\n\n", "x\n")] {
         let o = kvault_stdin(&env, &["secret", "set", "piped"], input.as_bytes());
         assert!(o.status.success(), "{o:?}");
         assert_eq!(stored_value(&env, "piped"), stored, "{input:?}");
-        let o = kvault_stdin(&env, &["secret", "set", "piped", "--file", "-"], input.as_bytes());
+        let o = kvault_stdin(
+            &env,
+            &["secret", "set", "piped", "--file", "-"],
+            input.as_bytes(),
+        );
         assert!(o.status.success(), "{o:?}");
         assert_eq!(stored_value(&env, "piped"), stored, "--file - {input:?}");
     }
@@ -221,14 +220,25 @@ fn dev_secret_cli_round_trip_and_restart() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("SecretNotFound"), "{err}");
     // A command line clap refuses: 2; a local error (no vault URL): 9.
-    assert_eq!(kvault(&env, &["secret", "get"]).status.code(), Some(2));
+    // The usage line of a missing argument does not suggest a token on the command line,
+    // though KVAULT_TOKEN is set.
+    let o = kvault(&env, &["secret", "get"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Usage: kvault secret get"), "{err}");
+    assert!(!err.contains("--token <"), "{err}");
+    let help = stdout(&kvault(&env, &["secret", "set", "--help"]));
+    assert!(!help.contains("--token <"), "{help}");
+    assert!(help.contains("--token-file"), "{help}");
     let no_url: Vec<_> = env
         .iter()
         .filter(|(k, _)| k != "KVAULT_URL")
         .cloned()
         .collect();
     assert_eq!(
-        kvault(&no_url, &["secret", "get", "greeting"]).status.code(),
+        kvault(&no_url, &["secret", "get", "greeting"])
+            .status
+            .code(),
         Some(9)
     );
 
@@ -641,12 +651,20 @@ fn a_wrong_ca_and_a_stopped_vault_are_told_apart_by_their_cause() {
         other.ca_pem.to_str().unwrap().to_string(),
     ));
     let o = kvault(&wrong_ca, &["secret", "get", "greeting"]);
-    assert_eq!(o.status.code(), Some(7), "TLS failure is unavailable: {o:?}");
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "TLS failure is unavailable: {o:?}"
+    );
     let untrusted = stderr(&o);
 
     assert!(sigterm(&mut dev).success());
     let o = kvault(&env, &["secret", "get", "greeting"]);
-    assert_eq!(o.status.code(), Some(7), "a stopped vault is unavailable: {o:?}");
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "a stopped vault is unavailable: {o:?}"
+    );
     let stopped = stderr(&o);
 
     assert_ne!(untrusted, stopped);
