@@ -66,6 +66,12 @@ enum Command {
     /// Deleted vaults in a cluster: list them, purge one (Kubernetes API).
     #[command(subcommand)]
     Vault(vault::VaultCommand),
+    /// Print a shell completion script, e.g. `source <(kvault completion bash)`.
+    Completion {
+        /// The shell: bash, zsh, fish, powershell or elvish.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +168,18 @@ pub fn main() -> ExitCode {
             Command::Policy(cmd) => secret::run_policy(cmd).await,
             Command::Key(cmd) => key::run(cmd).await,
             Command::Cert(cmd) => cert::run(cmd).await,
+            Command::Completion { shell } => {
+                // Generated into memory first: clap_complete panics on a failed write.
+                let mut script = Vec::new();
+                clap_complete::generate(
+                    shell,
+                    &mut <Cli as clap::CommandFactory>::command(),
+                    "kvault",
+                    &mut script,
+                );
+                common::write_bytes(&script)?;
+                Ok(())
+            }
             Command::Crd => {
                 let yaml = crate::api::all_crds_yaml()?;
                 common::write_bytes(yaml.as_bytes())?;

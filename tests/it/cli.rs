@@ -689,3 +689,43 @@ fn a_wrong_ca_and_a_stopped_vault_are_told_apart_by_their_cause() {
     );
     assert!(!stopped.to_lowercase().contains("certificate"), "{stopped}");
 }
+
+#[test]
+fn completion_scripts_name_the_subcommands() {
+    let o = kvault(&[], &["completion", "bash"]);
+    assert!(o.status.success(), "{o:?}");
+    let script = stdout(&o);
+    assert!(script.contains("_kvault()"), "{script}");
+    assert!(
+        script.contains("complete -F _kvault"),
+        "not a bash completion"
+    );
+    let top = script
+        .lines()
+        .find(|l| l.contains("opts=\"") && l.contains(" secret "))
+        .expect("a line with the top-level subcommands");
+    for sub in [
+        "secret",
+        "key",
+        "cert",
+        "policy",
+        "token",
+        "dev",
+        "completion",
+    ] {
+        assert!(top.contains(&format!(" {sub} ")), "{sub} missing: {top}");
+    }
+    // The secret subcommands, and a flag of one of them.
+    assert!(
+        script.contains("kvault__subcmd__secret,set)"),
+        "no `secret set`"
+    );
+    assert!(script.contains("--token-file"), "no --token-file");
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let o = kvault(&[], &["completion", shell]);
+        assert!(o.status.success(), "{shell}: {o:?}");
+        assert!(stdout(&o).contains("secret"), "{shell}");
+    }
+    // An unknown shell is a usage error.
+    assert_eq!(kvault(&[], &["completion", "tcsh"]).status.code(), Some(2));
+}
