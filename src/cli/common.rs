@@ -176,6 +176,48 @@ pub(crate) fn secret_value(
     }
 }
 
+/// How the time flags (`--nbf`, `--exp`) are written, for their help text.
+pub(crate) const TIME_FORMS: &str = "an RFC 3339 timestamp (2030-01-31T12:00:00Z), a date \
+    (2030-01-31, midnight UTC), a duration from now (90d, 12h, 30m, 45s; a leading + is \
+    allowed), or Unix seconds (1893456000)";
+
+/// A time flag's value as Unix seconds: an RFC 3339 timestamp, a date (midnight UTC), a
+/// duration from now (`90d`, `12h`, `+30m`), or Unix seconds (`1893456000`).
+pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
+    parse_time_at(s, crate::clock::SystemClock.now_secs())
+}
+
+fn parse_time_at(s: &str, now: i64) -> Result<i64, String> {
+    use k8s_openapi::jiff;
+    let s = s.trim();
+    let bad = || format!("'{s}' is not a time: give {TIME_FORMS}");
+    if let Some(rel) = s.strip_prefix('+') {
+        let d = crate::clock::parse_duration(rel).map_err(|_| bad())?;
+        return Ok(now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<i64>().map_err(|_| bad());
+    }
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.as_second());
+    }
+    // A date alone (YYYY-MM-DD); a date and time without an offset is refused, not read
+    // in some time zone.
+    if s.len() == 10
+        && let Ok(d) = s.parse::<jiff::civil::Date>()
+    {
+        return d
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_second())
+            .map_err(|_| bad());
+    }
+    if s.ends_with(['s', 'm', 'h', 'd']) {
+        let d = crate::clock::parse_duration(s).map_err(|_| bad())?;
+        return Ok(now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+    }
+    Err(bad())
+}
+
 pub(crate) fn time(t: Option<i64>) -> String {
     t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
         .and_then(|d| {
@@ -193,6 +235,40 @@ pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_timestamps_dates_durations_or_unix_seconds() {
+        let now = 1_800_000_000;
+        for (input, want) in [
+            ("1893456000", 1_893_456_000),
+            ("0", 0),
+            ("2030-01-01T00:00:00Z", 1_893_456_000),
+            ("2030-01-01T01:00:00+01:00", 1_893_456_000),
+            ("2030-01-01T00:00:00.5Z", 1_893_456_000),
+            ("2030-01-01", 1_893_456_000),
+            ("90d", now + 90 * 86_400),
+            ("12h", now + 12 * 3600),
+            ("+30m", now + 1800),
+            ("+15", now + 15),
+            ("45s", now + 45),
+            (" 1h ", now + 3600),
+        ] {
+            assert_eq!(parse_time_at(input, now), Ok(want), "{input}");
+        }
+        for bad in [
+            "",
+            "soon",
+            "-5",
+            "2030-13-01",
+            "12x",
+            "+",
+            "1.5h",
+            "2030-01-01T00:00:00",
+        ] {
+            let err = parse_time_at(bad, now).unwrap_err();
+            assert!(err.contains("RFC 3339"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn stdin_values_lose_exactly_one_line_ending() {

@@ -1,7 +1,7 @@
 //! `kvault key …`: the keys API for people. Binary inputs and outputs are base64url, as on
 //! the wire; `--file` reads raw bytes instead.
 
-use super::common::{Connection, Output, outln, parse_tag, print_json, tags, time};
+use super::common::{Connection, Output, outln, parse_tag, parse_time, print_json, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
@@ -58,8 +58,9 @@ pub enum KeyCommand {
         /// KEY=VALUE (repeatable).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
-        /// Expires at (Unix seconds).
-        #[arg(long)]
+        /// Expires at: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a duration
+        /// from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         exp: Option<i64>,
         #[command(flatten)]
         conn: Connection,
@@ -109,11 +110,13 @@ pub enum KeyCommand {
         /// Enable (true) or disable (false) the version.
         #[arg(long)]
         enabled: Option<bool>,
-        /// Expires at (Unix seconds).
-        #[arg(long)]
+        /// Expires at: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a duration
+        /// from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         exp: Option<i64>,
-        /// Not valid before (Unix seconds).
-        #[arg(long)]
+        /// Not valid before: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a
+        /// duration from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         nbf: Option<i64>,
         /// Permitted operations (repeatable; replaces them all).
         #[arg(long = "op")]

@@ -1,7 +1,8 @@
 //! `kvault secret …`: the secrets API for people.
 
 use super::common::{
-    Connection, Output, outln, parse_tag, print_json, read_input, secret_value, tags, time,
+    Connection, Output, outln, parse_tag, parse_time, print_json, read_input, secret_value, tags,
+    time,
 };
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
@@ -45,11 +46,13 @@ pub enum SecretCommand {
         /// Create the version disabled.
         #[arg(long)]
         disabled: bool,
-        /// Not valid before (Unix seconds).
-        #[arg(long)]
+        /// Not valid before: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a
+        /// duration from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         nbf: Option<i64>,
-        /// Expires at (Unix seconds).
-        #[arg(long)]
+        /// Expires at: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a duration
+        /// from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         exp: Option<i64>,
         #[command(flatten)]
         conn: Connection,
@@ -95,11 +98,13 @@ pub enum SecretCommand {
         /// KEY=VALUE (repeatable; replaces all tags).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
-        /// Not valid before (Unix seconds).
-        #[arg(long)]
+        /// Not valid before: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a
+        /// duration from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         nbf: Option<i64>,
-        /// Expires at (Unix seconds).
-        #[arg(long)]
+        /// Expires at: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a duration
+        /// from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         exp: Option<i64>,
         #[command(flatten)]
         conn: Connection,

@@ -200,6 +200,51 @@ fn dev_secret_cli_round_trip_and_restart() {
         Some(2)
     );
 
+    // Times: RFC 3339, durations from now, and Unix seconds as before.
+    let o = kvault(
+        &env,
+        &[
+            "secret",
+            "set",
+            "timed",
+            "v",
+            "--nbf",
+            "1h",
+            "--exp",
+            "2030-01-01T00:00:00Z",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = kvault(&env, &["secret", "get", "timed", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["attributes"]["exp"], 1_893_456_000, "{v}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let nbf = v["attributes"]["nbf"].as_i64().unwrap();
+    assert!((nbf - (now + 3600)).abs() < 120, "nbf {nbf}, now {now}");
+    let o = kvault(
+        &env,
+        &[
+            "secret",
+            "update",
+            "timed",
+            "--exp",
+            "1900000000",
+            "--nbf",
+            "2029-06-01",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = kvault(&env, &["secret", "get", "timed", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["attributes"]["exp"], 1_900_000_000, "{v}");
+    assert_eq!(v["attributes"]["nbf"], 1_874_966_400, "{v}");
+    let o = kvault(&env, &["secret", "set", "timed", "v", "--exp", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("RFC 3339"));
+
     // `kvault … | head -1`: a closed standard output ends the command quietly, status 0.
     for args in [
         &["secret", "list"][..],
