@@ -134,9 +134,25 @@ fn dev_secret_cli_round_trip_and_restart() {
         "REQUESTS_CA_BUNDLE",
         "SSL_CERT_FILE",
         "NODE_EXTRA_CA_CERTS",
+        "KVAULT_STATE_DIR",
     ] {
         assert!(keys.contains(&k), "{k} missing from dev.env");
     }
+    // After `source dev.env`, `kvault token` finds the state from any directory.
+    assert_eq!(
+        env.iter().find(|(k, _)| k == "KVAULT_STATE_DIR").unwrap().1,
+        std::fs::canonicalize(&state).unwrap().to_str().unwrap()
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args(["token", "--user", "alice"])
+        .current_dir(elsewhere.path())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).trim().split('.').count(), 3, "{o:?}");
     assert_eq!(
         env.iter().find(|(k, _)| k == "KVAULT_URL").unwrap().1,
         format!("https://dev.kvault.localhost:{port}")
