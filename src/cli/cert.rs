@@ -190,7 +190,7 @@ pub enum CertCommand {
 }
 
 pub(crate) fn print_cert(b: &CertificateBundle, output: Output) -> anyhow::Result<()> {
-    if output == Output::Json {
+    if output.structured() {
         return print_json(b);
     }
     outln!("id:       {}", b.id)?;
@@ -342,7 +342,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             } else {
                 c.get_certificate_operation(&name).await?
             };
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&op);
             }
             outln!("certificate {name}: {}", op.status)?;
@@ -398,7 +398,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             let c = conn.client()?;
             if deleted {
                 let items = c.list_deleted_certificates().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
                 for i in items {
@@ -410,7 +410,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
                 }
             } else {
                 let items = c.list_certificates().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
                 for i in items {
@@ -425,7 +425,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
         }
         CertCommand::Versions { name, conn } => {
             let items = conn.client()?.list_certificate_versions(&name).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&items);
             }
             for i in items {

@@ -64,15 +64,56 @@ pub(crate) struct Connection {
     /// CA bundle to trust for the vault's certificate.
     #[arg(long, env = "KVAULT_CA_FILE", global = true)]
     ca_file: Option<PathBuf>,
-    /// Output format.
+    /// Output format: human text, the API's JSON, or the same as YAML.
     #[arg(short = 'o', long, value_enum, default_value = "human", global = true)]
     pub(crate) output: Output,
+    /// Print only this member of the answer (dotted: value, attributes.exp; one line per
+    /// item of a list); a string prints bare.
+    #[arg(long, global = true)]
+    pub(crate) field: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub(crate) enum Output {
+    /// Text for people.
     Human,
+    /// The API's JSON, pretty-printed.
     Json,
+    /// The API's JSON as YAML.
+    Yaml,
+}
+
+/// The output format and field selector of this run, set once by `cli::main` from the
+/// command line (the print helpers read it; most commands' printing has no `Connection`).
+static SELECTION: std::sync::OnceLock<(Output, Option<String>)> = std::sync::OnceLock::new();
+
+pub(crate) fn select_output(output: Output, field: Option<String>) {
+    let _ = SELECTION.set((output, field));
+}
+
+fn selection() -> (Output, Option<&'static str>) {
+    SELECTION
+        .get()
+        .map_or((Output::Human, None), |(o, f)| (*o, f.as_deref()))
+}
+
+impl Output {
+    /// Whether the answer prints as data (JSON, YAML or a selected field), not as text.
+    pub(crate) fn structured(self) -> bool {
+        self != Output::Human || selection().1.is_some()
+    }
+}
+
+/// The member `path` (dotted) of `v`; of each item when `v` is a list.
+fn select<'a>(v: &'a serde_json::Value, path: &str) -> Option<Vec<&'a serde_json::Value>> {
+    if let serde_json::Value::Array(items) = v {
+        return items.iter().map(|i| select_one(i, path)).collect();
+    }
+    select_one(v, path).map(|x| vec![x])
+}
+
+fn select_one<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(v, |v, key| v.get(key))
 }
 
 pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -227,9 +268,26 @@ pub(crate) fn time(t: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// Prints an answer as the run's output format asks: JSON (also for human output, where a
+/// command has no text form), YAML, or only the `--field` member.
 pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
-    outln!("{}", serde_json::to_string_pretty(v)?)?;
-    Ok(())
+    let (output, field) = selection();
+    if let Some(field) = field {
+        let value = serde_json::to_value(v)?;
+        let picked = select(&value, field)
+            .ok_or_else(|| anyhow::anyhow!("the answer has no field '{field}'"))?;
+        for p in picked {
+            match p {
+                serde_json::Value::String(s) => outln!("{s}")?,
+                other => outln!("{other}")?,
+            }
+        }
+        return Ok(());
+    }
+    match output {
+        Output::Yaml => out!("{}", serde_saphyr::to_string(v)?),
+        Output::Human | Output::Json => outln!("{}", serde_json::to_string_pretty(v)?),
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +326,19 @@ mod tests {
             let err = parse_time_at(bad, now).unwrap_err();
             assert!(err.contains("RFC 3339"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn fields_are_selected_by_dotted_path_in_each_item() {
+        let v = serde_json::json!({"value": "s", "attributes": {"exp": 5}});
+        assert_eq!(select(&v, "value"), Some(vec![&serde_json::json!("s")]));
+        assert_eq!(
+            select(&v, "attributes.exp"),
+            Some(vec![&serde_json::json!(5)])
+        );
+        assert_eq!(select(&v, "nope"), None);
+        let list = serde_json::json!([{"id": "a"}, {"id": "b"}]);
+        assert_eq!(select(&list, "id").map(|x| x.len()), Some(2));
     }
 
     #[test]

@@ -245,7 +245,7 @@ impl DigestInput {
 }
 
 pub(crate) fn print_key(b: &KeyBundle, output: Output) -> anyhow::Result<()> {
-    if output == Output::Json {
+    if output.structured() {
         return print_json(b);
     }
     let kid = b.key.kid.as_deref().unwrap_or("");
@@ -283,7 +283,7 @@ async fn crypto(op: &str, a: CryptoArgs) -> anyhow::Result<()> {
         .client()?
         .key_operation(&a.name, a.version.as_deref(), op, &params)
         .await?;
-    if a.conn.output == Output::Json {
+    if a.conn.output.structured() {
         return print_json(&r);
     }
     outln!("{}", r.value)?;
@@ -352,7 +352,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
             let c = conn.client()?;
             if deleted {
                 let items = c.list_deleted_keys().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
                 for i in items {
@@ -364,7 +364,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                 }
             } else {
                 let items = c.list_keys().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
                 for i in items {
@@ -380,7 +380,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
         }
         KeyCommand::Versions { name, conn } => {
             let items = conn.client()?.list_key_versions(&name).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&items);
             }
             for i in items {
@@ -457,7 +457,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                 .client()?
                 .sign(&name, version.as_deref(), &KeySignParameters { alg, value })
                 .await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&r);
             }
             outln!("{}", r.value)?;
@@ -484,7 +484,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&serde_json::json!({ "value": ok }));
             }
             outln!("{}", if ok { "valid" } else { "INVALID" })?;

@@ -79,7 +79,7 @@ pub(crate) async fn run<F: Family>(cmd: Lifecycle) -> anyhow::Result<()> {
     match cmd {
         Lifecycle::Delete { name, conn } => {
             let d = F::delete(&conn.client()?, &name).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&d);
             }
             outln!(
@@ -94,7 +94,7 @@ pub(crate) async fn run<F: Family>(cmd: Lifecycle) -> anyhow::Result<()> {
         }
         Lifecycle::Purge { name, conn } => {
             F::purge(&conn.client()?, &name).await?;
-            if F::PURGE_NOTE_ALWAYS || conn.output == Output::Human {
+            if F::PURGE_NOTE_ALWAYS || !conn.output.structured() {
                 outln!("purged {noun} {name}")?;
             }
         }
@@ -102,7 +102,7 @@ pub(crate) async fn run<F: Family>(cmd: Lifecycle) -> anyhow::Result<()> {
             let blob = F::backup(&conn.client()?, &name).await?;
             if let Some(p) = write_backup(&blob, file.as_ref())?
                 && F::BACKUP_NOTE
-                && conn.output == Output::Human
+                && !conn.output.structured()
             {
                 eprintln!("backup of {noun} {name} written to {}", p.display());
             }

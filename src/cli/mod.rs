@@ -118,7 +118,20 @@ fn init_logging(format: LogFormat, default_level: &str) {
 /// Parses the command line and runs it. Errors print one line and exit with their class's
 /// status ([`exit::Class`]).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `-o` and `--field` (global flags of the client commands) as the print helpers see them.
+    let mut leaf = &matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    if let Ok(Some(output)) = leaf.try_get_one::<common::Output>("output") {
+        let field = leaf.try_get_one::<String>("field").ok().flatten().cloned();
+        common::select_output(*output, field);
+    }
     crate::install_crypto_provider();
     let level = match cli.command {
         Command::Server(_) | Command::Dev(_) | Command::Provider(_) | Command::Operator(_) => {

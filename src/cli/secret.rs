@@ -134,7 +134,7 @@ pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::Get { conn } => {
             let status = conn.client()?.get_policy().await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&status);
             }
             print_json(&status.policy)
@@ -144,7 +144,7 @@ pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             let doc: crate::policy::PolicyDocument = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("the policy document is not valid: {e}"))?;
             let status = conn.client()?.put_policy(&doc).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&status);
             }
             outln!(
@@ -205,7 +205,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 }),
             };
             let b = conn.client()?.set_secret(&name, &params).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 let mut b = b;
                 b.value = None;
                 return print_json(&b);
@@ -221,7 +221,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             conn,
         } => {
             let b = conn.client()?.get_secret(&name, version.as_deref()).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&b);
             }
             outln!("{}", b.value.as_deref().unwrap_or(""))?;
@@ -230,7 +230,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             let c = conn.client()?;
             if deleted {
                 let items = c.list_deleted_secrets().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
                 outln!("{:<40} {:<26} {:<26}", "NAME", "DELETED", "PURGE AFTER")?;
@@ -244,7 +244,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 }
             } else {
                 let items = c.list_secrets().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
                 outln!(
@@ -266,7 +266,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
         }
         SecretCommand::Versions { name, conn } => {
             let items = conn.client()?.list_secret_versions(&name).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&items);
             }
             outln!("{:<34} {:<8} {:<26}", "VERSION", "ENABLED", "CREATED")?;
@@ -305,7 +305,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 .client()?
                 .update_secret(&name, version.as_deref(), &params)
                 .await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&b);
             }
             outln!(
@@ -352,7 +352,7 @@ impl Family for Secrets {
         &d.deletion
     }
     fn print(b: &Self::Bundle, name: Option<&str>, output: Output) -> anyhow::Result<()> {
-        if output == Output::Json {
+        if output.structured() {
             return print_json(b);
         }
         match name {

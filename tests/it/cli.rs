@@ -177,6 +177,20 @@ fn dev_secret_cli_round_trip_and_restart() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["tags"]["a"], "b");
     assert!(stdout(&kvault(&env, &["secret", "list"])).contains("greeting"));
+    // -o yaml and --field: the same answer as YAML, or one member of it.
+    let o = kvault(&env, &["secret", "get", "greeting", "-o", "yaml"]);
+    assert!(stdout(&o).lines().any(|l| l == "value: hello"), "{o:?}");
+    let o = kvault(&env, &["secret", "get", "greeting", "--field", "value"]);
+    assert_eq!(stdout(&o), "hello\n", "{o:?}");
+    let o = kvault(&env, &["secret", "get", "greeting", "--field", "tags.a"]);
+    assert_eq!(stdout(&o), "b\n", "{o:?}");
+    let o = kvault(&env, &["secret", "list", "--field", "id"]);
+    assert!(
+        stdout(&o).lines().any(|l| l.ends_with("/secrets/greeting")),
+        "{o:?}"
+    );
+    let o = kvault(&env, &["secret", "get", "greeting", "--field", "nope"]);
+    assert_eq!(o.status.code(), Some(9), "{o:?}");
     let o = kvault(&env, &["secret", "backup", "greeting"]);
     let blob = stdout(&o).trim().to_string();
     assert!(blob.len() > 40);
