@@ -370,7 +370,8 @@ impl DevState {
                 ..Default::default()
             },
         )?;
-        // SSL_CERT_FILE and REQUESTS_CA_BUNDLE replace the system roots for the shell that
+        // KVAULT_STATE_DIR (absolute) lets `kvault token` and `kvault dev` find this state
+        // from any directory. SSL_CERT_FILE and REQUESTS_CA_BUNDLE replace the system roots for the shell that
         // sources dev.env, so they get the system bundle plus the dev CA.
         let ca = std::fs::read_to_string(&self.ca_file).map_err(io_err(&self.ca_file))?;
         let system = crate::crypto::pem::system_ca_bundle().unwrap_or_default();
@@ -384,8 +385,10 @@ impl DevState {
              export KVAULT_CA_FILE={ca}\n\
              export REQUESTS_CA_BUNDLE={bundle}\n\
              export SSL_CERT_FILE={bundle}\n\
-             export NODE_EXTRA_CA_CERTS={ca}\n",
+             export NODE_EXTRA_CA_CERTS={ca}\n\
+             export KVAULT_STATE_DIR={state}\n",
             env = q(&self.env_file),
+            state = q(&self.dir),
             url = self.url.origin,
             token = token.as_str(),
             ca = q(&self.ca_file),

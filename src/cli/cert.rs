@@ -1,6 +1,6 @@
 //! `kvault cert …`: the certificates API for people.
 
-use super::common::{Connection, Output, parse_tag, print_json, tags, time};
+use super::common::{Connection, Output, outln, parse_tag, print_json, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
@@ -20,6 +20,7 @@ use std::path::PathBuf;
 pub enum CertCommand {
     /// Issue a certificate (self-signed, through an issuer, or pending a merge).
     Create {
+        /// The certificate's name.
         name: String,
         /// e.g. "CN=web.example.test, O=Example".
         #[arg(long)]
@@ -33,13 +34,16 @@ pub enum CertCommand {
         /// RSA or EC.
         #[arg(long, default_value = "RSA")]
         kty: String,
+        /// RSA key size: 2048, 3072 or 4096.
         #[arg(long)]
         size: Option<u32>,
+        /// EC curve: P-256, P-384, P-521, P-256K.
         #[arg(long)]
         curve: Option<String>,
         /// application/x-pkcs12 or application/x-pem-file.
         #[arg(long)]
         content_type: Option<String>,
+        /// Validity in months (default: 12).
         #[arg(long)]
         validity_months: Option<u32>,
         /// Make a CA certificate (for a kvault issuer).
@@ -48,6 +52,7 @@ pub enum CertCommand {
         /// A whole CertificatePolicy as JSON (overrides the flags above).
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// KEY=VALUE (repeatable).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
         #[command(flatten)]
@@ -55,7 +60,9 @@ pub enum CertCommand {
     },
     /// Import a PFX or PEM file (certificate and private key).
     Import {
+        /// The certificate's name.
         name: String,
+        /// The PFX (PKCS #12) or PEM file.
         #[arg(long)]
         file: PathBuf,
         /// The PFX password.
@@ -66,31 +73,43 @@ pub enum CertCommand {
     },
     /// Show a certificate; with --out, write cert.pem, chain.pem and key.pem there.
     Get {
+        /// The certificate's name.
         name: String,
+        /// A version (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// A directory to write cert.pem, chain.pem and key.pem (mode 0600) to.
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List certificates (names and expiry), or --deleted ones.
     List {
+        /// List deleted certificates instead.
         #[arg(long)]
         deleted: bool,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List a certificate's versions.
     Versions {
+        /// The certificate's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
+    /// Enable or disable a version, or replace its tags.
     Update {
+        /// The certificate's name.
         name: String,
+        /// The version to change (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// Enable (true) or disable (false) the version.
         #[arg(long)]
         enabled: Option<bool>,
+        /// KEY=VALUE (repeatable; replaces all tags).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
         #[command(flatten)]
@@ -100,7 +119,9 @@ pub enum CertCommand {
     Lifecycle(Lifecycle),
     /// Complete a pending (issuer Unknown) certificate with the signed certificate (PEM or DER).
     Merge {
+        /// The certificate's name.
         name: String,
+        /// The signed certificate and its chain (PEM or DER).
         #[arg(long)]
         file: PathBuf,
         #[command(flatten)]
@@ -108,13 +129,16 @@ pub enum CertCommand {
     },
     /// Show the pending operation (and its CSR).
     Pending {
+        /// The certificate's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Show the policy, or replace parts of it with --set FILE (JSON).
     Policy {
+        /// The certificate's name.
         name: String,
+        /// A JSON CertificatePolicy whose members replace the current ones.
         #[arg(long)]
         set: Option<PathBuf>,
         #[command(flatten)]
@@ -122,32 +146,42 @@ pub enum CertCommand {
     },
     /// Create or replace an issuer (provider "kvault": --account-id names a CA certificate).
     IssuerSet {
+        /// The issuer's name.
         name: String,
+        /// The issuer provider ("kvault": a CA certificate in this vault).
         #[arg(long)]
         provider: String,
+        /// The provider's account (for "kvault": the CA certificate's name).
         #[arg(long)]
         account_id: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
+    /// Show an issuer.
     IssuerGet {
+        /// The issuer's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List the issuers.
     IssuerList {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Delete an issuer.
     IssuerDelete {
+        /// The issuer's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Set the certificate contacts (repeat --email), show them, or --delete them.
     Contacts {
+        /// A contact's e-mail address (repeatable; replaces the list).
         #[arg(long = "email")]
         emails: Vec<String>,
+        /// Delete all contacts.
         #[arg(long)]
         delete: bool,
         #[command(flatten)]
@@ -156,24 +190,24 @@ pub enum CertCommand {
 }
 
 pub(crate) fn print_cert(b: &CertificateBundle, output: Output) -> anyhow::Result<()> {
-    if output == Output::Json {
+    if output.structured() {
         return print_json(b);
     }
-    println!("id:       {}", b.id);
-    println!("x5t:      {}", b.x5t.as_deref().unwrap_or(""));
-    println!("enabled:  {}", b.attributes.enabled.unwrap_or(true));
-    println!(
+    outln!("id:       {}", b.id)?;
+    outln!("x5t:      {}", b.x5t.as_deref().unwrap_or(""))?;
+    outln!("enabled:  {}", b.attributes.enabled.unwrap_or(true))?;
+    outln!(
         "valid:    {} .. {}",
         time(b.attributes.nbf),
         time(b.attributes.exp)
-    );
+    )?;
     if let Some(s) = b
         .policy
         .as_ref()
         .and_then(|p| p.x509_props.as_ref())
         .and_then(|x| x.subject.as_deref())
     {
-        println!("subject:  {s}");
+        outln!("subject:  {s}")?;
     }
     Ok(())
 }
@@ -308,19 +342,19 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             } else {
                 c.get_certificate_operation(&name).await?
             };
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&op);
             }
-            println!("certificate {name}: {}", op.status);
+            outln!("certificate {name}: {}", op.status)?;
             if let Some(csr) = &op.csr {
-                println!(
+                outln!(
                     "{}",
                     crate::crypto::pem::encode(
                         "CERTIFICATE REQUEST",
                         &base64::engine::general_purpose::STANDARD.decode(csr)?
                     )
                     .as_str()
-                );
+                )?;
             }
             Ok(())
         }
@@ -364,42 +398,42 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             let c = conn.client()?;
             if deleted {
                 let items = c.list_deleted_certificates().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} deleted {}",
                         ObjectId::name_of(&i.item.id),
                         time(i.deletion.deleted_date)
-                    );
+                    )?;
                 }
             } else {
                 let items = c.list_certificates().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} expires {}",
                         ObjectId::name_of(&i.id),
                         time(i.attributes.exp)
-                    );
+                    )?;
                 }
             }
             Ok(())
         }
         CertCommand::Versions { name, conn } => {
             let items = conn.client()?.list_certificate_versions(&name).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&items);
             }
             for i in items {
-                println!(
+                outln!(
                     "{:<34} expires {}",
                     ObjectId::version_of(&i.id).unwrap_or("-"),
                     time(i.attributes.exp)
-                );
+                )?;
             }
             Ok(())
         }

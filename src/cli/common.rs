@@ -5,33 +5,115 @@ use crate::client::{ClientConfig, VaultClient};
 use crate::wire::Tags;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
+
+/// `println!` that hands back the write's error instead of panicking: a closed standard
+/// output (`kvault … | head -1`) is an `io::ErrorKind::BrokenPipe` error the command returns
+/// and `cli::main` ends quietly on.
+macro_rules! outln {
+    () => {
+        $crate::cli::common::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::common::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` with the error handed back, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::common::write_stdout(format_args!($($arg)*))
+    };
+}
+
+pub(crate) use {out, outln};
+
+/// Writes to standard output, returning the error (never panicking on it).
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    write_bytes(args.to_string().as_bytes())
+}
+
+/// Writes bytes to standard output and flushes them, returning the error.
+pub(crate) fn write_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(bytes)?;
+    o.flush()?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Connection {
     /// The vault URL.
     #[arg(long, env = "KVAULT_URL", global = true)]
     url: Option<String>,
-    /// A bearer token (prefer --token-file or the environment: flags show up in `ps`).
-    #[arg(long, env = "KVAULT_TOKEN", hide_env_values = true, global = true)]
+    /// A bearer token. Hidden from help and usage lines: a token on the command line shows
+    /// up in `ps` and shell history; set KVAULT_TOKEN or use --token-file instead.
+    #[arg(
+        long,
+        env = "KVAULT_TOKEN",
+        hide = true,
+        hide_env_values = true,
+        global = true
+    )]
     token: Option<String>,
-    /// A file holding the bearer token.
+    /// A file holding the bearer token (or set KVAULT_TOKEN in the environment).
     #[arg(long, env = "KVAULT_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
     /// CA bundle to trust for the vault's certificate.
     #[arg(long, env = "KVAULT_CA_FILE", global = true)]
     ca_file: Option<PathBuf>,
-    /// Output format.
+    /// Output format: human text, the API's JSON, or the same as YAML.
     #[arg(short = 'o', long, value_enum, default_value = "human", global = true)]
     pub(crate) output: Output,
+    /// Print only this member of the answer (dotted: value, attributes.exp; one line per
+    /// item of a list); a string prints bare.
+    #[arg(long, global = true)]
+    pub(crate) field: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub(crate) enum Output {
+    /// Text for people.
     Human,
+    /// The API's JSON, pretty-printed.
     Json,
+    /// The API's JSON as YAML.
+    Yaml,
+}
+
+/// The output format and field selector of this run, set once by `cli::main` from the
+/// command line (the print helpers read it; most commands' printing has no `Connection`).
+static SELECTION: std::sync::OnceLock<(Output, Option<String>)> = std::sync::OnceLock::new();
+
+pub(crate) fn select_output(output: Output, field: Option<String>) {
+    let _ = SELECTION.set((output, field));
+}
+
+fn selection() -> (Output, Option<&'static str>) {
+    SELECTION
+        .get()
+        .map_or((Output::Human, None), |(o, f)| (*o, f.as_deref()))
+}
+
+impl Output {
+    /// Whether the answer prints as data (JSON, YAML or a selected field), not as text.
+    pub(crate) fn structured(self) -> bool {
+        self != Output::Human || selection().1.is_some()
+    }
+}
+
+/// The member `path` (dotted) of `v`; of each item when `v` is a list.
+fn select<'a>(v: &'a serde_json::Value, path: &str) -> Option<Vec<&'a serde_json::Value>> {
+    if let serde_json::Value::Array(items) = v {
+        return items.iter().map(|i| select_one(i, path)).collect();
+    }
+    select_one(v, path).map(|x| vec![x])
+}
+
+fn select_one<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(v, |v, key| v.get(key))
 }
 
 pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -82,7 +164,7 @@ pub(crate) fn write_backup<'a>(
             Ok(Some(p))
         }
         None => {
-            println!("{blob}");
+            outln!("{blob}")?;
             Ok(None)
         }
     }
@@ -102,6 +184,81 @@ pub(crate) fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Zeroizing<Str
     Ok(buf)
 }
 
+/// The value read from standard input with exactly one trailing line ending ("\n" or
+/// "\r\n") removed: `echo x | kvault secret set s` stores "x". Only one: a value that ends
+/// in blank lines keeps all but the last line ending.
+pub(crate) fn trim_one_newline(mut s: String) -> String {
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    s
+}
+
+/// A secret value: `--value`/the argument as given, `--file PATH` byte for byte, standard
+/// input (no value and no file, or `--file -`) less one trailing line ending.
+pub(crate) fn secret_value(
+    value: Option<String>,
+    file: Option<&PathBuf>,
+) -> anyhow::Result<Zeroizing<String>> {
+    match (value, file) {
+        (Some(v), None) => Ok(Zeroizing::new(v)),
+        (Some(_), Some(_)) => anyhow::bail!("give the value or --file, not both"),
+        (None, Some(p)) if p.as_os_str() != "-" => read_input(Some(p)),
+        (None, _) => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("kvault: reading the value from standard input (end it with Ctrl-D)");
+            }
+            let mut raw = read_input(None)?;
+            Ok(Zeroizing::new(trim_one_newline(std::mem::take(&mut *raw))))
+        }
+    }
+}
+
+/// How the time flags (`--nbf`, `--exp`) are written, for their help text.
+pub(crate) const TIME_FORMS: &str = "an RFC 3339 timestamp (2030-01-31T12:00:00Z), a date \
+    (2030-01-31, midnight UTC), a duration from now (90d, 12h, 30m, 45s; a leading + is \
+    allowed), or Unix seconds (1893456000)";
+
+/// A time flag's value as Unix seconds: an RFC 3339 timestamp, a date (midnight UTC), a
+/// duration from now (`90d`, `12h`, `+30m`), or Unix seconds (`1893456000`).
+pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
+    parse_time_at(s, crate::clock::SystemClock.now_secs())
+}
+
+fn parse_time_at(s: &str, now: i64) -> Result<i64, String> {
+    use k8s_openapi::jiff;
+    let s = s.trim();
+    let bad = || format!("'{s}' is not a time: give {TIME_FORMS}");
+    if let Some(rel) = s.strip_prefix('+') {
+        let d = crate::clock::parse_duration(rel).map_err(|_| bad())?;
+        return Ok(now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<i64>().map_err(|_| bad());
+    }
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.as_second());
+    }
+    // A date alone (YYYY-MM-DD); a date and time without an offset is refused, not read
+    // in some time zone.
+    if s.len() == 10
+        && let Ok(d) = s.parse::<jiff::civil::Date>()
+    {
+        return d
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_second())
+            .map_err(|_| bad());
+    }
+    if s.ends_with(['s', 'm', 'h', 'd']) {
+        let d = crate::clock::parse_duration(s).map_err(|_| bad())?;
+        return Ok(now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+    }
+    Err(bad())
+}
+
 pub(crate) fn time(t: Option<i64>) -> String {
     t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
         .and_then(|d| {
@@ -111,7 +268,92 @@ pub(crate) fn time(t: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// Prints an answer as the run's output format asks: JSON (also for human output, where a
+/// command has no text form), YAML, or only the `--field` member.
 pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    let (output, field) = selection();
+    if let Some(field) = field {
+        let value = serde_json::to_value(v)?;
+        let picked = select(&value, field)
+            .ok_or_else(|| anyhow::anyhow!("the answer has no field '{field}'"))?;
+        for p in picked {
+            match p {
+                serde_json::Value::String(s) => outln!("{s}")?,
+                other => outln!("{other}")?,
+            }
+        }
+        return Ok(());
+    }
+    match output {
+        Output::Yaml => out!("{}", serde_saphyr::to_string(v)?),
+        Output::Human | Output::Json => outln!("{}", serde_json::to_string_pretty(v)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_timestamps_dates_durations_or_unix_seconds() {
+        let now = 1_800_000_000;
+        for (input, want) in [
+            ("1893456000", 1_893_456_000),
+            ("0", 0),
+            ("2030-01-01T00:00:00Z", 1_893_456_000),
+            ("2030-01-01T01:00:00+01:00", 1_893_456_000),
+            ("2030-01-01T00:00:00.5Z", 1_893_456_000),
+            ("2030-01-01", 1_893_456_000),
+            ("90d", now + 90 * 86_400),
+            ("12h", now + 12 * 3600),
+            ("+30m", now + 1800),
+            ("+15", now + 15),
+            ("45s", now + 45),
+            (" 1h ", now + 3600),
+        ] {
+            assert_eq!(parse_time_at(input, now), Ok(want), "{input}");
+        }
+        for bad in [
+            "",
+            "soon",
+            "-5",
+            "2030-13-01",
+            "12x",
+            "+",
+            "1.5h",
+            "2030-01-01T00:00:00",
+        ] {
+            let err = parse_time_at(bad, now).unwrap_err();
+            assert!(err.contains("RFC 3339"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn fields_are_selected_by_dotted_path_in_each_item() {
+        let v = serde_json::json!({"value": "s", "attributes": {"exp": 5}});
+        assert_eq!(select(&v, "value"), Some(vec![&serde_json::json!("s")]));
+        assert_eq!(
+            select(&v, "attributes.exp"),
+            Some(vec![&serde_json::json!(5)])
+        );
+        assert_eq!(select(&v, "nope"), None);
+        let list = serde_json::json!([{"id": "a"}, {"id": "b"}]);
+        assert_eq!(select(&list, "id").map(|x| x.len()), Some(2));
+    }
+
+    #[test]
+    fn stdin_values_lose_exactly_one_line_ending() {
+        for (input, stored) in [
+            ("x\n", "x"),
+            ("x\r\n", "x"),
+            ("x", "x"),
+            ("x\n\n", "x\n"),
+            ("x\r\n\r\n", "x\r\n"),
+            ("\n", ""),
+            ("a\nb\n", "a\nb"),
+            ("x\r", "x\r"),
+        ] {
+            assert_eq!(trim_one_newline(input.to_string()), stored, "{input:?}");
+        }
+    }
 }

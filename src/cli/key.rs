@@ -1,7 +1,7 @@
 //! `kvault key …`: the keys API for people. Binary inputs and outputs are base64url, as on
 //! the wire; `--file` reads raw bytes instead.
 
-use super::common::{Connection, Output, parse_tag, print_json, tags, time};
+use super::common::{Connection, Output, outln, parse_tag, parse_time, print_json, tags, time};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
@@ -41,6 +41,7 @@ impl Input {
 pub enum KeyCommand {
     /// Create a key (a new version if the name exists).
     Create {
+        /// The key's name.
         name: String,
         /// RSA, EC or oct.
         #[arg(long, default_value = "RSA")]
@@ -54,17 +55,21 @@ pub enum KeyCommand {
         /// Permitted operations (repeatable): encrypt, decrypt, sign, verify, wrapKey, unwrapKey.
         #[arg(long = "op")]
         ops: Vec<String>,
+        /// KEY=VALUE (repeatable).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
-        /// Expires at (Unix seconds).
-        #[arg(long)]
+        /// Expires at: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a duration
+        /// from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         exp: Option<i64>,
         #[command(flatten)]
         conn: Connection,
     },
     /// Import a JSON Web Key (with its private members) from a file.
     Import {
+        /// The key's name.
         name: String,
+        /// The JSON Web Key file (with its private members).
         #[arg(long)]
         jwk: PathBuf,
         #[command(flatten)]
@@ -72,36 +77,51 @@ pub enum KeyCommand {
     },
     /// Show a key (public members only).
     Get {
+        /// The key's name.
         name: String,
+        /// A version (default: the latest).
         #[arg(long)]
         version: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List keys (names and attributes), or --deleted ones.
     List {
+        /// List deleted keys instead.
         #[arg(long)]
         deleted: bool,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List a key's versions.
     Versions {
+        /// The key's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Change a version's attributes, operations or tags.
     Update {
+        /// The key's name.
         name: String,
+        /// The version to change (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// Enable (true) or disable (false) the version.
         #[arg(long)]
         enabled: Option<bool>,
-        #[arg(long)]
+        /// Expires at: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a duration
+        /// from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         exp: Option<i64>,
-        #[arg(long)]
+        /// Not valid before: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a
+        /// duration from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         nbf: Option<i64>,
+        /// Permitted operations (repeatable; replaces them all).
         #[arg(long = "op")]
         ops: Vec<String>,
+        /// KEY=VALUE (repeatable; replaces all tags).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
         #[command(flatten)]
@@ -111,12 +131,14 @@ pub enum KeyCommand {
     Lifecycle(Lifecycle),
     /// Make a new version with the same type, size and operations.
     Rotate {
+        /// The key's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Show the rotation policy.
     RotationPolicy {
+        /// The key's name.
         name: String,
         /// Replace it with this JSON file (KeyRotationPolicy).
         #[arg(long)]
@@ -124,15 +146,22 @@ pub enum KeyCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Encrypt --value (base64url) or --file with a key; prints the ciphertext (base64url).
     Encrypt(CryptoArgs),
+    /// Decrypt --value (base64url) or --file with a key; prints the plaintext (base64url).
     Decrypt(CryptoArgs),
+    /// Wrap a key (--value base64url, or --file) with this key; prints the wrapped key.
     Wrap(CryptoArgs),
+    /// Unwrap a wrapped key (--value base64url, or --file); prints the key (base64url).
     Unwrap(CryptoArgs),
     /// Sign a digest (or a file, hashed here with the algorithm's SHA-2).
     Sign {
+        /// The key's name.
         name: String,
+        /// A version (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// Signature algorithm: RS256…RS512, PS256…PS512, ES256, ES384, ES512, ES256K.
         #[arg(long)]
         alg: String,
         #[command(flatten)]
@@ -142,9 +171,12 @@ pub enum KeyCommand {
     },
     /// Verify a signature over a digest (or a file).
     Verify {
+        /// The key's name.
         name: String,
+        /// A version (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// Signature algorithm (as for sign).
         #[arg(long)]
         alg: String,
         #[command(flatten)]
@@ -159,9 +191,12 @@ pub enum KeyCommand {
 
 #[derive(Debug, Args)]
 pub struct CryptoArgs {
+    /// The key's name.
     name: String,
+    /// A version (default: the latest).
     #[arg(long)]
     version: Option<String>,
+    /// Algorithm: RSA-OAEP, RSA-OAEP-256, RSA1_5; A128GCM…A256GCM, A128CBC…A256CBCPAD; A128KW…A256KW.
     #[arg(long)]
     alg: String,
     #[command(flatten)]
@@ -210,23 +245,23 @@ impl DigestInput {
 }
 
 pub(crate) fn print_key(b: &KeyBundle, output: Output) -> anyhow::Result<()> {
-    if output == Output::Json {
+    if output.structured() {
         return print_json(b);
     }
     let kid = b.key.kid.as_deref().unwrap_or("");
-    println!("kid:        {kid}");
-    println!("kty:        {}", b.key.kty.as_deref().unwrap_or(""));
+    outln!("kid:        {kid}")?;
+    outln!("kty:        {}", b.key.kty.as_deref().unwrap_or(""))?;
     if let Some(c) = &b.key.crv {
-        println!("curve:      {c}");
+        outln!("curve:      {c}")?;
     }
-    println!(
+    outln!(
         "operations: {}",
         b.key.key_ops.clone().unwrap_or_default().join(", ")
-    );
-    println!("enabled:    {}", b.attributes.enabled.unwrap_or(true));
-    println!("created:    {}", time(b.attributes.created));
+    )?;
+    outln!("enabled:    {}", b.attributes.enabled.unwrap_or(true))?;
+    outln!("created:    {}", time(b.attributes.created))?;
     if b.attributes.exp.is_some() {
-        println!("expires:    {}", time(b.attributes.exp));
+        outln!("expires:    {}", time(b.attributes.exp))?;
     }
     Ok(())
 }
@@ -248,10 +283,10 @@ async fn crypto(op: &str, a: CryptoArgs) -> anyhow::Result<()> {
         .client()?
         .key_operation(&a.name, a.version.as_deref(), op, &params)
         .await?;
-    if a.conn.output == Output::Json {
+    if a.conn.output.structured() {
         return print_json(&r);
     }
-    println!("{}", r.value);
+    outln!("{}", r.value)?;
     if let Some(iv) = &r.iv {
         eprintln!("iv:  {iv}");
     }
@@ -317,43 +352,43 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
             let c = conn.client()?;
             if deleted {
                 let items = c.list_deleted_keys().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} deleted {}",
                         ObjectId::name_of(&i.item.kid),
                         time(i.deletion.deleted_date)
-                    );
+                    )?;
                 }
             } else {
                 let items = c.list_keys().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} enabled {:<5} updated {}",
                         ObjectId::name_of(&i.kid),
                         i.attributes.enabled.unwrap_or(true),
                         time(i.attributes.updated)
-                    );
+                    )?;
                 }
             }
             Ok(())
         }
         KeyCommand::Versions { name, conn } => {
             let items = conn.client()?.list_key_versions(&name).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&items);
             }
             for i in items {
-                println!(
+                outln!(
                     "{:<34} created {}",
                     ObjectId::version_of(&i.kid).unwrap_or("-"),
                     time(i.attributes.created)
-                );
+                )?;
             }
             Ok(())
         }
@@ -422,10 +457,10 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                 .client()?
                 .sign(&name, version.as_deref(), &KeySignParameters { alg, value })
                 .await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&r);
             }
-            println!("{}", r.value);
+            outln!("{}", r.value)?;
             Ok(())
         }
         KeyCommand::Verify {
@@ -449,14 +484,14 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&serde_json::json!({ "value": ok }));
             }
-            println!("{}", if ok { "valid" } else { "INVALID" });
+            outln!("{}", if ok { "valid" } else { "INVALID" })?;
             if ok {
                 Ok(())
             } else {
-                anyhow::bail!("the signature does not verify")
+                Err(super::exit::Negative("the signature does not verify").into())
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The subcommands every object family has — `delete`, `recover`, `purge`, `backup`,
 //! `restore` — written once over [`Family`] and flattened into `kvault secret | key | cert`.
 
-use super::common::{Connection, Output, print_json, read_input, time, write_backup};
+use super::common::{Connection, Output, outln, print_json, read_input, time, write_backup};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::DeletionInfo;
 use clap::Subcommand;
@@ -12,24 +12,28 @@ use std::path::PathBuf;
 pub enum Lifecycle {
     /// Soft-delete it (recoverable until its retention ends).
     Delete {
+        /// The object's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Recover a soft-deleted one.
     Recover {
+        /// The object's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Permanently remove a soft-deleted one.
     Purge {
+        /// The object's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Write a sealed backup of it (all versions).
     Backup {
+        /// The object's name.
         name: String,
         /// Output file (default: stdout).
         #[arg(long)]
@@ -75,14 +79,14 @@ pub(crate) async fn run<F: Family>(cmd: Lifecycle) -> anyhow::Result<()> {
     match cmd {
         Lifecycle::Delete { name, conn } => {
             let d = F::delete(&conn.client()?, &name).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&d);
             }
-            println!(
+            outln!(
                 "deleted {noun} {name}{}; recoverable until {}",
                 F::DELETES_ALSO,
                 time(F::deletion(&d).scheduled_purge_date)
-            );
+            )?;
         }
         Lifecycle::Recover { name, conn } => {
             let b = F::recover(&conn.client()?, &name).await?;
@@ -90,15 +94,15 @@ pub(crate) async fn run<F: Family>(cmd: Lifecycle) -> anyhow::Result<()> {
         }
         Lifecycle::Purge { name, conn } => {
             F::purge(&conn.client()?, &name).await?;
-            if F::PURGE_NOTE_ALWAYS || conn.output == Output::Human {
-                println!("purged {noun} {name}");
+            if F::PURGE_NOTE_ALWAYS || !conn.output.structured() {
+                outln!("purged {noun} {name}")?;
             }
         }
         Lifecycle::Backup { name, file, conn } => {
             let blob = F::backup(&conn.client()?, &name).await?;
             if let Some(p) = write_backup(&blob, file.as_ref())?
                 && F::BACKUP_NOTE
-                && conn.output == Output::Human
+                && !conn.output.structured()
             {
                 eprintln!("backup of {noun} {name} written to {}", p.display());
             }

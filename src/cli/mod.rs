@@ -3,6 +3,7 @@
 
 mod cert;
 mod common;
+pub mod exit;
 mod key;
 mod lifecycle;
 mod secret;
@@ -65,6 +66,12 @@ enum Command {
     /// Deleted vaults in a cluster: list them, purge one (Kubernetes API).
     #[command(subcommand)]
     Vault(vault::VaultCommand),
+    /// Print a shell completion script, e.g. `source <(kvault completion bash)`.
+    Completion {
+        /// The shell: bash, zsh, fish, powershell or elvish.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,9 +115,23 @@ fn init_logging(format: LogFormat, default_level: &str) {
     };
 }
 
-/// Parses the command line and runs it. Errors print one line and exit non-zero.
+/// Parses the command line and runs it. Errors print one line and exit with their class's
+/// status ([`exit::Class`]).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `-o` and `--field` (global flags of the client commands) as the print helpers see them.
+    let mut leaf = &matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    if let Ok(Some(output)) = leaf.try_get_one::<common::Output>("output") {
+        let field = leaf.try_get_one::<String>("field").ok().flatten().cloned();
+        common::select_output(*output, field);
+    }
     crate::install_crypto_provider();
     let level = match cli.command {
         Command::Server(_) | Command::Dev(_) | Command::Provider(_) | Command::Operator(_) => {
@@ -126,7 +147,7 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kvault: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return exit::Class::Local.exit_code();
         }
     };
     let result: anyhow::Result<()> = rt.block_on(async move {
@@ -152,29 +173,42 @@ pub fn main() -> ExitCode {
                         audience: t.audience,
                     },
                 )?;
-                println!("{}", token.as_str());
+                common::write_bytes(token.as_bytes())?;
+                common::write_bytes(b"\n")?;
                 Ok(())
             }
             Command::Secret(cmd) => secret::run(cmd).await,
             Command::Policy(cmd) => secret::run_policy(cmd).await,
             Command::Key(cmd) => key::run(cmd).await,
             Command::Cert(cmd) => cert::run(cmd).await,
+            Command::Completion { shell } => {
+                // Generated into memory first: clap_complete panics on a failed write.
+                let mut script = Vec::new();
+                clap_complete::generate(
+                    shell,
+                    &mut <Cli as clap::CommandFactory>::command(),
+                    "kvault",
+                    &mut script,
+                );
+                common::write_bytes(&script)?;
+                Ok(())
+            }
             Command::Crd => {
-                use std::io::Write;
                 let yaml = crate::api::all_crds_yaml()?;
-                std::io::stdout().lock().write_all(yaml.as_bytes())?;
+                common::write_bytes(yaml.as_bytes())?;
                 Ok(())
             }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `kvault … | head -1`: the reader has what it wanted; not a failure, nothing to say.
+        Err(e) if exit::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // The error and its causes, each once ("cannot reach the vault: … invalid peer
             // certificate: UnknownIssuer" or "… Connection refused").
-            let e: &(dyn std::error::Error + 'static) = e.as_ref();
-            eprintln!("kvault: {}", crate::error_chain::render(e));
-            ExitCode::FAILURE
+            eprintln!("kvault: {}", crate::error_chain::render(e.as_ref()));
+            exit::Class::of(&e).exit_code()
         }
     }
 }
@@ -182,6 +216,43 @@ pub fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every subcommand and every argument it shows, with no help text: `path: arg`.
+    fn missing_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        if cmd.get_about().is_none() && !cmd.is_hide_set() {
+            out.push(format!("{path} (the command)"));
+        }
+        for arg in cmd.get_arguments() {
+            let generated = matches!(
+                arg.get_action(),
+                clap::ArgAction::Help
+                    | clap::ArgAction::HelpShort
+                    | clap::ArgAction::HelpLong
+                    | clap::ArgAction::Version
+            );
+            if arg.is_hide_set() || generated {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path}: {}", arg.get_id()));
+            }
+        }
+        // clap's own `help` subcommand mirrors the tree; its entries are checked where they
+        // are defined.
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            missing_help(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_and_argument_has_help_text() {
+        use clap::CommandFactory;
+        let mut missing = Vec::new();
+        let mut cli = Cli::command();
+        cli.build();
+        missing_help(&cli, "kvault", &mut missing);
+        assert!(missing.is_empty(), "no help text:\n{}", missing.join("\n"));
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

@@ -1,6 +1,9 @@
 //! `kvault secret …`: the secrets API for people.
 
-use super::common::{Connection, Output, parse_tag, print_json, read_input, tags, time};
+use super::common::{
+    Connection, Output, outln, parse_tag, parse_time, print_json, read_input, secret_value, tags,
+    time,
+};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::{
@@ -9,17 +12,32 @@ use crate::wire::{
 };
 use clap::Subcommand;
 use std::path::PathBuf;
-use zeroize::Zeroizing;
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
-    /// Set a secret (a new version). The value comes from the argument, --file, or stdin.
+    /// Set a secret (a new version). The value comes from the argument or --value (as
+    /// given), --file (byte for byte), or standard input (one trailing newline removed).
+    #[command(
+        after_help = "Value sources: VALUE or --value V is stored as given (beware: \
+        command lines show up in `ps` and shell history); --file PATH stores the file's \
+        bytes as they are; otherwise (or with --file -) the value is read from standard \
+        input and exactly one trailing line ending (\"\\n\" or \"\\r\\n\") is removed, so \
+        `echo x | kvault secret set s` stores \"x\". For exact bytes from a pipe use \
+        --file /dev/stdin."
+    )]
     Set {
+        /// The secret's name (letters, digits and dashes).
         name: String,
+        /// The value, stored as given (prefer --file or standard input: command lines show up in `ps`).
         value: Option<String>,
-        /// Read the value from a file ('-' for stdin).
-        #[arg(long)]
+        /// The value, stored as given (same as the VALUE argument).
+        #[arg(long = "value", value_name = "VALUE", conflicts_with_all = ["value", "file"])]
+        value_flag: Option<String>,
+        /// Read the value from a file, bytes as they are ('-': standard input, one trailing
+        /// newline removed).
+        #[arg(long, conflicts_with = "value")]
         file: Option<PathBuf>,
+        /// A content type for the value (free text, e.g. text/plain).
         #[arg(long)]
         content_type: Option<String>,
         /// KEY=VALUE (repeatable).
@@ -28,18 +46,22 @@ pub enum SecretCommand {
         /// Create the version disabled.
         #[arg(long)]
         disabled: bool,
-        /// Not valid before (Unix seconds).
-        #[arg(long)]
+        /// Not valid before: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a
+        /// duration from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         nbf: Option<i64>,
-        /// Expires at (Unix seconds).
-        #[arg(long)]
+        /// Expires at: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a duration
+        /// from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         exp: Option<i64>,
         #[command(flatten)]
         conn: Connection,
     },
     /// Print a secret's value (or the whole bundle with -o json).
     Get {
+        /// The secret's name.
         name: String,
+        /// A version (default: the latest).
         #[arg(long)]
         version: Option<String>,
         #[command(flatten)]
@@ -55,25 +77,34 @@ pub enum SecretCommand {
     },
     /// List a secret's versions.
     Versions {
+        /// The secret's name.
         name: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Change a version's attributes, tags or content type.
     Update {
+        /// The secret's name.
         name: String,
+        /// The version to change (default: the latest).
         #[arg(long)]
         version: Option<String>,
+        /// Enable (true) or disable (false) the version.
         #[arg(long)]
         enabled: Option<bool>,
+        /// A new content type.
         #[arg(long)]
         content_type: Option<String>,
         /// KEY=VALUE (repeatable; replaces all tags).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
-        #[arg(long)]
+        /// Not valid before: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a
+        /// duration from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         nbf: Option<i64>,
-        #[arg(long)]
+        /// Expires at: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a duration
+        /// from now (90d, 12h, 30m) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
         exp: Option<i64>,
         #[command(flatten)]
         conn: Connection,
@@ -91,6 +122,7 @@ pub enum PolicyCommand {
     },
     /// Replace the policy document from a JSON file ('-' or absent: stdin).
     Put {
+        /// The policy document, JSON ('-' or absent: standard input).
         #[arg(long)]
         file: Option<PathBuf>,
         #[command(flatten)]
@@ -102,7 +134,7 @@ pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::Get { conn } => {
             let status = conn.client()?.get_policy().await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&status);
             }
             print_json(&status.policy)
@@ -112,10 +144,10 @@ pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             let doc: crate::policy::PolicyDocument = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("the policy document is not valid: {e}"))?;
             let status = conn.client()?.put_policy(&doc).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&status);
             }
-            println!(
+            outln!(
                 "policy generation {} {}",
                 status.applied_generation,
                 status
@@ -123,27 +155,27 @@ pub async fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                     .as_deref()
                     .unwrap_or("applied")
                     .to_lowercase()
-            );
+            )?;
             Ok(())
         }
     }
 }
 
-fn print_attrs(a: &SecretAttributes) {
-    println!("enabled:       {}", a.enabled.unwrap_or(true));
-    println!("created:       {}", time(a.created));
-    println!("updated:       {}", time(a.updated));
+fn print_attrs(a: &SecretAttributes) -> anyhow::Result<()> {
+    outln!("enabled:       {}", a.enabled.unwrap_or(true))?;
+    outln!("created:       {}", time(a.created))?;
+    outln!("updated:       {}", time(a.updated))?;
     if a.nbf.is_some() {
-        println!("not before:    {}", time(a.nbf));
+        outln!("not before:    {}", time(a.nbf))?;
     }
     if a.exp.is_some() {
-        println!("expires:       {}", time(a.exp));
+        outln!("expires:       {}", time(a.exp))?;
     }
-    println!(
+    outln!(
         "recovery:      {} ({} days)",
         a.recovery_level.as_deref().unwrap_or("-"),
         a.recoverable_days.unwrap_or(0)
-    );
+    )
 }
 
 pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
@@ -151,6 +183,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
         SecretCommand::Set {
             name,
             value,
+            value_flag,
             file,
             content_type,
             tags: t,
@@ -159,11 +192,7 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             exp,
             conn,
         } => {
-            let value = match (value, file) {
-                (Some(v), None) => Zeroizing::new(v),
-                (None, f) => read_input(f.as_ref())?,
-                (Some(_), Some(_)) => anyhow::bail!("give the value or --file, not both"),
-            };
+            let value = secret_value(value.or(value_flag), file.as_ref())?;
             let params = SecretSetParameters {
                 value: value.to_string(),
                 content_type,
@@ -176,15 +205,15 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 }),
             };
             let b = conn.client()?.set_secret(&name, &params).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 let mut b = b;
                 b.value = None;
                 return print_json(&b);
             }
-            println!(
+            outln!(
                 "set secret {name}, version {}",
                 ObjectId::version_of(&b.id).unwrap_or("-")
-            );
+            )?;
         }
         SecretCommand::Get {
             name,
@@ -192,60 +221,62 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             conn,
         } => {
             let b = conn.client()?.get_secret(&name, version.as_deref()).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&b);
             }
-            println!("{}", b.value.as_deref().unwrap_or(""));
+            outln!("{}", b.value.as_deref().unwrap_or(""))?;
         }
         SecretCommand::List { deleted, conn } => {
             let c = conn.client()?;
             if deleted {
                 let items = c.list_deleted_secrets().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
-                println!("{:<40} {:<26} {:<26}", "NAME", "DELETED", "PURGE AFTER");
+                outln!("{:<40} {:<26} {:<26}", "NAME", "DELETED", "PURGE AFTER")?;
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} {:<26} {:<26}",
                         ObjectId::name_of(&i.item.id),
                         time(i.deletion.deleted_date),
                         time(i.deletion.scheduled_purge_date)
-                    );
+                    )?;
                 }
             } else {
                 let items = c.list_secrets().await?;
-                if conn.output == Output::Json {
+                if conn.output.structured() {
                     return print_json(&items);
                 }
-                println!(
+                outln!(
                     "{:<40} {:<8} {:<26} CONTENT-TYPE",
-                    "NAME", "ENABLED", "UPDATED"
-                );
+                    "NAME",
+                    "ENABLED",
+                    "UPDATED"
+                )?;
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<40} {:<8} {:<26} {}",
                         ObjectId::name_of(&i.id),
                         i.attributes.enabled.unwrap_or(true),
                         time(i.attributes.updated),
                         i.content_type.as_deref().unwrap_or("")
-                    );
+                    )?;
                 }
             }
         }
         SecretCommand::Versions { name, conn } => {
             let items = conn.client()?.list_secret_versions(&name).await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&items);
             }
-            println!("{:<34} {:<8} {:<26}", "VERSION", "ENABLED", "CREATED");
+            outln!("{:<34} {:<8} {:<26}", "VERSION", "ENABLED", "CREATED")?;
             for i in items {
-                println!(
+                outln!(
                     "{:<34} {:<8} {:<26}",
                     ObjectId::version_of(&i.id).unwrap_or("-"),
                     i.attributes.enabled.unwrap_or(true),
                     time(i.attributes.created)
-                );
+                )?;
             }
         }
         SecretCommand::Update {
@@ -274,14 +305,14 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
                 .client()?
                 .update_secret(&name, version.as_deref(), &params)
                 .await?;
-            if conn.output == Output::Json {
+            if conn.output.structured() {
                 return print_json(&b);
             }
-            println!(
+            outln!(
                 "updated secret {name}, version {}",
                 ObjectId::version_of(&b.id).unwrap_or("-")
-            );
-            print_attrs(&b.attributes);
+            )?;
+            print_attrs(&b.attributes)?;
         }
         SecretCommand::Lifecycle(cmd) => return lifecycle::run::<Secrets>(cmd).await,
     }
@@ -321,13 +352,12 @@ impl Family for Secrets {
         &d.deletion
     }
     fn print(b: &Self::Bundle, name: Option<&str>, output: Output) -> anyhow::Result<()> {
-        if output == Output::Json {
+        if output.structured() {
             return print_json(b);
         }
         match name {
-            Some(name) => println!("recovered secret {name}"),
-            None => println!("restored secret {}", ObjectId::name_of(&b.id)),
+            Some(name) => outln!("recovered secret {name}"),
+            None => outln!("restored secret {}", ObjectId::name_of(&b.id)),
         }
-        Ok(())
     }
 }

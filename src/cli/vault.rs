@@ -1,6 +1,7 @@
 //! `kvault vault …`: deleted vaults in a cluster — list them, purge one when allowed. Talks
 //! to the Kubernetes API (in-cluster configuration or your kubeconfig), not to a vault.
 
+use super::common::out;
 use crate::api::Vault;
 use crate::operator::controller::purge_vault;
 use crate::operator::soft_delete::{self, DeletedVault};
@@ -20,7 +21,9 @@ pub enum VaultCommand {
     /// Purge a deleted vault now: delete its master key and data volumes for good. Refused
     /// while purge protection holds it.
     Purge {
+        /// The deleted vault's name.
         name: String,
+        /// The namespace the vault was in.
         #[arg(long, short = 'n')]
         namespace: String,
     },
@@ -100,7 +103,7 @@ pub async fn run(cmd: VaultCommand) -> anyhow::Result<()> {
             if vaults.is_empty() {
                 eprintln!("no deleted vaults");
             } else {
-                print!("{}", deleted_table(&vaults));
+                out!("{}", deleted_table(&vaults))?;
             }
         }
         VaultCommand::Purge { name, namespace } => {

@@ -29,6 +29,48 @@ fn kvault(env: &[(String, String)], args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs the binary with a standard output whose reader is already gone (as after `| head
+/// -1` has read its line): every write to it fails with EPIPE.
+fn kvault_closed_stdout(env: &[(String, String)], args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// Runs the binary with `input` on its standard input.
+fn kvault_stdin(env: &[(String, String)], args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The stored value of a secret, exactly (from the JSON bundle, not the printed line).
+fn stored_value(env: &[(String, String)], name: &str) -> String {
+    let o = kvault(env, &["secret", "get", name, "-o", "json"]);
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["value"].as_str().unwrap().to_string()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -92,9 +134,25 @@ fn dev_secret_cli_round_trip_and_restart() {
         "REQUESTS_CA_BUNDLE",
         "SSL_CERT_FILE",
         "NODE_EXTRA_CA_CERTS",
+        "KVAULT_STATE_DIR",
     ] {
         assert!(keys.contains(&k), "{k} missing from dev.env");
     }
+    // After `source dev.env`, `kvault token` finds the state from any directory.
+    assert_eq!(
+        env.iter().find(|(k, _)| k == "KVAULT_STATE_DIR").unwrap().1,
+        std::fs::canonicalize(&state).unwrap().to_str().unwrap()
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args(["token", "--user", "alice"])
+        .current_dir(elsewhere.path())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).trim().split('.').count(), 3, "{o:?}");
     assert_eq!(
         env.iter().find(|(k, _)| k == "KVAULT_URL").unwrap().1,
         format!("https://dev.kvault.localhost:{port}")
@@ -119,15 +177,145 @@ fn dev_secret_cli_round_trip_and_restart() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["tags"]["a"], "b");
     assert!(stdout(&kvault(&env, &["secret", "list"])).contains("greeting"));
+    // -o yaml and --field: the same answer as YAML, or one member of it.
+    let o = kvault(&env, &["secret", "get", "greeting", "-o", "yaml"]);
+    assert!(stdout(&o).lines().any(|l| l == "value: hello"), "{o:?}");
+    let o = kvault(&env, &["secret", "get", "greeting", "--field", "value"]);
+    assert_eq!(stdout(&o), "hello\n", "{o:?}");
+    let o = kvault(&env, &["secret", "get", "greeting", "--field", "tags.a"]);
+    assert_eq!(stdout(&o), "b\n", "{o:?}");
+    let o = kvault(&env, &["secret", "list", "--field", "id"]);
+    assert!(
+        stdout(&o).lines().any(|l| l.ends_with("/secrets/greeting")),
+        "{o:?}"
+    );
+    let o = kvault(&env, &["secret", "get", "greeting", "--field", "nope"]);
+    assert_eq!(o.status.code(), Some(9), "{o:?}");
     let o = kvault(&env, &["secret", "backup", "greeting"]);
     let blob = stdout(&o).trim().to_string();
     assert!(blob.len() > 40);
 
-    // Errors: the vault's code and message, non-zero exit.
+    // Values from standard input lose exactly one trailing line ending; --file and the
+    // argument or --value store what they are given.
+    for (input, stored) in [("x\n", "x"), ("x\r\n", "x"), ("x", "x"), ("x\n\n", "x\n")] {
+        let o = kvault_stdin(&env, &["secret", "set", "piped"], input.as_bytes());
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(stored_value(&env, "piped"), stored, "{input:?}");
+        let o = kvault_stdin(
+            &env,
+            &["secret", "set", "piped", "--file", "-"],
+            input.as_bytes(),
+        );
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(stored_value(&env, "piped"), stored, "--file - {input:?}");
+    }
+    let file = dir.path().join("value.txt");
+    std::fs::write(&file, "from a file\n").unwrap();
+    let o = kvault(
+        &env,
+        &["secret", "set", "filed", "--file", file.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stored_value(&env, "filed"), "from a file\n");
+    assert!(
+        kvault(&env, &["secret", "set", "flagged", "--value", "v\n"])
+            .status
+            .success()
+    );
+    assert_eq!(stored_value(&env, "flagged"), "v\n");
+    assert_eq!(
+        kvault(&env, &["secret", "set", "flagged", "a", "--value", "b"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // Times: RFC 3339, durations from now, and Unix seconds as before.
+    let o = kvault(
+        &env,
+        &[
+            "secret",
+            "set",
+            "timed",
+            "v",
+            "--nbf",
+            "1h",
+            "--exp",
+            "2030-01-01T00:00:00Z",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = kvault(&env, &["secret", "get", "timed", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["attributes"]["exp"], 1_893_456_000, "{v}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let nbf = v["attributes"]["nbf"].as_i64().unwrap();
+    assert!((nbf - (now + 3600)).abs() < 120, "nbf {nbf}, now {now}");
+    let o = kvault(
+        &env,
+        &[
+            "secret",
+            "update",
+            "timed",
+            "--exp",
+            "1900000000",
+            "--nbf",
+            "2029-06-01",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = kvault(&env, &["secret", "get", "timed", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["attributes"]["exp"], 1_900_000_000, "{v}");
+    assert_eq!(v["attributes"]["nbf"], 1_874_966_400, "{v}");
+    let o = kvault(&env, &["secret", "set", "timed", "v", "--exp", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("RFC 3339"));
+
+    // `kvault … | head -1`: a closed standard output ends the command quietly, status 0.
+    for args in [
+        &["secret", "list"][..],
+        &["secret", "get", "greeting"],
+        &["secret", "get", "greeting", "-o", "json"],
+        &["secret", "backup", "greeting"],
+        &["crd"],
+    ] {
+        let o = kvault_closed_stdout(&env, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.is_empty(), "{args:?} printed: {err}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+    }
+
+    // Errors: the vault's code and message, and an exit status by class (docs/cli.md).
     let o = kvault(&env, &["secret", "get", "missing"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(3), "not found: {o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("SecretNotFound"), "{err}");
+    // A command line clap refuses: 2; a local error (no vault URL): 9.
+    // The usage line of a missing argument does not suggest a token on the command line,
+    // though KVAULT_TOKEN is set.
+    let o = kvault(&env, &["secret", "get"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Usage: kvault secret get"), "{err}");
+    assert!(!err.contains("--token <"), "{err}");
+    let help = stdout(&kvault(&env, &["secret", "set", "--help"]));
+    assert!(!help.contains("--token <"), "{help}");
+    assert!(help.contains("--token-file"), "{help}");
+    let no_url: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k != "KVAULT_URL")
+        .cloned()
+        .collect();
+    assert_eq!(
+        kvault(&no_url, &["secret", "get", "greeting"])
+            .status
+            .code(),
+        Some(9)
+    );
 
     // Tokens for other principals work; a token from nowhere does not.
     let o = kvault(
@@ -147,7 +335,7 @@ fn dev_secret_cli_round_trip_and_restart() {
     sa_env.push(("KVAULT_TOKEN".into(), token));
     // Authenticated, but the dev policy grants only the administrator: 403 Forbidden.
     let o = kvault(&sa_env, &["secret", "list"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(5), "forbidden: {o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("Forbidden") && err.contains("ServiceAccount team-a/web"),
@@ -158,6 +346,7 @@ fn dev_secret_cli_round_trip_and_restart() {
     bad_env.push(("KVAULT_TOKEN".into(), "nope".into()));
     let o = kvault(&bad_env, &["secret", "list"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("Unauthorized"));
+    assert_eq!(o.status.code(), Some(4), "unauthorized: {o:?}");
 
     // SIGTERM stops it cleanly; a restart keeps the data (and the same master key).
     assert!(sigterm(&mut dev).success());
@@ -174,6 +363,9 @@ fn dev_secret_cli_round_trip_and_restart() {
             .status
             .success()
     );
+    // The name of a deleted but recoverable secret cannot be reused: 409, exit status 6.
+    let o = kvault(&env, &["secret", "set", "greeting", "again"]);
+    assert_eq!(o.status.code(), Some(6), "conflict: {o:?}");
     assert!(
         kvault(&env, &["secret", "purge", "greeting"])
             .status
@@ -505,7 +697,8 @@ fn cert_and_key_commands_through_the_real_binary() {
             &sig,
         ],
     );
-    assert!(!o.status.success());
+    // A signature that does not verify is a negative answer: exit status 1.
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(sigterm(&mut dev).success());
 }
 
@@ -533,12 +726,20 @@ fn a_wrong_ca_and_a_stopped_vault_are_told_apart_by_their_cause() {
         other.ca_pem.to_str().unwrap().to_string(),
     ));
     let o = kvault(&wrong_ca, &["secret", "get", "greeting"]);
-    assert!(!o.status.success());
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "TLS failure is unavailable: {o:?}"
+    );
     let untrusted = stderr(&o);
 
     assert!(sigterm(&mut dev).success());
     let o = kvault(&env, &["secret", "get", "greeting"]);
-    assert!(!o.status.success());
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "a stopped vault is unavailable: {o:?}"
+    );
     let stopped = stderr(&o);
 
     assert_ne!(untrusted, stopped);
@@ -562,4 +763,44 @@ fn a_wrong_ca_and_a_stopped_vault_are_told_apart_by_their_cause() {
         "the stopped vault is named: {stopped}"
     );
     assert!(!stopped.to_lowercase().contains("certificate"), "{stopped}");
+}
+
+#[test]
+fn completion_scripts_name_the_subcommands() {
+    let o = kvault(&[], &["completion", "bash"]);
+    assert!(o.status.success(), "{o:?}");
+    let script = stdout(&o);
+    assert!(script.contains("_kvault()"), "{script}");
+    assert!(
+        script.contains("complete -F _kvault"),
+        "not a bash completion"
+    );
+    let top = script
+        .lines()
+        .find(|l| l.contains("opts=\"") && l.contains(" secret "))
+        .expect("a line with the top-level subcommands");
+    for sub in [
+        "secret",
+        "key",
+        "cert",
+        "policy",
+        "token",
+        "dev",
+        "completion",
+    ] {
+        assert!(top.contains(&format!(" {sub} ")), "{sub} missing: {top}");
+    }
+    // The secret subcommands, and a flag of one of them.
+    assert!(
+        script.contains("kvault__subcmd__secret,set)"),
+        "no `secret set`"
+    );
+    assert!(script.contains("--token-file"), "no --token-file");
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let o = kvault(&[], &["completion", shell]);
+        assert!(o.status.success(), "{shell}: {o:?}");
+        assert!(stdout(&o).contains("secret"), "{shell}");
+    }
+    // An unknown shell is a usage error.
+    assert_eq!(kvault(&[], &["completion", "tcsh"]).status.code(), Some(2));
 }
