@@ -679,9 +679,10 @@ async fn deleting_a_vault_keeps_its_master_key_and_volumes_with_a_purge_time() {
         let core = format!("/api/v1/namespaces/{NS}");
         // Not relocated: its namespace stays.
         let namespace = api
-            .answer(StatusCode::OK, |_| {
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-            })
+            .answer(
+                StatusCode::OK,
+                |_| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+            )
             .await;
         assert_eq!(namespace.path, format!("/api/v1/namespaces/{NS}"));
         api.answer(StatusCode::OK, master_key_exists).await;
