@@ -16,48 +16,74 @@ use clap::Subcommand;
 use rustls::pki_types::pem::PemObject;
 use std::path::PathBuf;
 
+// The arguments of `create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The certificate's name.
+    pub name: String,
+    /// e.g. "CN=web.example.test, O=Example".
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// DNS subject alternative name (repeatable).
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// Self, Unknown, or the name of an issuer.
+    #[arg(long, default_value = "Self")]
+    pub issuer: String,
+    /// RSA or EC.
+    #[arg(long, default_value = "RSA")]
+    pub kty: String,
+    /// RSA key size: 2048, 3072 or 4096.
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// EC curve: P-256, P-384, P-521, P-256K.
+    #[arg(long)]
+    pub curve: Option<String>,
+    /// application/x-pkcs12 or application/x-pem-file.
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// Validity in months (default: 12).
+    #[arg(long)]
+    pub validity_months: Option<u32>,
+    /// Make a CA certificate (for a kvault issuer).
+    #[arg(long)]
+    pub ca: bool,
+    /// A whole CertificatePolicy as JSON (overrides the flags above).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+// The arguments of `list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// List deleted certificates instead.
+    #[arg(long)]
+    pub deleted: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+// The arguments of `merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The certificate's name.
+    pub name: String,
+    /// The signed certificate and its chain (PEM or DER).
+    #[arg(long)]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CertCommand {
     /// Issue a certificate (self-signed, through an issuer, or pending a merge).
-    Create {
-        /// The certificate's name.
-        name: String,
-        /// e.g. "CN=web.example.test, O=Example".
-        #[arg(long)]
-        subject: Option<String>,
-        /// DNS subject alternative name (repeatable).
-        #[arg(long = "dns")]
-        dns: Vec<String>,
-        /// Self, Unknown, or the name of an issuer.
-        #[arg(long, default_value = "Self")]
-        issuer: String,
-        /// RSA or EC.
-        #[arg(long, default_value = "RSA")]
-        kty: String,
-        /// RSA key size: 2048, 3072 or 4096.
-        #[arg(long)]
-        size: Option<u32>,
-        /// EC curve: P-256, P-384, P-521, P-256K.
-        #[arg(long)]
-        curve: Option<String>,
-        /// application/x-pkcs12 or application/x-pem-file.
-        #[arg(long)]
-        content_type: Option<String>,
-        /// Validity in months (default: 12).
-        #[arg(long)]
-        validity_months: Option<u32>,
-        /// Make a CA certificate (for a kvault issuer).
-        #[arg(long)]
-        ca: bool,
-        /// A whole CertificatePolicy as JSON (overrides the flags above).
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// KEY=VALUE (repeatable).
-        #[arg(long = "tag", value_parser = parse_tag)]
-        tags: Vec<(String, String)>,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    Create(CreateArgs),
     /// Import a PFX or PEM file (certificate and private key).
     Import {
         /// The certificate's name.
@@ -85,13 +111,7 @@ pub enum CertCommand {
         conn: Connection,
     },
     /// List certificates (names and expiry), or --deleted ones.
-    List {
-        /// List deleted certificates instead.
-        #[arg(long)]
-        deleted: bool,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    List(ListArgs),
     /// List a certificate's versions.
     Versions {
         /// The certificate's name.
@@ -118,15 +138,7 @@ pub enum CertCommand {
     #[command(flatten)]
     Lifecycle(Lifecycle),
     /// Complete a pending (issuer Unknown) certificate with the signed certificate (PEM or DER).
-    Merge {
-        /// The certificate's name.
-        name: String,
-        /// The signed certificate and its chain (PEM or DER).
-        #[arg(long)]
-        file: PathBuf,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    Merge(MergeArgs),
     /// Show the pending operation (and its CSR).
     Pending {
         /// The certificate's name.
@@ -273,91 +285,154 @@ async fn write_out(
     Ok(())
 }
 
+async fn create(args: CreateArgs) -> anyhow::Result<()> {
+    let CreateArgs {
+        name,
+        subject,
+        dns,
+        issuer,
+        kty,
+        size,
+        curve,
+        content_type,
+        validity_months,
+        ca,
+        policy,
+        tags: t,
+        conn,
+    } = args;
+    let policy = match policy {
+        Some(p) => read_json::<CertificatePolicy>(&p)?,
+        None => CertificatePolicy {
+            key_props: Some(KeyProperties {
+                kty: Some(kty),
+                key_size: size,
+                crv: curve,
+                ..Default::default()
+            }),
+            secret_props: content_type.map(|c| SecretProperties {
+                content_type: Some(c),
+            }),
+            x509_props: Some(X509Properties {
+                subject,
+                sans: (!dns.is_empty()).then(|| SubjectAlternativeNames {
+                    dns_names: Some(dns),
+                    ..Default::default()
+                }),
+                validity_months,
+                key_usage: ca.then(|| {
+                    vec![
+                        "keyCertSign".into(),
+                        "cRLSign".into(),
+                        "digitalSignature".into(),
+                    ]
+                }),
+                basic_constraints: ca.then_some(BasicConstraints { ca: true }),
+                ..Default::default()
+            }),
+            issuer: Some(IssuerParameters {
+                name: Some(issuer),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    };
+    let c = conn.client()?;
+    let op = c
+        .create_certificate(
+            &name,
+            &CertificateCreateParameters {
+                policy: Some(policy),
+                tags: tags(t),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let op = if op.csr.is_some() {
+        op
+    } else {
+        c.get_certificate_operation(&name).await?
+    };
+    if conn.output.structured() {
+        return print_json(&op);
+    }
+    outln!("certificate {name}: {}", op.status)?;
+    if let Some(csr) = &op.csr {
+        outln!(
+            "{}",
+            crate::crypto::pem::encode(
+                "CERTIFICATE REQUEST",
+                &base64::engine::general_purpose::STANDARD.decode(csr)?
+            )
+            .as_str()
+        )?;
+    }
+    Ok(())
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let ListArgs { deleted, conn } = args;
+    let c = conn.client()?;
+    if deleted {
+        let items = c.list_deleted_certificates().await?;
+        if conn.output.structured() {
+            return print_json(&items);
+        }
+        for i in items {
+            outln!(
+                "{:<40} deleted {}",
+                ObjectId::name_of(&i.item.id),
+                time(i.deletion.deleted_date)
+            )?;
+        }
+    } else {
+        let items = c.list_certificates().await?;
+        if conn.output.structured() {
+            return print_json(&items);
+        }
+        for i in items {
+            outln!(
+                "{:<40} expires {}",
+                ObjectId::name_of(&i.id),
+                time(i.attributes.exp)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+async fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    let MergeArgs { name, file, conn } = args;
+    let bytes =
+        std::fs::read(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    let ders: Vec<Vec<u8>> = if bytes.starts_with(b"-----BEGIN") {
+        rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
+            .map(|c| c.map(|c| c.to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| anyhow::anyhow!("{} is not PEM", file.display()))?
+    } else {
+        vec![bytes]
+    };
+    let x5c = ders
+        .iter()
+        .map(|d| base64::engine::general_purpose::STANDARD.encode(d))
+        .collect();
+    let b = conn
+        .client()?
+        .merge_certificate(
+            &name,
+            &CertificateMergeParameters {
+                x5c,
+                ..Default::default()
+            },
+        )
+        .await?;
+    print_cert(&b, conn.output)
+}
+
 pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
     match cmd {
-        CertCommand::Create {
-            name,
-            subject,
-            dns,
-            issuer,
-            kty,
-            size,
-            curve,
-            content_type,
-            validity_months,
-            ca,
-            policy,
-            tags: t,
-            conn,
-        } => {
-            let policy = match policy {
-                Some(p) => read_json::<CertificatePolicy>(&p)?,
-                None => CertificatePolicy {
-                    key_props: Some(KeyProperties {
-                        kty: Some(kty),
-                        key_size: size,
-                        crv: curve,
-                        ..Default::default()
-                    }),
-                    secret_props: content_type.map(|c| SecretProperties {
-                        content_type: Some(c),
-                    }),
-                    x509_props: Some(X509Properties {
-                        subject,
-                        sans: (!dns.is_empty()).then(|| SubjectAlternativeNames {
-                            dns_names: Some(dns),
-                            ..Default::default()
-                        }),
-                        validity_months,
-                        key_usage: ca.then(|| {
-                            vec![
-                                "keyCertSign".into(),
-                                "cRLSign".into(),
-                                "digitalSignature".into(),
-                            ]
-                        }),
-                        basic_constraints: ca.then_some(BasicConstraints { ca: true }),
-                        ..Default::default()
-                    }),
-                    issuer: Some(IssuerParameters {
-                        name: Some(issuer),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            };
-            let c = conn.client()?;
-            let op = c
-                .create_certificate(
-                    &name,
-                    &CertificateCreateParameters {
-                        policy: Some(policy),
-                        tags: tags(t),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            let op = if op.csr.is_some() {
-                op
-            } else {
-                c.get_certificate_operation(&name).await?
-            };
-            if conn.output.structured() {
-                return print_json(&op);
-            }
-            outln!("certificate {name}: {}", op.status)?;
-            if let Some(csr) = &op.csr {
-                outln!(
-                    "{}",
-                    crate::crypto::pem::encode(
-                        "CERTIFICATE REQUEST",
-                        &base64::engine::general_purpose::STANDARD.decode(csr)?
-                    )
-                    .as_str()
-                )?;
-            }
-            Ok(())
-        }
+        CertCommand::Create(args) => create(args).await,
         CertCommand::Import {
             name,
             file,
@@ -394,35 +469,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             }
             print_cert(&b, conn.output)
         }
-        CertCommand::List { deleted, conn } => {
-            let c = conn.client()?;
-            if deleted {
-                let items = c.list_deleted_certificates().await?;
-                if conn.output.structured() {
-                    return print_json(&items);
-                }
-                for i in items {
-                    outln!(
-                        "{:<40} deleted {}",
-                        ObjectId::name_of(&i.item.id),
-                        time(i.deletion.deleted_date)
-                    )?;
-                }
-            } else {
-                let items = c.list_certificates().await?;
-                if conn.output.structured() {
-                    return print_json(&items);
-                }
-                for i in items {
-                    outln!(
-                        "{:<40} expires {}",
-                        ObjectId::name_of(&i.id),
-                        time(i.attributes.exp)
-                    )?;
-                }
-            }
-            Ok(())
-        }
+        CertCommand::List(args) => list(args).await,
         CertCommand::Versions { name, conn } => {
             let items = conn.client()?.list_certificate_versions(&name).await?;
             if conn.output.structured() {
@@ -462,33 +509,7 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             print_cert(&b, conn.output)
         }
         CertCommand::Lifecycle(cmd) => lifecycle::run::<Certificates>(cmd).await,
-        CertCommand::Merge { name, file, conn } => {
-            let bytes = std::fs::read(&file)
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-            let ders: Vec<Vec<u8>> = if bytes.starts_with(b"-----BEGIN") {
-                rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
-                    .map(|c| c.map(|c| c.to_vec()))
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| anyhow::anyhow!("{} is not PEM", file.display()))?
-            } else {
-                vec![bytes]
-            };
-            let x5c = ders
-                .iter()
-                .map(|d| base64::engine::general_purpose::STANDARD.encode(d))
-                .collect();
-            let b = conn
-                .client()?
-                .merge_certificate(
-                    &name,
-                    &CertificateMergeParameters {
-                        x5c,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            print_cert(&b, conn.output)
-        }
+        CertCommand::Merge(args) => merge(args).await,
         CertCommand::Pending { name, conn } => {
             print_json(&conn.client()?.get_certificate_operation(&name).await?)
         }

@@ -37,34 +37,48 @@ impl Input {
     }
 }
 
+// The arguments of `create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The key's name.
+    pub name: String,
+    /// RSA, EC or oct.
+    #[arg(long, default_value = "RSA")]
+    pub kty: String,
+    /// RSA: 2048, 3072, 4096; oct: 128, 192, 256.
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// EC: P-256, P-384, P-521, P-256K.
+    #[arg(long)]
+    pub curve: Option<String>,
+    /// Permitted operations (repeatable): encrypt, decrypt, sign, verify, wrapKey, unwrapKey.
+    #[arg(long = "op")]
+    pub ops: Vec<String>,
+    /// KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// Expires at: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a duration
+    /// from now (90d, 12h, 30m) or Unix seconds.
+    #[arg(long, value_parser = parse_time)]
+    pub exp: Option<i64>,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+// The arguments of `list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// List deleted keys instead.
+    #[arg(long)]
+    pub deleted: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create a key (a new version if the name exists).
-    Create {
-        /// The key's name.
-        name: String,
-        /// RSA, EC or oct.
-        #[arg(long, default_value = "RSA")]
-        kty: String,
-        /// RSA: 2048, 3072, 4096; oct: 128, 192, 256.
-        #[arg(long)]
-        size: Option<u32>,
-        /// EC: P-256, P-384, P-521, P-256K.
-        #[arg(long)]
-        curve: Option<String>,
-        /// Permitted operations (repeatable): encrypt, decrypt, sign, verify, wrapKey, unwrapKey.
-        #[arg(long = "op")]
-        ops: Vec<String>,
-        /// KEY=VALUE (repeatable).
-        #[arg(long = "tag", value_parser = parse_tag)]
-        tags: Vec<(String, String)>,
-        /// Expires at: RFC 3339 (2030-01-31T12:00:00Z), a date (midnight UTC), a duration
-        /// from now (90d, 12h, 30m) or Unix seconds.
-        #[arg(long, value_parser = parse_time)]
-        exp: Option<i64>,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    Create(CreateArgs),
     /// Import a JSON Web Key (with its private members) from a file.
     Import {
         /// The key's name.
@@ -86,13 +100,7 @@ pub enum KeyCommand {
         conn: Connection,
     },
     /// List keys (names and attributes), or --deleted ones.
-    List {
-        /// List deleted keys instead.
-        #[arg(long)]
-        deleted: bool,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    List(ListArgs),
     /// List a key's versions.
     Versions {
         /// The key's name.
@@ -296,33 +304,68 @@ async fn crypto(op: &str, a: CryptoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn create(args: CreateArgs) -> anyhow::Result<()> {
+    let CreateArgs {
+        name,
+        kty,
+        size,
+        curve,
+        ops: o,
+        tags: t,
+        exp,
+        conn,
+    } = args;
+    let params = KeyCreateParameters {
+        kty,
+        key_size: size,
+        crv: curve,
+        key_ops: ops(o),
+        tags: tags(t),
+        attributes: exp.map(|e| KeyAttributes {
+            exp: Some(e),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let b = conn.client()?.create_key(&name, &params).await?;
+    print_key(&b, conn.output)
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let ListArgs { deleted, conn } = args;
+    let c = conn.client()?;
+    if deleted {
+        let items = c.list_deleted_keys().await?;
+        if conn.output.structured() {
+            return print_json(&items);
+        }
+        for i in items {
+            outln!(
+                "{:<40} deleted {}",
+                ObjectId::name_of(&i.item.kid),
+                time(i.deletion.deleted_date)
+            )?;
+        }
+    } else {
+        let items = c.list_keys().await?;
+        if conn.output.structured() {
+            return print_json(&items);
+        }
+        for i in items {
+            outln!(
+                "{:<40} enabled {:<5} updated {}",
+                ObjectId::name_of(&i.kid),
+                i.attributes.enabled.unwrap_or(true),
+                time(i.attributes.updated)
+            )?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
-        KeyCommand::Create {
-            name,
-            kty,
-            size,
-            curve,
-            ops: o,
-            tags: t,
-            exp,
-            conn,
-        } => {
-            let params = KeyCreateParameters {
-                kty,
-                key_size: size,
-                crv: curve,
-                key_ops: ops(o),
-                tags: tags(t),
-                attributes: exp.map(|e| KeyAttributes {
-                    exp: Some(e),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let b = conn.client()?.create_key(&name, &params).await?;
-            print_key(&b, conn.output)
-        }
+        KeyCommand::Create(args) => create(args).await,
         KeyCommand::Import { name, jwk, conn } => {
             let text = std::fs::read(&jwk)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", jwk.display()))?;
@@ -348,36 +391,7 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
             let b = conn.client()?.get_key(&name, version.as_deref()).await?;
             print_key(&b, conn.output)
         }
-        KeyCommand::List { deleted, conn } => {
-            let c = conn.client()?;
-            if deleted {
-                let items = c.list_deleted_keys().await?;
-                if conn.output.structured() {
-                    return print_json(&items);
-                }
-                for i in items {
-                    outln!(
-                        "{:<40} deleted {}",
-                        ObjectId::name_of(&i.item.kid),
-                        time(i.deletion.deleted_date)
-                    )?;
-                }
-            } else {
-                let items = c.list_keys().await?;
-                if conn.output.structured() {
-                    return print_json(&items);
-                }
-                for i in items {
-                    outln!(
-                        "{:<40} enabled {:<5} updated {}",
-                        ObjectId::name_of(&i.kid),
-                        i.attributes.enabled.unwrap_or(true),
-                        time(i.attributes.updated)
-                    )?;
-                }
-            }
-            Ok(())
-        }
+        KeyCommand::List(args) => list(args).await,
         KeyCommand::Versions { name, conn } => {
             let items = conn.client()?.list_key_versions(&name).await?;
             if conn.output.structured() {
