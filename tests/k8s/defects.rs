@@ -42,7 +42,8 @@ async fn condition_is(
 /// Growing a Vault whose claims cannot expand (here: not bound, no provisioner) is refused
 /// by the API server; the Vault says so (`Degraded=True/ApplyFailed` with the API server's
 /// message) and the StatefulSet is not touched. A pod the scheduler cannot place is named
-/// in `Ready` (`PodsUnschedulable`).
+/// in `Ready` (`PodsUnschedulable`), and so is an image that cannot be pulled
+/// (`ImagePullFailed`).
 pub async fn refused_growth_and_unschedulable_pods_are_said(c: Cluster) -> Result<()> {
     c.crds().await?;
     let operator_ns = "kvault-suite-defects";
@@ -129,6 +130,34 @@ pub async fn refused_growth_and_unschedulable_pods_are_said(c: Cluster) -> Resul
                     .as_deref()
                     .is_some_and(|m| m.contains("Insufficient memory")),
                 "Ready does not quote the scheduler: {ready:?}"
+            );
+            // An image that cannot be pulled (as the kubelet would report it).
+            c.apply(&vault(ns, "nopull", json!({})), false).await?;
+            wait_for("the pod nopull-0", WAIT, || async {
+                Ok(pods.get_opt("nopull-0").await?)
+            })
+            .await?;
+            let pulling = json!({"status": {"containerStatuses": [{
+            "name": "kvault", "image": "ghcr.io/kvault/kvault:0.1.0", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff",
+                                  "message": "Back-off pulling image"}}}]}});
+            pods.patch_status("nopull-0", &PatchParams::default(), &Patch::Merge(&pulling))
+                .await?;
+            vaults
+                .patch(
+                    "nopull",
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"metadata": {"annotations": {"suite/touch": "1"}}})),
+                )
+                .await?;
+            let v = condition_is(&c, ns, "nopull", "Degraded", "True", "ImagePullFailed").await?;
+            let ready = condition(&v, "Ready").map(|r| r["message"].to_string());
+            ensure!(
+                ready.as_deref().is_some_and(
+                    |m| m.contains("ImagePullBackOff") && m.contains("ghcr.io/kvault/kvault")
+                ),
+                "Ready does not name the image and the reason: {ready:?}"
             );
             anyhow::Ok(())
         }
