@@ -1475,6 +1475,15 @@ async fn a_deleted_namespace_moves_a_protected_vaults_key_and_retains_its_volume
             json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
                    "metadata": {"name": name, "namespace": NS}})
         };
+        // Released from what they are now (read again).
+        let key_now = api
+            .answer(StatusCode::OK, |_| {
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                       "metadata": {"name": "payments-master-key", "namespace": NS,
+                                    "finalizers": ["kvault.dev/purge-protection"]}})
+            })
+            .await;
+        assert_eq!(key_now.path, format!("{core}/secrets/{NAME}-master-key"));
         let key_release = api
             .answer(StatusCode::OK, |_| meta("payments-master-key"))
             .await;
@@ -1483,6 +1492,15 @@ async fn a_deleted_namespace_moves_a_protected_vaults_key_and_retains_its_volume
             format!("{core}/secrets/{NAME}-master-key")
         );
         assert_eq!(key_release.body["metadata"]["finalizers"], json!([]));
+        let claims_now = api
+            .answer(StatusCode::OK, move |_| {
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                       "metadata": {}, "items": [{"apiVersion": "meta.k8s.io/v1",
+                       "kind": "PartialObjectMetadata", "metadata": {"name": "data-payments-0",
+                       "namespace": NS, "finalizers": protected}}]})
+            })
+            .await;
+        assert_eq!(claims_now.path, format!("{core}/persistentvolumeclaims"));
         let pvc_release = api
             .answer(StatusCode::OK, |_| meta("data-payments-0"))
             .await;

@@ -173,17 +173,7 @@ pub(super) async fn relocate_kept(
         Err(e) => return Err(e.into()),
     }
     // Only now, with the copy and the volumes safe, let the namespace's objects go.
-    let merge = PatchParams::default();
-    let release = soft_delete::restore_patch(&key.metadata.finalizers.clone().unwrap_or_default());
-    secrets
-        .patch_metadata(&key_name, &merge, &Patch::Merge(&release))
-        .await?;
-    for pvc in claims {
-        let claim = pvc.metadata.name.clone().unwrap_or_default();
-        let release = soft_delete::restore_patch(&pvc.metadata.finalizers.unwrap_or_default());
-        pvcs.patch_metadata(&claim, &merge, &Patch::Merge(&release))
-            .await?;
-    }
+    release_kept(client, ns, name).await?;
     tracing::info!(
         vault = name,
         namespace = ns,
