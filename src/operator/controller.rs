@@ -624,12 +624,7 @@ async fn patch_status(
 /// An event when Ready changes status or reason (not on every pass). Best effort: a failed
 /// event never fails the reconcile.
 async fn publish_transition(ctx: &Context, vault: &Vault, new: &VaultStatus) {
-    let state = |s: Option<&VaultStatus>, type_: &str| {
-        s?.conditions
-            .iter()
-            .find(|c| c.type_ == type_)
-            .map(|c| (c.status.clone(), c.reason.clone()))
-    };
+    let state = status::condition_state;
     use crate::api::condition::{DEGRADED, READY};
     let ready_changed = state(vault.status.as_ref(), READY) != state(Some(new), READY);
     let degraded_changed = state(vault.status.as_ref(), DEGRADED) != state(Some(new), DEGRADED);

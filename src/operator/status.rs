@@ -387,10 +387,15 @@ pub fn pending_grant_status(
 /// The Ready condition's (status, reason), to tell transitions (which get an event) from
 /// repeats.
 pub fn ready_state(status: Option<&VaultStatus>) -> Option<(String, String)> {
+    condition_state(status, READY)
+}
+
+/// A condition's (status, reason).
+pub fn condition_state(status: Option<&VaultStatus>, type_: &str) -> Option<(String, String)> {
     status?
         .conditions
         .iter()
-        .find(|c| c.type_ == READY)
+        .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
