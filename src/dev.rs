@@ -92,6 +92,10 @@ pub struct DevOptions {
     /// The PostgreSQL schema of the vault's records (default "kvault").
     #[arg(long)]
     pub storage_schema: Option<String>,
+    /// Address of the workload-identity token service (`AZURE_AUTHORITY_HOST` in dev.env).
+    /// Default: the vault's address with the next port (any free port when that is 0).
+    #[arg(long)]
+    pub identity_listen: Option<SocketAddr>,
 }
 
 /// What `kvault token` needs to know about a running dev vault.
@@ -100,6 +104,9 @@ struct DevInfo {
     url: String,
     issuer: String,
     kid: String,
+    /// The token service's origin (`AZURE_AUTHORITY_HOST`), once it listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authority_host: Option<String>,
 }
 
 /// Writes a file readable only by its owner, replacing it atomically.
@@ -154,6 +161,15 @@ pub struct DevState {
     pub ca_file: PathBuf,
     pub env_file: PathBuf,
     issuer: String,
+    info: DevInfo,
+    dev_issuer: IssuerConfig,
+    /// The token service's listener, until it serves.
+    identity_listener: Option<std::net::TcpListener>,
+    /// The token service's origin (`AZURE_AUTHORITY_HOST`).
+    pub authority_host: String,
+    identity_issuer: String,
+    /// The dev issuer's key, until the token service takes it.
+    issuer_key: Option<Zeroizing<Vec<u8>>>,
 }
 
 fn load_or_create_ca(paths: &Paths) -> Result<(String, RcKeyPair), DevError> {
@@ -294,12 +310,47 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
         url: url.origin.clone(),
         issuer: issuer.clone(),
         kid: kid.clone(),
+        authority_host: None,
     };
-    write_public(
-        &paths.p("dev.json"),
-        &serde_json::to_vec_pretty(&info).map_err(|e| DevError::Invalid(e.to_string()))?,
-    )?;
+    let identity_listen = opts.identity_listen.unwrap_or_else(|| {
+        let port = match opts.listen.port() {
+            0 | u16::MAX => 0,
+            p => p + 1,
+        };
+        SocketAddr::new(opts.listen.ip(), port)
+    });
+    // Bound now: the token service's origin is its issuer's name, which the vault must know.
+    let identity_listener = std::net::TcpListener::bind(identity_listen).map_err(|e| {
+        DevError::Invalid(format!(
+            "cannot listen on {identity_listen} (--identity-listen): {e}"
+        ))
+    })?;
+    let identity_port = identity_listener
+        .local_addr()
+        .map_err(|e| DevError::Invalid(e.to_string()))?
+        .port();
+    let authority_host = format!("https://{}:{identity_port}", url.host);
+    let identity_issuer = format!(
+        "{authority_host}/{}",
+        crate::identity::exchange::DEFAULT_TENANT
+    );
     let resource = url.default_resource();
+    let dev_jwks = issuer_jwks(&issuer_key, &kid)?;
+    let dev_issuer = IssuerConfig {
+        issuer: issuer.clone(),
+        jwks: JwksSource::Static(dev_jwks.clone()),
+        service_accounts: true,
+        speaks_for: None,
+    };
+    // The token service signs with the dev issuer's key under its own name (MSAL checks that
+    // the issuer of its OpenID configuration is on the authority's origin), speaking for
+    // the dev issuer.
+    let token_service_issuer = IssuerConfig {
+        issuer: identity_issuer.clone(),
+        jwks: JwksSource::Static(dev_jwks),
+        service_accounts: true,
+        speaks_for: Some(issuer.clone()),
+    };
     let config = ServerConfig {
         listen: opts.listen,
         resource: resource.clone(),
@@ -318,11 +369,7 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
         master_key: MasterKeySource::Given(master),
         // The dev issuer stands in for the cluster's: `kvault token` mints service-account
         // tokens too, and grants naming no issuer are its (there is no people issuer).
-        issuers: vec![IssuerConfig {
-            issuer: issuer.clone(),
-            jwks: JwksSource::Static(issuer_jwks(&issuer_key, &kid)?),
-            service_accounts: true,
-        }],
+        issuers: vec![dev_issuer.clone(), token_service_issuer],
         audiences: default_audiences(&url, &resource),
         soft_delete: SoftDelete {
             retention_days: opts.retention_days,
@@ -355,13 +402,25 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
         dir,
         url,
         issuer,
+        info,
+        dev_issuer,
+        identity_listener: Some(identity_listener),
+        authority_host,
+        identity_issuer,
+        issuer_key: Some(issuer_key),
     };
     Ok((config, state))
 }
 
 impl DevState {
-    /// Mints the administrator token and writes `dev.env`.
-    pub fn write_env(&self) -> Result<(), DevError> {
+    /// Records where the token service listens (`dev.json`), mints the administrator's
+    /// tokens and writes `dev.env`.
+    pub fn write_env(&mut self, authority_host: Option<String>) -> Result<(), DevError> {
+        self.info.authority_host = authority_host;
+        write_public(
+            &self.dir.join("dev.json"),
+            &serde_json::to_vec_pretty(&self.info).map_err(|e| DevError::Invalid(e.to_string()))?,
+        )?;
         let token = mint_token(
             &self.dir,
             &TokenRequest {
@@ -378,6 +437,31 @@ impl DevState {
         let bundle = self.dir.join("ca-bundle.pem");
         write_public(&bundle, format!("{system}\n{ca}").as_bytes())?;
         let q = |p: &Path| shell_quote(&p.display().to_string());
+        // Workload identity, as the webhook injects it into pods: the SDKs'
+        // DefaultAzureCredential exchanges this federated token at the token service.
+        let identity = match &self.info.authority_host {
+            Some(host) => {
+                let file = self.dir.join(DEV_ADMIN_FEDERATED_TOKEN);
+                write_federated_token(
+                    &self.dir,
+                    &file,
+                    &TokenRequest {
+                        user: Some(DEV_ADMIN.into()),
+                        ttl: Duration::from_secs(7 * 86_400),
+                        ..Default::default()
+                    },
+                )?;
+                format!(
+                    "export AZURE_AUTHORITY_HOST={host}\n\
+                     export AZURE_TENANT_ID={tenant}\n\
+                     export AZURE_CLIENT_ID={DEV_ADMIN}\n\
+                     export AZURE_FEDERATED_TOKEN_FILE={file}\n",
+                    tenant = crate::identity::exchange::DEFAULT_TENANT,
+                    file = q(&file),
+                )
+            }
+            None => String::new(),
+        };
         let env = format!(
             "# kvault dev: source this file (. {env}) to use the vault from this shell.\n\
              export KVAULT_URL={url}\n\
@@ -386,7 +470,7 @@ impl DevState {
              export REQUESTS_CA_BUNDLE={bundle}\n\
              export SSL_CERT_FILE={bundle}\n\
              export NODE_EXTRA_CA_CERTS={ca}\n\
-             export KVAULT_STATE_DIR={state}\n",
+             export KVAULT_STATE_DIR={state}\n{identity}",
             env = q(&self.env_file),
             state = q(&self.dir),
             url = self.url.origin,
@@ -399,6 +483,96 @@ impl DevState {
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The token service of this dev vault: it accepts the dev issuer's tokens for the
+    /// workload-identity audience and signs as the dev issuer (so the vault trusts what it
+    /// issues with no further configuration).
+    pub async fn token_service(
+        &mut self,
+        audit: crate::server::audit::AuditLog,
+        metrics: crate::identity::IdentityMetrics,
+    ) -> Result<(crate::identity::TokenService, tokio::net::TcpListener), DevError> {
+        use crate::identity::{IdentityConfig, TokenService, exchange, signing};
+        let der = self
+            .issuer_key
+            .take()
+            .ok_or_else(|| DevError::Invalid("the token service is already running".into()))?;
+        let key = signing::SigningKey::from_pkcs8(Some(self.info.kid.clone()), 0, der)
+            .map_err(|e| DevError::Invalid(e.to_string()))?;
+        let ring = std::sync::Arc::new(std::sync::RwLock::new(signing::KeyRing::new(vec![key])));
+        let listener = self
+            .identity_listener
+            .take()
+            .ok_or_else(|| DevError::Invalid("the token service is already running".into()))
+            .and_then(|l| {
+                l.set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpListener::from_std(l))
+                    .map_err(|e| DevError::Invalid(format!("the token service's listener: {e}")))
+            })?;
+        let config = IdentityConfig {
+            issuer: self.identity_issuer.clone(),
+            tenant: exchange::DEFAULT_TENANT.into(),
+            authority_host: self.authority_host.clone(),
+            assertion_issuers: vec![self.dev_issuer.clone()],
+            assertion_audience: exchange::DEFAULT_AUDIENCE.into(),
+            token_ttl: crate::identity::DEFAULT_TOKEN_TTL,
+            jwks_refresh_interval: Duration::from_secs(30),
+        };
+        let service = TokenService::new(config, ring, None, audit, metrics, crate::clock::system())
+            .await
+            .map_err(|e| DevError::Invalid(e.to_string()))?;
+        Ok((service, listener))
+    }
+}
+
+/// The dev administrator's federated token (`AZURE_FEDERATED_TOKEN_FILE` in dev.env).
+pub const DEV_ADMIN_FEDERATED_TOKEN: &str = "dev-admin.federated-token";
+
+/// Mints a token for the workload-identity audience and writes it to `file` (0600), as the
+/// kubelet writes a pod's projected token.
+pub fn write_federated_token(
+    state_dir: &Path,
+    file: &Path,
+    req: &TokenRequest,
+) -> Result<(), DevError> {
+    let req = TokenRequest {
+        audience: Some(crate::identity::exchange::DEFAULT_AUDIENCE.into()),
+        ..req.clone()
+    };
+    let token = mint_token(state_dir, &req)?;
+    write_private(file, token.as_bytes())
+}
+
+/// What `kvault token --federated-token-file` prints: the variables a process needs to use
+/// the token through `DefaultAzureCredential`.
+pub fn workload_identity_env(
+    state_dir: &Path,
+    client_id: &str,
+    file: &Path,
+) -> Result<String, DevError> {
+    let info = read_info(state_dir)?;
+    let host = info.authority_host.ok_or_else(|| {
+        DevError::Invalid(
+            "the dev vault has not started its token service yet (start `kvault dev`)".into(),
+        )
+    })?;
+    Ok(format!(
+        "export AZURE_AUTHORITY_HOST={host}\nexport AZURE_TENANT_ID={}\nexport AZURE_CLIENT_ID={}\nexport AZURE_FEDERATED_TOKEN_FILE={}\n",
+        crate::identity::exchange::DEFAULT_TENANT,
+        shell_quote(client_id),
+        shell_quote(&file.display().to_string()),
+    ))
+}
+
+fn read_info(state_dir: &Path) -> Result<DevInfo, DevError> {
+    let info_p = state_dir.join("dev.json");
+    match std::fs::read(&info_p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| DevError::Invalid(format!("{}: {e}", info_p.display()))),
+        Err(_) => Err(DevError::NotInitialised {
+            path: state_dir.display().to_string(),
+        }),
     }
 }
 
@@ -441,16 +615,7 @@ struct MintClaims<'a> {
 
 /// Signs a token with the dev issuer of `state_dir`.
 pub fn mint_token(state_dir: &Path, req: &TokenRequest) -> Result<Zeroizing<String>, DevError> {
-    let info_p = state_dir.join("dev.json");
-    let info: DevInfo = match std::fs::read(&info_p) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| DevError::Invalid(format!("{}: {e}", info_p.display())))?,
-        Err(_) => {
-            return Err(DevError::NotInitialised {
-                path: state_dir.display().to_string(),
-            });
-        }
-    };
+    let info = read_info(state_dir)?;
     let key_p = state_dir.join("issuer-key.pem");
     let pem = Zeroizing::new(std::fs::read(&key_p).map_err(io_err(&key_p))?);
     let der = PrivateKeyDer::from_pem_slice(&pem)
@@ -501,13 +666,34 @@ pub fn mint_token(state_dir: &Path, req: &TokenRequest) -> Result<Zeroizing<Stri
 
 /// Runs `kvault dev` until SIGINT/SIGTERM.
 pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
-    let (config, state) = prepare(&opts)?;
+    let (config, mut state) = prepare(&opts)?;
+    let (tls_cert, tls_key) = (config.tls_cert.clone(), config.tls_key.clone());
+    let limits = config.limits;
     let server = crate::server::Server::start(config).await?;
-    state.write_env()?;
+    let authority_host = state.authority_host.clone();
+    let (service, identity_listener) = state
+        .token_service(
+            server.state().audit.clone(),
+            server.state().metrics.identity.clone(),
+        )
+        .await?;
+    let certs = std::sync::Arc::new(crate::server::tls::ReloadingCert::load(tls_cert, tls_key)?);
+    let tls = crate::server::tls::server_config(certs, TlsMinVersion::Tls12)?;
+    let (stop_identity, identity_stopped) = tokio::sync::oneshot::channel::<()>();
+    let identity = tokio::spawn(crate::identity::serve(
+        identity_listener,
+        tls,
+        std::sync::Arc::new(service).router(),
+        limits,
+        async move {
+            let _ = identity_stopped.await;
+        },
+    ));
+    state.write_env(Some(authority_host.clone()))?;
     let addr = server.local_addr()?;
     println!(
         "kvault dev: vault {url} listening on {addr}\n\
-         \n  state directory  {dir}\n  CA certificate   {ca}\n\
+         \n  state directory  {dir}\n  CA certificate   {ca}\n  token service    {authority_host} (AZURE_AUTHORITY_HOST)\n\
          \nUse it from a shell:\n  . {env}\n  kvault secret set hello world\n  kvault secret get hello\n\
          \nThe official SDKs need the vault's host to resolve; if `{host}` does not, add\n  127.0.0.1 {host}\nto /etc/hosts.\n\
          Mint more tokens with: kvault token --state-dir {dir} --user alice\n\
@@ -519,6 +705,8 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         host = state.url.host,
     );
     server.serve(crate::signal::shutdown_signal()).await;
+    let _ = stop_identity.send(());
+    let _ = identity.await;
     println!("kvault dev: stopped");
     Ok(())
 }

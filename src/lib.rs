@@ -13,6 +13,7 @@ pub mod clock;
 pub mod crypto;
 pub mod dev;
 pub mod error_chain;
+pub mod identity;
 pub mod listener;
 pub mod openmetrics;
 pub mod operator;

@@ -451,6 +451,57 @@ where
     }
 }
 
+/// What a handler learns of its connection (a request extension on TLS listeners).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
+    pub tls_version: &'static str,
+}
+
+/// Accepts TLS connections on `listener` until `shutdown` completes, each through the
+/// acceptor `acceptor()` returns at that moment (so a policy can change the TLS settings of
+/// new connections), and serves `router` on them with a [`ConnInfo`] extension.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    gate: &Gate,
+    acceptor: impl Fn() -> tokio_rustls::TlsAcceptor,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    accept_until(listener, gate, shutdown, |tcp, peer, admitted| {
+        let acceptor = acceptor();
+        let router = router.clone();
+        let limits = gate.limits();
+        tokio::spawn(async move {
+            let tls = match handshake(&limits, acceptor.accept(tcp)).await {
+                Ok(s) => s,
+                Err(HandshakeError::Failed(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(HandshakeError::TimedOut) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let info = ConnInfo {
+                peer,
+                tls_version: crate::server::tls::version_name(tls.get_ref().1.protocol_version()),
+            };
+            let svc = tower::ServiceExt::map_request(
+                router,
+                move |mut req: axum::http::Request<Incoming>| {
+                    req.extensions_mut().insert(info.clone());
+                    req
+                },
+            );
+            let ended = serve_connection(tls, svc, admitted).await;
+            tracing::debug!(%peer, ?ended, "connection ended");
+        });
+    })
+    .await;
+}
+
 /// Accepts plain-HTTP connections on `listener` under `limits` until `shutdown`
 /// completes, then closes idle connections and drains the rest (see [`Gate::shutdown`]).
 pub async fn serve_plain(

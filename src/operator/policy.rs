@@ -321,7 +321,9 @@ fn compile_identity(
         issuer: settings.cluster_issuer.clone(),
         jwks_uri: None,
         jwks_file: Some(CLUSTER_JWKS_PATH.to_string()),
+        jwks: None,
         service_accounts: true,
+        speaks_for: None,
     }];
     let mut audiences = default_audiences(&url, &url.default_resource());
     for (i, extra) in spec.identity.issuers.iter().enumerate() {
@@ -336,7 +338,9 @@ fn compile_identity(
             issuer: extra.issuer.clone(),
             jwks_uri: extra.jwks_uri.clone(),
             jwks_file: None,
+            jwks: None,
             service_accounts: false,
+            speaks_for: None,
         });
         for a in &extra.audiences {
             if !audiences.contains(a) {

@@ -207,10 +207,17 @@ pub struct IssuerSpec {
     pub jwks_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_file: Option<String>,
+    /// The keys themselves (the workload-identity token service's, pushed by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
     /// Only an issuer marked here may assert `system:serviceaccount:` subjects (the
     /// cluster's own issuer); from any other issuer such a subject is an ordinary user.
     #[serde(default)]
     pub service_accounts: bool,
+    /// Another issuer of this document whose principals this one re-issues (the token
+    /// service speaks for the cluster issuer): its callers count as that issuer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaks_for: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -530,6 +537,7 @@ impl PolicyDocument {
             Some(id) => id
                 .issuers
                 .iter()
+                .filter(|i| i.speaks_for.is_none())
                 .map(|i| TrustedIssuer {
                     issuer: i.issuer.clone(),
                     service_accounts: i.service_accounts,
@@ -537,6 +545,50 @@ impl PolicyDocument {
                 .collect(),
             None => server_issuers.to_vec(),
         }
+    }
+
+    /// Each issuer names at most one key source, and one that speaks for another names an
+    /// issuer of this document that speaks for no one, with the same service-account rule.
+    fn check_issuer_sources(&self) -> Result<(), PolicyError> {
+        let Some(id) = &self.identity else {
+            return Ok(());
+        };
+        for i in &id.issuers {
+            let sources = [
+                i.jwks.is_some(),
+                i.jwks_uri.is_some(),
+                i.jwks_file.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() > 1 {
+                return Err(err(format!(
+                    "issuer {}: give one of jwks, jwksUri and jwksFile",
+                    i.issuer
+                )));
+            }
+            let Some(target) = &i.speaks_for else {
+                continue;
+            };
+            let found = id
+                .issuers
+                .iter()
+                .find(|t| &t.issuer == target && t.speaks_for.is_none());
+            match found {
+                Some(t) if t.service_accounts == i.service_accounts => {}
+                Some(_) => {
+                    return Err(err(format!(
+                        "issuer {} speaks for {target} but does not share its serviceAccounts setting",
+                        i.issuer
+                    )));
+                }
+                None => {
+                    return Err(err(format!(
+                        "issuer {} speaks for {target}, which is not a trusted issuer of this document (or itself speaks for another)",
+                        i.issuer
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Validates the document and builds its lookup form. `server_issuers` are the
@@ -549,6 +601,7 @@ impl PolicyDocument {
                 self.access_policies.len()
             )));
         }
+        self.check_issuer_sources()?;
         let issuers = IssuerContext::new(&self.trusted_issuers(server_issuers))?;
         let mut access = Vec::with_capacity(self.access_policies.len());
         for (i, e) in self.access_policies.iter().enumerate() {

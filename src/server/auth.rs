@@ -54,6 +54,10 @@ pub struct IssuerConfig {
     /// issuer). From any other issuer such a subject is an ordinary user, so a people's
     /// OIDC provider can never impersonate a workload.
     pub service_accounts: bool,
+    /// Another trusted issuer whose principals this one re-issues (the workload-identity
+    /// token service speaks for the cluster issuer): its callers are recorded under that
+    /// issuer's name, so grants bound to it match them.
+    pub speaks_for: Option<String>,
 }
 
 impl IssuerConfig {
@@ -70,12 +74,15 @@ impl IssuerConfig {
         Self::parse_as(spec, true)
     }
 
-    /// What grants need to know of this issuer.
-    pub fn trusted(&self) -> crate::policy::TrustedIssuer {
-        crate::policy::TrustedIssuer {
-            issuer: self.issuer.clone(),
-            service_accounts: self.service_accounts,
-        }
+    /// What grants need to know of this issuer; none for one that speaks for another
+    /// (grants are bound to the issuer it speaks for).
+    pub fn trusted(&self) -> Option<crate::policy::TrustedIssuer> {
+        self.speaks_for
+            .is_none()
+            .then(|| crate::policy::TrustedIssuer {
+                issuer: self.issuer.clone(),
+                service_accounts: self.service_accounts,
+            })
     }
 
     fn parse_as(spec: &str, service_accounts: bool) -> Result<Self, String> {
@@ -108,6 +115,7 @@ impl IssuerConfig {
             issuer: issuer.to_string(),
             jwks,
             service_accounts,
+            speaks_for: None,
         })
     }
 }
@@ -327,8 +335,11 @@ impl Authenticator {
             }
         })?;
         let claims = data.claims;
-        let principal = principal_from_claims(&claims, issuer.config.service_accounts)
+        let mut principal = principal_from_claims(&claims, issuer.config.service_accounts)
             .ok_or(AuthError::Invalid)?;
+        if let Some(vouched) = &issuer.config.speaks_for {
+            principal.issuer = vouched.clone();
+        }
         Ok((principal, claims.exp))
     }
 
@@ -589,7 +600,7 @@ mod tests {
         assert!(cluster.service_accounts);
         assert!(matches!(cluster.jwks, JwksSource::File(_)));
         assert_eq!(
-            cluster.trusted(),
+            cluster.trusted().unwrap(),
             crate::policy::TrustedIssuer::cluster("https://k")
         );
         // So a people's token naming the operator's service account is a mere user.

@@ -450,7 +450,7 @@ pub fn read_policy_file(
     let text = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
     let doc: PolicyDocument = serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
     doc.check_generation().map_err(|e| invalid(e.to_string()))?;
-    let trusted: Vec<TrustedIssuer> = issuers.iter().map(IssuerConfig::trusted).collect();
+    let trusted: Vec<TrustedIssuer> = issuers.iter().filter_map(IssuerConfig::trusted).collect();
     doc.compile(&trusted).map_err(|e| invalid(e.to_string()))?;
     Ok(doc)
 }
@@ -490,7 +490,7 @@ fn issuers_from(o: &ServerOptions) -> Result<Vec<IssuerConfig>, ConfigError> {
 /// needs the cluster issuer (an `--issuer` no longer asserts them), and a user, group or
 /// application must not be claimable by several people's issuers.
 fn check_admins(admins: &[PrincipalRef], issuers: &[IssuerConfig]) -> Result<(), ConfigError> {
-    let trusted: Vec<TrustedIssuer> = issuers.iter().map(IssuerConfig::trusted).collect();
+    let trusted: Vec<TrustedIssuer> = issuers.iter().filter_map(IssuerConfig::trusted).collect();
     let context =
         crate::policy::IssuerContext::new(&trusted).map_err(|e| ConfigError::Invalid {
             name: "issuer",

@@ -41,11 +41,7 @@ pub fn body_budget() -> Arc<Semaphore> {
 }
 
 /// Connection facts the HTTP layer learns from the TLS listener.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub peer: std::net::SocketAddr,
-    pub tls_version: &'static str,
-}
+pub use crate::listener::ConnInfo;
 
 pub async fn health() -> impl IntoResponse {
     (

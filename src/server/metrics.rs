@@ -54,6 +54,8 @@ pub struct Metrics {
     pub events: crate::server::events::EventMetrics,
     /// Data-port connections refused at the cap, and open now.
     pub connections: crate::listener::ConnectionMetrics,
+    /// The token service `kvault dev` serves next to its vault (zero elsewhere).
+    pub identity: crate::identity::IdentityMetrics,
 }
 
 impl Metrics {
@@ -113,8 +115,10 @@ impl Metrics {
         );
         let events = crate::server::events::EventMetrics::register(registry);
         let connections = crate::listener::ConnectionMetrics::register(registry, "");
+        let identity = crate::identity::IdentityMetrics::register(registry, "");
         Self {
             connections,
+            identity,
             job_lease_held,
             events,
             registry: root,

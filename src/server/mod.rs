@@ -233,42 +233,14 @@ impl Server {
             .metrics_listener
             .map(|l| tokio::spawn(metrics::serve(l, self.state.metrics.clone(), self.limits)));
         let gate = crate::listener::Gate::new(self.limits, self.state.metrics.connections.clone());
-        crate::listener::accept_until(self.listener, &gate, shutdown, |tcp, peer, admitted| {
-            // The minimum TLS version of the current policy applies to each new connection.
-            let acceptor = match self.state.policy.current().tls_min {
-                tls::TlsMinVersion::Tls12 => self.acceptor_12.clone(),
-                tls::TlsMinVersion::Tls13 => self.acceptor_13.clone(),
-            };
-            let router = router.clone();
-            let limits = self.limits;
-            tokio::spawn(async move {
-                let tls = match crate::listener::handshake(&limits, acceptor.accept(tcp)).await {
-                    Ok(s) => s,
-                    Err(crate::listener::HandshakeError::Failed(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(crate::listener::HandshakeError::TimedOut) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let info = http::ConnInfo {
-                    peer,
-                    tls_version: tls::version_name(tls.get_ref().1.protocol_version()),
-                };
-                let svc = tower::ServiceExt::map_request(
-                    router,
-                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(info.clone());
-                        req
-                    },
-                );
-                let ended = crate::listener::serve_connection(tls, svc, admitted).await;
-                tracing::debug!(%peer, ?ended, "connection ended");
-            });
-        })
-        .await;
+        let state = self.state.clone();
+        let (acceptor_12, acceptor_13) = (self.acceptor_12.clone(), self.acceptor_13.clone());
+        // The minimum TLS version of the current policy applies to each new connection.
+        let acceptor = move || match state.policy.current().tls_min {
+            tls::TlsMinVersion::Tls12 => acceptor_12.clone(),
+            tls::TlsMinVersion::Tls13 => acceptor_13.clone(),
+        };
+        crate::listener::serve_tls(self.listener, &gate, acceptor, router, shutdown).await;
         watcher.abort();
         replicas.abort();
         sweeper.abort();

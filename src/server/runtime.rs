@@ -77,12 +77,14 @@ fn issuers_from(doc: &PolicyDocument, defaults: &Defaults) -> (Vec<IssuerConfig>
                 .iter()
                 .map(|i| IssuerConfig {
                     issuer: i.issuer.clone(),
-                    jwks: match (&i.jwks_uri, &i.jwks_file) {
-                        (Some(u), _) => JwksSource::Url(u.clone()),
-                        (None, Some(f)) => JwksSource::File(PathBuf::from(f)),
-                        (None, None) => JwksSource::Discovery,
+                    jwks: match (&i.jwks, &i.jwks_uri, &i.jwks_file) {
+                        (Some(keys), _, _) => JwksSource::Static(keys.clone()),
+                        (None, Some(u), _) => JwksSource::Url(u.clone()),
+                        (None, None, Some(f)) => JwksSource::File(PathBuf::from(f)),
+                        (None, None, None) => JwksSource::Discovery,
                     },
                     service_accounts: i.service_accounts,
+                    speaks_for: i.speaks_for.clone(),
                 })
                 .collect();
             let audiences = if id.audiences.is_empty() {
@@ -273,8 +275,11 @@ async fn build(
     doc: &PolicyDocument,
     previous: Option<&Runtime>,
 ) -> Result<Runtime, ApiError> {
-    let server_issuers: Vec<TrustedIssuer> =
-        defaults.issuers.iter().map(IssuerConfig::trusted).collect();
+    let server_issuers: Vec<TrustedIssuer> = defaults
+        .issuers
+        .iter()
+        .filter_map(IssuerConfig::trusted)
+        .collect();
     let policy = doc
         .compile(&server_issuers)
         .map_err(|e| ApiError::bad(format!("Invalid policy document: {e}")))?;

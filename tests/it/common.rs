@@ -233,6 +233,7 @@ impl Fixture {
                 issuer: ISSUER.into(),
                 jwks: JwksSource::File(self.issuer.jwks_path.clone()),
                 service_accounts: true,
+                speaks_for: None,
             }],
             soft_delete: opts.soft_delete,
             extra_ca: vec![],
