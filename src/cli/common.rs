@@ -1,7 +1,7 @@
 //! What every client subcommand shares: the connection flags, the output format, and reading
 //! and printing values, tags, times and backups.
 
-use crate::client::{ClientConfig, VaultClient};
+use crate::client::{ClientConfig, RetryPolicy, VaultClient};
 use crate::wire::Tags;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -68,6 +68,17 @@ pub(crate) struct Connection {
     /// tab-separated values with a header line.
     #[arg(short = 'o', long, value_enum, default_value = "human", global = true)]
     pub(crate) output: Output,
+    /// Tries in all for a request the vault answers 429 or 503 (not processed, so safe to
+    /// send again): the wait is its Retry-After (at most 30 s), else an exponential backoff
+    /// with jitter. 1: no retries.
+    #[arg(
+        long,
+        env = "KVAULT_RETRIES",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..=10),
+        global = true
+    )]
+    retries: u32,
     /// Print only this member of the answer (dotted: value, attributes.exp; one line per
     /// item of a list); a string prints bare.
     #[arg(long, global = true)]
@@ -304,7 +315,11 @@ impl Connection {
             url,
             token,
             ca_file: self.ca_file.clone(),
-        })?)
+        })?
+        .with_retries(RetryPolicy {
+            attempts: self.retries,
+            ..RetryPolicy::default()
+        }))
     }
 }
 
