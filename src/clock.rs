@@ -69,6 +69,7 @@ pub fn rfc3339(t: UnixTime) -> String {
 }
 
 /// `90s`, `30m`, `1h`, `7d`, or plain seconds.
+// Kept over jiff's "friendly" durations: those take no bare seconds (`15`) and a `7d` span needs a reference date to become a Duration.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {

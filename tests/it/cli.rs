@@ -665,6 +665,41 @@ fn cert_and_key_commands_through_the_real_binary() {
         .unwrap();
     assert_eq!(k.stdout, c.stdout);
     assert!(stdout(&kvault(&env, &["cert", "list"])).contains("web"));
+    // An RFC 4514 subject with an escaped comma is one common name.
+    let o = kvault(
+        &env,
+        &[
+            "cert",
+            "create",
+            "doe",
+            "--subject",
+            r"CN=Doe\, John,O=Acme",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = kvault(&env, &["cert", "get", "doe", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let der = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        v["cer"].as_str().unwrap(),
+    )
+    .unwrap();
+    let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let cn: Vec<&str> = x
+        .subject()
+        .iter_common_name()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(cn, ["Doe, John"]);
+    assert_eq!(
+        x.subject()
+            .iter_organization()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "Acme"
+    );
     // -o tsv: a header line, then one tab-separated row per item; -o table: bordered.
     let o = kvault(&env, &["cert", "list", "-o", "tsv"]);
     let text = stdout(&o);
