@@ -515,11 +515,12 @@ impl Fetcher {
                 Err(e) if retryable(&e) && attempt < self.settings.max_retries => {
                     attempt += 1;
                     self.metrics.vault_retries.inc();
-                    let exp = self
-                        .settings
-                        .initial_backoff
-                        .saturating_mul(1 << (attempt - 1).min(16));
-                    let delay = exp.min(self.settings.max_backoff).mul_f64(jitter());
+                    let delay = crate::clock::exponential_backoff(
+                        attempt,
+                        self.settings.initial_backoff,
+                        self.settings.max_backoff,
+                    )
+                    .mul_f64(jitter());
                     tracing::debug!(object_type, attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying vault request");
                     tokio::time::sleep(delay).await;
                 }
