@@ -400,6 +400,7 @@ impl Fetcher {
         now + ttl
     }
 
+    // Kept over moka (future): +10 crates (crossbeam-*, async-lock, tagptr …; a 20 s single-job debug build of its tree, measured) for a map and a OnceCell, and moka evicts asynchronously, so the byte cap and the per-token expiry enforced exactly here (and tested) would become approximate.
     async fn cached<F, Fut>(&self, key: CacheKey, fresh_until: Instant, fetch: F) -> Shared
     where
         F: FnOnce() -> Fut,
