@@ -101,7 +101,7 @@ pub fn parse_subject(s: &str) -> Result<DistinguishedName, X509Error> {
 }
 
 /// The RFC 4514 string `x509-cert` reads, from the forms people write: the spaces around
-/// an (unescaped) `,` or `+` dropped, and each keyword upper-cased, with the aliases `S`
+/// an (unescaped) `,` or `+` dropped, the RFC 4514 keywords upper-cased, and the aliases `S`
 /// and `E`/`EMAIL`/`EMAILADDRESS`. Values (escapes included) pass through unchanged.
 fn rfc4514_keywords(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -117,11 +117,14 @@ fn rfc4514_keywords(s: &str) -> String {
         };
         match seg.split_once('=') {
             Some((k, v)) => {
-                let k = k.trim().to_ascii_uppercase();
-                out.push_str(match k.as_str() {
+                let k = k.trim();
+                let upper = k.to_ascii_uppercase();
+                out.push_str(match upper.as_str() {
                     "S" => "ST",
                     "E" | "EMAIL" | "EMAILADDRESS" => "1.2.840.113549.1.9.1",
-                    other => other,
+                    "CN" | "O" | "OU" | "C" | "L" | "ST" | "DC" | "STREET" | "UID" => &upper,
+                    // Other names (serialNumber, title …) as RFC 4514 spells them.
+                    _ => k,
                 });
                 out.push('=');
                 out.push_str(v.trim_start());
@@ -679,5 +682,7 @@ mod tests {
             Some(&rcgen::DnValue::Utf8String("a+b".into()))
         );
         assert!(parse_subject("CN=a,,O=b").is_err());
+        let dn = parse_subject("CN=a, serialNumber=42").unwrap();
+        assert_eq!(dn.iter().count(), 2);
     }
 }
