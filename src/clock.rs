@@ -68,7 +68,25 @@ pub fn rfc3339(t: UnixTime) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
+/// The exponential part of every backoff in kvault — event delivery, the PostgreSQL
+/// session, the provider's vault calls, the operator's requeues: `initial · 2^(failures-1)`
+/// (no failure counts as one), capped at `max`. Each caller adds its own jitter.
+// Not backon (used for the client's retries): its backoffs are iterators owned by one retry loop, while delivery and the operator keep only a failure count per subscription or vault.
+pub fn exponential_backoff(
+    failures: u32,
+    initial: std::time::Duration,
+    max: std::time::Duration,
+) -> std::time::Duration {
+    let doublings = failures.saturating_sub(1).min(64);
+    let nanos = initial
+        .as_nanos()
+        .saturating_mul(1u128.checked_shl(doublings).unwrap_or(u128::MAX))
+        .min(max.as_nanos());
+    std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
 /// `90s`, `30m`, `1h`, `7d`, or plain seconds.
+// Kept over jiff's "friendly" durations: those take no bare seconds (`15`) and a `7d` span needs a reference date to become a Duration.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
@@ -96,6 +114,22 @@ mod tests {
         assert_eq!(parse_duration("7d").unwrap().as_secs(), 604_800);
         assert_eq!(parse_duration("15").unwrap().as_secs(), 15);
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_first_failure_and_is_capped() {
+        let ms = std::time::Duration::from_millis;
+        let b = |n| exponential_backoff(n, ms(100), ms(5000));
+        assert_eq!(
+            [b(0), b(1), b(2), b(3), b(6), b(7)],
+            [ms(100), ms(100), ms(200), ms(400), ms(3200), ms(5000)]
+        );
+        assert_eq!(b(u32::MAX), ms(5000));
+        let huge = std::time::Duration::from_secs(u64::MAX);
+        assert_eq!(
+            exponential_backoff(200, huge, huge),
+            std::time::Duration::from_nanos(u64::MAX)
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `kvault cert …`: the certificates API for people.
 
-use super::common::{Connection, Output, outln, parse_tag, print_json, tags, time};
+use super::common::{
+    Column, Connection, Output, outln, parse_tag, print_json, print_list, print_record, tags, time,
+};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
@@ -10,7 +12,9 @@ use crate::wire::{
     CertificateUpdateParameters, Contact, Contacts, IssuerBundle, IssuerCredentials,
     IssuerParameters, KeyProperties, SecretProperties, SubjectAlternativeNames, X509Properties,
 };
-use crate::wire::{DeletedCertificateBundle, DeletionInfo};
+use crate::wire::{
+    CertificateItem, DeletedCertificateBundle, DeletedCertificateItem, DeletionInfo,
+};
 use base64::Engine;
 use clap::Subcommand;
 use rustls::pki_types::pem::PemObject;
@@ -201,27 +205,32 @@ pub enum CertCommand {
     },
 }
 
-pub(crate) fn print_cert(b: &CertificateBundle, output: Output) -> anyhow::Result<()> {
-    if output.structured() {
-        return print_json(b);
-    }
-    outln!("id:       {}", b.id)?;
-    outln!("x5t:      {}", b.x5t.as_deref().unwrap_or(""))?;
-    outln!("enabled:  {}", b.attributes.enabled.unwrap_or(true))?;
-    outln!(
-        "valid:    {} .. {}",
-        time(b.attributes.nbf),
-        time(b.attributes.exp)
-    )?;
-    if let Some(s) = b
+pub(crate) fn print_cert(b: &CertificateBundle, _: Output) -> anyhow::Result<()> {
+    let subject = b
         .policy
         .as_ref()
         .and_then(|p| p.x509_props.as_ref())
-        .and_then(|x| x.subject.as_deref())
-    {
-        outln!("subject:  {s}")?;
-    }
-    Ok(())
+        .and_then(|x| x.subject.clone());
+    print_record(
+        b,
+        &[
+            ("id", Some(b.id.clone())),
+            ("x5t", Some(b.x5t.clone().unwrap_or_default())),
+            (
+                "enabled",
+                Some(b.attributes.enabled.unwrap_or(true).to_string()),
+            ),
+            (
+                "valid",
+                Some(format!(
+                    "{} .. {}",
+                    time(b.attributes.nbf),
+                    time(b.attributes.exp)
+                )),
+            ),
+            ("subject", subject),
+        ],
+    )
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &PathBuf) -> anyhow::Result<T> {
@@ -370,37 +379,6 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let ListArgs { deleted, conn } = args;
-    let c = conn.client()?;
-    if deleted {
-        let items = c.list_deleted_certificates().await?;
-        if conn.output.structured() {
-            return print_json(&items);
-        }
-        for i in items {
-            outln!(
-                "{:<40} deleted {}",
-                ObjectId::name_of(&i.item.id),
-                time(i.deletion.deleted_date)
-            )?;
-        }
-    } else {
-        let items = c.list_certificates().await?;
-        if conn.output.structured() {
-            return print_json(&items);
-        }
-        for i in items {
-            outln!(
-                "{:<40} expires {}",
-                ObjectId::name_of(&i.id),
-                time(i.attributes.exp)
-            )?;
-        }
-    }
-    Ok(())
-}
-
 async fn merge(args: MergeArgs) -> anyhow::Result<()> {
     let MergeArgs { name, file, conn } = args;
     let bytes =
@@ -469,20 +447,24 @@ pub async fn run(cmd: CertCommand) -> anyhow::Result<()> {
             }
             print_cert(&b, conn.output)
         }
-        CertCommand::List(args) => list(args).await,
+        CertCommand::List(ListArgs { deleted, conn }) => {
+            lifecycle::list::<Certificates>(deleted, &conn).await
+        }
         CertCommand::Versions { name, conn } => {
             let items = conn.client()?.list_certificate_versions(&name).await?;
-            if conn.output.structured() {
-                return print_json(&items);
-            }
-            for i in items {
-                outln!(
-                    "{:<34} expires {}",
-                    ObjectId::version_of(&i.id).unwrap_or("-"),
-                    time(i.attributes.exp)
-                )?;
-            }
-            Ok(())
+            print_list(
+                &items,
+                &[
+                    ("version", |i| {
+                        ObjectId::version_of(&i.id).unwrap_or("-").to_string()
+                    }),
+                    ("enabled", |i| {
+                        i.attributes.enabled.unwrap_or(true).to_string()
+                    }),
+                    ("created", |i| time(i.attributes.created)),
+                    ("expires", |i| time(i.attributes.exp)),
+                ],
+            )
         }
         CertCommand::Update {
             name,
@@ -586,7 +568,27 @@ pub(crate) struct Certificates;
 impl Family for Certificates {
     type Bundle = CertificateBundle;
     type Deleted = DeletedCertificateBundle;
+    type Item = CertificateItem;
+    type DeletedItem = DeletedCertificateItem;
     const NOUN: &'static str = "certificate";
+    const COLUMNS: &'static [Column<CertificateItem>] = &[
+        ("name", |i| ObjectId::name_of(&i.id).to_string()),
+        ("enabled", |i| {
+            i.attributes.enabled.unwrap_or(true).to_string()
+        }),
+        ("updated", |i| time(i.attributes.updated)),
+        ("expires", |i| time(i.attributes.exp)),
+    ];
+
+    async fn list(c: &VaultClient) -> Result<Vec<CertificateItem>, ClientError> {
+        c.list_certificates().await
+    }
+    async fn list_deleted(c: &VaultClient) -> Result<Vec<DeletedCertificateItem>, ClientError> {
+        c.list_deleted_certificates().await
+    }
+    fn deleted_item(d: &DeletedCertificateItem) -> (&str, &DeletionInfo) {
+        (&d.item.id, &d.deletion)
+    }
     const DELETES_ALSO: &'static str = " (with its key and secret)";
     const PURGE_NOTE_ALWAYS: bool = true;
 

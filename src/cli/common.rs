@@ -1,7 +1,7 @@
 //! What every client subcommand shares: the connection flags, the output format, and reading
 //! and printing values, tags, times and backups.
 
-use crate::client::{ClientConfig, VaultClient};
+use crate::client::{ClientConfig, RetryPolicy, VaultClient};
 use crate::wire::Tags;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -64,9 +64,21 @@ pub(crate) struct Connection {
     /// CA bundle to trust for the vault's certificate.
     #[arg(long, env = "KVAULT_CA_FILE", global = true)]
     ca_file: Option<PathBuf>,
-    /// Output format: human text, the API's JSON, or the same as YAML.
+    /// Output format: human text, the API's JSON, the same as YAML, a bordered table, or
+    /// tab-separated values with a header line.
     #[arg(short = 'o', long, value_enum, default_value = "human", global = true)]
     pub(crate) output: Output,
+    /// Tries in all for a request the vault answers 429 or 503 (not processed, so safe to
+    /// send again): the wait is its Retry-After (at most 30 s), else an exponential backoff
+    /// with jitter. 1: no retries.
+    #[arg(
+        long,
+        env = "KVAULT_RETRIES",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..=10),
+        global = true
+    )]
+    retries: u32,
     /// Print only this member of the answer (dotted: value, attributes.exp; one line per
     /// item of a list); a string prints bare.
     #[arg(long, global = true)]
@@ -81,6 +93,11 @@ pub(crate) enum Output {
     Json,
     /// The API's JSON as YAML.
     Yaml,
+    /// A bordered table: one row per item (one row for a single object).
+    Table,
+    /// Tab-separated values under a header line; tabs, newlines and backslashes in a value
+    /// are written `\t`, `\n`, `\r` and `\\`.
+    Tsv,
 }
 
 /// The output format and field selector of this run, set once by `cli::main` from the
@@ -98,10 +115,160 @@ fn selection() -> (Output, Option<&'static str>) {
 }
 
 impl Output {
-    /// Whether the answer prints as data (JSON, YAML or a selected field), not as text.
+    /// Whether the answer prints as data (JSON, YAML, a table, TSV or a selected field), not
+    /// as text: through [`print_json`], [`print_list`] or [`print_record`].
     pub(crate) fn structured(self) -> bool {
         self != Output::Human || selection().1.is_some()
     }
+}
+
+/// One column of a listing: its header and how an item's cell reads.
+pub(crate) type Column<T> = (&'static str, fn(&T) -> String);
+
+/// Prints a listing as the run's output format asks: the items themselves as JSON, YAML or
+/// `--field`; otherwise one row per item under `columns` (aligned text, a table or TSV).
+pub(crate) fn print_list<T: Serialize>(items: &[T], columns: &[Column<T>]) -> anyhow::Result<()> {
+    let (output, field) = selection();
+    if field.is_some() || matches!(output, Output::Json | Output::Yaml) {
+        return print_json(&items);
+    }
+    let header: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| columns.iter().map(|c| (c.1)(i)).collect())
+        .collect();
+    out!("{}", render_rows(output, &header, &rows))
+}
+
+/// Prints one object: itself as JSON, YAML or `--field`; as text, `name: value` lines (a
+/// field without a value left out); as a table or TSV, one row under the field names.
+pub(crate) fn print_record<T: Serialize>(
+    v: &T,
+    fields: &[(&str, Option<String>)],
+) -> anyhow::Result<()> {
+    let (output, field) = selection();
+    if field.is_some() || matches!(output, Output::Json | Output::Yaml) {
+        return print_json(v);
+    }
+    if output == Output::Human {
+        let width = fields.iter().map(|f| f.0.len()).max().unwrap_or(0) + 2;
+        let mut text = String::new();
+        for (name, value) in fields {
+            if let Some(value) = value {
+                text.push_str(&format!("{:<width$}{value}\n", format!("{name}:")));
+            }
+        }
+        return out!("{text}");
+    }
+    let header: Vec<&str> = fields.iter().map(|f| f.0).collect();
+    let row: Vec<String> = fields
+        .iter()
+        .map(|f| f.1.clone().unwrap_or_default())
+        .collect();
+    out!("{}", render_rows(output, &header, &[row]))
+}
+
+/// Rows under a header: aligned columns (human), a bordered table, or TSV (JSON and YAML
+/// never come here; they print the answer itself).
+fn render_rows(output: Output, header: &[&str], rows: &[Vec<String>]) -> String {
+    match output {
+        Output::Table => {
+            let mut t = comfy_table::Table::new();
+            t.set_header(header.iter().map(|h| h.to_uppercase()));
+            for r in rows {
+                t.add_row(r);
+            }
+            format!("{t}\n")
+        }
+        Output::Tsv => {
+            let mut text = header.join("\t");
+            text.push('\n');
+            for r in rows {
+                let cells: Vec<String> = r.iter().map(|c| tsv_escape(c)).collect();
+                text.push_str(&cells.join("\t"));
+                text.push('\n');
+            }
+            text
+        }
+        Output::Human | Output::Json | Output::Yaml => {
+            let header: Vec<String> = header.iter().map(|h| h.to_uppercase()).collect();
+            let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+            for r in rows {
+                for (w, c) in widths.iter_mut().zip(r) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+            let line = |cells: &[String]| {
+                let last = cells.len().saturating_sub(1);
+                let mut l = String::new();
+                for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+                    if i == last {
+                        l.push_str(c);
+                    } else {
+                        l.push_str(&format!("{c:<w$}  "));
+                    }
+                }
+                l.push('\n');
+                l
+            };
+            let mut text = line(&header);
+            for r in rows {
+                text.push_str(&line(r));
+            }
+            text
+        }
+    }
+}
+
+/// A TSV cell: tab, line ending and backslash escaped, so one value stays one cell.
+fn tsv_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\\' => o.push_str("\\\\"),
+            '\t' => o.push_str("\\t"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// An answer with no columns of its own as rows: a list's objects one per row, an object as
+/// one row, each under its top-level members (nested ones as compact JSON).
+fn json_rows(v: &serde_json::Value) -> (Vec<String>, Vec<Vec<String>>) {
+    let items: Vec<&serde_json::Value> = match v {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let mut header: Vec<String> = Vec::new();
+    for i in &items {
+        match i {
+            serde_json::Value::Object(m) => {
+                for k in m.keys() {
+                    if !header.contains(k) {
+                        header.push(k.clone());
+                    }
+                }
+            }
+            _ if header.is_empty() => header.push("value".into()),
+            _ => {}
+        }
+    }
+    let cell = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let rows = items
+        .iter()
+        .map(|i| match i {
+            serde_json::Value::Object(m) => header.iter().map(|h| cell(m.get(h))).collect(),
+            other => vec![cell(Some(other))],
+        })
+        .collect();
+    (header, rows)
 }
 
 /// The member `path` (dotted) of `v`; of each item when `v` is a list.
@@ -148,7 +315,11 @@ impl Connection {
             url,
             token,
             ca_file: self.ca_file.clone(),
-        })?)
+        })?
+        .with_retries(RetryPolicy {
+            attempts: self.retries,
+            ..RetryPolicy::default()
+        }))
     }
 }
 
@@ -269,7 +440,8 @@ pub(crate) fn time(t: Option<i64>) -> String {
 }
 
 /// Prints an answer as the run's output format asks: JSON (also for human output, where a
-/// command has no text form), YAML, or only the `--field` member.
+/// command has no text form), YAML, a table or TSV of its top-level members, or only the
+/// `--field` member.
 pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     let (output, field) = selection();
     if let Some(field) = field {
@@ -286,6 +458,11 @@ pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     }
     match output {
         Output::Yaml => out!("{}", serde_saphyr::to_string(v)?),
+        Output::Table | Output::Tsv => {
+            let (header, rows) = json_rows(&serde_json::to_value(v)?);
+            let header: Vec<&str> = header.iter().map(String::as_str).collect();
+            out!("{}", render_rows(output, &header, &rows))
+        }
         Output::Human | Output::Json => outln!("{}", serde_json::to_string_pretty(v)?),
     }
 }
@@ -339,6 +516,39 @@ mod tests {
         assert_eq!(select(&v, "nope"), None);
         let list = serde_json::json!([{"id": "a"}, {"id": "b"}]);
         assert_eq!(select(&list, "id").map(|x| x.len()), Some(2));
+    }
+
+    #[test]
+    fn tsv_rows_escape_tabs_and_line_endings_and_tables_have_borders() {
+        let header = ["name", "note"];
+        let rows = vec![vec!["a".to_string(), "x\ty\nz\\w\r".to_string()]];
+        assert_eq!(
+            render_rows(Output::Tsv, &header, &rows),
+            "name\tnote\na\tx\\ty\\nz\\\\w\\r\n"
+        );
+        let table = render_rows(Output::Table, &header, &rows);
+        assert!(table.contains("| NAME | NOTE"), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("| a ")), "{table}");
+        let human = render_rows(
+            Output::Human,
+            &["name", "n"],
+            &[vec!["long-name".into(), "1".into()]],
+        );
+        assert_eq!(human, "NAME       N\nlong-name  1\n");
+    }
+
+    #[test]
+    fn answers_without_columns_become_rows_of_their_members() {
+        let v = serde_json::json!([{"id": "a", "attributes": {"exp": 5}}, {"id": "b", "x": null}]);
+        let (header, rows) = json_rows(&v);
+        assert_eq!(header, ["attributes", "id", "x"]);
+        assert_eq!(rows[0], ["{\"exp\":5}", "a", ""]);
+        assert_eq!(rows[1], ["", "b", ""]);
+        let (header, rows) = json_rows(&serde_json::json!({"value": true}));
+        assert_eq!(
+            (header, rows),
+            (vec!["value".to_string()], vec![vec!["true".to_string()]])
+        );
     }
 
     #[test]

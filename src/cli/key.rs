@@ -1,11 +1,14 @@
 //! `kvault key …`: the keys API for people. Binary inputs and outputs are base64url, as on
 //! the wire; `--file` reads raw bytes instead.
 
-use super::common::{Connection, Output, outln, parse_tag, parse_time, print_json, tags, time};
+use super::common::{
+    Column, Connection, Output, outln, parse_tag, parse_time, print_json, print_list, print_record,
+    tags, time,
+};
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::ObjectId;
-use crate::wire::{DeletedKeyBundle, DeletionInfo};
+use crate::wire::{DeletedKeyBundle, DeletedKeyItem, DeletionInfo, KeyItem};
 use crate::wire::{
     JsonWebKey, KeyAttributes, KeyBundle, KeyCreateParameters, KeyImportParameters,
     KeyOperationsParameters, KeyRotationPolicy, KeySignParameters, KeyUpdateParameters,
@@ -252,26 +255,25 @@ impl DigestInput {
     }
 }
 
-pub(crate) fn print_key(b: &KeyBundle, output: Output) -> anyhow::Result<()> {
-    if output.structured() {
-        return print_json(b);
-    }
-    let kid = b.key.kid.as_deref().unwrap_or("");
-    outln!("kid:        {kid}")?;
-    outln!("kty:        {}", b.key.kty.as_deref().unwrap_or(""))?;
-    if let Some(c) = &b.key.crv {
-        outln!("curve:      {c}")?;
-    }
-    outln!(
-        "operations: {}",
-        b.key.key_ops.clone().unwrap_or_default().join(", ")
-    )?;
-    outln!("enabled:    {}", b.attributes.enabled.unwrap_or(true))?;
-    outln!("created:    {}", time(b.attributes.created))?;
-    if b.attributes.exp.is_some() {
-        outln!("expires:    {}", time(b.attributes.exp))?;
-    }
-    Ok(())
+pub(crate) fn print_key(b: &KeyBundle, _: Output) -> anyhow::Result<()> {
+    print_record(
+        b,
+        &[
+            ("kid", Some(b.key.kid.clone().unwrap_or_default())),
+            ("kty", Some(b.key.kty.clone().unwrap_or_default())),
+            ("curve", b.key.crv.clone()),
+            (
+                "operations",
+                Some(b.key.key_ops.clone().unwrap_or_default().join(", ")),
+            ),
+            (
+                "enabled",
+                Some(b.attributes.enabled.unwrap_or(true).to_string()),
+            ),
+            ("created", Some(time(b.attributes.created))),
+            ("expires", b.attributes.exp.map(|e| time(Some(e)))),
+        ],
+    )
 }
 
 fn ops(v: Vec<String>) -> Option<Vec<String>> {
@@ -331,38 +333,6 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     print_key(&b, conn.output)
 }
 
-async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let ListArgs { deleted, conn } = args;
-    let c = conn.client()?;
-    if deleted {
-        let items = c.list_deleted_keys().await?;
-        if conn.output.structured() {
-            return print_json(&items);
-        }
-        for i in items {
-            outln!(
-                "{:<40} deleted {}",
-                ObjectId::name_of(&i.item.kid),
-                time(i.deletion.deleted_date)
-            )?;
-        }
-    } else {
-        let items = c.list_keys().await?;
-        if conn.output.structured() {
-            return print_json(&items);
-        }
-        for i in items {
-            outln!(
-                "{:<40} enabled {:<5} updated {}",
-                ObjectId::name_of(&i.kid),
-                i.attributes.enabled.unwrap_or(true),
-                time(i.attributes.updated)
-            )?;
-        }
-    }
-    Ok(())
-}
-
 pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
         KeyCommand::Create(args) => create(args).await,
@@ -391,20 +361,24 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<()> {
             let b = conn.client()?.get_key(&name, version.as_deref()).await?;
             print_key(&b, conn.output)
         }
-        KeyCommand::List(args) => list(args).await,
+        KeyCommand::List(ListArgs { deleted, conn }) => {
+            lifecycle::list::<Keys>(deleted, &conn).await
+        }
         KeyCommand::Versions { name, conn } => {
             let items = conn.client()?.list_key_versions(&name).await?;
-            if conn.output.structured() {
-                return print_json(&items);
-            }
-            for i in items {
-                outln!(
-                    "{:<34} created {}",
-                    ObjectId::version_of(&i.kid).unwrap_or("-"),
-                    time(i.attributes.created)
-                )?;
-            }
-            Ok(())
+            print_list(
+                &items,
+                &[
+                    ("version", |i| {
+                        ObjectId::version_of(&i.kid).unwrap_or("-").to_string()
+                    }),
+                    ("enabled", |i| {
+                        i.attributes.enabled.unwrap_or(true).to_string()
+                    }),
+                    ("created", |i| time(i.attributes.created)),
+                    ("expires", |i| time(i.attributes.exp)),
+                ],
+            )
         }
         KeyCommand::Update {
             name,
@@ -516,7 +490,27 @@ pub(crate) struct Keys;
 impl Family for Keys {
     type Bundle = KeyBundle;
     type Deleted = DeletedKeyBundle;
+    type Item = KeyItem;
+    type DeletedItem = DeletedKeyItem;
     const NOUN: &'static str = "key";
+    const COLUMNS: &'static [Column<KeyItem>] = &[
+        ("name", |i| ObjectId::name_of(&i.kid).to_string()),
+        ("enabled", |i| {
+            i.attributes.enabled.unwrap_or(true).to_string()
+        }),
+        ("updated", |i| time(i.attributes.updated)),
+        ("expires", |i| time(i.attributes.exp)),
+    ];
+
+    async fn list(c: &VaultClient) -> Result<Vec<KeyItem>, ClientError> {
+        c.list_keys().await
+    }
+    async fn list_deleted(c: &VaultClient) -> Result<Vec<DeletedKeyItem>, ClientError> {
+        c.list_deleted_keys().await
+    }
+    fn deleted_item(d: &DeletedKeyItem) -> (&str, &DeletionInfo) {
+        (&d.item.kid, &d.deletion)
+    }
 
     async fn delete(c: &VaultClient, name: &str) -> Result<Self::Deleted, ClientError> {
         c.delete_key(name).await

@@ -1,9 +1,11 @@
 //! The subcommands every object family has — `delete`, `recover`, `purge`, `backup`,
 //! `restore` — written once over [`Family`] and flattened into `kvault secret | key | cert`.
 
-use super::common::{Connection, Output, outln, print_json, read_input, time, write_backup};
+use super::common::{
+    Column, Connection, Output, outln, print_json, print_list, read_input, time, write_backup,
+};
 use crate::client::{ClientError, VaultClient};
-use crate::wire::DeletionInfo;
+use crate::wire::{DeletionInfo, ObjectId};
 use clap::Subcommand;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -51,10 +53,15 @@ pub enum Lifecycle {
     },
 }
 
-/// One object family as the lifecycle commands see it: its client calls and how it prints.
+/// One object family as the lifecycle and list commands see it: its client calls and how it
+/// prints.
 pub(crate) trait Family {
     type Bundle: Serialize;
     type Deleted: Serialize;
+    /// An item of `list`.
+    type Item: Serialize + 'static;
+    /// An item of `list --deleted`.
+    type DeletedItem: Serialize;
     /// "deleted secret {name}…", "purged key {name}".
     const NOUN: &'static str;
     /// What else goes with a delete, in the human output (a certificate's key and secret).
@@ -70,8 +77,37 @@ pub(crate) trait Family {
     async fn backup(c: &VaultClient, name: &str) -> Result<String, ClientError>;
     async fn restore(c: &VaultClient, blob: &str) -> Result<Self::Bundle, ClientError>;
     fn deletion(d: &Self::Deleted) -> &DeletionInfo;
+    /// The columns of `list` (the name first).
+    const COLUMNS: &'static [Column<Self::Item>];
+    async fn list(c: &VaultClient) -> Result<Vec<Self::Item>, ClientError>;
+    async fn list_deleted(c: &VaultClient) -> Result<Vec<Self::DeletedItem>, ClientError>;
+    /// A deleted item's id and deletion dates.
+    fn deleted_item(d: &Self::DeletedItem) -> (&str, &DeletionInfo);
     /// Prints a recovered (`name`) or restored (`None`) bundle.
     fn print(b: &Self::Bundle, name: Option<&str>, output: Output) -> anyhow::Result<()>;
+}
+
+/// `list` and `list --deleted` of every family: the family's columns, or name, deletion
+/// date and purge date.
+pub(crate) async fn list<F: Family>(deleted: bool, conn: &Connection) -> anyhow::Result<()> {
+    let c = conn.client()?;
+    if deleted {
+        let items = F::list_deleted(&c).await?;
+        print_list(
+            &items,
+            &[
+                ("name", |d| {
+                    ObjectId::name_of(F::deleted_item(d).0).to_string()
+                }),
+                ("deleted", |d| time(F::deleted_item(d).1.deleted_date)),
+                ("purge-after", |d| {
+                    time(F::deleted_item(d).1.scheduled_purge_date)
+                }),
+            ],
+        )
+    } else {
+        print_list(&F::list(&c).await?, F::COLUMNS)
+    }
 }
 
 pub(crate) async fn run<F: Family>(cmd: Lifecycle) -> anyhow::Result<()> {

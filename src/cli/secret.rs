@@ -1,14 +1,14 @@
 //! `kvault secret …`: the secrets API for people.
 
 use super::common::{
-    Connection, Output, outln, parse_tag, parse_time, print_json, read_input, secret_value, tags,
-    time,
+    Column, Connection, Output, outln, parse_tag, parse_time, print_json, print_list, read_input,
+    secret_value, tags, time,
 };
 use super::lifecycle::{self, Family, Lifecycle};
 use crate::client::{ClientError, VaultClient};
 use crate::wire::{
-    DeletedSecretBundle, DeletionInfo, ObjectId, SecretAttributes, SecretBundle,
-    SecretSetParameters, SecretUpdateParameters,
+    DeletedSecretBundle, DeletedSecretItem, DeletionInfo, ObjectId, SecretAttributes, SecretBundle,
+    SecretItem, SecretSetParameters, SecretUpdateParameters,
 };
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -227,57 +227,23 @@ pub async fn run(cmd: SecretCommand) -> anyhow::Result<()> {
             outln!("{}", b.value.as_deref().unwrap_or(""))?;
         }
         SecretCommand::List { deleted, conn } => {
-            let c = conn.client()?;
-            if deleted {
-                let items = c.list_deleted_secrets().await?;
-                if conn.output.structured() {
-                    return print_json(&items);
-                }
-                outln!("{:<40} {:<26} {:<26}", "NAME", "DELETED", "PURGE AFTER")?;
-                for i in items {
-                    outln!(
-                        "{:<40} {:<26} {:<26}",
-                        ObjectId::name_of(&i.item.id),
-                        time(i.deletion.deleted_date),
-                        time(i.deletion.scheduled_purge_date)
-                    )?;
-                }
-            } else {
-                let items = c.list_secrets().await?;
-                if conn.output.structured() {
-                    return print_json(&items);
-                }
-                outln!(
-                    "{:<40} {:<8} {:<26} CONTENT-TYPE",
-                    "NAME",
-                    "ENABLED",
-                    "UPDATED"
-                )?;
-                for i in items {
-                    outln!(
-                        "{:<40} {:<8} {:<26} {}",
-                        ObjectId::name_of(&i.id),
-                        i.attributes.enabled.unwrap_or(true),
-                        time(i.attributes.updated),
-                        i.content_type.as_deref().unwrap_or("")
-                    )?;
-                }
-            }
+            return lifecycle::list::<Secrets>(deleted, &conn).await;
         }
         SecretCommand::Versions { name, conn } => {
             let items = conn.client()?.list_secret_versions(&name).await?;
-            if conn.output.structured() {
-                return print_json(&items);
-            }
-            outln!("{:<34} {:<8} {:<26}", "VERSION", "ENABLED", "CREATED")?;
-            for i in items {
-                outln!(
-                    "{:<34} {:<8} {:<26}",
-                    ObjectId::version_of(&i.id).unwrap_or("-"),
-                    i.attributes.enabled.unwrap_or(true),
-                    time(i.attributes.created)
-                )?;
-            }
+            return print_list(
+                &items,
+                &[
+                    ("version", |i| {
+                        ObjectId::version_of(&i.id).unwrap_or("-").to_string()
+                    }),
+                    ("enabled", |i| {
+                        i.attributes.enabled.unwrap_or(true).to_string()
+                    }),
+                    ("created", |i| time(i.attributes.created)),
+                    ("expires", |i| time(i.attributes.exp)),
+                ],
+            );
         }
         SecretCommand::Update {
             name,
@@ -330,7 +296,30 @@ pub(crate) struct Secrets;
 impl Family for Secrets {
     type Bundle = SecretBundle;
     type Deleted = DeletedSecretBundle;
+    type Item = SecretItem;
+    type DeletedItem = DeletedSecretItem;
     const NOUN: &'static str = "secret";
+    const COLUMNS: &'static [Column<SecretItem>] = &[
+        ("name", |i| ObjectId::name_of(&i.id).to_string()),
+        ("enabled", |i| {
+            i.attributes.enabled.unwrap_or(true).to_string()
+        }),
+        ("updated", |i| time(i.attributes.updated)),
+        ("expires", |i| time(i.attributes.exp)),
+        ("content-type", |i| {
+            i.content_type.clone().unwrap_or_default()
+        }),
+    ];
+
+    async fn list(c: &VaultClient) -> Result<Vec<SecretItem>, ClientError> {
+        c.list_secrets().await
+    }
+    async fn list_deleted(c: &VaultClient) -> Result<Vec<DeletedSecretItem>, ClientError> {
+        c.list_deleted_secrets().await
+    }
+    fn deleted_item(d: &DeletedSecretItem) -> (&str, &DeletionInfo) {
+        (&d.item.id, &d.deletion)
+    }
     const BACKUP_NOTE: bool = true;
 
     async fn delete(c: &VaultClient, name: &str) -> Result<Self::Deleted, ClientError> {

@@ -192,11 +192,51 @@ pub struct ClientConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Retries of the answers that say the vault did not process the request — 429 Too Many
+/// Requests and 503 Service Unavailable — so any request, a POST too, is safe to send again.
+/// Off unless set with [`VaultClient::with_retries`] (the CLI sets it; the operator and the
+/// provider keep their own loops). Transport errors are never retried here: a request whose
+/// answer was lost may have been processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included (1: no retry).
+    pub attempts: u32,
+    /// The longest wait before one retry: a longer `Retry-After` is cut to this.
+    pub max_wait: Duration,
+    /// The first wait when the answer has no `Retry-After` (then doubling, with jitter).
+    pub first_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            max_wait: Duration::from_secs(30),
+            first_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// An answer of one try: the error, and the wait the vault asked for when it may be retried.
+struct Refused {
+    error: ClientError,
+    /// `Some` for 429/503 (the `Retry-After` seconds, if the answer had them).
+    retry: Option<Option<Duration>>,
+}
+
+/// The `Retry-After` of an answer in delay-seconds form (the form vaults send; an HTTP-date
+/// falls back to the backoff).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
 #[derive(Clone)]
 pub struct VaultClient {
     http: reqwest::Client,
     origin: Url,
     token: Zeroizing<String>,
+    retry: Option<RetryPolicy>,
 }
 
 impl std::fmt::Debug for VaultClient {
@@ -242,7 +282,16 @@ impl VaultClient {
             http,
             origin,
             token: config.token,
+            retry: None,
         })
+    }
+
+    /// The same client retrying 429 and 503 answers as `policy` says.
+    pub fn with_retries(self, policy: RetryPolicy) -> Self {
+        Self {
+            retry: Some(policy),
+            ..self
+        }
     }
 
     /// The same vault with another token.
@@ -273,6 +322,7 @@ impl VaultClient {
         url: Url,
         body: Option<Vec<u8>>,
     ) -> Result<reqwest::Response, ClientError> {
+        use backon::Retryable;
         // Never send the token anywhere but the vault we were configured for.
         if url.origin() != self.origin.origin() {
             return Err(ClientError::decode(format!(
@@ -280,6 +330,44 @@ impl VaultClient {
                 url.origin().ascii_serialization()
             )));
         }
+        let body = body.map(bytes::Bytes::from);
+        let once = || self.send_once(method.clone(), url.clone(), body.clone());
+        let Some(policy) = self.retry.filter(|p| p.attempts > 1) else {
+            return once().await.map_err(|r| r.error);
+        };
+        let backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(policy.first_backoff)
+            .with_max_delay(policy.max_wait)
+            .with_max_times(usize::try_from(policy.attempts - 1).unwrap_or(usize::MAX))
+            .with_jitter();
+        once.retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|r: &Refused| r.retry.is_some())
+            .adjust(|r: &Refused, next| {
+                // The vault's own wait, capped, while the backoff still has tries left.
+                next.map(|d| match r.retry.flatten() {
+                    Some(asked) => asked.min(policy.max_wait),
+                    None => d,
+                })
+            })
+            .notify(|r: &Refused, wait| {
+                tracing::warn!(
+                    status = r.error.status(),
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "the vault is busy; retrying"
+                );
+            })
+            .await
+            .map_err(|r| r.error)
+    }
+
+    /// One try of a request: the answer, or its error and whether it may be sent again.
+    async fn send_once(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<bytes::Bytes>,
+    ) -> Result<reqwest::Response, Refused> {
         let mut req = self
             .http
             .request(method, url)
@@ -289,13 +377,17 @@ impl VaultClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(b);
         }
-        let resp = req.send().await.map_err(transport_error)?;
+        let resp = req.send().await.map_err(|e| Refused {
+            error: transport_error(e),
+            retry: None,
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
+        let retry = matches!(status, 429 | 503).then(|| retry_after(resp.headers()));
         let bytes = read_capped(resp, 64 * 1024).await.unwrap_or_default();
-        Err(match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+        let error = match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
             Ok(env) => ClientError::Api {
                 status,
                 code: env.error.code,
@@ -306,7 +398,8 @@ impl VaultClient {
                 code: format!("HTTP{status}"),
                 message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
             },
-        })
+        };
+        Err(Refused { error, retry })
     }
 
     async fn call<T: DeserializeOwned>(
@@ -613,5 +706,139 @@ mod tests {
             !text.contains(&port.to_string()),
             "no URL in the message: {text}"
         );
+    }
+
+    /// A stub vault over TLS on 127.0.0.1: it answers the `answers` in turn (status, extra
+    /// headers), one per connection, counting the requests. Returns a client configured
+    /// for it and the counter.
+    async fn stub_server(
+        answers: Vec<(u16, &'static str)>,
+    ) -> (
+        VaultClient,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        tempfile::TempDir,
+    ) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        crate::install_crypto_provider();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            for (status, headers) in answers {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let mut conn = acceptor.accept(tcp).await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = conn.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the client hung up mid-request");
+                    head.extend_from_slice(&buf[..n]);
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                let body = if status == 200 {
+                    r#"{"id":"https://127.0.0.1/secrets/s/v1","value":"ok","attributes":{}}"#
+                        .to_string()
+                } else {
+                    r#"{"error":{"code":"Throttled","message":"slow down"}}"#.to_string()
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{headers}\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(answer.as_bytes()).await.unwrap();
+                conn.shutdown().await.unwrap();
+            }
+        });
+        let client = VaultClient::new(ClientConfig {
+            url: format!("https://{addr}"),
+            token: Zeroizing::new("t".into()),
+            ca_file: Some(ca),
+        })
+        .unwrap();
+        (client, count, dir)
+    }
+
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 3,
+            max_wait: Duration::from_secs(30),
+            first_backoff: Duration::from_millis(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_a_429_after_its_retry_after_against_a_stub_server() {
+        use std::sync::atomic::Ordering;
+        let (c, count, _dir) = stub_server(vec![(429, "retry-after: 1\r\n"), (200, "")]).await;
+        let started = std::time::Instant::now();
+        let b = c.with_retries(quick()).get_secret("s", None).await.unwrap();
+        assert_eq!(b.value.as_deref(), Some("ok"));
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        // The vault's 1 s, not the 10 ms backoff.
+        assert!(
+            started.elapsed() >= Duration::from_millis(950),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_503s_with_backoff_and_gives_up_after_the_attempts_against_a_stub_server() {
+        use std::sync::atomic::Ordering;
+        let (c, count, _dir) = stub_server(vec![(503, ""), (503, ""), (503, ""), (200, "")]).await;
+        let err = c
+            .with_retries(quick())
+            .get_secret("s", None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(503), "{err}");
+        assert_eq!(count.load(Ordering::SeqCst), 3, "three tries in all");
+    }
+
+    #[tokio::test]
+    async fn a_long_retry_after_is_capped_against_a_stub_server() {
+        use std::sync::atomic::Ordering;
+        let (c, count, _dir) = stub_server(vec![(429, "retry-after: 3600\r\n"), (200, "")]).await;
+        let policy = RetryPolicy {
+            max_wait: Duration::from_millis(100),
+            ..quick()
+        };
+        let started = std::time::Instant::now();
+        c.with_retries(policy).get_secret("s", None).await.unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn without_a_policy_a_429_and_other_errors_are_not_retried_against_a_stub_server() {
+        use std::sync::atomic::Ordering;
+        let (c, count, _dir) = stub_server(vec![(429, "retry-after: 1\r\n"), (200, "")]).await;
+        let err = c.get_secret("s", None).await.unwrap_err();
+        assert_eq!(err.status(), Some(429), "{err}");
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        // A 500 may have been processed: not retried even with a policy.
+        let (c, count, _dir) = stub_server(vec![(500, ""), (200, "")]).await;
+        let err = c
+            .with_retries(quick())
+            .get_secret("s", None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(500), "{err}");
+        assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 }

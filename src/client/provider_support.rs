@@ -82,6 +82,7 @@ impl VaultClient {
             http,
             origin,
             token: Zeroizing::new(String::new()),
+            retry: None,
         })
     }
 

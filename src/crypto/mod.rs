@@ -36,15 +36,9 @@ pub fn new_version_id() -> Result<String, CryptoError> {
     Ok(hex(&random::<16>()?))
 }
 
+/// Lowercase hex, with the `hex` crate.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        for nibble in [b >> 4, b & 0xf] {
-            s.extend(DIGITS.get(usize::from(nibble)).map(|d| char::from(*d)));
-        }
-    }
-    s
+    ::hex::encode(bytes)
 }
 
 /// SHA-256 of `data`.

@@ -71,43 +71,98 @@ fn rc_key(key: &KeyMaterial) -> Result<KeyPair, X509Error> {
         .map_err(|e| err(format!("the key cannot sign certificates: {e}")))
 }
 
-/// `CN=a, O=b, OU=c, C=US, L=x, ST=y` into a distinguished name.
+/// `CN=a, O=b, OU=c, C=US, L=x, ST=y` (RFC 4514, with `\,`-style escapes) into a
+/// distinguished name, parsed by `x509-cert`'s `Name`. Kept from the cloud's and .NET's
+/// habits: spaces after a comma, keywords in any case, `S` for `ST`, `E`/`EMAIL` for
+/// `emailAddress`. The attributes keep the string's order; a multi-valued RDN (`+`) is
+/// written as one RDN per attribute (rcgen has no multi-valued RDNs).
 pub fn parse_subject(s: &str) -> Result<DistinguishedName, X509Error> {
+    use std::str::FromStr;
+    let name = x509_cert::name::Name::from_str(&rfc4514_keywords(s)).map_err(|e| {
+        err(format!(
+            "the subject '{s}' is not a distinguished name: {e}"
+        ))
+    })?;
     let mut dn = DistinguishedName::new();
-    for part in s.split(',') {
-        let part = part.trim();
-        if part.is_empty() {
-            continue;
+    // RFC 4514 strings list the RDNs last to first; `Name` holds them first to last.
+    let rdns: Vec<_> = name.as_ref().iter().collect();
+    for rdn in rdns.into_iter().rev() {
+        for atv in rdn.as_ref().iter() {
+            let arcs: Vec<u64> = atv.oid.arcs().map(u64::from).collect();
+            let value = std::str::from_utf8(atv.value.value())
+                .map_err(|_| err(format!("the subject '{s}' has a value that is not text")))?;
+            dn.push(DnType::from_oid(&arcs), value);
         }
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| err(format!("subject component '{part}' is not KEY=VALUE")))?;
-        let ty = match k.trim().to_ascii_uppercase().as_str() {
-            "CN" => DnType::CommonName,
-            "O" => DnType::OrganizationName,
-            "OU" => DnType::OrganizationalUnitName,
-            "C" => DnType::CountryName,
-            "L" => DnType::LocalityName,
-            "ST" | "S" => DnType::StateOrProvinceName,
-            "E" | "EMAIL" | "EMAILADDRESS" => {
-                DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1])
-            }
-            "DC" => DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 25]),
-            other => return Err(err(format!("unsupported subject attribute '{other}'"))),
-        };
-        dn.push(ty, v.trim());
+    }
+    if dn.iter().next().is_none() {
+        return Err(err("the subject is empty"));
     }
     Ok(dn)
 }
 
+/// The RFC 4514 string `x509-cert` reads, from the forms people write: the spaces around
+/// an (unescaped) `,` or `+` dropped, the RFC 4514 keywords upper-cased, and the aliases `S`
+/// and `E`/`EMAIL`/`EMAILADDRESS`. Values (escapes included) pass through unchanged.
+fn rfc4514_keywords(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut segment = String::new();
+    let mut escaped = false;
+    let flush = |segment: &mut String, out: &mut String| {
+        let seg = segment.trim_start();
+        // A trailing space stays when it is escaped (`\ `).
+        let seg = if seg.ends_with("\\ ") {
+            seg
+        } else {
+            seg.trim_end()
+        };
+        match seg.split_once('=') {
+            Some((k, v)) => {
+                let k = k.trim();
+                let upper = k.to_ascii_uppercase();
+                out.push_str(match upper.as_str() {
+                    "S" => "ST",
+                    "E" | "EMAIL" | "EMAILADDRESS" => "1.2.840.113549.1.9.1",
+                    "CN" | "O" | "OU" | "C" | "L" | "ST" | "DC" | "STREET" | "UID" => &upper,
+                    // Other names (serialNumber, title …) as RFC 4514 spells them.
+                    _ => k,
+                });
+                out.push('=');
+                out.push_str(v.trim_start());
+            }
+            None => out.push_str(seg),
+        }
+        segment.clear();
+    };
+    for c in s.chars() {
+        if escaped {
+            escaped = false;
+            segment.push(c);
+        } else if c == '\\' {
+            escaped = true;
+            segment.push(c);
+        } else if c == ',' || c == '+' {
+            flush(&mut segment, &mut out);
+            out.push(c);
+        } else {
+            segment.push(c);
+        }
+    }
+    flush(&mut segment, &mut out);
+    out
+}
+
+/// `t` plus `months` calendar months (jiff: the day is clamped to the month's last, so
+/// 31 January plus one month is the last day of February).
 fn add_months(t: time::OffsetDateTime, months: u32) -> Result<time::OffsetDateTime, X509Error> {
-    let total = t.month() as i32 - 1 + months as i32;
-    let year = t.year() + total / 12;
-    let month = time::Month::try_from((total % 12 + 1) as u8).map_err(|_| err("bad month"))?;
-    let last_day = time::util::days_in_month(month, year);
-    let date = time::Date::from_calendar_date(year, month, t.day().min(last_day))
-        .map_err(|_| err("validity out of range"))?;
-    Ok(t.replace_date(date))
+    use k8s_openapi::jiff::{Timestamp, ToSpan, tz::TimeZone};
+    let out_of_range = || err("validity out of range");
+    let start = Timestamp::new(t.unix_timestamp(), 0).map_err(|_| out_of_range())?;
+    let end = start
+        .to_zoned(TimeZone::UTC)
+        .checked_add(i64::from(months).months())
+        .map_err(|_| out_of_range())?;
+    time::OffsetDateTime::from_unix_timestamp(end.timestamp().as_second())
+        .map_err(|_| out_of_range())
 }
 
 fn params(req: &CertRequest) -> Result<CertificateParams, X509Error> {
@@ -574,8 +629,60 @@ mod tests {
         assert!(!der.is_empty());
         assert!(parse_subject("CN").is_err());
         assert!(parse_subject("XX=1").is_err());
+        assert!(parse_subject("").is_err());
         let t = time::OffsetDateTime::from_unix_timestamp(1_706_659_200).unwrap(); // 2024-01-31
         let feb = add_months(t, 1).unwrap();
         assert_eq!((feb.month(), feb.day()), (time::Month::February, 29));
+        let next = add_months(t, 13).unwrap();
+        assert_eq!(
+            (next.year(), next.month(), next.day()),
+            (2025, time::Month::February, 28)
+        );
+        assert_eq!(add_months(t, 12).unwrap().unix_timestamp(), 1_738_281_600);
+    }
+
+    /// The subject as a certificate made from it shows it (RFC 4514, openssl's order).
+    fn issued_subject(subject: &str) -> String {
+        let dn = parse_subject(subject).unwrap();
+        let mut p = CertificateParams::default();
+        p.distinguished_name = dn;
+        let key = KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        let (_, x) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
+        x.subject().to_string()
+    }
+
+    #[test]
+    fn subjects_are_rfc_4514_names_with_escapes() {
+        let dn = parse_subject(r"CN=Doe\, John,O=Acme").unwrap();
+        let entries: Vec<_> = dn.iter().collect();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            dn.get(&DnType::CommonName),
+            Some(&rcgen::DnValue::Utf8String("Doe, John".into()))
+        );
+        assert_eq!(
+            dn.get(&DnType::OrganizationName),
+            Some(&rcgen::DnValue::Utf8String("Acme".into()))
+        );
+        // (x509-parser prints the names unescaped, in the certificate's order.)
+        assert_eq!(
+            issued_subject(r"CN=Doe\, John,O=Acme"),
+            "CN=Doe, John, O=Acme"
+        );
+        // The forms people (and the cloud's docs) write keep working.
+        assert_eq!(
+            issued_subject("cn=web.example.test, O=Example , s=Bavaria, E=a@example.test"),
+            issued_subject("CN=web.example.test,O=Example,ST=Bavaria,emailAddress=a@example.test")
+        );
+        assert!(issued_subject("CN=a, OU=team, C=US").starts_with("CN=a"));
+        let dn = parse_subject(r"CN=a\+b+OU=x, DC=example, DC=test").unwrap();
+        assert_eq!(
+            dn.get(&DnType::CommonName),
+            Some(&rcgen::DnValue::Utf8String("a+b".into()))
+        );
+        assert!(parse_subject("CN=a,,O=b").is_err());
+        let dn = parse_subject("CN=a, serialNumber=42").unwrap();
+        assert_eq!(dn.iter().count(), 2);
     }
 }

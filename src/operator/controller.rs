@@ -182,8 +182,7 @@ impl Context {
 
 /// Requeue delay after `failures` consecutive failures: 5 s, doubling, at most 5 minutes.
 pub fn backoff(failures: u32) -> Duration {
-    let secs = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(10));
-    Duration::from_secs(secs.min(300))
+    crate::clock::exponential_backoff(failures, Duration::from_secs(5), Duration::from_secs(300))
 }
 
 /// The Vault a grant names (same namespace).

@@ -400,6 +400,7 @@ impl Fetcher {
         now + ttl
     }
 
+    // Kept over moka (future): +10 crates (crossbeam-*, async-lock, tagptr …; a 20 s single-job debug build of its tree, measured) for a map and a OnceCell, and moka evicts asynchronously, so the byte cap and the per-token expiry enforced exactly here (and tested) would become approximate.
     async fn cached<F, Fut>(&self, key: CacheKey, fresh_until: Instant, fetch: F) -> Shared
     where
         F: FnOnce() -> Fut,
@@ -515,11 +516,12 @@ impl Fetcher {
                 Err(e) if retryable(&e) && attempt < self.settings.max_retries => {
                     attempt += 1;
                     self.metrics.vault_retries.inc();
-                    let exp = self
-                        .settings
-                        .initial_backoff
-                        .saturating_mul(1 << (attempt - 1).min(16));
-                    let delay = exp.min(self.settings.max_backoff).mul_f64(jitter());
+                    let delay = crate::clock::exponential_backoff(
+                        attempt,
+                        self.settings.initial_backoff,
+                        self.settings.max_backoff,
+                    )
+                    .mul_f64(jitter());
                     tracing::debug!(object_type, attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying vault request");
                     tokio::time::sleep(delay).await;
                 }

@@ -184,6 +184,30 @@ fn dev_secret_cli_round_trip_and_restart() {
     assert_eq!(stdout(&o), "hello\n", "{o:?}");
     let o = kvault(&env, &["secret", "get", "greeting", "--field", "tags.a"]);
     assert_eq!(stdout(&o), "b\n", "{o:?}");
+    // -o tsv and -o table: a tab in a value is escaped, one item stays one line.
+    let o = kvault(
+        &env,
+        &["secret", "set", "tabbed", "v", "--content-type", "a\tb\nc"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = kvault(&env, &["secret", "list", "-o", "tsv"]);
+    let text = stdout(&o);
+    assert_eq!(
+        text.lines().next(),
+        Some("name\tenabled\tupdated\texpires\tcontent-type"),
+        "{o:?}"
+    );
+    let row = text.lines().find(|l| l.starts_with("tabbed\t")).unwrap();
+    assert!(row.ends_with("\ta\\tb\\nc"), "{row:?}");
+    assert_eq!(row.split('\t').count(), 5, "{row:?}");
+    let o = kvault(&env, &["secret", "versions", "greeting", "-o", "table"]);
+    assert!(stdout(&o).contains("VERSION"), "{o:?}");
+    let o = kvault(&env, &["secret", "get", "greeting", "-o", "tsv"]);
+    let text = stdout(&o);
+    let header: Vec<&str> = text.lines().next().unwrap().split('\t').collect();
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split('\t').collect();
+    let at = header.iter().position(|h| *h == "value").unwrap();
+    assert_eq!(row[at], "hello", "{o:?}");
     let o = kvault(&env, &["secret", "list", "--field", "id"]);
     assert!(
         stdout(&o).lines().any(|l| l.ends_with("/secrets/greeting")),
@@ -641,6 +665,57 @@ fn cert_and_key_commands_through_the_real_binary() {
         .unwrap();
     assert_eq!(k.stdout, c.stdout);
     assert!(stdout(&kvault(&env, &["cert", "list"])).contains("web"));
+    // An RFC 4514 subject with an escaped comma is one common name.
+    let o = kvault(
+        &env,
+        &[
+            "cert",
+            "create",
+            "doe",
+            "--subject",
+            r"CN=Doe\, John,O=Acme",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = kvault(&env, &["cert", "get", "doe", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let der = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        v["cer"].as_str().unwrap(),
+    )
+    .unwrap();
+    let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let cn: Vec<&str> = x
+        .subject()
+        .iter_common_name()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(cn, ["Doe, John"]);
+    assert_eq!(
+        x.subject()
+            .iter_organization()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "Acme"
+    );
+    // -o tsv: a header line, then one tab-separated row per item; -o table: bordered.
+    let o = kvault(&env, &["cert", "list", "-o", "tsv"]);
+    let text = stdout(&o);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("name\tenabled\tupdated\texpires"),
+        "{o:?}"
+    );
+    assert!(lines.any(|l| l.starts_with("web\ttrue\t")), "{o:?}");
+    let o = kvault(&env, &["cert", "list", "-o", "table"]);
+    let text = stdout(&o);
+    assert!(text.contains("NAME") && text.contains("EXPIRES"), "{o:?}");
+    assert!(text.lines().any(|l| l.starts_with("| web ")), "{o:?}");
+    let o = kvault(&env, &["cert", "versions", "web", "-o", "tsv"]);
+    assert_eq!(stdout(&o).lines().count(), 2, "{o:?}");
 
     // Keys: create, sign a file, verify it.
     assert!(
@@ -651,6 +726,25 @@ fn cert_and_key_commands_through_the_real_binary() {
         .status
         .success()
     );
+    // Keys list through the same listing code as certificates; a key shows as one row.
+    let o = kvault(&env, &["key", "list", "-o", "tsv"]);
+    assert!(
+        stdout(&o).lines().any(|l| l.starts_with("signer\ttrue\t")),
+        "{o:?}"
+    );
+    let o = kvault(&env, &["key", "get", "signer", "-o", "tsv"]);
+    let text = stdout(&o);
+    assert_eq!(
+        text.lines().next(),
+        Some("kid\tkty\tcurve\toperations\tenabled\tcreated\texpires"),
+        "{o:?}"
+    );
+    assert!(
+        text.lines().nth(1).unwrap().contains("\tEC\tP-256\t"),
+        "{o:?}"
+    );
+    let o = kvault(&env, &["key", "list", "--deleted", "-o", "tsv"]);
+    assert_eq!(stdout(&o), "name\tdeleted\tpurge-after\n", "{o:?}");
     let doc = dir.path().join("doc.txt");
     std::fs::write(&doc, b"sign me").unwrap();
     let o = kvault(

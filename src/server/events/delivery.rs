@@ -32,11 +32,7 @@ fn random_u64() -> u64 {
 /// `initial · 2^(failures-1)`, capped at `max`, with equal jitter — half of it fixed, half
 /// random (`random` picks where), so subscribers that failed together do not retry in step.
 pub fn backoff(failures: u32, initial: Duration, max: Duration, random: u64) -> Duration {
-    let doublings = failures.saturating_sub(1).min(64);
-    let full = initial
-        .as_nanos()
-        .saturating_mul(1u128.checked_shl(doublings).unwrap_or(u128::MAX))
-        .min(max.as_nanos());
+    let full = crate::clock::exponential_backoff(failures, initial, max).as_nanos();
     let half = full / 2;
     let jitter = u128::from(random) % (full - half + 1);
     Duration::from_nanos(u64::try_from(half + jitter).unwrap_or(u64::MAX))

@@ -18,51 +18,25 @@ use std::time::Duration;
 const DAY: i64 = 86_400;
 
 /// An ISO 8601 duration (`P90D`, `P2Y`, `P1M`, `PT12H`, `P1W`) in seconds, with the
-/// cloud's calendar: a month is 30 days, a year 365.
+/// cloud's calendar: a month is 30 days, a year 365. jiff reads the grammar; the cloud's
+/// form has no sign, no fraction and upper-case designators only, which is checked first.
 pub fn parse_duration(s: &str) -> Option<i64> {
-    let rest = s.strip_prefix('P')?;
-    if rest.is_empty() {
+    if !s.starts_with('P') || s.contains(['.', ',']) || s.bytes().any(|b| b.is_ascii_lowercase()) {
         return None;
     }
-    let (date, time) = match rest.split_once('T') {
-        Some((d, t)) if !t.is_empty() => (d, Some(t)),
-        Some(_) => return None,
-        None => (rest, None),
-    };
-    let mut total: i64 = 0;
-    let mut parse_part = |part: &str, units: &[(char, i64)]| -> Option<()> {
-        let mut num = String::new();
-        let mut unit_idx = 0;
-        for c in part.chars() {
-            if c.is_ascii_digit() {
-                num.push(c);
-                continue;
-            }
-            // Units must come in order, each at most once.
-            let (pos, (_, seconds)) = units
-                .iter()
-                .enumerate()
-                .skip(unit_idx)
-                .find(|(_, (u, _))| *u == c)?;
-            let n: i64 = num.parse().ok()?;
-            total = total.checked_add(n.checked_mul(*seconds)?)?;
-            num.clear();
-            unit_idx = pos + 1;
-        }
-        num.is_empty().then_some(())
-    };
-    parse_part(
-        date,
-        &[
-            ('Y', 365 * DAY),
-            ('M', 30 * DAY),
-            ('W', 7 * DAY),
-            ('D', DAY),
-        ],
-    )?;
-    if let Some(t) = time {
-        parse_part(t, &[('H', 3600), ('M', 60), ('S', 1)])?;
-    }
+    let span: k8s_openapi::jiff::Span = s.parse().ok()?;
+    let parts = [
+        (i64::from(span.get_years()), 365 * DAY),
+        (i64::from(span.get_months()), 30 * DAY),
+        (i64::from(span.get_weeks()), 7 * DAY),
+        (i64::from(span.get_days()), DAY),
+        (i64::from(span.get_hours()), 3600),
+        (span.get_minutes(), 60),
+        (span.get_seconds(), 1),
+    ];
+    let total = parts
+        .iter()
+        .try_fold(0i64, |t, (n, unit)| t.checked_add(n.checked_mul(*unit)?))?;
     (total > 0).then_some(total)
 }
 
@@ -359,7 +333,8 @@ mod tests {
         );
         assert_eq!(parse_duration("PT12H"), Some(12 * 3600));
         for bad in [
-            "", "P", "90D", "PD", "P1DT", "P1D1M", "P-1D", "P1.5D", "PT1D", "P0D",
+            "", "P", "90D", "PD", "P1DT", "P1D1M", "P-1D", "P1.5D", "PT1D", "P0D", "-P1D", "p1d",
+            "PT1.5H", "P1Y 2M",
         ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }

@@ -30,19 +30,26 @@ pub struct Session {
 }
 
 pub async fn run(s: Session) {
-    let mut backoff = Duration::from_millis(100);
+    // Reconnect waits: 100 ms after a session that ended, doubling while connecting fails,
+    // at most 5 s.
+    let mut attempt = 0u32;
     loop {
         match session_once(&s).await {
-            Ok(()) => backoff = Duration::from_millis(100),
+            Ok(()) => attempt = 1,
             Err(e) => {
+                attempt = attempt.saturating_add(1);
                 tracing::warn!(error = %e, "database session lost; reconnecting");
             }
         }
         if s.leader.swap(false, Ordering::AcqRel) {
             tracing::warn!("background-job lease given up with the database session");
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        let wait = crate::clock::exponential_backoff(
+            attempt,
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        );
+        tokio::time::sleep(wait).await;
     }
 }
 
