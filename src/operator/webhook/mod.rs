@@ -1,0 +1,3 @@
+//! The workload-identity mutating admission webhook (placeholder, filled in below).
+
+pub mod patch;
