@@ -2,10 +2,12 @@
 //!
 //! The webhook reads the ServiceAccount of every labelled pod it admits (its
 //! `azure.workload.identity/*` annotations). A Deployment scaled to 50 replicas asks 50
-//! times for the same one within seconds, so answers (a 404 included) are kept for
-//! [`TTL`]: an annotation changed on a ServiceAccount reaches new pods within that time.
-//! The cache holds at most [`CAPACITY`] entries (expired ones are dropped first, then the
-//! oldest). A failed read is not cached.
+//! times for the same one within seconds, so a ServiceAccount read is kept for [`TTL`]: an
+//! annotation changed on it reaches new pods within that time. The cache holds at most
+//! [`CAPACITY`] entries (expired ones are dropped first, then the oldest). Neither a failed
+//! read nor a 404 is cached: a ServiceAccount created just after its pod was first refused
+//! (a chart installing both) must be seen at the next try, or that pod would get the
+//! convention client id instead of its annotated one.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{Api, Client};
@@ -20,7 +22,7 @@ pub const CAPACITY: usize = 1024;
 
 type Key = (String, String);
 /// When an answer was read, and the answer (`None`: 404).
-type Entry = (Instant, Option<ServiceAccount>);
+type Entry = (Instant, ServiceAccount);
 
 #[derive(Clone)]
 pub struct ServiceAccountDirectory {
@@ -61,15 +63,17 @@ impl ServiceAccountDirectory {
     ) -> Result<Option<ServiceAccount>, kube::Error> {
         let key = (namespace.to_string(), name.to_string());
         if let Some(hit) = self.cached(&key) {
-            return Ok(hit);
+            return Ok(Some(hit));
         }
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
         let found = api.get_opt(name).await?;
-        self.remember(key, found.clone());
+        if let Some(sa) = &found {
+            self.remember(key, sa.clone());
+        }
         Ok(found)
     }
 
-    fn cached(&self, key: &Key) -> Option<Option<ServiceAccount>> {
+    fn cached(&self, key: &Key) -> Option<ServiceAccount> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(key)
@@ -77,7 +81,7 @@ impl ServiceAccountDirectory {
             .map(|(_, sa)| sa.clone())
     }
 
-    fn remember(&self, key: Key, sa: Option<ServiceAccount>) {
+    fn remember(&self, key: Key, sa: ServiceAccount) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= self.capacity && !cache.contains_key(&key) {
             let ttl = self.ttl;
@@ -152,6 +156,7 @@ mod tests {
         let server = tokio::spawn(async move {
             answer(&mut handle, "team-a", "payments", StatusCode::OK).await;
             answer(&mut handle, "team-a", "missing", StatusCode::NOT_FOUND).await;
+            answer(&mut handle, "team-a", "missing", StatusCode::NOT_FOUND).await;
             answer(&mut handle, "team-a", "secret", StatusCode::FORBIDDEN).await;
             answer(&mut handle, "team-a", "secret", StatusCode::FORBIDDEN).await;
             handle
@@ -160,14 +165,14 @@ mod tests {
         assert_eq!(sa.metadata.name.as_deref(), Some("payments"));
         // The second read is the cache's: the mocked API server is asked nothing.
         assert!(d.get("team-a", "payments").await.unwrap().is_some());
-        // 404: None, cached too.
+        // 404: None, asked again each time (it may be created any moment).
         assert!(d.get("team-a", "missing").await.unwrap().is_none());
         assert!(d.get("team-a", "missing").await.unwrap().is_none());
         // A failure is an error, and is not cached.
         assert!(d.get("team-a", "secret").await.is_err());
         assert!(d.get("team-a", "secret").await.is_err());
         let _handle = server.await.unwrap();
-        assert_eq!(dir.cached_len(), 2);
+        assert_eq!(dir.cached_len(), 1);
     }
 
     #[tokio::test]

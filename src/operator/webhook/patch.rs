@@ -96,6 +96,11 @@ pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
 pub const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
 pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
 
+/// Azure Workload Identity's defaults, which the chart's `workloadIdentity` values repeat.
+pub const DEFAULT_TENANT_ID: &str = "adfs";
+pub const DEFAULT_AUDIENCE: &str = "api://AzureADTokenExchange";
+pub const DEFAULT_TOKEN_EXPIRATION_SECS: i64 = 3600;
+
 /// What the webhook injects that does not come from the pod or its ServiceAccount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Injection {

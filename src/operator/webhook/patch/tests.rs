@@ -4,10 +4,30 @@ use serde_json::json;
 fn inj() -> Injection {
     Injection {
         authority_host: "https://kvault-identity.kvault-system.svc".into(),
-        tenant_id: "adfs".into(),
-        audience: "api://AzureADTokenExchange".into(),
-        default_token_expiration_secs: 3600,
-        ca_config_map: "kvault-ca".into(),
+        tenant_id: DEFAULT_TENANT_ID.into(),
+        audience: DEFAULT_AUDIENCE.into(),
+        default_token_expiration_secs: DEFAULT_TOKEN_EXPIRATION_SECS,
+        ca_config_map: crate::operator::desired::CA_CONFIG_MAP.into(),
+    }
+}
+
+#[test]
+fn the_defaults_are_azures_and_the_charts() {
+    assert_eq!(inj().tenant_id, "adfs");
+    assert_eq!(inj().audience, "api://AzureADTokenExchange");
+    assert_eq!(inj().default_token_expiration_secs, 3600);
+    assert_eq!(inj().ca_config_map, "kvault-ca");
+    let values = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/kvault/values.yaml"),
+    )
+    .unwrap();
+    let block = values.split("\nworkloadIdentity:\n").nth(1).unwrap();
+    for line in [
+        format!("  tenantId: {DEFAULT_TENANT_ID}\n"),
+        format!("  audience: {DEFAULT_AUDIENCE}\n"),
+        format!("  tokenExpirationSeconds: {DEFAULT_TOKEN_EXPIRATION_SECS}\n"),
+    ] {
+        assert!(block.contains(&line), "charts/kvault/values.yaml: {line}");
     }
 }
 
