@@ -174,6 +174,15 @@ fn review_response(response: AdmissionResponse) -> Response {
     axum::Json(review).into_response()
 }
 
+/// A refusal, as controller-runtime's `Denied` gives it (403 Forbidden with the reason): the
+/// API server tells the pod's creator "admission webhook … denied the request: <message>".
+fn refuse(allowed: AdmissionResponse, message: impl ToString) -> AdmissionResponse {
+    let mut r = allowed.deny(message);
+    r.result.code = 403;
+    r.result.reason = "Forbidden".into();
+    r
+}
+
 /// The answer to one admission request.
 async fn admit(state: &WebhookState, req: &AdmissionRequest<Pod>) -> AdmissionResponse {
     let allowed = AdmissionResponse::from(req);
@@ -186,7 +195,7 @@ async fn admit(state: &WebhookState, req: &AdmissionRequest<Pod>) -> AdmissionRe
     let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
     let Some(namespace) = non_empty(&req.namespace).or_else(|| non_empty(&pod.metadata.namespace))
     else {
-        return allowed.deny("the pod has no namespace");
+        return refuse(allowed, "the pod has no namespace");
     };
     let pod_name = non_empty(&pod.metadata.name)
         .or_else(|| non_empty(&pod.metadata.generate_name).map(|g| format!("{g}…")))
@@ -203,12 +212,12 @@ async fn admit(state: &WebhookState, req: &AdmissionRequest<Pod>) -> AdmissionRe
         Ok(Err(e)) => {
             tracing::warn!(%namespace, pod = %pod_name, service_account = sa_name, error = %e,
                 "workload identity: {cannot_read}");
-            return allowed.deny(cannot_read);
+            return refuse(allowed, cannot_read);
         }
         Err(_) => {
             tracing::warn!(%namespace, pod = %pod_name, service_account = sa_name,
                 "workload identity: {cannot_read}: no answer in time");
-            return allowed.deny(format!("{cannot_read}: no answer in time"));
+            return refuse(allowed, format!("{cannot_read}: no answer in time"));
         }
     };
     let patch = match patch::pod_patch(pod, &namespace, sa.as_ref(), &state.inner.injection) {
@@ -216,7 +225,7 @@ async fn admit(state: &WebhookState, req: &AdmissionRequest<Pod>) -> AdmissionRe
         Err(e) => {
             tracing::info!(%namespace, pod = %pod_name, error = %e,
                 "workload identity: pod refused");
-            return allowed.deny(e);
+            return refuse(allowed, e);
         }
     };
     if patch.0.is_empty() {
@@ -232,14 +241,17 @@ async fn admit(state: &WebhookState, req: &AdmissionRequest<Pod>) -> AdmissionRe
         if let Some(error) = failed {
             tracing::warn!(%namespace, pod = %pod_name, %error,
                 "workload identity: cannot apply the ConfigMap {cm}");
-            return allowed.deny(format!("cannot apply the ConfigMap {namespace}/{cm}"));
+            return refuse(
+                allowed,
+                format!("cannot apply the ConfigMap {namespace}/{cm}"),
+            );
         }
     }
     tracing::info!(%namespace, pod = %pod_name, service_account = sa_name,
         dry_run = req.dry_run, "workload identity injected");
     match allowed.clone().with_patch(patch) {
         Ok(r) => r,
-        Err(e) => allowed.deny(e),
+        Err(e) => refuse(allowed, e),
     }
 }
 

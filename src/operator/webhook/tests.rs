@@ -284,6 +284,7 @@ async fn an_unreadable_service_account_refuses_the_pod_with_a_mock_api_server() 
         r["status"]["message"],
         "cannot read ServiceAccount team-a/payments"
     );
+    assert_eq!(r["status"]["code"], 403);
     assert!(r.get("patch").is_none());
     server.await.unwrap();
 }
@@ -353,4 +354,28 @@ async fn updates_and_deletes_are_allowed_unchanged() {
     let out = admit_json(&state, &r).await;
     assert_eq!(out["allowed"], true);
     nothing_more(&mut handle).await;
+}
+
+#[tokio::test]
+async fn a_pod_without_any_namespace_is_refused() {
+    let (state, mut handle) = state();
+    let mut r = review(labelled(), false);
+    r["request"]["namespace"] = json!("");
+    let out = admit_json(&state, &r).await;
+    assert_eq!(out["allowed"], false);
+    assert_eq!(out["status"]["message"], "the pod has no namespace");
+    // The object's namespace serves when the request has none.
+    let mut object = labelled();
+    object["metadata"]["namespace"] = json!("team-b");
+    let mut r = review(object, true);
+    r["request"]["namespace"] = Value::Null;
+    let server = tokio::spawn(async move {
+        let (_, path, _, send) = next(&mut handle).await;
+        assert_eq!(path, "/api/v1/namespaces/team-b/serviceaccounts/payments");
+        reply(send, 200, &service_account(json!({})));
+        handle
+    });
+    let out = admit_json(&state, &r).await;
+    assert_eq!(out["allowed"], true, "{out}");
+    server.await.unwrap();
 }
