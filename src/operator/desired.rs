@@ -623,8 +623,36 @@ pub fn cluster_jwks_config_map(vault: &Vault, jwks_json: &str) -> Result<ConfigM
     })
 }
 
-/// `kvault-ca` in a vault's namespace: the CA certificate clients trust.
+/// `kvault-ca` in a vault's namespace (and, from the workload-identity webhook, in the
+/// namespace of every pod it injects): the CA certificate clients trust (`ca.crt`), and a
+/// bundle of the operator image's system roots plus that CA (`ca-bundle.crt`) for the
+/// runtimes whose `SSL_CERT_FILE`/`REQUESTS_CA_BUNDLE` replace their roots. The same two
+/// keys from every caller: all apply it with the same field manager, and a key one of them
+/// left out would be removed by the next apply of the other.
 pub fn ca_config_map(namespace: &str, ca_pem: &str) -> ConfigMap {
+    ca_config_map_with_roots(namespace, ca_pem, system_roots())
+}
+
+/// The system roots of the operator's image, read once per process (`None`: no bundle found;
+/// `ca-bundle.crt` then holds the kvault CA alone).
+fn system_roots() -> Option<&'static str> {
+    static ROOTS: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(crate::crypto::pem::system_ca_bundle)
+        .as_deref()
+}
+
+/// [`ca_config_map`] with the system roots given. Pure.
+pub fn ca_config_map_with_roots(
+    namespace: &str,
+    ca_pem: &str,
+    system_roots: Option<&str>,
+) -> ConfigMap {
+    let mut bundle = system_roots.unwrap_or_default().to_string();
+    if !bundle.is_empty() && !bundle.ends_with('\n') {
+        bundle.push('\n');
+    }
+    bundle.push_str(ca_pem);
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(CA_CONFIG_MAP.into()),
@@ -638,10 +666,17 @@ pub fn ca_config_map(namespace: &str, ca_pem: &str) -> ConfigMap {
             ])),
             ..Default::default()
         },
-        data: Some(BTreeMap::from([("ca.crt".into(), ca_pem.into())])),
+        data: Some(BTreeMap::from([
+            (CA_FILE_KEY.into(), ca_pem.into()),
+            (CA_BUNDLE_KEY.into(), bundle),
+        ])),
         ..Default::default()
     }
 }
+
+/// The keys of `kvault-ca`.
+pub const CA_FILE_KEY: &str = "ca.crt";
+pub const CA_BUNDLE_KEY: &str = "ca-bundle.crt";
 
 /// Everything applied on every reconcile (the Secrets are handled on their own: the master
 /// key is created once, the certificate renewed on its schedule).

@@ -16,9 +16,11 @@ pub mod push;
 pub mod rbac;
 pub mod relocation;
 pub mod scope;
+pub mod service_accounts;
 pub mod soft_delete;
 pub mod status;
 pub mod volumes;
+pub mod webhook;
 
 pub use app::{OperatorOptions, run};
 

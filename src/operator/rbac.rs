@@ -7,6 +7,10 @@
 //! - [`namespace_rules`] (a Role in the operator's namespace): its leader Lease and the
 //!   tokens of its own service account.
 //!
+//! The workload-identity webhook ([`super::webhook`]) adds [`webhook_rules`] wherever the
+//! vault rules apply, and its MutatingWebhookConfiguration (by name) to the cluster-scoped
+//! rules.
+//!
 //! Every rule names the code that needs it. The tests below check the other direction: every
 //! request of the reconcile tests against the mocked API server
 //! (`mock_api_server_tests.rs`), of the controllers' watches, of leader election, of the CA
@@ -18,6 +22,7 @@
 use super::leader::LEASE_NAME;
 use super::scope::WatchScope;
 use crate::api::{AccessPolicy, RoleAssignment, Vault};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -80,6 +85,7 @@ fn join<const A: usize, const B: usize>(
 /// namespace, and the cluster-scoped rules.
 pub fn cluster_rules() -> Vec<PolicyRule> {
     let mut rules = vault_rules();
+    rules.extend(webhook_rules());
     rules.extend(cluster_scoped_rules(None));
     rules
 }
@@ -88,7 +94,9 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
 /// deleted vaults (`get`, by name: is it being deleted too?) — with `--watch-namespace`, only
 /// the watched ones; and the PersistentVolumes of deleted vaults whose namespace is deleted
 /// (relocation.rs: retained, re-bound on recover, handed back to their reclaim policy by the
-/// purge; read and patched by name, never listed or deleted).
+/// purge; read and patched by name, never listed or deleted); and the workload-identity
+/// webhook's MutatingWebhookConfiguration, by name: read, and patched with the operator's CA
+/// as its `caBundle` at start.
 fn cluster_scoped_rules(namespaces: Option<&[String]>) -> Vec<PolicyRule> {
     let mut ns_rule = rule::<Namespace>(None, &["get"]);
     if let Some(names) = namespaces {
@@ -98,7 +106,20 @@ fn cluster_scoped_rules(namespaces: Option<&[String]>) -> Vec<PolicyRule> {
         jwks_rule(),
         ns_rule,
         rule::<PersistentVolume>(None, &["get", "patch"]),
+        named(
+            rule::<MutatingWebhookConfiguration>(None, &["get", "patch"]),
+            super::webhook::WEBHOOK_CONFIGURATION,
+        ),
     ]
+}
+
+/// What the workload-identity webhook does in the namespaces of the pods it admits (all of
+/// them, or the watched ones with `--watch-namespace`): read the pod's ServiceAccount
+/// (service_accounts.rs, by name; never listed or watched). It also applies `kvault-ca` in
+/// the pod's namespace, which the ConfigMap rule of [`vault_rules`] (create, patch) already
+/// allows.
+pub fn webhook_rules() -> Vec<PolicyRule> {
+    vec![rule::<ServiceAccount>(None, &["get"])]
 }
 
 /// The cluster's service-account keys (controller.rs `cluster_jwks`), handed to each vault:
@@ -243,7 +264,9 @@ pub fn operator_rbac(namespace: &str, service_account: &str, scope: &WatchScope)
     };
     let mut roles = vec![role(OPERATOR_ROLE_NAME, namespace, own)];
     for ns in scope.namespaces().unwrap_or_default() {
-        roles.push(role(VAULTS_ROLE_NAME, ns, vault_rules()));
+        let mut rules = vault_rules();
+        rules.extend(webhook_rules());
+        roles.push(role(VAULTS_ROLE_NAME, ns, rules));
     }
     OperatorRbac {
         cluster_role: ClusterRole {
@@ -828,9 +851,10 @@ mod tests {
         let scope = WatchScope::from_namespaces(&["team-a".into(), "team-b".into()]).unwrap();
         let rbac = operator_rbac("ops", "op", &scope);
         // The ClusterRole keeps only what is cluster-scoped: the JWKS, the watched
-        // namespaces by name, PersistentVolumes by name (get, patch).
+        // namespaces by name, PersistentVolumes by name (get, patch), the webhook's
+        // configuration by name.
         let cluster = rbac.cluster_role.rules.clone().unwrap();
-        assert_eq!(cluster.len(), 3);
+        assert_eq!(cluster.len(), 4);
         assert_eq!(
             cluster[0].non_resource_urls,
             Some(vec![JWKS_PATH.to_string()])
@@ -891,7 +915,95 @@ mod tests {
         assert!(may("GET", "/api/v1/namespaces/team-a", ""));
         assert!(!may("GET", "/api/v1/namespaces/team-c", ""));
         assert!(!may("GET", "/api/v1/persistentvolumes", ""));
+        // The webhook reads ServiceAccounts in the watched namespaces only.
+        assert!(may(
+            "GET",
+            "/api/v1/namespaces/team-a/serviceaccounts/payments",
+            ""
+        ));
+        assert!(!may(
+            "GET",
+            "/api/v1/namespaces/team-c/serviceaccounts/payments",
+            ""
+        ));
+        assert!(may(
+            "PATCH",
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/kvault-workload-identity",
+            ""
+        ));
         assert!(!may("DELETE", "/api/v1/persistentvolumes/pv-1", ""));
         assert!(may("GET", JWKS_PATH, ""));
+    }
+
+    #[test]
+    fn what_the_webhook_may_do() {
+        let mwc = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
+        for (method, path, query, want) in [
+            // The pod's ServiceAccount, by name, in any namespace.
+            (
+                "GET",
+                "/api/v1/namespaces/team-a/serviceaccounts/payments",
+                "",
+                true,
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/other/serviceaccounts/default",
+                "",
+                true,
+            ),
+            // ... not listed, watched beyond the controller's own watch, or changed.
+            ("GET", "/api/v1/namespaces/team-a/serviceaccounts", "", true), // the controller's list
+            (
+                "PUT",
+                "/api/v1/namespaces/team-a/serviceaccounts/payments",
+                "",
+                false,
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/team-a/serviceaccounts/payments",
+                "",
+                false,
+            ),
+            // kvault-ca in the pod's namespace: server-side apply.
+            (
+                "PATCH",
+                "/api/v1/namespaces/other/configmaps/kvault-ca",
+                "fieldManager=kvault-operator&force=true",
+                true,
+            ),
+            // Its own MutatingWebhookConfiguration: read and patched (caBundle), by name.
+            ("GET", &format!("{mwc}/kvault-workload-identity"), "", true),
+            (
+                "PATCH",
+                &format!("{mwc}/kvault-workload-identity"),
+                "",
+                true,
+            ),
+            ("PUT", &format!("{mwc}/kvault-workload-identity"), "", false),
+            (
+                "DELETE",
+                &format!("{mwc}/kvault-workload-identity"),
+                "",
+                false,
+            ),
+            ("PATCH", &format!("{mwc}/someone-elses"), "", false),
+            ("GET", mwc, "", false),
+            ("POST", mwc, "", false),
+            (
+                "PATCH",
+                "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/kvault-workload-identity",
+                "",
+                false,
+            ),
+        ] {
+            let a = attributes(method, path, query);
+            assert_eq!(ours(&a), want, "{method} {path}?{query}: {a:?}");
+        }
+        assert_eq!(
+            crate::operator::webhook::WEBHOOK_CONFIGURATION,
+            "kvault-workload-identity"
+        );
     }
 }

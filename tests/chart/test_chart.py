@@ -78,7 +78,7 @@ def test_every_rendered_object_is_valid(values):
         validate_object(obj)
         kinds.add(obj["kind"])
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-                               "CSIDriver"):
+                               "CSIDriver", "MutatingWebhookConfiguration"):
             # Everything in the release namespace, but the Roles of watched namespaces.
             watched = obj["kind"] in ("Role", "RoleBinding") and \
                 obj["metadata"]["name"].endswith("-operator-vaults")
@@ -152,9 +152,10 @@ def test_operator_rbac_is_what_the_code_needs(values):
         )
     if watch:
         # No cluster-wide rights on any namespaced object: the JWKS URL, the watched
-        # namespaces by name, and PersistentVolumes (cluster-scoped).
+        # namespaces by name, PersistentVolumes and the webhook's configuration
+        # (cluster-scoped).
         resources = {res for r in cluster_role["rules"] for res in r.get("resources") or []}
-        assert resources == {"namespaces", "persistentvolumes"}
+        assert resources == {"namespaces", "persistentvolumes", "mutatingwebhookconfigurations"}
         ns_rule = next(r for r in cluster_role["rules"] if "namespaces" in r.get("resources", []))
         assert sorted(ns_rule["resourceNames"]) == sorted(watch)
     role = roles[NAMESPACE]

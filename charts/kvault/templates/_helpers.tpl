@@ -76,3 +76,8 @@ runAsGroup: 65532
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* The Service in front of the operator's HTTPS listener (the workload-identity webhook). */}}
+{{- define "kvault.operator.webhookServiceName" -}}
+{{- printf "%s-operator-webhook" (include "kvault.fullname" .) -}}
+{{- end -}}

@@ -458,7 +458,18 @@ fn the_tls_secret_and_config_maps() {
     assert_eq!(cm.data.unwrap()[JWKS_FILE], "{\"keys\":[]}");
     let ca = ca_config_map("team-a", "PEM");
     assert_eq!(ca.metadata.name.as_deref(), Some("kvault-ca"));
-    assert_eq!(ca.data.unwrap()["ca.crt"], "PEM");
+    let data = ca.data.unwrap();
+    assert_eq!(data["ca.crt"], "PEM");
+    assert!(data["ca-bundle.crt"].ends_with("PEM"));
+    // The bundle: the system roots, then the kvault CA (on a line of its own).
+    let cm = ca_config_map_with_roots("team-a", "KVAULT\n", Some("ROOT-1\nROOT-2"));
+    let data = cm.data.unwrap();
+    assert_eq!(data["ca.crt"], "KVAULT\n");
+    assert_eq!(data["ca-bundle.crt"], "ROOT-1\nROOT-2\nKVAULT\n");
+    let alone = ca_config_map_with_roots("team-a", "KVAULT\n", None)
+        .data
+        .unwrap();
+    assert_eq!(alone["ca-bundle.crt"], "KVAULT\n");
     // The server reads the JWKS where the policy says it is.
     let sts = stateful_set(&v, &settings()).unwrap();
     let m = pod(&sts).containers[0]
