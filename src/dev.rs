@@ -354,6 +354,7 @@ pub fn prepare(opts: &DevOptions) -> Result<(ServerConfig, DevState), DevError> 
     let config = ServerConfig {
         listen: opts.listen,
         resource: resource.clone(),
+        authority: Some(identity_issuer.clone()),
         tls_cert,
         tls_key,
         tls_min_version,
@@ -613,14 +614,9 @@ struct MintClaims<'a> {
     azp: Option<&'a str>,
 }
 
-/// Signs a token with the dev issuer of `state_dir`.
-pub fn mint_token(state_dir: &Path, req: &TokenRequest) -> Result<Zeroizing<String>, DevError> {
-    let info = read_info(state_dir)?;
-    let key_p = state_dir.join("issuer-key.pem");
-    let pem = Zeroizing::new(std::fs::read(&key_p).map_err(io_err(&key_p))?);
-    let der = PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| DevError::Invalid(format!("{}: {e}", key_p.display())))?;
-    let sub = match (&req.sa, &req.user, &req.app) {
+/// The subject a dev token for `req` carries (also the `client_id` it exchanges under).
+pub fn subject_of(req: &TokenRequest) -> Result<String, DevError> {
+    Ok(match (&req.sa, &req.user, &req.app) {
         (Some(sa), None, _) => {
             let (ns, name) = sa
                 .split_once('/')
@@ -638,7 +634,17 @@ pub fn mint_token(state_dir: &Path, req: &TokenRequest) -> Result<Zeroizing<Stri
                 "say whom the token is for: --sa NAMESPACE/NAME, --user ID or --app ID".into(),
             ));
         }
-    };
+    })
+}
+
+/// Signs a token with the dev issuer of `state_dir`.
+pub fn mint_token(state_dir: &Path, req: &TokenRequest) -> Result<Zeroizing<String>, DevError> {
+    let info = read_info(state_dir)?;
+    let key_p = state_dir.join("issuer-key.pem");
+    let pem = Zeroizing::new(std::fs::read(&key_p).map_err(io_err(&key_p))?);
+    let der = PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| DevError::Invalid(format!("{}: {e}", key_p.display())))?;
+    let sub = subject_of(req)?;
     if req.ttl.is_zero() {
         return Err(DevError::Invalid("--ttl must be positive".into()));
     }

@@ -97,6 +97,11 @@ struct TokenArgs {
     /// Audience (default: the vault URL).
     #[arg(long)]
     audience: Option<String>,
+    /// Write a token for the workload-identity audience to this file (0600), as the kubelet
+    /// projects one into a pod, and print the variables that make `DefaultAzureCredential`
+    /// exchange it at the dev vault's token service.
+    #[arg(long, value_name = "FILE")]
+    federated_token_file: Option<PathBuf>,
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -162,17 +167,25 @@ pub fn main() -> ExitCode {
             Command::Operator(opts) => crate::operator::run(opts).await,
             Command::Vault(cmd) => vault::run(cmd).await,
             Command::Token(t) => {
-                let token = crate::dev::mint_token(
-                    &t.state_dir,
-                    &TokenRequest {
-                        sa: t.sa,
-                        user: t.user,
-                        groups: t.groups,
-                        app: t.app,
-                        ttl: t.ttl,
-                        audience: t.audience,
-                    },
-                )?;
+                let request = TokenRequest {
+                    sa: t.sa,
+                    user: t.user,
+                    groups: t.groups,
+                    app: t.app,
+                    ttl: t.ttl,
+                    audience: t.audience,
+                };
+                if let Some(file) = &t.federated_token_file {
+                    if request.audience.is_some() {
+                        anyhow::bail!("--federated-token-file sets the audience; drop --audience");
+                    }
+                    crate::dev::write_federated_token(&t.state_dir, file, &request)?;
+                    let client_id = crate::dev::subject_of(&request)?;
+                    let env = crate::dev::workload_identity_env(&t.state_dir, &client_id, file)?;
+                    common::write_bytes(env.as_bytes())?;
+                    return Ok(());
+                }
+                let token = crate::dev::mint_token(&t.state_dir, &request)?;
                 common::write_bytes(token.as_bytes())?;
                 common::write_bytes(b"\n")?;
                 Ok(())

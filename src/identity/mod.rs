@@ -182,6 +182,10 @@ impl TokenService {
             )
             .route("/{tenant}/discovery/keys", get(keys))
             .route("/{tenant}/oauth2/v2.0/token", post(token))
+            // MSAL.NET and MSAL4J post to an ADFS authority's v1 path, whatever the
+            // OpenID configuration says.
+            .route("/{tenant}/oauth2/token", post(token))
+            .route("/.well-known/webfinger", get(webfinger))
             .with_state(self)
     }
 
@@ -316,6 +320,17 @@ async fn keys(State(svc): State<Arc<TokenService>>, Path(tenant): Path<String>) 
             &svc.clock,
         ),
     }
+}
+
+/// MSAL.NET validates an ADFS authority through WebFinger (unless the app disables
+/// instance discovery): the token service names itself a trusted realm.
+async fn webfinger(State(svc): State<Arc<TokenService>>) -> Response {
+    let host = svc.config.authority_host.trim_end_matches('/');
+    let doc = serde_json::json!({
+        "subject": host,
+        "links": [{"rel": "http://schemas.microsoft.com/rel/trusted-realm", "href": host}],
+    });
+    json(StatusCode::OK, &doc)
 }
 
 fn request_id() -> String {

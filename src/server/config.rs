@@ -33,6 +33,11 @@ pub struct ServerOptions {
     /// The challenge's `resource` (default: https:// + the URL host's parent domain [+ port]).
     #[arg(long, env = "KVAULT_RESOURCE")]
     pub resource: Option<String>,
+    /// The challenge's `authorization`: the authority clients get tokens from, e.g. the
+    /// workload-identity token service `https://kvault-operator-webhook.kvault-system.svc/adfs`
+    /// (default: the vault URL + /kvault, which no SDK contacts).
+    #[arg(long, env = "KVAULT_AUTHORITY")]
+    pub authority: Option<String>,
     /// PEM certificate chain for HTTPS (re-read when it changes).
     #[arg(long, env = "KVAULT_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -147,6 +152,7 @@ impl ServerOptions {
             listen: self.listen.or(file.listen),
             url: self.url.or(file.url),
             resource: self.resource.or(file.resource),
+            authority: self.authority.or(file.authority),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             tls_min_version: self.tls_min_version.or(file.tls_min_version),
@@ -310,6 +316,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub url: VaultUrl,
     pub resource: String,
+    /// The challenge's `authorization` (None: the vault URL + /kvault).
+    pub authority: Option<String>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub tls_min_version: TlsMinVersion,
@@ -596,6 +604,17 @@ impl ServerConfig {
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
             resource,
+            authority: match o.authority {
+                Some(a) if !a.starts_with("https://") || a.contains(['"', ',', '=', ' ']) => {
+                    return Err(ConfigError::Invalid {
+                        name: "authority",
+                        reason: format!(
+                            "{a}: must be an https:// URL without quotes, commas, '=' or spaces"
+                        ),
+                    });
+                }
+                other => other,
+            },
             tls_cert: o.tls_cert.ok_or(ConfigError::Missing("tls-cert"))?,
             tls_key: o.tls_key.ok_or(ConfigError::Missing("tls-key"))?,
             tls_min_version,

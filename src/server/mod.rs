@@ -84,8 +84,13 @@ pub struct Server {
 
 /// `Bearer authorization="…", resource="…"`: values quoted (the JS SDK needs that) and free
 /// of `,` and `=` (the Python SDK's parser drops such items).
-pub fn challenge_value(origin: &str, resource: &str) -> String {
-    format!("Bearer authorization=\"{origin}/kvault\", resource=\"{resource}\"")
+/// The authority is the token service's when there is one: the Go and Java SDKs refuse a
+/// challenge whose tenant (the authority's path) is not the one they were configured with.
+pub fn challenge_value(origin: &str, authority: Option<&str>, resource: &str) -> String {
+    match authority {
+        Some(a) => format!("Bearer authorization=\"{a}\", resource=\"{resource}\""),
+        None => format!("Bearer authorization=\"{origin}/kvault\", resource=\"{resource}\""),
+    }
 }
 
 impl Server {
@@ -151,15 +156,17 @@ impl Server {
         let policy = PolicyManager::load(defaults, &store, config.initial_policy.clone())
             .await
             .map_err(StartError::Policy)?;
-        let challenge =
-            HeaderValue::from_str(&challenge_value(&config.url.origin, &config.resource)).map_err(
-                |e| {
-                    StartError::Config(ConfigError::Invalid {
-                        name: "url",
-                        reason: e.to_string(),
-                    })
-                },
-            )?;
+        let challenge = HeaderValue::from_str(&challenge_value(
+            &config.url.origin,
+            config.authority.as_deref(),
+            &config.resource,
+        ))
+        .map_err(|e| {
+            StartError::Config(ConfigError::Invalid {
+                name: "url",
+                reason: e.to_string(),
+            })
+        })?;
         let audit = AuditLog::start(config.audit.clone())
             .await
             .map_err(StartError::Audit)?;

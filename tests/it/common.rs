@@ -218,6 +218,7 @@ impl Fixture {
             listen: SocketAddr::from(([127, 0, 0, 1], self.port)),
             audiences: default_audiences(&url, &resource),
             resource,
+            authority: None,
             url,
             tls_cert: self.certs.cert.clone(),
             tls_key: self.certs.key.clone(),
