@@ -129,23 +129,31 @@ pub fn subject_of(identity: &Identity) -> String {
 
 /// The `client_id` an assertion may claim: the service account's
 /// `azure.workload.identity/client-id` annotation when it has one (manifests written for
-/// Azure Workload Identity keep theirs), else the assertion's own subject
-/// (`system:serviceaccount:<ns>:<name>`, kvault's convention, which the webhook injects).
+/// Azure Workload Identity keep theirs), or the assertion's own subject
+/// (`system:serviceaccount:<ns>:<name>`, kvault's convention, which the webhook injects when
+/// there is no annotation and the CSI provider always sends). The client id is not carried
+/// into the access token, so either form grants the same.
 pub fn check_client_id(
     given: &str,
     identity: &Identity,
     annotated: Option<&str>,
 ) -> Result<(), EntraError> {
     let subject = subject_of(identity);
-    let expected = annotated.filter(|a| !a.is_empty()).unwrap_or(&subject);
-    if given == expected {
+    let annotated = annotated.filter(|a| !a.is_empty());
+    if given == subject || annotated == Some(given) {
         return Ok(());
     }
+    let expected = match annotated {
+        Some(a) => {
+            format!("'{a}' (its azure.workload.identity/client-id annotation) or '{subject}'")
+        }
+        None => format!("'{subject}' (it has no azure.workload.identity/client-id annotation)"),
+    };
     Err(EntraError::new(
         OAuthError::InvalidClient,
         70021,
         format!(
-            "No matching federated identity record found for presented assertion. Assertion subject: '{subject}'; client_id '{given}' is not the client id of that identity (expected the service account's azure.workload.identity/client-id annotation, or its subject when it has none)."
+            "No matching federated identity record found for presented assertion. Assertion subject: '{subject}'; client_id '{given}' is not a client id of that identity: expected {expected}."
         ),
     ))
 }
@@ -338,8 +346,10 @@ mod tests {
         };
         check_client_id("system:serviceaccount:team-a:web", &sa, None).unwrap();
         check_client_id("1b2c", &sa, Some("1b2c")).unwrap();
-        let e = check_client_id("system:serviceaccount:team-a:web", &sa, Some("1b2c")).unwrap_err();
+        check_client_id("system:serviceaccount:team-a:web", &sa, Some("1b2c")).unwrap();
+        let e = check_client_id("9f9f", &sa, Some("1b2c")).unwrap_err();
         assert_eq!((e.error, e.code), (OAuthError::InvalidClient, 70021));
+        assert!(e.description.contains("1b2c"), "{}", e.description);
         let e = check_client_id("system:serviceaccount:team-b:web", &sa, None).unwrap_err();
         assert_eq!(e.code, 70021);
         check_client_id("dev-admin", &Identity::User("dev-admin".into()), None).unwrap();
