@@ -81,6 +81,8 @@ pub struct OperatorOptions {
     /// --service-account and --watch-namespace) as YAML, and exit.
     #[arg(long)]
     pub print_rbac: bool,
+    #[command(flatten)]
+    pub workload_identity: super::identity::IdentityOptions,
     /// Tests only: connect policy pushes to this URL (e.g. `https://127.0.0.1:18443`) instead
     /// of each vault's Service URL (tests/k8s runs the vault as a local `kvault server`).
     #[arg(long, hide = true)]
@@ -129,6 +131,7 @@ impl OperatorOptions {
             cluster_domain: self.cluster_domain.clone(),
             cluster_issuer,
             pod_cidrs: self.pod_cidrs.clone(),
+            token_service: self.workload_identity.settings(&self.namespace),
         })
     }
 }
@@ -274,6 +277,20 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     let metrics = Metrics::default().register(&mut registry);
     let connections =
         crate::listener::ConnectionMetrics::register(&mut registry, "kvault_operator_");
+    // Every replica serves workload identity, leader or not.
+    let workload_identity = match opts.workload_identity.workload_identity {
+        true => Some(
+            super::identity::start(
+                &client,
+                &opts.workload_identity,
+                &settings,
+                &ca,
+                &mut registry,
+            )
+            .await?,
+        ),
+        false => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -325,13 +342,16 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         opts.test_clock_offset,
     ));
     let namespace = settings.namespace.clone();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        metrics,
-        Arc::new(ca),
-        Arc::new(endpoint),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            settings,
+            metrics,
+            Arc::new(ca),
+            Arc::new(endpoint),
+        )
+        .with_token_service_keys(workload_identity.as_ref().map(|w| w.ring.clone())),
+    );
     // One set of controllers per watched namespace (one for the whole cluster by default).
     let mut controllers = Vec::new();
     for ns in scope.targets() {

@@ -163,6 +163,45 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// A serving certificate for the operator's own HTTPS port (the token service and the
+    /// webhook): PEM chain and key, for `dns_names` and the loopback addresses.
+    pub fn operator_serving_pair(
+        &self,
+        dns_names: Vec<String>,
+        now: i64,
+    ) -> Result<(String, zeroize::Zeroizing<String>), CaError> {
+        let req = CertRequest {
+            subject: format!(
+                "CN={}",
+                dns_names.first().map_or("kvault-operator", String::as_str)
+            ),
+            dns_names,
+            ip_addresses: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            key_usage: vec!["digitalSignature".into(), "keyEncipherment".into()],
+            ekus: vec!["1.3.6.1.5.5.7.3.1".into()],
+            validity_months: desired::CERT_VALIDITY_MONTHS,
+            now,
+            ..Default::default()
+        };
+        let key = KeyMaterial::generate_ec(Curve::P256).map_err(ca_err)?;
+        let leaf = x509::issue(
+            &req,
+            &key,
+            Signer::Ca {
+                cert_der: &self.cert_der,
+                key: &self.key,
+            },
+        )
+        .map_err(ca_err)?;
+        let chain = format!("{}{}", pem_cert(&leaf), self.cert_pem);
+        Ok((chain, x509::pem_bundle(Some(&key), &[])))
+    }
+}
+
 /// Whether a vault's TLS Secret must be (re)issued: missing, expiring within 30 days, or
 /// signed by another CA.
 pub fn needs_new_certificate(existing: Option<&Secret>, ca_pem: &str, now: i64) -> bool {

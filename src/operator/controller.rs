@@ -149,6 +149,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<Vault>, u32>>,
     /// The cluster JWKS and when it was fetched.
     jwks: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
+    /// The token service's keys, which vaults are told to trust.
+    token_service_keys: Option<Arc<std::sync::RwLock<crate::identity::signing::KeyRing>>>,
 }
 
 impl Context {
@@ -172,7 +174,25 @@ impl Context {
             policy,
             failures: Mutex::default(),
             jwks: tokio::sync::Mutex::default(),
+            token_service_keys: None,
         }
+    }
+
+    pub fn with_token_service_keys(
+        mut self,
+        keys: Option<Arc<std::sync::RwLock<crate::identity::signing::KeyRing>>>,
+    ) -> Self {
+        self.token_service_keys = keys;
+        self
+    }
+
+    /// The settings with the token service's current public keys, for a policy document.
+    pub fn settings_now(&self) -> OperatorSettings {
+        let mut settings = self.settings.clone();
+        if let (Some(ts), Some(keys)) = (&mut settings.token_service, &self.token_service_keys) {
+            ts.jwks = keys.read().ok().and_then(|ring| ring.jwks().ok());
+        }
+        settings
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<Vault>, u32>> {
@@ -359,7 +379,7 @@ async fn sync_policy(
         &access_policies,
         &role_assignments,
         0,
-        &ctx.settings,
+        &ctx.settings_now(),
         &headers,
     ) {
         Ok(c) => c,

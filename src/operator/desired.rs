@@ -292,6 +292,10 @@ pub fn server_args(
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if let Some(ts) = &settings.token_service {
+        // The challenge sends the SDKs to the token service (Go and Java check its tenant).
+        args.extend(["--authority".to_string(), ts.authority.clone()]);
+    }
     match &spec.storage.postgres {
         // The URL comes from the Secret as KVAULT_STORAGE (see `stateful_set`).
         Some(pg) => {

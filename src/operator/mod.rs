@@ -10,6 +10,7 @@ pub mod ca;
 pub mod controller;
 pub mod desired;
 pub mod expiry;
+pub mod identity;
 pub mod leader;
 pub mod policy;
 pub mod push;
@@ -45,6 +46,9 @@ pub struct OperatorSettings {
     /// the server itself can only judge addresses: it admits the pod network and leaves the
     /// per-pod choice to the NetworkPolicy.
     pub pod_cidrs: Vec<String>,
+    /// The workload-identity token service, when the operator serves it: vaults trust its
+    /// tokens and name it in their challenge.
+    pub token_service: Option<identity::TokenServiceSettings>,
 }
 
 impl OperatorSettings {
@@ -63,6 +67,7 @@ impl OperatorSettings {
             cluster_domain: "cluster.local".into(),
             cluster_issuer: "https://kubernetes.default.svc.cluster.local".into(),
             pod_cidrs: vec![],
+            token_service: None,
         }
     }
 }

@@ -325,6 +325,22 @@ fn compile_identity(
         service_accounts: true,
         speaks_for: None,
     }];
+    // The token service re-issues the cluster's service accounts (and only them: it
+    // accepts no other assertion), so its tokens count as the cluster issuer's.
+    if let Some(jwks) = settings
+        .token_service
+        .as_ref()
+        .and_then(|ts| ts.jwks.clone().map(|keys| (ts.authority.clone(), keys)))
+    {
+        issuers.push(IssuerSpec {
+            issuer: jwks.0,
+            jwks_uri: None,
+            jwks_file: None,
+            jwks: Some(jwks.1),
+            service_accounts: true,
+            speaks_for: Some(settings.cluster_issuer.clone()),
+        });
+    }
     let mut audiences = default_audiences(&url, &url.default_resource());
     for (i, extra) in spec.identity.issuers.iter().enumerate() {
         if issuers.iter().any(|known| known.issuer == extra.issuer) {

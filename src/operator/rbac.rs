@@ -198,6 +198,12 @@ pub fn namespace_rules(service_account: &str) -> Vec<PolicyRule> {
         // name, so it cannot be limited to one), reads and replaces it; `release`.
         rule::<Lease>(None, &["create"]),
         named(rule::<Lease>(None, &["get", "update"]), LEASE_NAME),
+        // identity.rs: the token service's signing keys, read by every replica and
+        // replaced by the one that rotates them (created with the other Secrets' create).
+        named(
+            rule::<Secret>(None, &["get", "update"]),
+            super::identity::SIGNING_SECRET,
+        ),
         // push.rs: a TokenRequest of its own service account for each policy push.
         named(
             rule::<ServiceAccount>(Some("token"), &["create"]),

@@ -66,7 +66,9 @@ def test_webhook_configuration_points_at_the_operator(values):
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items())
     https = next(p for p in container["ports"] if p["name"] == "https")
-    assert https["containerPort"] == ref["port"] == 9443
+    # The Service listens on 443 (the token service's authority names no port) and forwards
+    # to the container's HTTPS port.
+    assert ref["port"] == 443 and https["containerPort"] == 9443
     # Never kube-system or the operator's own namespace (its pods must always start).
     exprs = webhook["namespaceSelector"]["matchExpressions"]
     not_in = [e for e in exprs if e["operator"] == "NotIn"]
@@ -114,7 +116,7 @@ def test_webhook_values():
     objects = render(sets=["workloadIdentity.failurePolicy=Ignore", "operator.httpsPort=10443"])
     webhook = webhook_of(objects)
     assert webhook["failurePolicy"] == "Ignore"
-    assert webhook["clientConfig"]["service"]["port"] == 10443
+    assert webhook["clientConfig"]["service"]["port"] == 443
     _, container = operator_container(objects)
     assert next(p for p in container["ports"] if p["name"] == "https")["containerPort"] == 10443
     # Azure Workload Identity's defaults.
