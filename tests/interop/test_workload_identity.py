@@ -23,6 +23,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -180,9 +181,10 @@ def _assert_local_only(guard: Dict[str, List[str]], what: str, proc: subprocess.
     assert not public, f"the SDK looked up non-local names {public}\n{detail}"
     assert not guard["refused"], f"the guard refused {guard['refused']}\n{detail}"
     for c in guard["connects"]:
-        assert c.startswith("127.") or c.startswith("::1") or c.startswith("unix") or c.startswith("AF_UNIX"), (
-            f"non-loopback connect {c}\n{detail}"
-        )
+        # "host:port" (the JS guard records the host as given, a name the guarded lookup maps
+        # to 127.0.0.1, or an address), or a Unix socket.
+        host = c.rsplit(":", 1)[0] if not c.startswith(("unix", "AF_UNIX")) else "localhost"
+        assert local(host), f"non-loopback connect {c}\n{detail}"
 
 
 PY_PREAMBLE = f"import sys; sys.path.insert(0, {str(INTEROP_DIR)!r}); import netguard  # noqa\n"
@@ -387,12 +389,13 @@ def _mint(wi: WiVault, *args: str) -> str:
     return proc.stdout.strip()
 
 
-# case -> (client_id, tenant, scope suffix, expected HTTP status, error, AADSTS code)
+# case -> (client_id, tenant, scope, expected HTTP status, error, AADSTS code). kvault answers every
+# assertion failure as invalid_client with 401 (RFC 6749 5.2), unknown tenant and bad scope with 400.
 BAD_CASES = {
-    "wrong_audience": (DEV_ADMIN, TENANT, None, 400, "invalid_client", 700212),
-    "expired": (DEV_ADMIN, TENANT, None, 400, "invalid_client", 700024),
-    "other_issuer": (DEV_ADMIN, TENANT, None, 400, "invalid_client", 700211),
-    "bad_signature": (DEV_ADMIN, TENANT, None, 400, "invalid_client", 700027),
+    "wrong_audience": (DEV_ADMIN, TENANT, None, 401, "invalid_client", 700212),
+    "expired": (DEV_ADMIN, TENANT, None, 401, "invalid_client", 700024),
+    "other_issuer": (DEV_ADMIN, TENANT, None, 401, "invalid_client", 700211),
+    "bad_signature": (DEV_ADMIN, TENANT, None, 401, "invalid_client", 700027),
     "client_id_mismatch": ("someone-else", TENANT, None, 401, "invalid_client", 70021),
     "other_tenant": (DEV_ADMIN, "contoso", None, 400, "invalid_request", 90002),
     "bad_scope": (DEV_ADMIN, TENANT, "https://kvault.localhost/not-a-scope", 400, "invalid_scope", 1002012),
@@ -400,7 +403,7 @@ BAD_CASES = {
 
 
 @pytest.mark.parametrize("case", [c for c in BAD_CASES if c != "bad_scope"])
-def test_bad_assertion_sdk_error(wi, case, tmp_path):
+def test_bad_assertion_sdk_error(wi, case, tmp_path, monkeypatch):
     client_id, tenant, _, _, _, code = BAD_CASES[case]
     token_file = tmp_path / "assertion"
     token_file.write_text(_case_assertion(wi, case, tmp_path))
@@ -408,9 +411,20 @@ def test_bad_assertion_sdk_error(wi, case, tmp_path):
         tenant_id=tenant, client_id=client_id, token_file_path=str(token_file),
         authority=wi.authority_host, connection_verify=wi.ca_bundle,
     )
+    # Record what the credential resolves (in this process: conftest's getaddrinfo patch):
+    # even for an unknown tenant it must not go looking for a public authority.
+    looked_up: List[str] = []
+    patched = socket.getaddrinfo
+
+    def recording_getaddrinfo(host, *args, **kwargs):
+        looked_up.append(str(host))
+        return patched(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording_getaddrinfo)
     with pytest.raises(ClientAuthenticationError) as info:
         credential.get_token(wi.scope)
     assert f"AADSTS{code}" in str(info.value), f"{case}: {info.value}"
+    assert looked_up and all(h.endswith("." + VAULT_DOMAIN) for h in looked_up), looked_up
 
 
 def token_request(wi: WiVault, form: Dict[str, str], tenant: str = TENANT) -> PolicyResponse:

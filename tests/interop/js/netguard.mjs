@@ -4,7 +4,8 @@
 //   127.0.0.1 (as resolve.mjs does), lets `localhost` and loopback literals through, and REFUSES
 //   (ENOTFOUND) every other name; the dns.resolve* family (DNS queries) is refused outright;
 // - net.Socket.prototype.connect (which tls.connect, https and undici all end in) refuses a TCP
-//   connection to a literal non-loopback address (names go through the lookup above);
+//   connection to a non-loopback address or a non-local name (local names are then resolved by
+//   the lookup above, which maps them to loopback);
 // - every lookup and connect is recorded and printed to stderr at exit as one line
 //   `NETGUARD {"lookups": [...], "connects": [...], "refused": [...]}`.
 import dns from "node:dns";
@@ -93,13 +94,13 @@ net.Socket.prototype.connect = function connect(...args) {
     port = opts;
     host = typeof args[1] === "string" ? args[1] : undefined;
   }
-  if (path !== undefined) {
+  if (path != null) {
     connects.push(`unix ${path}`);
     return realConnect.apply(this, args);
   }
   const h = name(host ?? "localhost");
   connects.push(`${h}:${port}`);
-  if (net.isIP(h) && !isLoopbackIp(h)) {
+  if (net.isIP(h) ? !isLoopbackIp(h) : localTarget(h) === null) {
     refused.push(`connect ${h}:${port}`);
     const err = new Error(`netguard: refused connection to non-loopback address ${h}:${port}`);
     err.code = "ECONNREFUSED";
