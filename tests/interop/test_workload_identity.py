@@ -281,6 +281,23 @@ def test_js_default_azure_credential_with_dev_env_only(wi):
     # The token service was reached (the guard saw its port), not some other credential.
     authority_port = urllib.parse.urlsplit(wi.authority_host).port
     assert any(c.endswith(f":{authority_port}") for c in guard["connects"]), guard
+    # The guard really was in the way: a public name and a public address are refused.
+    probe = subprocess.run(
+        [node, "--import", "./netguard.mjs", "-e",
+         "import('node:https').then(async ({default: https}) => {"
+         " const dns = (await import('node:dns')).default;"
+         " const look = await new Promise((r) => dns.lookup('login.microsoftonline.com', (e) => r(e ? e.code : 'resolved')));"
+         " const go = (h) => new Promise((r) => https.get(`https://${h}/`, () => r('connected')).on('error', (e) => r(e.code)));"
+         " console.log('RESULT ' + JSON.stringify({codes: [look, await go('login.microsoftonline.com'), await go('20.190.160.1')]})); })"],
+        cwd=JS_DIR, env=dict(wi.env), capture_output=True, text=True, timeout=60,
+    )
+    probe_guard = _parse_guard(probe.stderr)
+    assert (_result(probe) or {}).get("codes") == ["ENOTFOUND", "ECONNREFUSED", "ECONNREFUSED"], (
+        f"{probe.stdout}\n{probe.stderr}"
+    )
+    assert probe_guard["refused"] == [
+        "lookup login.microsoftonline.com", "connect login.microsoftonline.com:443", "connect 20.190.160.1:443",
+    ], probe_guard
 
 
 def test_service_account_principal(wi, tmp_path):
