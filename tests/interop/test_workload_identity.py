@@ -41,7 +41,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import WorkloadIdentityCredential
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from conftest import (
     DEV_ADMIN,
@@ -512,3 +512,51 @@ def test_token_exchange_is_audited_without_token_text(wi):
         for part in secret.split("."):
             assert part not in text, "the audit log contains token text"
     assert "eyJ" not in text, "the audit log contains something that looks like a JWT"
+
+
+def _get_json(wi: WiVault, path: str) -> Any:
+    ctx = ssl.create_default_context(cafile=str(wi.vault.ca))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+    with opener.open(wi.authority_host + path, timeout=30) as resp:
+        assert resp.status == 200, path
+        return json.loads(resp.read())
+
+
+def test_discovery_documents_and_access_token_signature(wi):
+    """What MSAL reads first (ADFS-style authority): the OpenID configuration names the token
+    endpoint under the authority; the access token verifies with the JWKS it names and is for
+    the vault's resource; the v1-style path (MSAL.NET/MSAL4J for ADFS) answers the same way."""
+    authority = f"{wi.authority_host}/{TENANT}"
+    config = _get_json(wi, f"/{TENANT}/.well-known/openid-configuration")
+    assert config["token_endpoint"] == f"{authority}/oauth2/v2.0/token", config
+    assert config["issuer"] == authority, config
+    assert config["jwks_uri"].startswith(wi.authority_host + "/"), config
+    jwks = _get_json(wi, urllib.parse.urlsplit(config["jwks_uri"]).path)
+
+    for path in ("/oauth2/v2.0/token", "/oauth2/token"):
+        req = urllib.request.Request(
+            authority + path, data=urllib.parse.urlencode(_form(wi, wi.admin_federated_token)).encode(), method="POST"
+        )
+        ctx = ssl.create_default_context(cafile=str(wi.vault.ca))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+        with opener.open(req, timeout=30) as resp:
+            access = json.loads(resp.read())["access_token"]
+        head_b64, claims_b64, sig_b64 = access.split(".")
+        pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
+        header = json.loads(base64.urlsafe_b64decode(pad(head_b64)))
+        claims = json.loads(base64.urlsafe_b64decode(pad(claims_b64)))
+        assert claims["iss"] == authority and claims["aud"] == wi.vault.resource and claims["sub"] == DEV_ADMIN, claims
+        assert claims["exp"] - claims["iat"] <= 3600, claims
+        jwk = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+        assert jwk["kty"] == "EC" and jwk["crv"] == "P-256" and header["alg"] == "ES256", (jwk, header)
+        public = ec.EllipticCurvePublicNumbers(
+            int.from_bytes(base64.urlsafe_b64decode(pad(jwk["x"])), "big"),
+            int.from_bytes(base64.urlsafe_b64decode(pad(jwk["y"])), "big"),
+            ec.SECP256R1(),
+        ).public_key()
+        raw = base64.urlsafe_b64decode(pad(sig_b64))
+        public.verify(
+            encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")),
+            f"{head_b64}.{claims_b64}".encode(),
+            ec.ECDSA(hashes.SHA256()),
+        )
