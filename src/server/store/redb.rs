@@ -104,6 +104,50 @@ impl Backend for RedbBackend {
         Ok(out)
     }
 
+    async fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        use std::ops::Bound;
+        let tx = self.db.begin_read().map_err(backend_err)?;
+        let table = tx.open_table(RECORDS).map_err(backend_err)?;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for row in table
+            .range::<&[u8]>((start, Bound::Unbounded))
+            .map_err(backend_err)?
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = row.map_err(backend_err)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        // One read transaction: the values come from one snapshot.
+        let tx = self.db.begin_read().map_err(backend_err)?;
+        let table = tx.open_table(RECORDS).map_err(backend_err)?;
+        keys.iter()
+            .map(|k| {
+                table
+                    .get(k.as_slice())
+                    .map(|v| v.map(|g| g.value().to_vec()))
+                    .map_err(backend_err)
+            })
+            .collect()
+    }
+
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         // A durable commit waits for fsync: keep it off the async workers.
         let db = self.db.clone();
