@@ -379,6 +379,7 @@ async fn bench() -> anyhow::Result<()> {
         s.secrets,
         t.elapsed().as_secs_f64()
     );
+    let rss_filled = rss_kib(vault.guard.pid())?;
     let (_, last_large, pages_large, items_large, walk_large) = walk(&vault).await?;
     let first_large = time_gets(&vault, &vault.url("/secrets"), pages_n).await?;
     let last_large_t = time_gets(&vault, &last_large, pages_n).await?;
@@ -428,6 +429,12 @@ async fn bench() -> anyhow::Result<()> {
         rss_idle as f64 / 1024.0,
         rss_after as f64 / 1024.0,
         rss_after as f64 / rss_idle.max(1) as f64
+    );
+    println!(
+        "| server RSS (MiB, before vs after the large walk) | {:.1} | {:.1} | {:.2} |",
+        rss_filled as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        rss_after as f64 / rss_filled.max(1) as f64
     );
     println!(
         "\nwalk of {} secrets: {pages_large} pages in {:.2} s",

@@ -16,6 +16,10 @@ struct Pending {
     reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// redb's page cache (its default is 1 GiB, which a large vault fills: memory in proportion
+/// to the vault). Pages beyond it are read again from the file, through the OS page cache.
+const CACHE_BYTES: usize = 32 << 20;
+
 /// Batches one group commit takes at most.
 const MAX_GROUP: usize = 256;
 
@@ -39,7 +43,9 @@ impl RedbBackend {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::backend(format!("creating {}", parent.display()), e))?;
         }
-        let db = Database::create(path)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
             .map_err(|e| StoreError::backend(format!("opening {}", path.display()), e))?;
         // Create the table up front so readers never see it missing.
         let tx = db.begin_write().map_err(backend_err)?;
