@@ -243,6 +243,8 @@ pub(super) async fn list(
             None => None,
         })
         .collect();
+    // The next page must include pending certificates too.
+    let next_link = next_link.map(|l| format!("{l}&includePending=true"));
     Reply::ok(&crate::wire::Page { value, next_link })
 }
 
