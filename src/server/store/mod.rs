@@ -219,7 +219,14 @@ pub struct VaultStore {
     records: SealKey,
     names: hmac::Key,
     backup: SealKey,
+    /// Writers of one object in this process take turns ([`modify`](Self::modify)), by
+    /// stripe of the name's HMAC: with group commit, writers racing on one object would
+    /// otherwise mostly lose to each other and spin through their retries. Other replicas
+    /// are still met by the conditional write.
+    write_turns: Vec<tokio::sync::Mutex<()>>,
 }
+
+const WRITE_STRIPES: usize = 256;
 
 impl VaultStore {
     /// Opens the vault's data, creating its data key on first use. Fails with
@@ -256,6 +263,9 @@ impl VaultStore {
             records: data_key.record_key()?,
             names: data_key.name_key()?,
             backup: master.backup_key()?,
+            write_turns: (0..WRITE_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         };
         store.migrate().await?;
         Ok(store)
@@ -819,6 +829,13 @@ impl VaultStore {
         E: From<StoreError>,
     {
         let head_key = self.head_key(kind, name);
+        let stripe = head_key
+            .get(2)
+            .map_or(0, |b| usize::from(*b ^ kind.tag()) % WRITE_STRIPES);
+        let _turn = match self.write_turns.get(stripe) {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
         for attempt in 0..MAX_RETRIES {
             let current = self.head_raw::<M>(kind, name).await?;
             let (head, raw) = match current {
