@@ -13,7 +13,7 @@ use crate::server::error::{ApiError, ApiResult};
 use crate::server::keys::{KeyMeta, PublicJwk};
 use crate::server::objects::{self, Backup, Family, Listing, SoftDelete};
 use crate::server::ops::CertificatesOp;
-use crate::server::request::{PageRequest, Reply, RequestContext, paginate};
+use crate::server::request::{Reply, RequestContext};
 use crate::server::secrets::SecretMeta;
 use crate::server::state::AppState;
 use crate::server::store::{

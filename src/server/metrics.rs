@@ -177,6 +177,23 @@ impl Backend for MeteredBackend {
         self.observe("scan", t);
         r
     }
+    async fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.scan_page(prefix, after, limit).await;
+        self.observe("scan", t);
+        r
+    }
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.get_many(keys).await;
+        self.observe("get", t);
+        r
+    }
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.commit(batch).await;

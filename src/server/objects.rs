@@ -3,7 +3,7 @@
 
 use crate::crypto::SealKey;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::request::{PageRequest, Reply, RequestContext, paginate};
+use crate::server::request::{PageRequest, Reply, RequestContext, next_link};
 pub use crate::server::retention::{MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, SoftDelete};
 use crate::server::store::{Change, Head, Kind, VaultStore};
 use crate::wire::{MAX_TAG_NAME_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, Tags};
@@ -527,9 +527,51 @@ pub enum Listing {
     Deleted,
 }
 
+fn invalid_skiptoken() -> ApiError {
+    ApiError::bad("Invalid $skiptoken.")
+}
+
 impl Family {
+    /// One page of the live or deleted objects through the store's listing index: the
+    /// heads of the page and the `nextLink` (a sealed cursor bound to this listing).
+    pub async fn heads_page<M: DeserializeOwned>(
+        &self,
+        store: &VaultStore,
+        ctx: &RequestContext,
+        which: Listing,
+    ) -> ApiResult<(Vec<Head<M>>, Option<String>)> {
+        let page = PageRequest::from_query(&ctx.query)?;
+        let deleted = which == Listing::Deleted;
+        let listing = store.listing_id(self.kind, deleted, None);
+        let after = match &page.after {
+            None => None,
+            Some(t) => Some(
+                store
+                    .open_cursor(&listing, t)
+                    .ok_or_else(invalid_skiptoken)?,
+            ),
+        };
+        let found = store
+            .heads_page::<M>(self.kind, deleted, after.as_deref(), page.max)
+            .await?;
+        let collection = match which {
+            Listing::Live => self.kind.collection(),
+            Listing::Deleted => self.kind.deleted_collection(),
+        };
+        let link = match found.next {
+            None => None,
+            Some(pos) => Some(next_link(
+                &format!("{}/{collection}", ctx.origin),
+                &ctx.api_version,
+                &store.seal_cursor(&listing, &pos)?,
+                page.max,
+            )),
+        };
+        Ok((found.heads, link))
+    }
+
     /// One page of the live or deleted objects, each shown through `show` (called with the
-    /// object and its current version), sorted by name.
+    /// object and its current version), in the listing index's order.
     pub async fn list_page<M: DeserializeOwned, T: Serialize>(
         &self,
         store: &VaultStore,
@@ -537,26 +579,12 @@ impl Family {
         which: Listing,
         show: impl Fn(&Head<M>, &crate::server::store::Version<M>) -> T,
     ) -> ApiResult<Reply> {
-        let page = PageRequest::from_query(&ctx.query)?;
-        let heads = store.heads::<M>(self.kind).await?;
-        let items: Vec<(String, T)> = heads
+        let (heads, next_link) = self.heads_page::<M>(store, ctx, which).await?;
+        let value: Vec<T> = heads
             .iter()
-            .filter(|h| h.deleted.is_some() == (which == Listing::Deleted))
-            .filter_map(|h| {
-                h.current()
-                    .map(|v| (h.name.to_ascii_lowercase(), show(h, v)))
-            })
+            .filter_map(|h| h.current().map(|v| show(h, v)))
             .collect();
-        let collection = match which {
-            Listing::Live => self.kind.collection(),
-            Listing::Deleted => self.kind.deleted_collection(),
-        };
-        Reply::ok(&paginate(
-            items,
-            &page,
-            &format!("{}/{collection}", ctx.origin),
-            &ctx.api_version,
-        ))
+        Reply::ok(&crate::wire::Page { value, next_link })
     }
 
     /// One page of a live object's versions in creation order (empty for a missing name,
@@ -570,21 +598,43 @@ impl Family {
     ) -> ApiResult<Reply> {
         validate_name(name)?;
         let page = PageRequest::from_query(&ctx.query)?;
-        let items: Vec<(String, T)> = match store.head::<M>(self.kind, name).await? {
-            Some(h) if h.deleted.is_none() => h
-                .versions
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (format!("{i:010}"), show(&h, v)))
-                .collect(),
-            _ => Vec::new(),
+        let listing = store.listing_id(self.kind, false, Some(name));
+        let start = match &page.after {
+            None => 0,
+            Some(t) => store
+                .open_cursor(&listing, t)
+                .and_then(|p| <[u8; 8]>::try_from(p.as_slice()).ok())
+                .and_then(|p| usize::try_from(u64::from_be_bytes(p)).ok())
+                .ok_or_else(invalid_skiptoken)?,
         };
-        let base = format!(
-            "{}/{}/{}/versions",
-            ctx.origin,
-            self.kind.collection(),
-            name
-        );
-        Reply::ok(&paginate(items, &page, &base, &ctx.api_version))
+        let (value, more): (Vec<T>, bool) = match store.head::<M>(self.kind, name).await? {
+            Some(h) if h.deleted.is_none() => (
+                h.versions
+                    .iter()
+                    .skip(start)
+                    .take(page.max)
+                    .map(|v| show(&h, v))
+                    .collect(),
+                h.versions.len() > start.saturating_add(page.max),
+            ),
+            _ => (Vec::new(), false),
+        };
+        let next_link = if more {
+            let end = u64::try_from(start.saturating_add(page.max)).unwrap_or(u64::MAX);
+            Some(next_link(
+                &format!(
+                    "{}/{}/{}/versions",
+                    ctx.origin,
+                    self.kind.collection(),
+                    name
+                ),
+                &ctx.api_version,
+                &store.seal_cursor(&listing, &end.to_be_bytes())?,
+                page.max,
+            ))
+        } else {
+            None
+        };
+        Reply::ok(&crate::wire::Page { value, next_link })
     }
 }

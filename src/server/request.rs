@@ -159,14 +159,17 @@ pub fn paginate<T>(
         .take(end.saturating_sub(start))
         .map(|(_, t)| t)
         .collect();
-    let next_link = last_key.map(|k| {
-        format!(
-            "{base}?api-version={api_version}&$skiptoken={}&maxresults={}",
-            encode_skiptoken(&k),
-            req.max
-        )
-    });
+    let next_link = last_key.map(|k| next_link(base, api_version, &k, req.max));
     Page { value, next_link }
+}
+
+/// The `nextLink` of a page whose listing continues after `after` (what
+/// [`PageRequest::after`] gives back on the next request), `max` items per page.
+pub fn next_link(base: &str, api_version: &str, after: &str, max: usize) -> String {
+    format!(
+        "{base}?api-version={api_version}&$skiptoken={}&maxresults={max}",
+        encode_skiptoken(after)
+    )
 }
 
 #[cfg(test)]

@@ -849,3 +849,57 @@ async fn auto_renew_on_an_injected_clock() {
     assert_eq!(c.list_key_versions("renew").await.unwrap().len(), 2);
     v.stop().await;
 }
+
+/// `includePending` holds across pages: the nextLink keeps it, so a pending certificate on
+/// any page of the listing shows.
+#[tokio::test]
+async fn include_pending_pages_keep_pending_certificates() {
+    let fx = Fixture::new();
+    let v = fx.start(Options::default()).await;
+    let c = v.client();
+    for i in 0..12 {
+        create(
+            &c,
+            &format!("pending-{i:02}"),
+            json!({"x509_props": {"subject": "CN=p"}, "issuer": {"name": "Unknown"},
+                   "key_props": {"kty": "EC", "crv": "P-256"}}),
+        )
+        .await;
+    }
+    let http = v.http();
+    let mut url = v.at("/certificates?api-version=7.4&includePending=true&maxresults=5");
+    let mut names = Vec::new();
+    loop {
+        let page: Value = http
+            .get(&url)
+            .bearer_auth(&v.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for item in page["value"].as_array().unwrap() {
+            names.push(
+                item["id"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        match page["nextLink"].as_str() {
+            Some(next) => {
+                assert!(next.contains("includePending=true"), "{next}");
+                url = next.to_string();
+            }
+            None => break,
+        }
+    }
+    names.sort();
+    let expected: Vec<String> = (0..12).map(|i| format!("pending-{i:02}")).collect();
+    assert_eq!(names, expected);
+    v.stop().await;
+}

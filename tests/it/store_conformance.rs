@@ -334,6 +334,361 @@ async fn large_values_round_trip(subject: Subject) {
     );
 }
 
+/// Writes `names` as one-version secrets, many objects per batch (one commit each).
+async fn put_many(s: &VaultStore, names: &[String]) {
+    for chunk in names.chunks(500) {
+        let mut batch = Batch::default();
+        for name in chunk {
+            s.stage(
+                &mut batch,
+                Kind::Secret,
+                name,
+                None,
+                Change::Put {
+                    head: head(name, &["v1"]),
+                    values: vec![("v1".into(), Zeroizing::new(name.as_bytes().to_vec()))],
+                },
+            )
+            .unwrap();
+        }
+        s.commit(batch).await.unwrap();
+    }
+}
+
+/// Walks a whole listing with `limit` per page; `between(page number)` runs between pages.
+async fn walk_listing(s: &VaultStore, deleted: bool, limit: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = s
+            .heads_page::<Meta>(Kind::Secret, deleted, after.as_deref(), limit)
+            .await
+            .unwrap();
+        assert!(page.heads.len() <= limit);
+        names.extend(page.heads.into_iter().map(|h| h.name));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return names,
+        }
+    }
+}
+
+async fn paging_through_10000_objects_with_changes_between_pages(subject: Subject) {
+    let master = MasterKey::generate().unwrap();
+    let s = VaultStore::open(subject.open().await, &master)
+        .await
+        .unwrap();
+    let initial: Vec<String> = (0..10_000).map(|i| format!("obj-{i:05}")).collect();
+    put_many(&s, &initial).await;
+    // Objects the walk changes: purged, soft-deleted, or added while it runs.
+    let touched: Vec<String> = (0..10_000)
+        .step_by(37)
+        .map(|i| format!("obj-{i:05}"))
+        .collect();
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut after: Option<Vec<u8>> = None;
+    let mut pages = 0usize;
+    let mut next_touched = touched.iter();
+    loop {
+        let page = s
+            .heads_page::<Meta>(Kind::Secret, false, after.as_deref(), 25)
+            .await
+            .unwrap();
+        assert!(page.heads.len() <= 25);
+        for h in page.heads {
+            assert!(h.deleted.is_none());
+            *seen.entry(h.name).or_default() += 1;
+        }
+        pages += 1;
+        // Between pages: add two objects, purge one, soft-delete another.
+        let added = [format!("new-{pages:04}-a"), format!("new-{pages:04}-b")];
+        put_many(&s, &added).await;
+        if let Some(name) = next_touched.next() {
+            s.modify::<Meta, (), StoreError>(Kind::Secret, name, |_| Ok((Change::Purge, ())))
+                .await
+                .unwrap();
+        }
+        if let Some(name) = next_touched.next() {
+            s.modify::<Meta, (), StoreError>(Kind::Secret, name, |cur| {
+                let mut h = cur.unwrap();
+                h.deleted = Some(kvault::server::store::Deleted {
+                    deleted_date: 1,
+                    scheduled_purge_date: 2,
+                });
+                Ok((
+                    Change::Put {
+                        head: h,
+                        values: vec![],
+                    },
+                    (),
+                ))
+            })
+            .await
+            .unwrap();
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert!(pages >= 400, "{pages} pages");
+    // Nothing twice; everything that existed throughout exactly once.
+    assert!(seen.values().all(|&n| n == 1), "an object was listed twice");
+    let touched: std::collections::HashSet<&String> = touched.iter().collect();
+    for name in initial.iter().filter(|n| !touched.contains(n)) {
+        assert_eq!(seen.get(name), Some(&1), "{name} was skipped");
+    }
+    // The deleted listing has exactly the soft-deleted ones.
+    let deleted = walk_listing(&s, true, 25).await;
+    assert_eq!(deleted.len(), touched.len() / 2, "{}", touched.len());
+}
+
+async fn many_versions_round_trip(subject: Subject) {
+    let master = MasterKey::generate().unwrap();
+    let s = VaultStore::open(subject.open().await, &master)
+        .await
+        .unwrap();
+    for i in 0..300 {
+        put(
+            &s,
+            "rotated",
+            &format!("v{i:04}"),
+            format!("value-{i}").as_bytes(),
+        )
+        .await;
+    }
+    let h = s
+        .head::<Meta>(Kind::Secret, "rotated")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.versions.len(), 300);
+    assert_eq!(h.current().unwrap().id, "v0299");
+    for (i, v) in h.versions.iter().enumerate() {
+        let value = s.value(Kind::Secret, "rotated", &v.id).await.unwrap();
+        assert_eq!(value.as_slice(), format!("value-{i}").as_bytes());
+    }
+    // One object, one listing entry.
+    assert_eq!(
+        walk_listing(&s, false, 25).await,
+        vec!["rotated".to_string()]
+    );
+}
+
+async fn cursors_refuse_tampering_and_other_listings(subject: Subject) {
+    let master = MasterKey::generate().unwrap();
+    let s = VaultStore::open(subject.open().await, &master)
+        .await
+        .unwrap();
+    let live = s.listing_id(Kind::Secret, false, None);
+    let token = s.seal_cursor(&live, b"position").unwrap();
+    assert!(!token.contains(['+', '/', '=']));
+    assert_eq!(
+        s.open_cursor(&live, &token).as_deref(),
+        Some(&b"position"[..])
+    );
+    // Every single-character change is refused.
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for i in 0..token.len() {
+        let mut t = token.clone().into_bytes();
+        t[i] = if t[i] == alphabet[0] {
+            alphabet[1]
+        } else {
+            alphabet[0]
+        };
+        let t = String::from_utf8(t).unwrap();
+        assert_eq!(s.open_cursor(&live, &t), None, "tampered at {i}");
+    }
+    // Bound to its listing and to its vault.
+    for other in [
+        s.listing_id(Kind::Secret, true, None),
+        s.listing_id(Kind::Key, false, None),
+        s.listing_id(Kind::Secret, false, Some("a")),
+    ] {
+        assert_eq!(s.open_cursor(&other, &token), None);
+    }
+    let other_vault = VaultStore::open(
+        Subject::redb().open().await,
+        &MasterKey::generate().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other_vault.open_cursor(&live, &token), None);
+    assert_eq!(s.open_cursor(&live, "!!"), None);
+    assert_eq!(s.open_cursor(&live, ""), None);
+}
+
+/// The layout before the listing index (main ≤ bc8b060) is this one without the index
+/// entries and the schema record: strip them through the raw backend, as if an old kvault
+/// had written the data, and open it again.
+async fn an_old_layout_is_migrated_in_place(subject: Subject) {
+    let master = MasterKey::generate().unwrap();
+    let names: Vec<String> = (0..700).map(|i| format!("old-{i:04}")).collect();
+    {
+        let s = VaultStore::open(subject.open().await, &master)
+            .await
+            .unwrap();
+        put_many(&s, &names).await;
+        put(&s, "old-0001", "v2", b"second").await;
+        s.modify::<Meta, (), StoreError>(Kind::Secret, "old-0002", |cur| {
+            let mut h = cur.unwrap();
+            h.deleted = Some(kvault::server::store::Deleted {
+                deleted_date: 1,
+                scheduled_purge_date: 2,
+            });
+            Ok((
+                Change::Put {
+                    head: h,
+                    values: vec![],
+                },
+                (),
+            ))
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.schema_version().await.unwrap(), 2);
+    }
+    let backend = subject.open().await;
+    backend
+        .commit(Batch {
+            expect: vec![],
+            ops: vec![
+                Op::DeletePrefix(b"l".to_vec()),
+                Op::Delete(b"m/schema".to_vec()),
+            ],
+        })
+        .await
+        .unwrap();
+    assert!(backend.scan(b"l").await.unwrap().is_empty());
+    let before = backend.scan(b"").await.unwrap();
+    let s = VaultStore::open(backend.clone(), &master).await.unwrap();
+    assert_eq!(s.schema_version().await.unwrap(), 2);
+    // Nothing lost or changed: every earlier record is still there, byte for byte.
+    let after = backend.scan(b"").await.unwrap();
+    for row in &before {
+        assert!(after.contains(row), "a record changed in the migration");
+    }
+    let mut live = walk_listing(&s, false, 25).await;
+    live.sort();
+    let mut expected: Vec<String> = names.iter().filter(|n| *n != "old-0002").cloned().collect();
+    expected.sort();
+    assert_eq!(live, expected);
+    assert_eq!(
+        walk_listing(&s, true, 25).await,
+        vec!["old-0002".to_string()]
+    );
+    assert_eq!(
+        s.value(Kind::Secret, "old-0001", "v2")
+            .await
+            .unwrap()
+            .as_slice(),
+        b"second"
+    );
+    // Opening again does not migrate again.
+    drop(s);
+    let s = VaultStore::open(backend, &master).await.unwrap();
+    assert_eq!(
+        walk_listing(&s, true, 25).await,
+        vec!["old-0002".to_string()]
+    );
+}
+
+/// A data directory written by kvault main at bc8b060 (`kvault dev`, before the listing
+/// index; see fixtures/main-layout-v1/README.md) opens, is migrated, and reads back whole.
+#[tokio::test]
+async fn a_data_directory_written_by_main_opens_migrated_and_whole() {
+    use serde_json::Value;
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/main-layout-v1");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kvault.redb");
+    std::fs::copy(fixture.join("kvault.redb"), &file).unwrap();
+    let master =
+        MasterKey::from_file_contents(&std::fs::read(fixture.join("master.key")).unwrap()).unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(RedbBackend::open(&file).unwrap());
+    assert!(
+        backend.scan(b"l").await.unwrap().is_empty(),
+        "the fixture predates the index"
+    );
+    let s = VaultStore::open(backend.clone(), &master).await.unwrap();
+    assert_eq!(s.schema_version().await.unwrap(), 2);
+
+    let listed = |kind, deleted| {
+        let s = &s;
+        async move {
+            let mut names = Vec::new();
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let page = s
+                    .heads_page::<Value>(kind, deleted, after.as_deref(), 2)
+                    .await
+                    .unwrap();
+                names.extend(page.heads.into_iter().map(|h| h.name));
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            names.sort();
+            names
+        }
+    };
+    let mut secrets: Vec<String> = (0..5).map(|i| format!("Fx-Secret-{i}")).collect();
+    secrets.push("fx-cert".into());
+    secrets.sort();
+    assert_eq!(listed(Kind::Secret, false).await, secrets);
+    assert_eq!(
+        listed(Kind::Secret, true).await,
+        vec!["fx-gone".to_string()]
+    );
+    assert_eq!(
+        listed(Kind::Key, false).await,
+        vec![
+            "fx-cert".to_string(),
+            "fx-key-ec".into(),
+            "fx-key-oct".into()
+        ]
+    );
+    assert_eq!(
+        listed(Kind::Certificate, false).await,
+        vec!["fx-cert".to_string()]
+    );
+
+    // Every version of every object reads back.
+    for i in 0..5 {
+        let name = format!("fx-secret-{i}");
+        let h = s.head::<Value>(Kind::Secret, &name).await.unwrap().unwrap();
+        assert_eq!(h.versions.len(), 3);
+        for (v, version) in h.versions.iter().enumerate() {
+            let value = s.value(Kind::Secret, &name, &version.id).await.unwrap();
+            assert_eq!(value.as_slice(), format!("fx-{i}-{v}").as_bytes());
+        }
+    }
+    let gone = s
+        .head::<Value>(Kind::Secret, "fx-gone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(gone.deleted.is_some());
+    for (v, version) in gone.versions.iter().enumerate() {
+        let value = s.value(Kind::Secret, "fx-gone", &version.id).await.unwrap();
+        assert_eq!(value.as_slice(), format!("gone-{v}").as_bytes());
+    }
+    for (kind, name, versions) in [
+        (Kind::Key, "fx-key-ec", 2),
+        (Kind::Key, "fx-key-oct", 1),
+        (Kind::Key, "fx-cert", 1),
+        (Kind::Certificate, "fx-cert", 1),
+        (Kind::Secret, "fx-cert", 1),
+    ] {
+        let h = s.head::<Value>(kind, name).await.unwrap().unwrap();
+        assert_eq!(h.versions.len(), versions, "{name}");
+        for version in &h.versions {
+            assert!(!s.value(kind, name, &version.id).await.unwrap().is_empty());
+        }
+    }
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod embedded {
@@ -364,4 +719,8 @@ conformance!(
     scans_and_prefix_deletes_keep_to_their_prefix,
     purge_removes_head_and_versions,
     large_values_round_trip,
+    paging_through_10000_objects_with_changes_between_pages,
+    many_versions_round_trip,
+    cursors_refuse_tampering_and_other_listings,
+    an_old_layout_is_migrated_in_place,
 );

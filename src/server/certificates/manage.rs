@@ -227,29 +227,25 @@ pub(super) async fn list(
             .await;
     }
     // With includePending, certificates still waiting for their merge show too.
-    let page = PageRequest::from_query(&ctx.query)?;
-    let heads = state.store.heads::<CertMeta>(Kind::Certificate).await?;
-    let items: Vec<(String, CertificateItem)> = heads
+    let (heads, next_link) = FAMILY
+        .heads_page::<CertMeta>(&state.store, ctx, Listing::Live)
+        .await?;
+    let value: Vec<CertificateItem> = heads
         .iter()
-        .filter(|h| h.deleted.is_none())
         .filter_map(|h| match h.current() {
-            Some(v) => Some((h.name.to_ascii_lowercase(), item(ctx, h, v, false))),
-            None if h.certificate.as_ref().is_some_and(|c| c.pending.is_some()) => Some((
-                h.name.to_ascii_lowercase(),
-                CertificateItem {
+            Some(v) => Some(item(ctx, h, v, false)),
+            None if h.certificate.as_ref().is_some_and(|c| c.pending.is_some()) => {
+                Some(CertificateItem {
                     id: format!("{}/certificates/{}", ctx.origin, h.name),
                     ..Default::default()
-                },
-            )),
+                })
+            }
             None => None,
         })
         .collect();
-    Reply::ok(&paginate(
-        items,
-        &page,
-        &format!("{}/certificates", ctx.origin),
-        &ctx.api_version,
-    ))
+    // The next page must include pending certificates too.
+    let next_link = next_link.map(|l| format!("{l}&includePending=true"));
+    Reply::ok(&crate::wire::Page { value, next_link })
 }
 
 pub(super) async fn versions(

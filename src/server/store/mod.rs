@@ -4,7 +4,12 @@
 //! Layout (all values sealed with AES-256-GCM, the storage key as associated data):
 //! - `m/data-key`: the per-vault data key, wrapped by the master key (not sealed twice);
 //! - `h ‖ kind ‖ HMAC(name)`: an object's head — display name, versions' metadata, deletion;
-//! - `v ‖ kind ‖ HMAC(name) ‖ version`: one version's value (a secret value, key material).
+//! - `v ‖ kind ‖ HMAC(name) ‖ version`: one version's value (a secret value, key material);
+//! - `l ‖ kind ‖ state ‖ HMAC(name)` (empty value): the listing index, one entry per object
+//!   in its listing (`l` live, `d` deleted), written in the same batch as the head. A page of
+//!   a listing is one bounded range read of the index after a cursor, in HMAC order;
+//! - `m/schema`: the layout's version ([`SCHEMA_VERSION`]); older layouts are migrated in
+//!   place when the vault opens ([`VaultStore::open`]).
 //!
 //! Names are lower-cased before the HMAC (object names are case-insensitive), and nothing
 //! in the database reveals a name, a value, or which value belongs to which name.
@@ -91,6 +96,30 @@ pub trait Backend: Send + Sync + 'static {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// All pairs whose key starts with `prefix`, in key order.
     async fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// At most `limit` pairs whose key starts with `prefix` and sorts after `after` (all of
+    /// the prefix for `None`), in key order: one page of an ordered index. The default reads
+    /// the whole prefix; backends answer it with a bounded range read.
+    async fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut rows = self.scan(prefix).await?;
+        if let Some(after) = after {
+            rows.retain(|(k, _)| k.as_slice() > after);
+        }
+        rows.truncate(limit);
+        Ok(rows)
+    }
+    /// The values of `keys`, in their order (`None` where absent).
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k).await?);
+        }
+        Ok(out)
+    }
     /// Applies the batch atomically; `StoreError::Conflict` when an expectation failed.
     async fn commit(&self, batch: Batch) -> Result<(), StoreError>;
     /// Whether this process holds the vault's background-job lease now (purge sweeper,
@@ -130,6 +159,30 @@ impl ChangeNotice {
 
 const DATA_KEY: &[u8] = b"m/data-key";
 
+/// The layout this build writes: 1 = heads and values only (kvault ≤ 0.1 main), 2 = with
+/// the listing index.
+pub const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_RECORD: &str = "schema";
+/// Heads indexed per batch while migrating (bounded memory, one commit each).
+const MIGRATION_CHUNK: usize = 256;
+/// The index entry's state byte.
+const LISTED_LIVE: u8 = b'l';
+const LISTED_DELETED: u8 = b'd';
+
+/// One page of a listing: the objects, and where the next page starts (`None`: the last).
+pub struct HeadPage<M> {
+    pub heads: Vec<Head<M>>,
+    pub next: Option<Vec<u8>>,
+}
+
+/// The part of a head the migration needs.
+#[derive(serde::Deserialize)]
+struct HeadState {
+    name: String,
+    #[serde(default)]
+    deleted: Option<Deleted>,
+}
+
 /// Waits a random time before retry `attempt` of a write that lost a race (up to 2^attempt
 /// ms, 64 ms at most): writers on several replicas collide again if they retry in step.
 /// Every read-decide-write loop calls it on `StoreError::Conflict`.
@@ -166,7 +219,14 @@ pub struct VaultStore {
     records: SealKey,
     names: hmac::Key,
     backup: SealKey,
+    /// Writers of one object in this process take turns ([`modify`](Self::modify)), by
+    /// stripe of the name's HMAC: with group commit, writers racing on one object would
+    /// otherwise mostly lose to each other and spin through their retries. Other replicas
+    /// are still met by the conditional write.
+    write_turns: Vec<tokio::sync::Mutex<()>>,
 }
+
+const WRITE_STRIPES: usize = 256;
 
 impl VaultStore {
     /// Opens the vault's data, creating its data key on first use. Fails with
@@ -198,12 +258,125 @@ impl VaultStore {
                 }
             }
         };
-        Ok(Self {
+        let store = Self {
             backend,
             records: data_key.record_key()?,
             names: data_key.name_key()?,
             backup: master.backup_key()?,
-        })
+            write_turns: (0..WRITE_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The layout version the store is at (1 when it has no schema record).
+    pub async fn schema_version(&self) -> Result<u32, StoreError> {
+        Ok(self.schema_record().await?.0)
+    }
+
+    async fn schema_record(&self) -> Result<(u32, Option<Vec<u8>>), StoreError> {
+        match self.meta(SCHEMA_RECORD).await? {
+            None => Ok((1, None)),
+            Some((plain, raw)) => {
+                let v = std::str::from_utf8(&plain)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok())
+                    .ok_or_else(|| StoreError::Integrity("schema record is malformed".into()))?;
+                Ok((v, Some(raw)))
+            }
+        }
+    }
+
+    /// Brings an older layout up to [`SCHEMA_VERSION`] in place. Crash-safe and resumable:
+    /// it only adds index entries (idempotently, each batch conditional on the heads it
+    /// read, so a concurrent writer on another replica is never overridden), and records the
+    /// new version last; an interrupted migration runs again at the next open.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        for _ in 0..MAX_RETRIES {
+            let (version, raw) = self.schema_record().await?;
+            if version > SCHEMA_VERSION {
+                return Err(StoreError::backend_msg(format!(
+                    "the vault's data is at layout version {version}, newer than this kvault knows ({SCHEMA_VERSION}); upgrade kvault"
+                )));
+            }
+            if version == SCHEMA_VERSION {
+                return Ok(());
+            }
+            // 1 → 2: index every object.
+            let mut indexed = 0usize;
+            for kind in [Kind::Secret, Kind::Key, Kind::Certificate] {
+                indexed += self.build_index(kind).await?;
+            }
+            match self
+                .put_meta(SCHEMA_RECORD, SCHEMA_VERSION.to_string().as_bytes(), raw)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(
+                        from = version,
+                        to = SCHEMA_VERSION,
+                        objects = indexed,
+                        "storage layout migrated"
+                    );
+                    return Ok(());
+                }
+                // Another replica recorded a version meanwhile: look again.
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the storage migration kept losing races".into(),
+        ))
+    }
+
+    /// Writes the listing-index entry of every head of `kind`, a chunk per batch.
+    async fn build_index(&self, kind: Kind) -> Result<usize, StoreError> {
+        let prefix = [b'h', kind.tag()];
+        let mut after: Option<Vec<u8>> = None;
+        let mut count = 0;
+        let mut attempt = 0;
+        loop {
+            let rows = self
+                .backend
+                .scan_page(&prefix, after.as_deref(), MIGRATION_CHUNK)
+                .await?;
+            let Some(last) = rows.last().map(|(k, _)| k.clone()) else {
+                return Ok(count);
+            };
+            let mut batch = Batch::default();
+            for (key, raw) in &rows {
+                let plain = self
+                    .records
+                    .open(&Self::aad(key), raw)
+                    .map_err(|_| StoreError::Integrity(format!("{} head record", kind.as_str())))?;
+                let state: HeadState = serde_json::from_slice(&plain).map_err(|_| {
+                    StoreError::Integrity(format!("{} head record is malformed", kind.as_str()))
+                })?;
+                if self.head_key(kind, &state.name) != *key {
+                    return Err(StoreError::Integrity(format!(
+                        "{} head record is stored under another name",
+                        kind.as_str()
+                    )));
+                }
+                batch.expect.push((key.clone(), Some(raw.clone())));
+                self.index_ops(&mut batch, kind, &state.name, Some(state.deleted.is_some()));
+            }
+            match self.backend.commit(batch).await {
+                Ok(()) => {
+                    count += rows.len();
+                    after = Some(last);
+                    attempt = 0;
+                }
+                Err(StoreError::Conflict) if attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    after_conflict(attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Whether this replica runs the vault's background jobs now (see
@@ -232,6 +405,126 @@ impl VaultStore {
         k.push(kind.tag());
         k.extend_from_slice(self.name_mac(name).as_ref());
         k
+    }
+
+    fn index_prefix(kind: Kind, deleted: bool) -> [u8; 3] {
+        let state = if deleted { LISTED_DELETED } else { LISTED_LIVE };
+        [b'l', kind.tag(), state]
+    }
+
+    fn index_key(&self, kind: Kind, deleted: bool, name: &str) -> Vec<u8> {
+        let mut k = Self::index_prefix(kind, deleted).to_vec();
+        k.extend_from_slice(self.name_mac(name).as_ref());
+        k
+    }
+
+    /// The index writes that go with a head write: listed as live or deleted
+    /// (`Some(deleted)`), or not at all (`None`, a purge).
+    fn index_ops(&self, batch: &mut Batch, kind: Kind, name: &str, listed: Option<bool>) {
+        for deleted in [false, true] {
+            let key = self.index_key(kind, deleted, name);
+            if listed == Some(deleted) {
+                batch.ops.push(Op::Put(key, Vec::new()));
+            } else {
+                batch.ops.push(Op::Delete(key));
+            }
+        }
+    }
+
+    /// What a listing's cursor is bound to: the family and state (`versions = None`), or
+    /// one object's versions.
+    pub fn listing_id(&self, kind: Kind, deleted: bool, versions_of: Option<&str>) -> Vec<u8> {
+        match versions_of {
+            None => Self::index_prefix(kind, deleted).to_vec(),
+            Some(name) => {
+                let mut k = vec![b'v', kind.tag()];
+                k.extend_from_slice(self.name_mac(name).as_ref());
+                k
+            }
+        }
+    }
+
+    fn cursor_aad(listing: &[u8]) -> Vec<u8> {
+        let mut a = b"kvault/v1/cursor/".to_vec();
+        a.extend_from_slice(listing);
+        a
+    }
+
+    /// A listing position, sealed for a `$skiptoken` (base64url): opaque to the client, and
+    /// it opens only for the listing (and vault) it came from.
+    pub fn seal_cursor(&self, listing: &[u8], position: &[u8]) -> Result<String, StoreError> {
+        use base64::Engine;
+        let sealed = self.records.seal(&Self::cursor_aad(listing), position)?;
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    /// The position in a sealed cursor; `None` when it was tampered with, is foreign, or
+    /// belongs to another listing.
+    pub fn open_cursor(&self, listing: &[u8], token: &str) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        self.records
+            .open(&Self::cursor_aad(listing), &sealed)
+            .ok()
+            .map(|p| p.to_vec())
+    }
+
+    /// One page of a listing (live or deleted objects of `kind`), after `after` (a position
+    /// an earlier page returned): at most `limit` objects, read through the index — one
+    /// bounded range read and one read of the page's heads, whatever the vault holds.
+    /// Objects appear in the order of their name's HMAC; each object that exists
+    /// throughout a walk appears exactly once in it.
+    pub async fn heads_page<M: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        deleted: bool,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<HeadPage<M>, StoreError> {
+        let prefix = Self::index_prefix(kind, deleted);
+        let after_key = after.map(|mac| {
+            let mut k = prefix.to_vec();
+            k.extend_from_slice(mac);
+            k
+        });
+        let limit = limit.max(1);
+        let mut rows = self
+            .backend
+            .scan_page(&prefix, after_key.as_deref(), limit + 1)
+            .await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let macs: Vec<&[u8]> = rows
+            .iter()
+            .filter_map(|(k, _)| k.get(prefix.len()..))
+            .collect();
+        let head_keys: Vec<Vec<u8>> = macs
+            .iter()
+            .map(|mac| {
+                let mut k = vec![b'h', kind.tag()];
+                k.extend_from_slice(mac);
+                k
+            })
+            .collect();
+        let raws = self.backend.get_many(&head_keys).await?;
+        let mut heads = Vec::with_capacity(head_keys.len());
+        for (key, raw) in head_keys.iter().zip(raws) {
+            // An object changed between the two reads (another replica): it belongs to the
+            // listing it moved to, or to none.
+            let Some(raw) = raw else { continue };
+            let head: Head<M> = self.open_head(kind, key, &raw)?;
+            if head.deleted.is_some() == deleted {
+                heads.push(head);
+            }
+        }
+        let next = if more {
+            macs.last().map(|m| m.to_vec())
+        } else {
+            None
+        };
+        Ok(HeadPage { heads, next })
     }
 
     fn versions_prefix(&self, kind: Kind, name: &str) -> Vec<u8> {
@@ -492,6 +785,7 @@ impl VaultStore {
                     head_key.clone(),
                     self.records.seal(&Self::aad(&head_key), &plain)?,
                 ));
+                self.index_ops(batch, kind, name, Some(head.deleted.is_some()));
                 for (version, value) in values {
                     let key = self.value_key(kind, name, &version);
                     let sealed = self.records.seal(&Self::aad(&key), &value)?;
@@ -500,6 +794,7 @@ impl VaultStore {
             }
             Change::Purge => {
                 batch.ops.push(Op::Delete(head_key));
+                self.index_ops(batch, kind, name, None);
                 batch
                     .ops
                     .push(Op::DeletePrefix(self.versions_prefix(kind, name)));
@@ -534,6 +829,13 @@ impl VaultStore {
         E: From<StoreError>,
     {
         let head_key = self.head_key(kind, name);
+        let stripe = head_key
+            .get(2)
+            .map_or(0, |b| usize::from(*b ^ kind.tag()) % WRITE_STRIPES);
+        let _turn = match self.write_turns.get(stripe) {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
         for attempt in 0..MAX_RETRIES {
             let current = self.head_raw::<M>(kind, name).await?;
             let (head, raw) = match current {
@@ -560,6 +862,7 @@ impl VaultStore {
                         .seal(&Self::aad(&head_key), &plain)
                         .map_err(StoreError::from)?;
                     batch.ops.push(Op::Put(head_key.clone(), sealed));
+                    self.index_ops(&mut batch, kind, name, Some(head.deleted.is_some()));
                     for (version, value) in values {
                         let key = self.value_key(kind, name, &version);
                         let sealed = self
@@ -571,6 +874,7 @@ impl VaultStore {
                 }
                 Change::Purge => {
                     batch.ops.push(Op::Delete(head_key.clone()));
+                    self.index_ops(&mut batch, kind, name, None);
                     batch
                         .ops
                         .push(Op::DeletePrefix(self.versions_prefix(kind, name)));

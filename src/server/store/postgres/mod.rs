@@ -91,11 +91,21 @@ pub fn validate_schema(schema: &str) -> Result<(), String> {
 
 /// The schema versions this build knows, in order. A database at a newer version than
 /// the last one here was migrated by a newer kvault, and this one refuses to run on it.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "records: one row per sealed record",
-    "CREATE TABLE {schema}.records (key bytea PRIMARY KEY, value bytea NOT NULL)",
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "records: one row per sealed record",
+        "CREATE TABLE {schema}.records (key bytea PRIMARY KEY, value bytea NOT NULL)",
+    ),
+    // The listing index lives in `records` like everything else (keys `l…`); the vault
+    // builds it itself at open (`store::migrate`). The version is here so that a kvault
+    // that writes objects without index entries refuses this database ("upgrade kvault").
+    (
+        2,
+        "listing index records (l...) kept by the vault",
+        "SELECT 1",
+    ),
+];
 
 /// The advisory-lock id of a purpose in a schema (64 bits of SHA-256).
 fn lock_id(purpose: &str, schema: &str) -> i64 {
@@ -220,6 +230,8 @@ struct Sql {
     get: String,
     scan_bounded: String,
     scan_from: String,
+    page_bounded: String,
+    page_from: String,
     expect: String,
     put: String,
     delete: String,
@@ -236,6 +248,12 @@ impl Sql {
                 "SELECT key, value FROM {t} WHERE key >= $1 AND key < $2 ORDER BY key"
             ),
             scan_from: format!("SELECT key, value FROM {t} WHERE key >= $1 ORDER BY key"),
+            page_bounded: format!(
+                "SELECT key, value FROM {t} WHERE key > $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4"
+            ),
+            page_from: format!(
+                "SELECT key, value FROM {t} WHERE key > $1 AND key >= $2 ORDER BY key LIMIT $3"
+            ),
             expect: format!("SELECT key, value FROM {t} WHERE key = ANY($1)"),
             put: format!(
                 "INSERT INTO {t} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
@@ -426,6 +444,58 @@ impl Backend for PostgresBackend {
         }
         .map_err(map_err)?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let client = self.client().await?;
+        // `key > after AND key >= prefix`: the empty `after` excludes nothing but itself.
+        let after = after.unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match prefix_end(prefix) {
+            Some(end) => {
+                let stmt = client
+                    .prepare_cached(&self.sql.page_bounded)
+                    .await
+                    .map_err(map_err)?;
+                client.query(&stmt, &[&after, &prefix, &end, &limit]).await
+            }
+            None => {
+                let stmt = client
+                    .prepare_cached(&self.sql.page_from)
+                    .await
+                    .map_err(map_err)?;
+                client.query(&stmt, &[&after, &prefix, &limit]).await
+            }
+        }
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One round trip for the page's records.
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.expect)
+            .await
+            .map_err(map_err)?;
+        let wanted: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let rows = client.query(&stmt, &[&wanted]).await.map_err(map_err)?;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                rows.iter()
+                    .find(|r| r.get::<_, &[u8]>(0) == k.as_slice())
+                    .map(|r| r.get::<_, Vec<u8>>(1))
+            })
+            .collect())
     }
 
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
