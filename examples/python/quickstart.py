@@ -1,24 +1,19 @@
 """Read and write a kvault secret with the official Azure SDK, unmodified.
 
-Run after `kvault dev` and `. ./.kvault/dev.env` (see the README's quickstart).
+Run after `kvault dev` and `. ./.kvault/dev.env` (see the README's quickstart): dev.env
+exports what Azure Workload Identity's webhook injects into a pod (AZURE_AUTHORITY_HOST,
+AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE) plus the CA trust, so plain
+DefaultAzureCredential() gets its token from kvault's token service.
 """
 
 import os
-import time
 
-from azure.core.credentials import AccessToken
+from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
 
 
-class EnvTokenCredential:
-    """Hands the SDK the bearer token from $KVAULT_TOKEN (minted by `kvault dev`)."""
-
-    def get_token(self, *scopes, **kwargs):
-        return AccessToken(os.environ["KVAULT_TOKEN"], int(time.time()) + 3600)
-
-
 def main():
-    client = SecretClient(vault_url=os.environ["KVAULT_URL"], credential=EnvTokenCredential())
+    client = SecretClient(vault_url=os.environ["KVAULT_URL"], credential=DefaultAzureCredential())
     client.set_secret("db-password", "s3cret", content_type="text/plain", tags={"app": "demo"})
     secret = client.get_secret("db-password")
     print(f"{secret.name} = {secret.value} (version {secret.properties.version})")
