@@ -18,6 +18,7 @@ mod operator;
 mod scale;
 mod schema;
 mod served;
+mod workload_identity;
 
 use cluster::Cluster;
 use std::future::Future;

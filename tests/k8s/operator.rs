@@ -51,6 +51,8 @@ impl Operator {
                 namespace,
                 "--listen",
                 "127.0.0.1:0",
+                "--https-listen",
+                "127.0.0.1:0",
                 "--identity",
                 identity,
             ])

@@ -8,6 +8,7 @@
 //! or `InactiveInThisMode`.
 
 use crate::cluster::{Cluster, wait_for};
+use crate::workload_identity;
 use anyhow::{Context, Result, anyhow, ensure};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
@@ -115,7 +116,7 @@ fn test_certificates(dir: &Path) -> Result<()> {
     )?;
     std::fs::write(
         dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        format!("subjectAltName=IP:127.0.0.1,DNS:{VAULT}.{NS}.svc\nextendedKeyUsage=serverAuth\n"),
     )?;
     openssl(
         dir,
@@ -307,7 +308,16 @@ pub async fn served_vault_gets_its_policy(c: Cluster) -> Result<()> {
     let certs = dir.path().join("certs");
     std::fs::create_dir_all(&certs)?;
     test_certificates(&certs)?;
-    let port = free_port()?;
+    // The vault listens where its URL says (https://payments.op-served.svc, port 443, the
+    // name resolved to 127.0.0.1 for the SDK below): the SDKs check the challenge's resource
+    // against the vault's host and port.
+    let port = 443;
+    ensure!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the suite needs 127.0.0.1:443 free (and root) to serve the vault at its own URL"
+    );
+    let identity_port = free_port()?;
+    workload_identity::install_webhook_configuration(&c, identity_port).await?;
     let operator = Process::spawn(
         Command::new(env!("CARGO_BIN_EXE_kvault"))
             .args([
@@ -321,6 +331,10 @@ pub async fn served_vault_gets_its_policy(c: Cluster) -> Result<()> {
                 "--identity",
                 "k8s-suite-served",
             ])
+            .arg("--https-listen")
+            .arg(format!("127.0.0.1:{identity_port}"))
+            .arg("--identity-authority-host")
+            .arg(format!("https://localhost:{identity_port}"))
             .arg("--vault-ca-file")
             .arg(certs.join("ca.crt"))
             .arg("--test-vault-address")
@@ -428,6 +442,14 @@ pub async fn served_vault_gets_its_policy(c: Cluster) -> Result<()> {
                 resp.text().await.unwrap_or_default()
             );
         }
+        workload_identity::pod_reads_with_default_azure_credential(
+            &c,
+            NS,
+            &format!("https://{VAULT}.{NS}.svc"),
+            &certs.join("ca.crt"),
+            dir.path(),
+        )
+        .await?;
         anyhow::Ok(())
     }
     .await;
