@@ -453,6 +453,7 @@ pub async fn served_vault_gets_its_policy(c: Cluster) -> Result<()> {
         anyhow::Ok(())
     }
     .await;
+    workload_identity::remove_webhook_configuration(&c).await;
     result.map_err(|e| {
         let server_log = server.as_ref().map(|s| s.tail()).unwrap_or_default();
         anyhow!(

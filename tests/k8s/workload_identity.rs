@@ -49,6 +49,16 @@ pub async fn install_webhook_configuration(c: &Cluster, port: u16) -> Result<()>
     Ok(())
 }
 
+/// The configuration is cluster-scoped: it goes with the test (the chart test installs its
+/// own under the same name).
+pub async fn remove_webhook_configuration(c: &Cluster) {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let api: Api<MutatingWebhookConfiguration> = Api::all(c.client.clone());
+    let _ = api
+        .delete("kvault-workload-identity", &Default::default())
+        .await;
+}
+
 fn env_of(pod: &Pod) -> Result<BTreeMap<String, String>> {
     let container = pod
         .spec
