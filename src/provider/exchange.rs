@@ -4,7 +4,7 @@
 //! vault's audience, and only that access token goes to the vault. A pod's own token is
 //! thus never sent to a `vaultUrl` a tenant names.
 //!
-//! Exchanged tokens are cached per (pod token, resource) until 60 s before they expire,
+//! Exchanged tokens are cached per (pod token, client id, resource) until 60 s before they expire,
 //! in a bounded map keyed by a SHA-256 digest (never the token itself).
 
 use super::error::{ErrorCode, MountError, MountResult};
@@ -57,12 +57,16 @@ pub fn client_id(namespace: &str, service_account: &str) -> MountResult<String> 
     ))
 }
 
-/// The cache key of an exchange: SHA-256 over the pod token and the resource.
-pub fn cache_key(pod_token: &str, resource: &str) -> [u8; 32] {
-    let mut input = Zeroizing::new(Vec::with_capacity(pod_token.len() + resource.len() + 1));
-    input.extend_from_slice(pod_token.as_bytes());
-    input.push(0);
-    input.extend_from_slice(resource.as_bytes());
+/// The cache key of an exchange: SHA-256 over the pod token, the client id and the
+/// resource (each length-prefixed, so no two triples share a key).
+pub fn cache_key(pod_token: &str, client_id: &str, resource: &str) -> [u8; 32] {
+    let mut input = Zeroizing::new(Vec::with_capacity(
+        pod_token.len() + client_id.len() + resource.len() + 24,
+    ));
+    for part in [pod_token, client_id, resource] {
+        input.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        input.extend_from_slice(part.as_bytes());
+    }
     crate::crypto::sha256(&input)
 }
 
@@ -250,7 +254,7 @@ impl Exchanger {
         client_id: &str,
         resource: &str,
     ) -> MountResult<(Zeroizing<String>, i64)> {
-        let key = cache_key(pod_token, resource);
+        let key = cache_key(pod_token, client_id, resource);
         let now = Instant::now();
         if let Some(hit) = self.cached(&key, now) {
             self.count("cached");
@@ -320,13 +324,14 @@ mod tests {
     }
 
     #[test]
-    fn cache_keys_separate_tokens_and_resources() {
-        let a = cache_key("tok", "https://a.ns.svc");
-        assert_eq!(a, cache_key("tok", "https://a.ns.svc"));
-        assert_ne!(a, cache_key("tok", "https://b.ns.svc"));
-        assert_ne!(a, cache_key("tok2", "https://a.ns.svc"));
-        // No ambiguity between where the token ends and the resource starts.
-        assert_ne!(cache_key("ab", "c"), cache_key("a", "bc"));
+    fn cache_keys_separate_tokens_clients_and_resources() {
+        let a = cache_key("tok", "c", "https://a.ns.svc");
+        assert_eq!(a, cache_key("tok", "c", "https://a.ns.svc"));
+        assert_ne!(a, cache_key("tok", "c", "https://b.ns.svc"));
+        assert_ne!(a, cache_key("tok2", "c", "https://a.ns.svc"));
+        assert_ne!(a, cache_key("tok", "d", "https://a.ns.svc"));
+        // No ambiguity between where one part ends and the next starts.
+        assert_ne!(cache_key("ab", "c", "d"), cache_key("a", "bc", "d"));
     }
 
     #[test]
