@@ -86,9 +86,7 @@ impl Default for IdentityMetrics {
     fn default() -> Self {
         Self {
             requests: Family::default(),
-            duration: Histogram::new(
-                [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0].into_iter(),
-            ),
+            duration: Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
         }
     }
 }
