@@ -1,7 +1,9 @@
 //! `kvault provider` end to end: a real gRPC client (generated from the same proto) over
 //! the provider's Unix socket, against a real vault with real TLS. Pods are simulated the
 //! way the Secrets Store CSI Driver presents them: attributes JSON with the pod's
-//! service-account token for the vault's audience.
+//! service-account token for the vault's audience (legacy mode), or, with a real
+//! workload-identity token service, for `api://AzureADTokenExchange`, exchanged by the
+//! provider for the vault's audience.
 
 use crate::common::*;
 use base64::Engine;
