@@ -313,6 +313,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn options_default_to_the_legacy_mode_and_the_clouds_audience() {
+        let o = crate::provider::ProviderOptions::from_args(&[]).unwrap();
+        assert_eq!(o.identity_authority, None);
+        assert_eq!(o.identity_audience, "api://AzureADTokenExchange");
+        let o = crate::provider::ProviderOptions::from_args(&[
+            "--identity-authority",
+            "https://kv-kvault-operator-webhook.kvault-system.svc/adfs",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.identity_authority.as_deref(),
+            Some("https://kv-kvault-operator-webhook.kvault-system.svc/adfs")
+        );
+    }
+
+    #[test]
     fn the_client_id_is_the_service_accounts_subject() {
         assert_eq!(
             client_id("team-a", "web").unwrap(),
