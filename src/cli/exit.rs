@@ -66,6 +66,7 @@ impl Class {
             ClientError::Transport(_) => Class::Unavailable,
             ClientError::Decode { .. } => Class::Refused,
             ClientError::Config { .. } | ClientError::Token { .. } => Class::Local,
+            ClientError::Identity { status, .. } => Class::of_status(*status),
         }
     }
 

@@ -18,6 +18,7 @@ pub use crate::error_chain::BoxError;
 use crate::error_chain::{render, with_cause};
 
 mod certificates;
+pub mod identity;
 mod keys;
 pub mod provider_support;
 
@@ -58,6 +59,15 @@ pub enum ClientError {
         what: String,
         #[source]
         source: Option<BoxError>,
+    },
+    /// The workload-identity token service refused an exchange: its HTTP status, OAuth
+    /// error and (Entra-style, `AADSTS…`) description. Never the assertion or a token.
+    #[error("the token service refused the exchange: {error}: {description} (HTTP {status})")]
+    Identity {
+        status: u16,
+        error: String,
+        description: String,
+        codes: Vec<u32>,
     },
 }
 

@@ -261,6 +261,9 @@ pub fn describe_error(e: &ClientError, what: &str, vault: &str, audience: &str) 
                 with_cause(c, source.as_ref())
             ),
         ),
+        ClientError::Identity { .. } => {
+            super::exchange::describe_exchange_error(e, "the token service", "", vault)
+        }
         ClientError::Token { what: t, source } => MountError::new(
             ErrorCode::Unauthorized,
             format!(

@@ -34,6 +34,11 @@ pub struct CacheLabel {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExchangeLabel {
+    pub result: &'static str,
+}
+
 pub struct ProviderMetrics {
     registry: Registry,
     pub mounts: Family<ResultLabel, Counter>,
@@ -43,6 +48,9 @@ pub struct ProviderMetrics {
     pub vault_retries: Counter,
     pub cache: Family<CacheLabel, Counter>,
     pub authority_rewrites: Counter,
+    /// Token exchanges at the workload-identity token service by result (`ok`, `cached`,
+    /// or the OAuth error / `transport` / `invalid_answer`).
+    pub token_exchanges: Family<ExchangeLabel, Counter>,
     /// Driver connections on the socket refused at the cap, and open now.
     pub connections: crate::listener::ConnectionMetrics,
     /// The same for the admin (health and metrics) listener.
@@ -67,6 +75,12 @@ impl ProviderMetrics {
         let vault_retries = Counter::default();
         let cache = Family::<CacheLabel, Counter>::default();
         let authority_rewrites = Counter::default();
+        let token_exchanges = Family::<ExchangeLabel, Counter>::default();
+        registry.register(
+            "token_exchanges",
+            "Pod tokens exchanged at the workload-identity token service, by result",
+            token_exchanges.clone(),
+        );
         registry.register("mounts", "Mount calls by result", mounts.clone());
         registry.register(
             "mount_duration_seconds",
@@ -111,6 +125,7 @@ impl ProviderMetrics {
             vault_retries,
             cache,
             authority_rewrites,
+            token_exchanges,
         }
     }
 

@@ -1,8 +1,10 @@
 //! `kvault provider`: the Secrets Store CSI Driver provider. It serves the driver's
 //! `v1alpha1.CSIDriverProvider` gRPC service on a Unix socket and mounts vault secrets,
 //! keys and certificates into pods, authenticating to the vault as each pod (with the
-//! service-account token the driver passes for the vault's audience). It writes nothing to
-//! the node: files go back to the driver in the Mount response.
+//! service-account token the driver passes: with `--identity-authority`, its token for the
+//! one workload-identity audience, exchanged at kvault's token service for the vault's
+//! audience; without it (legacy), its token for the vault's own audience). It writes
+//! nothing to the node: files go back to the driver in the Mount response.
 //!
 //! Parts: `params` (pure request parsing), `render` (pure file rendering), `fetch` (vault
 //! access: cache, de-duplication, concurrency bound, backoff), `service` (the gRPC
@@ -11,6 +13,7 @@
 
 pub mod authority;
 pub mod error;
+pub mod exchange;
 pub mod fetch;
 pub mod metrics;
 pub mod params;
@@ -24,6 +27,7 @@ pub mod pb {
     tonic::include_proto!("v1alpha1");
 }
 
+use exchange::{ExchangeSettings, Exchanger};
 use fetch::{FetchSettings, Fetcher};
 use metrics::ProviderMetrics;
 use service::{MountSettings, Provider};
@@ -96,6 +100,17 @@ pub struct ProviderOptions {
     /// Time an admin-listener client has to send a whole request head.
     #[arg(long, env = "KVAULT_PROVIDER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::clock::parse_duration)]
     pub header_read_timeout: Duration,
+    /// The workload-identity token service's authority
+    /// (`https://<release>-operator-webhook.<namespace>.svc/adfs`). When set, the pod's
+    /// token for `--identity-audience` is exchanged there for the vault's audience and only
+    /// the exchanged token goes to the vault. Unset: the legacy mode (the driver passes a
+    /// token for each vault's own audience, sent to the vault as is).
+    #[arg(long, env = "KVAULT_IDENTITY_AUTHORITY")]
+    pub identity_authority: Option<String>,
+    /// The audience of the pod tokens exchanged at the token service (the one audience of
+    /// the CSIDriver's tokenRequests).
+    #[arg(long, env = "KVAULT_IDENTITY_AUDIENCE", default_value = exchange::DEFAULT_IDENTITY_AUDIENCE)]
+    pub identity_audience: String,
 }
 
 impl ProviderOptions {
@@ -184,6 +199,7 @@ pub struct ProviderServer {
     admin: Option<TcpListener>,
     provider: Provider,
     fetcher: Arc<Fetcher>,
+    exchanger: Option<Arc<Exchanger>>,
     metrics: Arc<ProviderMetrics>,
     limits: crate::listener::Limits,
 }
@@ -205,6 +221,33 @@ impl ProviderServer {
             },
             metrics.clone(),
         ));
+        let exchanger = match opts
+            .identity_authority
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            None => None,
+            Some(authority) => {
+                let url = reqwest::Url::parse(authority)
+                    .map_err(|e| anyhow::anyhow!("--identity-authority '{authority}': {e}"))?;
+                if url.scheme() != "https" {
+                    anyhow::bail!("--identity-authority must be an https:// URL");
+                }
+                if opts.identity_audience.trim().is_empty() {
+                    anyhow::bail!("--identity-audience must not be empty");
+                }
+                Some(Arc::new(Exchanger::new(
+                    ExchangeSettings {
+                        authority: authority.trim_end_matches('/').to_string(),
+                        audience: opts.identity_audience.trim().to_string(),
+                        request_timeout: opts.request_timeout,
+                        max_cached: exchange::MAX_CACHED_TOKENS,
+                    },
+                    metrics.clone(),
+                )))
+            }
+        };
         let provider = Provider::new(
             fetcher.clone(),
             MountSettings {
@@ -212,7 +255,8 @@ impl ProviderServer {
                 mount_timeout: opts.mount_timeout,
             },
             metrics.clone(),
-        );
+        )
+        .with_exchanger(exchanger.clone());
         let limits = crate::listener::Limits {
             header_read_timeout: opts.header_read_timeout,
             idle_timeout: opts.idle_timeout,
@@ -243,6 +287,7 @@ impl ProviderServer {
             admin,
             provider,
             fetcher,
+            exchanger,
             metrics,
             limits,
         })
@@ -268,6 +313,7 @@ impl ProviderServer {
             admin,
             provider,
             fetcher,
+            exchanger,
             metrics,
             limits,
         } = self;
@@ -280,6 +326,9 @@ impl ProviderServer {
                 loop {
                     tick.tick().await;
                     f.sweep();
+                    if let Some(x) = &exchanger {
+                        x.sweep();
+                    }
                 }
             })
         };

@@ -319,6 +319,15 @@ pub fn select_token(tokens_json: Option<&str>, audience: &str) -> MountResult<Ze
     let help = format!(
         "add {{audience: \"{audience}\"}} to tokenRequests of the secrets-store.csi.k8s.io CSIDriver (Helm: --set tokenRequests[0].audience={audience}), or set the SecretProviderClass parameter 'audience' to an audience the driver requests"
     );
+    pick_token(tokens_json, audience, "the vault's audience", &help)
+}
+
+fn pick_token(
+    tokens_json: Option<&str>,
+    audience: &str,
+    which: &str,
+    help: &str,
+) -> MountResult<Zeroizing<String>> {
     let Some(raw) = tokens_json.filter(|s| !s.trim().is_empty()) else {
         return Err(MountError::new(
             ErrorCode::MissingToken,
@@ -345,7 +354,7 @@ pub fn select_token(tokens_json: Option<&str>, audience: &str) -> MountResult<Ze
             Err(MountError::new(
                 ErrorCode::MissingToken,
                 format!(
-                    "the driver passed no service-account token for the vault's audience '{audience}' (it passed tokens for: {}); {help}",
+                    "the driver passed no service-account token for {which} '{audience}' (it passed tokens for: {}); {help}",
                     if present.is_empty() {
                         "none".to_string()
                     } else {
@@ -355,6 +364,24 @@ pub fn select_token(tokens_json: Option<&str>, audience: &str) -> MountResult<Ze
             ))
         }
     }
+}
+
+/// Picks the pod's token for the workload-identity audience (the one audience the
+/// CSIDriver requests when the provider exchanges tokens). Exact match only: a token for
+/// another audience is never exchanged.
+pub fn select_identity_token(
+    tokens_json: Option<&str>,
+    audience: &str,
+) -> MountResult<Zeroizing<String>> {
+    let help = format!(
+        "the secrets-store.csi.k8s.io CSIDriver's tokenRequests must have {{audience: \"{audience}\"}} (Helm: provider.tokenAudience); the provider exchanges that token at kvault's token service for the vault's audience"
+    );
+    pick_token(
+        tokens_json,
+        audience,
+        "the workload-identity audience",
+        &help,
+    )
 }
 
 /// `https://host[:port]` with nothing else, lower-cased host. Messages never echo
@@ -480,8 +507,20 @@ fn text(v: &Option<ZString>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Parses a Mount request's `attributes` and `permission` into a [`MountSpec`].
+/// Parses a Mount request's `attributes` and `permission` into a [`MountSpec`], with the
+/// pod's token for the vault's own audience (the legacy mode, without a token service).
 pub fn parse_mount(attributes: &str, permission: &str) -> MountResult<MountSpec> {
+    parse_mount_for(attributes, permission, None)
+}
+
+/// [`parse_mount`], the pod's token selected for `token_audience` when it is given (the
+/// workload-identity audience whose token is exchanged for the vault's), else for the
+/// vault's audience.
+pub fn parse_mount_for(
+    attributes: &str,
+    permission: &str,
+    token_audience: Option<&str>,
+) -> MountResult<MountSpec> {
     let attrs: Attributes = serde_json::from_str(attributes).map_err(|e| {
         MountError::invalid(format!(
             "the request's attributes are not a JSON object of strings (error at line {}, column {})",
@@ -585,7 +624,11 @@ pub fn parse_mount(attributes: &str, permission: &str) -> MountResult<MountSpec>
         ));
     }
     let objects = parse_objects(objects_yaml, default_mode)?;
-    let token = select_token(attrs.tokens.as_ref().map(|s| s.as_str()), &audience)?;
+    let tokens = attrs.tokens.as_ref().map(|s| s.as_str());
+    let token = match token_audience {
+        Some(identity) => select_identity_token(tokens, identity)?,
+        None => select_token(tokens, &audience)?,
+    };
     let token_expiry = token_expiry(&token);
     Ok(MountSpec {
         vault_url,
@@ -846,6 +889,44 @@ mod tests {
         )
         .unwrap();
         assert_eq!((m.audience.as_str(), m.token.as_str()), ("kvault", "t2"));
+    }
+
+    #[test]
+    fn with_a_token_service_the_identity_audience_token_is_selected() {
+        let both = json!({
+            "api://AzureADTokenExchange": {"token": "wi", "expirationTimestamp": "2030-01-01T00:00:00Z"},
+            "https://payments.team-a.svc": {"token": "direct", "expirationTimestamp": "2030-01-01T00:00:00Z"},
+        })
+        .to_string();
+        let m = parse_mount_for(
+            &attrs(json!({TOKENS_ATTRIBUTE: both})),
+            "420",
+            Some("api://AzureADTokenExchange"),
+        )
+        .unwrap();
+        assert_eq!(m.token.as_str(), "wi");
+        // The vault's audience is still the resource the token is exchanged for.
+        assert_eq!(m.audience, "https://payments.team-a.svc");
+        // Only the vault's audience: refused, naming the identity audience, not the token.
+        let e = parse_mount_for(
+            &attrs(json!({TOKENS_ATTRIBUTE: tokens("https://payments.team-a.svc", "direct")})),
+            "420",
+            Some("api://AzureADTokenExchange"),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::MissingToken);
+        assert!(
+            e.message
+                .contains("workload-identity audience 'api://AzureADTokenExchange'"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("provider.tokenAudience"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("direct"), "{}", e.message);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! files, check the driver's limits, answer with files and object versions.
 
 use super::error::{ErrorCode, MountError, MountResult};
+use super::exchange::{Exchanger, client_id};
 use super::fetch::{Fetcher, PodClient, one};
 use super::metrics::{ProviderMetrics, ResultLabel};
-use super::params::{ObjectSpec, PodInfo, parse_mount, validate_path};
+use super::params::{CaSource, ObjectSpec, PodInfo, parse_mount_for, validate_path};
 use super::pb;
 use super::render::render;
 use futures_util::future::try_join_all;
@@ -40,6 +41,9 @@ pub struct Provider {
     fetcher: Arc<Fetcher>,
     settings: MountSettings,
     metrics: Arc<ProviderMetrics>,
+    /// The token service the pod's workload-identity token is exchanged at; `None` is the
+    /// legacy mode (the pod's token for the vault's own audience goes to the vault).
+    exchanger: Option<Arc<Exchanger>>,
 }
 
 type Rendered = Vec<(pb::File, pb::ObjectVersion)>;
@@ -54,7 +58,13 @@ impl Provider {
             fetcher,
             settings,
             metrics,
+            exchanger: None,
         }
+    }
+
+    /// The same provider exchanging pod tokens at a token service.
+    pub fn with_exchanger(self, exchanger: Option<Arc<Exchanger>>) -> Self {
+        Self { exchanger, ..self }
     }
 
     /// A Mount, from request fields to response, without gRPC.
@@ -63,7 +73,8 @@ impl Provider {
         attributes: &str,
         permission: &str,
     ) -> (Option<PodInfo>, MountResult<pb::MountResponse>) {
-        let spec = match parse_mount(attributes, permission) {
+        let identity_audience = self.exchanger.as_ref().map(|x| x.audience().to_string());
+        let spec = match parse_mount_for(attributes, permission, identity_audience.as_deref()) {
             Ok(s) => s,
             Err(e) => return (None, Err(e)),
         };
@@ -72,14 +83,23 @@ impl Provider {
             Ok(ca) => ca,
             Err(e) => return (Some(pod), Err(e)),
         };
-        let client =
-            match self
-                .fetcher
-                .pod_client(&spec.vault_url, &ca, &spec.token, spec.token_expiry)
-            {
-                Ok(c) => c,
+        let (token, token_expiry) = match &self.exchanger {
+            None => (spec.token.clone(), spec.token_expiry),
+            Some(x) => match self.exchange(x, &spec).await {
+                Ok((t, exp)) => (
+                    t,
+                    Some(spec.token_expiry.map_or(exp, |pod_exp| pod_exp.min(exp))),
+                ),
                 Err(e) => return (Some(pod), Err(e)),
-            };
+            },
+        };
+        let client = match self
+            .fetcher
+            .pod_client(&spec.vault_url, &ca, &token, token_expiry)
+        {
+            Ok(c) => c,
+            Err(e) => return (Some(pod), Err(e)),
+        };
         let objects = spec
             .objects
             .iter()
@@ -89,6 +109,20 @@ impl Provider {
             Err(e) => return (Some(pod), Err(e)),
         };
         (Some(pod), self.respond(rendered))
+    }
+
+    /// The vault token for a mount: the pod's workload-identity token exchanged for the
+    /// vault's audience (`spec.audience`). The token service's TLS is verified with the
+    /// provider's default CA bundle (the operator CA, `--ca-file`).
+    async fn exchange(
+        &self,
+        x: &Exchanger,
+        spec: &super::params::MountSpec,
+    ) -> MountResult<(zeroize::Zeroizing<String>, i64)> {
+        let client_id = client_id(&spec.pod.namespace, &spec.pod.service_account)?;
+        let ca = self.fetcher.load_ca(&CaSource::Default).await?;
+        x.exchange(&ca, &spec.token, &client_id, &spec.audience)
+            .await
     }
 
     fn respond(&self, rendered: Vec<Rendered>) -> MountResult<pb::MountResponse> {

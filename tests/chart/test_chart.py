@@ -348,19 +348,51 @@ def test_the_csi_driver_is_not_touched_by_default():
     assert not by_kind(render(), "CSIDriver")
 
 
-def test_the_csi_driver_gets_the_vaults_urls_as_token_audiences():
+def test_the_csi_driver_gets_one_token_audience_for_every_vault():
     values = next(p for p in values_files() if p.stem == "csi-driver")
     driver = one(render(values), "CSIDriver")
     assert driver["metadata"]["name"] == "secrets-store.csi.k8s.io"
+    # Workload identity: one audience, whatever vaults are listed (they are legacy values).
+    assert driver["spec"]["tokenRequests"] == [{"audience": "api://AzureADTokenExchange"}]
+    assert driver["spec"]["podInfoOnMount"] is True
+    assert driver["spec"]["requiresRepublish"] is True
+    assert driver["spec"]["volumeLifecycleModes"] == ["Ephemeral"]
+    custom = one(render(values, sets=["provider.tokenAudience=api://kvault"]), "CSIDriver")
+    assert custom["spec"]["tokenRequests"] == [{"audience": "api://kvault"}]
+    # No vault needs to be listed any more.
+    assert one(render(sets=["secretsStoreCsiDriver.manageCSIDriver=true"]), "CSIDriver")
+
+
+def test_the_legacy_csi_driver_gets_the_vaults_urls_as_token_audiences():
+    values = next(p for p in values_files() if p.stem == "csi-driver")
+    driver = one(render(values, sets=["workloadIdentity.enabled=false"]), "CSIDriver")
     assert driver["spec"]["tokenRequests"] == [
         {"audience": "https://payments.team-a.svc"},
         {"audience": "https://legacy.team-b.svc"},
         {"audience": "kvault"},
     ]
-    assert driver["spec"]["requiresRepublish"] is True
-    assert driver["spec"]["volumeLifecycleModes"] == ["Ephemeral"]
-    out = render(sets=["secretsStoreCsiDriver.manageCSIDriver=true"], check=False)
+    out = render(sets=["secretsStoreCsiDriver.manageCSIDriver=true",
+                       "workloadIdentity.enabled=false"], check=False)
     assert out.returncode != 0 and "at least one audience" in out.stderr
+
+
+def test_the_provider_exchanges_its_token_at_the_token_service():
+    def provider_env(objects):
+        ds = one(objects, "DaemonSet", "provider")
+        (container,) = ds["spec"]["template"]["spec"]["containers"]
+        check_container_against_binary(container, "provider")
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    env = provider_env(render())
+    assert env["KVAULT_IDENTITY_AUTHORITY"] == \
+        f"https://kv-kvault-operator-webhook.{NAMESPACE}.svc/adfs"
+    assert env["KVAULT_IDENTITY_AUDIENCE"] == "api://AzureADTokenExchange"
+    # The authority names the webhook's Service.
+    service = next(o for o in by_kind(render(), "Service")
+                   if o["metadata"]["name"] == "kv-kvault-operator-webhook")
+    assert service["metadata"]["namespace"] == NAMESPACE
+    legacy = provider_env(render(sets=["workloadIdentity.enabled=false"]))
+    assert "KVAULT_IDENTITY_AUTHORITY" not in legacy
 
 
 def test_notes_say_what_to_do_next():
@@ -369,7 +401,7 @@ def test_notes_say_what_to_do_next():
                "--set", "secretsStoreCsiDriver.vaults[0].namespace=team-a")
     notes = out.stdout.split("NOTES:", 1)[1]
     assert "rollout status deployment/kv-kvault-operator" in notes
-    assert "tokenRequests[0].audience=https://payments.team-a.svc" in notes
+    assert "tokenRequests[0].audience=api://AzureADTokenExchange" in notes
     # Nothing points into a repository checkout (an installed chart has none).
     assert "helm show crds" in notes and "kubectl apply --server-side -f -" in notes
     assert "-f examples/" not in notes and "-f charts/" not in notes

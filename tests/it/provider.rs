@@ -1,7 +1,9 @@
 //! `kvault provider` end to end: a real gRPC client (generated from the same proto) over
 //! the provider's Unix socket, against a real vault with real TLS. Pods are simulated the
 //! way the Secrets Store CSI Driver presents them: attributes JSON with the pod's
-//! service-account token for the vault's audience.
+//! service-account token for the vault's audience (legacy mode), or, with a real
+//! workload-identity token service, for `api://AzureADTokenExchange`, exchanged by the
+//! provider for the vault's audience.
 
 use crate::common::*;
 use base64::Engine;
@@ -1234,5 +1236,185 @@ async fn the_example_secret_provider_class_mounts() {
     let synced = &spc["spec"]["secretObjects"][0]["data"][0]["objectName"];
     assert!(paths(&r).contains(&synced.as_str().unwrap()));
     p.stop().await;
+    v.stop().await;
+}
+
+/// A token service as the operator runs it: it trusts the cluster issuer (the fixture's)
+/// for assertions with the workload-identity audience and signs access tokens the vault
+/// trusts as speaking for that issuer. Returns its authority and the vault issuer entry.
+async fn start_token_service(
+    fx: &Fixture,
+) -> (
+    String,
+    kvault::server::auth::IssuerConfig,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    use kvault::identity::{IdentityConfig, TokenService, exchange, signing};
+    use kvault::server::auth::{IssuerConfig, JwksSource};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let authority_host = format!("https://localhost:{port}");
+    let issuer = format!("{authority_host}/adfs");
+    let ring = signing::KeyRing::new(vec![signing::SigningKey::generate(now()).unwrap()]);
+    let jwks = ring.jwks().unwrap();
+    let ring = std::sync::Arc::new(std::sync::RwLock::new(ring));
+    let config = IdentityConfig {
+        issuer: issuer.clone(),
+        tenant: exchange::DEFAULT_TENANT.into(),
+        authority_host,
+        assertion_issuers: vec![IssuerConfig {
+            issuer: ISSUER.into(),
+            jwks: JwksSource::File(fx.issuer.jwks_path.clone()),
+            service_accounts: true,
+            speaks_for: None,
+        }],
+        assertion_audience: exchange::DEFAULT_AUDIENCE.into(),
+        token_ttl: kvault::identity::DEFAULT_TOKEN_TTL,
+        jwks_refresh_interval: Duration::from_secs(0),
+    };
+    let service = TokenService::new(
+        config,
+        ring,
+        None,
+        kvault::server::audit::AuditLog::disabled(),
+        kvault::identity::IdentityMetrics::default(),
+        kvault::clock::system(),
+    )
+    .await
+    .unwrap();
+    let certs = std::sync::Arc::new(
+        kvault::server::tls::ReloadingCert::load(fx.certs.cert.clone(), fx.certs.key.clone())
+            .unwrap(),
+    );
+    let tls = kvault::server::tls::server_config(certs, kvault::server::tls::TlsMinVersion::Tls12)
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(kvault::identity::serve(
+        listener,
+        tls,
+        std::sync::Arc::new(service).router(),
+        kvault::listener::Limits::default(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let vault_issuer = IssuerConfig {
+        issuer: issuer.clone(),
+        jwks: JwksSource::Static(jwks),
+        service_accounts: true,
+        speaks_for: Some(ISSUER.into()),
+    };
+    (issuer, vault_issuer, tx)
+}
+
+#[tokio::test]
+async fn the_pods_workload_identity_token_is_exchanged_and_never_sent_to_the_vault() {
+    let fx = Fixture::new();
+    let (authority, vault_issuer, stop_ts) = start_token_service(&fx).await;
+    let mut config = fx.config(&Options {
+        policy: Some(pod_policy(json!({"enabled": false}))),
+        ..Options::default()
+    });
+    config.issuers.push(vault_issuer);
+    let v = fx.start_with(config).await;
+    v.client().set_secret("db", &set("s3cret")).await.unwrap();
+    let p = Provider::start(&fx, &["--identity-authority", &authority]).await;
+    let mut c = p.client().await;
+
+    // The pod's token for the one workload-identity audience (what the CSIDriver requests).
+    let wi = kvault::identity::exchange::DEFAULT_AUDIENCE;
+    let pod_token = fx.issuer.sign(
+        jsonwebtoken::Algorithm::ES256,
+        "ec",
+        &fx.issuer.claims(wi, WEB),
+    );
+    let with_tokens = |aud: &str, token: &str| {
+        json!({"csi.storage.k8s.io/serviceAccount.tokens":
+            json!({aud: {"token": token, "expirationTimestamp": "2099-01-01T00:00:00Z"}}).to_string()})
+    };
+    let objects = "- {objectName: db, objectType: secret}";
+    let r = mount(
+        &mut c,
+        attributes(&v.url, "unused", objects, with_tokens(wi, &pod_token)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(file(&r, "db").contents, b"s3cret");
+    // Again: the exchanged token is reused.
+    mount(
+        &mut c,
+        attributes(&v.url, "unused", objects, with_tokens(wi, &pod_token)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        p.metric("kvault_provider_token_exchanges_total{result=\"ok\"}")
+            .await,
+        1.0
+    );
+
+    // The vault itself refuses the pod's own token: it only ever got the exchanged one.
+    let direct = v.client_with(&pod_token).get_secret("db", None).await;
+    assert_eq!(direct.unwrap_err().status(), Some(401));
+
+    // A pod token for the vault's own audience is not exchanged (nor sent anywhere).
+    let direct_token = fx.token_for(WEB, json!({}));
+    let e = mount(
+        &mut c,
+        attributes(&v.url, &direct_token, objects, json!({})),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.message().contains("MissingToken")
+            && e.message()
+                .contains("workload-identity audience 'api://AzureADTokenExchange'"),
+        "{}",
+        e.message()
+    );
+    assert!(!e.message().contains(&direct_token));
+
+    // A token under the identity audience's key that the token service refuses (minted
+    // for another audience): the mount fails with the AADSTS code, never the token.
+    let wrong = fx.issuer.sign(
+        jsonwebtoken::Algorithm::ES256,
+        "ec",
+        &fx.issuer.claims("https://elsewhere.example", WEB),
+    );
+    let e = mount(
+        &mut c,
+        attributes(&v.url, "unused", objects, with_tokens(wi, &wrong)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.message().contains("Unauthorized")
+            && e.message().contains("AADSTS")
+            && e.message().contains("token service"),
+        "{}",
+        e.message()
+    );
+    assert!(!e.message().contains(&wrong));
+
+    // A pod whose service account the token service does not see as the client: refused.
+    let e = mount(
+        &mut c,
+        attributes(
+            &v.url,
+            "unused",
+            objects,
+            json!({
+                "csi.storage.k8s.io/serviceAccount.name": "other",
+                "csi.storage.k8s.io/serviceAccount.tokens":
+                    json!({wi: {"token": pod_token, "expirationTimestamp": "2099-01-01T00:00:00Z"}}).to_string(),
+            }),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.message().contains("AADSTS"), "{}", e.message());
+
+    p.stop().await;
+    let _ = stop_ts.send(());
     v.stop().await;
 }

@@ -57,16 +57,30 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.operator.serviceAccount.name -}}
 {{- end -}}
 
-{{/* The token audiences of the Secrets Store CSI Driver: one per listed vault, then extras. */}}
+{{/*
+The token audiences of the Secrets Store CSI Driver. With workload identity (the default):
+the one audience provider.tokenAudience, which the provider exchanges at the token service
+for each vault's audience. Legacy (workloadIdentity.enabled=false): one per listed vault,
+then extras (secretsStoreCsiDriver.vaults / extraAudiences, deprecated).
+*/}}
 {{- define "kvault.csi.audiences" -}}
 {{- $out := list -}}
+{{- if .Values.workloadIdentity.enabled -}}
+{{- $out = append $out .Values.provider.tokenAudience -}}
+{{- else -}}
 {{- range .Values.secretsStoreCsiDriver.vaults -}}
 {{- $out = append $out (printf "https://%s.%s.svc" .name .namespace) -}}
 {{- end -}}
 {{- range .Values.secretsStoreCsiDriver.extraAudiences -}}
 {{- $out = append $out . -}}
 {{- end -}}
+{{- end -}}
 {{- toJson (uniq $out) -}}
+{{- end -}}
+
+{{/* The workload-identity token service's authority (the operator's webhook Service, port 443). */}}
+{{- define "kvault.identityAuthority" -}}
+{{- printf "https://%s.%s.svc/adfs" (include "kvault.operator.webhookServiceName" .) .Release.Namespace -}}
 {{- end -}}
 
 {{- define "kvault.podSecurityContext.restricted" -}}
