@@ -615,7 +615,7 @@ async fn cluster_jwks(ctx: &Context) -> Result<String, Error> {
     {
         return Ok(jwks.clone());
     }
-    let request = axum::http::Request::get("/openid/v1/jwks")
+    let request = axum::http::Request::get(super::CLUSTER_JWKS_API_PATH)
         .body(Vec::new())
         .map_err(|e| Error::Kube(kube::Error::HttpError(e)))?;
     let jwks = ctx.client.request_text(request).await?;

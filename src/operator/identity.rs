@@ -198,7 +198,7 @@ async fn refresh_ring(
 /// Writes the cluster's service-account JWKS (fetched through the API server, which the
 /// operator may read) to `file`, where the token service's assertion check reads it.
 async fn write_cluster_jwks(client: &Client, file: &PathBuf) -> anyhow::Result<()> {
-    let request = axum::http::Request::get(super::rbac::JWKS_PATH)
+    let request = axum::http::Request::get(super::CLUSTER_JWKS_API_PATH)
         .body(Vec::new())
         .context("building the JWKS request")?;
     let jwks = client.request_text(request).await?;

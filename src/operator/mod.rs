@@ -28,6 +28,9 @@ pub use app::{OperatorOptions, run};
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "kvault-operator";
 
+/// The API server's non-resource URL of the cluster's service-account JWKS.
+pub const CLUSTER_JWKS_API_PATH: &str = "/openid/v1/jwks";
+
 /// What the operator knows about its cluster and itself; the same for every vault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorSettings {

@@ -42,9 +42,9 @@ use std::collections::BTreeMap;
 /// The name of the ClusterRole, Role and bindings `kvault operator --print-rbac` prints.
 pub const OPERATOR_ROLE_NAME: &str = "kvault-operator";
 
-/// The non-resource URL of the cluster's service-account JWKS (see `controller.rs`,
-/// `cluster_jwks`).
-pub const JWKS_PATH: &str = "/openid/v1/jwks";
+/// The non-resource URL of the cluster's service-account JWKS (read by `controller.rs`
+/// `cluster_jwks` and by the token service, identity.rs).
+pub use super::CLUSTER_JWKS_API_PATH as JWKS_PATH;
 
 /// One rule on the resource of `K` (or one of its subresources) with these verbs.
 fn rule<K: Resource<DynamicType = ()>>(subresource: Option<&str>, verbs: &[&str]) -> PolicyRule {
