@@ -243,15 +243,17 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or kubeconfig): {e}")
     })?;
     check_crds(&client, &scope).await?;
-    let ca = ensure_ca(&client, &settings.namespace)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot load or create Secret {}/{}",
-                settings.namespace,
-                ca::CA_SECRET
-            )
-        })?;
+    let ca = Arc::new(
+        ensure_ca(&client, &settings.namespace)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot load or create Secret {}/{}",
+                    settings.namespace,
+                    ca::CA_SECRET
+                )
+            })?,
+    );
     publish_ca(&client, &settings.namespace, &ca)
         .await
         .with_context(|| {
@@ -284,7 +286,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
                 &client,
                 &opts.workload_identity,
                 &settings,
-                &ca,
+                ca.clone(),
                 &mut registry,
             )
             .await?,
@@ -343,14 +345,8 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     ));
     let namespace = settings.namespace.clone();
     let ctx = Arc::new(
-        Context::new(
-            client.clone(),
-            settings,
-            metrics,
-            Arc::new(ca),
-            Arc::new(endpoint),
-        )
-        .with_token_service_keys(workload_identity.as_ref().map(|w| w.ring.clone())),
+        Context::new(client.clone(), settings, metrics, ca, Arc::new(endpoint))
+            .with_token_service_keys(workload_identity.as_ref().map(|w| w.ring.clone())),
     );
     // One set of controllers per watched namespace (one for the whole cluster by default).
     let mut controllers = Vec::new();

@@ -28,6 +28,8 @@ const KEYS_FIELD: &str = "keys.json";
 /// How often a replica re-reads the keys (and rotates them when due) and the cluster JWKS.
 const REFRESH: Duration = Duration::from_secs(60);
 const CA_BUNDLE_MANAGER: &str = "kvault-operator-cabundle";
+/// The serving certificate (valid three months) is replaced after this long.
+const SERVING_CERT_RENEW_AFTER: Duration = Duration::from_secs(30 * 86_400);
 
 /// What a vault needs to trust the token service: its issuer name and its public keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,7 +278,7 @@ pub async fn start(
     client: &Client,
     opts: &IdentityOptions,
     settings: &super::OperatorSettings,
-    ca: &super::ca::Ca,
+    ca: Arc<super::ca::Ca>,
     registry: &mut prometheus_client::registry::Registry,
 ) -> anyhow::Result<Running> {
     let ns = settings.namespace.clone();
@@ -293,11 +295,9 @@ pub async fn start(
     write_cluster_jwks(client, &jwks_file)
         .await
         .context("cannot fetch the cluster's service-account keys (/openid/v1/jwks)")?;
-    let (cert_pem, key_pem) =
-        ca.operator_serving_pair(opts.dns_names(&ns, &settings.cluster_domain), now)?;
+    let names = opts.dns_names(&ns, &settings.cluster_domain);
     let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
-    std::fs::write(&cert_file, cert_pem.as_bytes())?;
-    write_private(&key_file, key_pem.as_bytes())?;
+    issue_serving_certificate(&ca, &names, now, &cert_file, &key_file)?;
 
     let authority_host = opts.authority_host(&ns);
     let directory = ServiceAccountDirectory::new(client.clone());
@@ -341,8 +341,10 @@ pub async fn start(
     let router = Arc::new(service).router().merge(webhook::router(hooks));
 
     let certs = Arc::new(crate::server::tls::ReloadingCert::load(
-        cert_file, key_file,
+        cert_file.clone(),
+        key_file.clone(),
     )?);
+    let watcher = certs.spawn_watcher(Duration::from_secs(10));
     let tls = crate::server::tls::server_config(certs, crate::server::tls::TlsMinVersion::Tls12)?;
     let listener = tokio::net::TcpListener::bind(opts.https_listen)
         .await
@@ -359,10 +361,22 @@ pub async fn start(
     ));
     let refresh = {
         let (client, ring, ca_pem) = (client.clone(), ring.clone(), ca.cert_pem.clone());
+        let mut issued = std::time::Instant::now();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(REFRESH).await;
                 let now = crate::clock::SystemClock.now_secs();
+                if issued.elapsed() >= SERVING_CERT_RENEW_AFTER {
+                    match issue_serving_certificate(&ca, &names, now, &cert_file, &key_file) {
+                        Ok(()) => {
+                            issued = std::time::Instant::now();
+                            tracing::info!("renewed the token service's serving certificate");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot renew the token service's serving certificate")
+                        }
+                    }
+                }
                 if let Err(e) = refresh_ring(&secrets, &ns, &ring, now).await {
                     tracing::warn!(error = %e, "cannot refresh the token service's signing keys");
                 }
@@ -377,20 +391,37 @@ pub async fn start(
     };
     Ok(Running {
         ring,
-        tasks: vec![serving, refresh],
+        tasks: vec![serving, refresh, watcher],
     })
 }
 
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// A serving certificate from the operator CA, written key first and each file replaced
+/// atomically (the listener's watcher swaps it in once both match).
+fn issue_serving_certificate(
+    ca: &super::ca::Ca,
+    names: &[String],
+    now: i64,
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (cert_pem, key_pem) = ca.operator_serving_pair(names.to_vec(), now)?;
+    write_replacing(key_file, key_pem.as_bytes(), 0o600)?;
+    write_replacing(cert_file, cert_pem.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+fn write_replacing(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -444,6 +475,34 @@ mod tests {
             o.dns_names("ns", "cluster.local")
                 .contains(&"identity.example.test".to_string())
         );
+    }
+
+    #[test]
+    fn the_serving_certificate_names_the_service_and_is_replaced_in_place() {
+        use std::os::unix::fs::PermissionsExt;
+        let ca = super::super::ca::Ca::generate(1_700_000_000).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let names = opts().dns_names("kvault-system", "cluster.local");
+        issue_serving_certificate(&ca, &names, 1_700_000_000, &cert, &key).unwrap();
+        let first = std::fs::read(&cert).unwrap();
+        issue_serving_certificate(&ca, &names, 1_700_000_100, &cert, &key).unwrap();
+        assert_ne!(first, std::fs::read(&cert).unwrap());
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let loaded = crate::server::tls::load_certified_key(&cert, &key).unwrap();
+        let leaf = loaded.cert.first().unwrap();
+        let parsed = crate::crypto::x509::parse(leaf.as_ref()).unwrap();
+        assert!(
+            parsed
+                .subject
+                .contains("kv-kvault-operator-webhook.kvault-system.svc"),
+            "{}",
+            parsed.subject
+        );
+        assert!(!parsed.is_ca);
     }
 
     #[test]
