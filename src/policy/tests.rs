@@ -462,3 +462,59 @@ fn generations_that_leave_no_room_are_refused() {
         assert!(e.contains(&g.to_string()) && e.contains("no room"), "{e}");
     }
 }
+
+#[test]
+fn an_issuer_that_speaks_for_the_cluster_adds_no_second_service_account_issuer() {
+    const TOKEN_SERVICE: &str = "https://kvault-operator-webhook.kvault-system.svc/adfs";
+    let identity = |extra: serde_json::Value| {
+        json!({"generation": 1,
+        "identity": {"issuers": [
+            {"issuer": CLUSTER, "jwksFile": "/etc/kvault/cluster-jwks/jwks.json", "serviceAccounts": true},
+            extra,
+        ]},
+        "roleAssignments": [
+            {"principal": {"kind": "ServiceAccount", "namespace": "team-a", "name": "web"}, "role": "Key Vault Secrets User"}
+        ]})
+    };
+    let p = compile_with(
+        identity(json!({"issuer": TOKEN_SERVICE, "jwks": {"keys": []}, "serviceAccounts": true, "speaksFor": CLUSTER})),
+        &[],
+    )
+    .unwrap();
+    // Its principals carry the cluster issuer's name (auth.rs), so the grant matches them;
+    // the token service's own name binds nothing.
+    let web = |iss| {
+        from(
+            iss,
+            Identity::ServiceAccount {
+                namespace: "team-a".into(),
+                name: "web".into(),
+            },
+            &[],
+        )
+    };
+    assert!(p.allows(&web(CLUSTER), &secret_get("x")));
+    assert!(!p.allows(&web(TOKEN_SERVICE), &secret_get("x")));
+    for (bad, why) in [
+        (
+            json!({"issuer": TOKEN_SERVICE, "jwks": {"keys": []}, "serviceAccounts": true, "speaksFor": "https://elsewhere"}),
+            "not a trusted issuer",
+        ),
+        (
+            json!({"issuer": TOKEN_SERVICE, "jwks": {"keys": []}, "serviceAccounts": false, "speaksFor": CLUSTER}),
+            "serviceAccounts",
+        ),
+        (
+            json!({"issuer": TOKEN_SERVICE, "jwks": {"keys": []}, "jwksUri": "https://x/keys", "serviceAccounts": true, "speaksFor": CLUSTER}),
+            "give one of",
+        ),
+        // Without speaksFor it would be a second cluster issuer.
+        (
+            json!({"issuer": TOKEN_SERVICE, "jwks": {"keys": []}, "serviceAccounts": true}),
+            "both assert service accounts",
+        ),
+    ] {
+        let e = compile_with(identity(bad), &[]).unwrap_err();
+        assert!(e.contains(why), "{why}: {e}");
+    }
+}
