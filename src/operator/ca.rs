@@ -137,22 +137,11 @@ impl Ca {
         now: i64,
     ) -> Result<Secret, CaError> {
         let req = desired::server_certificate_request(vault, settings, now)?;
-        let key = KeyMaterial::generate_ec(Curve::P256).map_err(ca_err)?;
-        let leaf = x509::issue(
-            &req,
-            &key,
-            Signer::Ca {
-                cert_der: &self.cert_der,
-                key: &self.key,
-            },
-        )
-        .map_err(ca_err)?;
+        let (leaf, chain, key_pem) = self.issue_leaf(&req)?;
         let not_after = x509::parse(&leaf).map_err(ca_err)?.exp;
         let not_after = k8s_openapi::jiff::Timestamp::from_second(not_after)
             .map_err(ca_err)?
             .to_string();
-        let chain = format!("{}{}", pem_cert(&leaf), self.cert_pem);
-        let key_pem = x509::pem_bundle(Some(&key), &[]);
         Ok(desired::tls_secret(
             vault,
             &chain,
@@ -170,7 +159,7 @@ impl Ca {
         &self,
         dns_names: Vec<String>,
         now: i64,
-    ) -> Result<(String, zeroize::Zeroizing<String>), CaError> {
+    ) -> Result<(String, Zeroizing<String>), CaError> {
         let req = CertRequest {
             subject: format!(
                 "CN={}",
@@ -187,9 +176,19 @@ impl Ca {
             now,
             ..Default::default()
         };
+        let (_, chain, key_pem) = self.issue_leaf(&req)?;
+        Ok((chain, key_pem))
+    }
+
+    /// A leaf for `req` with a fresh P-256 key, signed by this CA: its DER, its PEM chain
+    /// (leaf then CA) and its PEM key.
+    fn issue_leaf(
+        &self,
+        req: &CertRequest,
+    ) -> Result<(Vec<u8>, String, Zeroizing<String>), CaError> {
         let key = KeyMaterial::generate_ec(Curve::P256).map_err(ca_err)?;
         let leaf = x509::issue(
-            &req,
+            req,
             &key,
             Signer::Ca {
                 cert_der: &self.cert_der,
@@ -198,7 +197,7 @@ impl Ca {
         )
         .map_err(ca_err)?;
         let chain = format!("{}{}", pem_cert(&leaf), self.cert_pem);
-        Ok((chain, x509::pem_bundle(Some(&key), &[])))
+        Ok((leaf, chain, x509::pem_bundle(Some(&key), &[])))
     }
 }
 

@@ -14,39 +14,32 @@ pub(super) async fn report_grant(
     now: &Time,
 ) -> Result<(), Error> {
     let named = |m: &ObjectMeta| m.name.as_deref() == Some(grant.name.as_str());
+    // The grant's current status and generation, whichever kind it is.
+    let found = match grant.kind {
+        GrantKind::AccessPolicy => access_policies
+            .iter()
+            .find(|g| named(&g.metadata))
+            .map(|g| (g.status.as_ref(), g.metadata.generation)),
+        GrantKind::RoleAssignment => role_assignments
+            .iter()
+            .find(|g| named(&g.metadata))
+            .map(|g| (g.status.as_ref(), g.metadata.generation)),
+    };
+    let Some((current, generation)) = found else {
+        return Ok(());
+    };
+    let new = status::grant_status(current, &grant.state, generation, policy_generation, now);
+    if current == Some(&new) {
+        return Ok(());
+    }
     match grant.kind {
         GrantKind::AccessPolicy => {
-            let Some(g) = access_policies.iter().find(|g| named(&g.metadata)) else {
-                return Ok(());
-            };
-            let new = status::grant_status(
-                g.status.as_ref(),
-                &grant.state,
-                g.metadata.generation,
-                policy_generation,
-                now,
-            );
-            if g.status.as_ref() != Some(&new) {
-                patch_grant_status::<AccessPolicy>(&ctx.client, ns, &grant.name, &new).await?;
-            }
+            patch_grant_status::<AccessPolicy>(&ctx.client, ns, &grant.name, &new).await
         }
         GrantKind::RoleAssignment => {
-            let Some(g) = role_assignments.iter().find(|g| named(&g.metadata)) else {
-                return Ok(());
-            };
-            let new = status::grant_status(
-                g.status.as_ref(),
-                &grant.state,
-                g.metadata.generation,
-                policy_generation,
-                now,
-            );
-            if g.status.as_ref() != Some(&new) {
-                patch_grant_status::<RoleAssignment>(&ctx.client, ns, &grant.name, &new).await?;
-            }
+            patch_grant_status::<RoleAssignment>(&ctx.client, ns, &grant.name, &new).await
         }
     }
-    Ok(())
 }
 
 pub(super) async fn patch_grant_status<K>(
