@@ -15,6 +15,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a process under test may take to answer its health check.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The api-version every bench sends.
+pub const API_VERSION: &str = "2026-04-01";
+/// The secret value the benches write (64 bytes).
+pub const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO";
+
 /// The kvault binary: `KVAULT_BIN`, else the one cargo built for this bench, else
 /// `target/release/kvault` under the package.
 pub fn kvault_bin() -> anyhow::Result<PathBuf> {

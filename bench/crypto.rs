@@ -14,6 +14,7 @@
 )]
 
 #[path = "common.rs"]
+#[allow(dead_code)]
 mod common;
 use anyhow::{Context, bail};
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -34,7 +35,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-const API_VERSION: &str = "2026-04-01";
 const DEFAULT_SECS: f64 = 2.0;
 const DEFAULT_CONNS: [usize; 2] = [1, 16];
 /// The message whose SHA-256 digest every sign and verify uses.

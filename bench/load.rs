@@ -22,9 +22,7 @@ use std::process::{Command, ExitCode};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-const API_VERSION: &str = "2026-04-01";
 /// 64 bytes: the value of the secret read by the GET phase and of every PUT.
-const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO";
 const _: () = assert!(VALUE.len() == 64);
 const DEFAULT_SECS: f64 = 3.0;
 const DEFAULT_CONNS: [usize; 3] = [1, 16, 64];

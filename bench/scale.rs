@@ -28,8 +28,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const API_VERSION: &str = "2026-04-01";
-const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO";
 /// Connections that fill the vault (not measured).
 const FILL_CONNS: usize = 16;
 
@@ -106,22 +104,15 @@ impl Vault {
     }
 
     async fn put(&self, client: &reqwest::Client, name: &str) -> anyhow::Result<()> {
-        let r = client
-            .put(self.url(&format!("/secrets/{name}")))
-            .header("authorization", self.auth.clone())
-            .header("content-type", "application/json")
-            .body(format!("{{\"value\":\"{VALUE}\"}}"))
-            .send()
-            .await?;
-        let status = r.status();
-        let body = r.bytes().await?;
-        if !status.is_success() {
-            bail!(
-                "PUT {name}: HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
+        self.handle().put(client, name).await
+    }
+
+    /// What the fill tasks take with them.
+    fn handle(&self) -> VaultRef {
+        VaultRef {
+            port: self.port,
+            auth: self.auth.clone(),
         }
-        Ok(())
     }
 
     /// GETs an absolute URL; returns the body as JSON.
@@ -151,10 +142,7 @@ impl Vault {
             let client = http_client(&self.ca, self.port)?;
             let next = next.clone();
             let prefix = prefix.to_string();
-            let this = VaultRef {
-                port: self.port,
-                auth: self.auth.clone(),
-            };
+            let this = self.handle();
             tasks.spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);

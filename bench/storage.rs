@@ -25,8 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-const API_VERSION: &str = "2026-04-01";
-const VALUE: &str = "kvault-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO";
 const DEFAULT_SECS: f64 = 3.0;
 const DEFAULT_CONNS: [usize; 2] = [1, 16];
 
