@@ -1,5 +1,5 @@
-//! The `kvault.dev/v1alpha1` custom resources: [`Vault`], [`AccessPolicy`] and
-//! [`RoleAssignment`]. Types and schemas only, no I/O.
+//! The `kvault.dev/v1alpha1` custom resources: [`Vault`], [`AccessPolicy`],
+//! [`RoleAssignment`] and [`SecretSync`]. Types and schemas only, no I/O.
 //!
 //! Grants reuse the policy document's own types (`PrincipalRef`, `PermissionSet`,
 //! `BuiltInRole`, …): what a person writes in a resource is exactly what the operator puts in
@@ -13,12 +13,17 @@
 pub mod grants;
 pub mod notifications;
 pub mod schema;
+pub mod sync;
 pub mod vault;
 
 pub use grants::{
     AccessPolicy, AccessPolicySpec, GrantStatus, RoleAssignment, RoleAssignmentSpec, VaultRef,
 };
 pub use notifications::{AuthHeaderSpec, NotificationsSpec, SecretKeyRef, SubscriptionSpec};
+pub use sync::{
+    DeletionPolicy, KeyNaming, RestartTarget, SecretSync, SecretSyncSpec, SecretSyncStatus,
+    SyncObject, SyncSelector, SyncTarget,
+};
 pub use vault::{
     AuditDestination, AuditSpec, CreateMode, EmbeddedStorage, NetworkPeer, NetworkSpec, OidcIssuer,
     PostgresStorage, PublicNetworkAccess, StorageSpec, Vault, VaultIdentity, VaultSpec,
@@ -47,7 +52,12 @@ pub mod condition {
 
 /// All kvault CRDs, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![vault_crd(), AccessPolicy::crd(), RoleAssignment::crd()]
+    vec![
+        vault_crd(),
+        AccessPolicy::crd(),
+        RoleAssignment::crd(),
+        SecretSync::crd(),
+    ]
         .into_iter()
         .map(kubernetes_formats)
         .collect()

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 /// A DNS-1123 label (names of namespaces, service accounts, vaults).
 pub const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
+/// A DNS-1123 subdomain (names of Secrets, ServiceAccounts and workloads).
+pub const DNS_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 /// `/` for the whole vault, or one object: `/secrets/<name>`, `/keys/<name>`,
 /// `/certificates/<name>` (object names as the vault allows them).
 pub const SCOPE_PATTERN: &str = "^/((secrets|keys|certificates)/[0-9A-Za-z-]{1,127})?$";

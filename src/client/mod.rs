@@ -21,6 +21,7 @@ mod certificates;
 pub mod identity;
 mod keys;
 pub mod provider_support;
+pub mod select;
 
 /// The api-version this client speaks.
 pub const API_VERSION: &str = crate::wire::LATEST_API_VERSION;
