@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_SELECTED: u32 = 100;
 pub const MAX_TEMPLATES: usize = 32;
 /// At most this many restart targets.
 pub const MAX_RESTART_TARGETS: usize = 16;
+/// `status.syncedObjects` lists at most this many.
+pub const MAX_SYNCED_OBJECTS_SHOWN: usize = 100;
 
 /// Vault objects synced into a Kubernetes Secret.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -12,7 +12,8 @@ use super::controller::{
 use super::leader;
 use super::push::ServiceAccountEndpoint;
 use super::scope::{WatchScope, api_in};
-use crate::api::{AccessPolicy, RoleAssignment, Vault};
+use super::sync;
+use crate::api::{AccessPolicy, RoleAssignment, SecretSync, Vault};
 use anyhow::Context as _;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -90,6 +91,15 @@ pub struct OperatorOptions {
     /// How often deleted vaults are checked for the end of their retention period.
     #[arg(long, env = "KVAULT_PURGE_INTERVAL", default_value = "10m", value_parser = crate::clock::parse_duration)]
     pub purge_interval: Duration,
+    /// Reconcile `SecretSync` resources (docs/sync.md).
+    #[arg(long, env = "KVAULT_SECRET_SYNC", default_value_t = true, action = clap::ArgAction::Set)]
+    pub secret_sync: bool,
+    /// Changes closer together than this give one rollout restart.
+    #[arg(long, env = "KVAULT_SYNC_DEBOUNCE", default_value = "2s", value_parser = crate::clock::parse_duration)]
+    pub sync_debounce: Duration,
+    /// At most one rollout restart per workload this often (later changes wait for it).
+    #[arg(long, env = "KVAULT_RESTART_MIN_INTERVAL", default_value = "1m", value_parser = crate::clock::parse_duration)]
+    pub restart_min_interval: Duration,
     /// Tests only: seconds added to the clock the purge judges retention periods by
     /// (tests/k8s purges a vault "8 days later" without waiting).
     #[arg(long, hide = true, default_value_t = 0)]
@@ -132,6 +142,7 @@ impl OperatorOptions {
             cluster_issuer,
             pod_cidrs: self.pod_cidrs.clone(),
             token_service: self.workload_identity.settings(&self.namespace),
+            sync_events: None,
         })
     }
 }
@@ -159,6 +170,10 @@ async fn check_crds_in(client: &Client, ns: Option<&str>) -> anyhow::Result<()> 
         (
             "roleassignments.kvault.dev",
             api_in::<RoleAssignment>(client, ns).list(&lp).await.err(),
+        ),
+        (
+            "secretsyncs.kvault.dev",
+            api_in::<SecretSync>(client, ns).list(&lp).await.err(),
         ),
     ];
     let place = ns.map_or_else(
@@ -222,7 +237,7 @@ pub async fn publish_ca(client: &Client, namespace: &str, ca: &Ca) -> anyhow::Re
 
 /// `kvault operator`: until SIGTERM or Ctrl-C.
 pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
-    let settings = opts.settings().map_err(anyhow::Error::msg)?;
+    let mut settings = opts.settings().map_err(anyhow::Error::msg)?;
     let scope = opts.scope().map_err(anyhow::Error::msg)?;
     if opts.print_rbac {
         use std::io::Write;
@@ -279,6 +294,22 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     let metrics = Metrics::default().register(&mut registry);
     let connections =
         crate::listener::ConnectionMetrics::register(&mut registry, "kvault_operator_");
+    // Vault events reach the SecretSyncs through the HTTPS listener, when it runs.
+    let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sync_tx, sync_rx) = tokio::sync::mpsc::channel(sync::events::QUEUE);
+    let sync_events = (opts.secret_sync && opts.workload_identity.workload_identity).then(|| {
+        sync::events::SyncEventSettings {
+            endpoint_base: opts.workload_identity.authority_host(&settings.namespace),
+            ca_bundle: ca.cert_pem.clone(),
+            proof: sync::events::EventProof::from_ca(&ca),
+        }
+    });
+    let events_router = match &sync_events {
+        Some(s) => sync::events::router(s.proof.clone(), sync_tx, leading.clone()),
+        None => axum::Router::new(),
+    };
+    let sync_rx = sync_events.is_some().then_some(sync_rx);
+    settings.sync_events = sync_events;
     // Every replica serves workload identity, leader or not.
     let workload_identity = match opts.workload_identity.workload_identity {
         true => Some(
@@ -288,6 +319,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
                 &settings,
                 ca.clone(),
                 &mut registry,
+                events_router,
             )
             .await?,
         ),
@@ -343,7 +375,19 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         opts.purge_interval,
         opts.test_clock_offset,
     ));
+    leading.store(true, std::sync::atomic::Ordering::Relaxed);
     let namespace = settings.namespace.clone();
+    let sync_ctx = Arc::new(sync::reconcile::SyncContext::new(
+        client.clone(),
+        Arc::new(sync::reconcile::ServiceAccountAccess {
+            client: client.clone(),
+            ca_file: endpoint.ca_file.clone(),
+        }),
+        sync::restart::RestartTiming {
+            debounce: opts.sync_debounce,
+            min_interval: opts.restart_min_interval,
+        },
+    ));
     let ctx = Arc::new(
         Context::new(client.clone(), settings, metrics, ca, Arc::new(endpoint))
             .with_token_service_keys(workload_identity.as_ref().map(|w| w.ring.clone())),
@@ -353,7 +397,16 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     for ns in scope.targets() {
         controllers.push(run_controllers(&client, ns, ctx.clone()));
     }
-    let run_controller = futures_util::future::join_all(controllers);
+    let syncs = async {
+        if opts.secret_sync {
+            let targets = scope.targets().into_iter().map(|t| t.map(str::to_string)).collect();
+            sync::reconcile::run(client.clone(), targets, sync_ctx, sync_rx).await;
+        }
+    };
+    let run_controller = futures_util::future::join(
+        futures_util::future::join_all(controllers),
+        syncs,
+    );
     let lost = tokio::select! {
         _ = run_controller => false,
         _ = leader::hold(&client, &namespace, &identity) => true,

@@ -51,6 +51,15 @@ fn pem_cert(der: &[u8]) -> String {
 }
 
 impl Ca {
+    /// A MAC key for `purpose`, derived from the CA's private key: every replica holding
+    /// the CA derives the same key, and nobody without it can.
+    pub fn derive_mac_key(&self, purpose: &str) -> aws_lc_rs::hmac::Key {
+        let stored = self.key.to_stored();
+        let root = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &stored);
+        let derived = aws_lc_rs::hmac::sign(&root, purpose.as_bytes());
+        aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref())
+    }
+
     /// A new CA.
     pub fn generate(now: i64) -> Result<Self, CaError> {
         let key = KeyMaterial::generate_ec(Curve::P256).map_err(ca_err)?;

@@ -272,14 +272,15 @@ pub struct Running {
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the token service and the webhook on `opts.https_listen`, and the key and JWKS
-/// refresh. Returns the key ring the controller publishes to vaults.
+/// Starts the token service, the webhook and `extra` (the SecretSync event receiver) on
+/// `opts.https_listen`, and the key and JWKS refresh. Returns the key ring the controller publishes to vaults.
 pub async fn start(
     client: &Client,
     opts: &IdentityOptions,
     settings: &super::OperatorSettings,
     ca: Arc<super::ca::Ca>,
     registry: &mut prometheus_client::registry::Registry,
+    extra: axum::Router,
 ) -> anyhow::Result<Running> {
     let ns = settings.namespace.clone();
     let now = crate::clock::SystemClock.now_secs();
@@ -338,7 +339,10 @@ pub async fn start(
         ca_config_map: super::desired::CA_CONFIG_MAP.into(),
     };
     let hooks = WebhookState::new(injection, client.clone(), ca.cert_pem.clone(), directory);
-    let router = Arc::new(service).router().merge(webhook::router(hooks));
+    let router = Arc::new(service)
+        .router()
+        .merge(webhook::router(hooks))
+        .merge(extra);
 
     let certs = Arc::new(crate::server::tls::ReloadingCert::load(
         cert_file.clone(),

@@ -20,6 +20,7 @@ pub mod scope;
 pub mod service_accounts;
 pub mod soft_delete;
 pub mod status;
+pub mod sync;
 pub mod volumes;
 pub mod webhook;
 
@@ -52,6 +53,9 @@ pub struct OperatorSettings {
     /// The workload-identity token service, when the operator serves it: vaults trust its
     /// tokens and name it in their challenge.
     pub token_service: Option<identity::TokenServiceSettings>,
+    /// Where vaults deliver the events that trigger `SecretSync`s, when the operator's
+    /// HTTPS listener runs: every vault's policy then subscribes the operator.
+    pub sync_events: Option<sync::events::SyncEventSettings>,
 }
 
 impl OperatorSettings {
@@ -71,6 +75,7 @@ impl OperatorSettings {
             cluster_issuer: "https://kubernetes.default.svc.cluster.local".into(),
             pod_cidrs: vec![],
             token_service: None,
+            sync_events: None,
         }
     }
 }

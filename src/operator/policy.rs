@@ -289,6 +289,9 @@ pub fn compile_with(
             &mut warnings,
         ));
     }
+    if let Some(sync) = &settings.sync_events {
+        add_sync_subscription(&mut document, sync, ns, name, &mut header_versions, &mut warnings);
+    }
     // The document names its issuers, so the server's own do not matter here.
     document.compile(&[]).map_err(CompileError::Invalid)?;
     let digest = digest_with(&document, &header_versions);
@@ -403,6 +406,39 @@ fn server_ip_rules(
         }
     }
     ip_rules
+}
+
+/// The operator's own subscription (the trigger of `SecretSync`s), next to the user's. Its
+/// header value is derived, so the digest names the key's fingerprint instead.
+fn add_sync_subscription(
+    document: &mut PolicyDocument,
+    sync: &crate::operator::sync::events::SyncEventSettings,
+    namespace: &str,
+    vault: &str,
+    header_versions: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    let events = document.events.get_or_insert_with(|| EventSettings {
+        near_expiry_days: None,
+        subscriptions: Vec::new(),
+    });
+    let sub = sync.subscription(namespace, vault);
+    if events.subscriptions.iter().any(|s| s.name == sub.name) {
+        warnings.push(format!(
+            "notifications: the subscription name '{}' is the operator's own; yours is replaced",
+            sub.name
+        ));
+        events.subscriptions.retain(|s| s.name != sub.name);
+    }
+    if events.subscriptions.len() >= crate::policy::events::MAX_SUBSCRIPTIONS {
+        warnings.push(format!(
+            "notifications: {} subscriptions leave no room for the operator's own; SecretSyncs of this vault refresh every refreshInterval only",
+            events.subscriptions.len()
+        ));
+        return;
+    }
+    header_versions.push(format!("{}={}", sub.name, sync.proof.fingerprint()));
+    events.subscriptions.push(sub);
 }
 
 /// `spec.notifications` as the document's `events`: each subscription is checked on its

@@ -29,6 +29,12 @@ pub fn set_test_vault_address(url: String) {
     let _ = TEST_VAULT_ADDRESS.set(url);
 }
 
+/// Where a client of the vault at `url` connects: the URL itself, or in tests
+/// [`TEST_VAULT_ADDRESS`] (the token keeps `url` as its audience).
+pub fn vault_address(url: String) -> String {
+    TEST_VAULT_ADDRESS.get().cloned().unwrap_or(url)
+}
+
 /// Lifetime of the token minted for one push.
 pub const PUSH_TOKEN_SECONDS: i64 = 600;
 
@@ -101,7 +107,7 @@ impl ServiceAccountEndpoint {
             .status
             .map(|s| Zeroizing::new(s.token))
             .ok_or_else(|| ClientError::token("the TokenRequest returned no token", None))?;
-        let url = TEST_VAULT_ADDRESS.get().cloned().unwrap_or(url);
+        let url = vault_address(url);
         VaultClient::new(ClientConfig {
             url,
             token,

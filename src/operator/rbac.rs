@@ -21,9 +21,9 @@
 
 use super::leader::LEASE_NAME;
 use super::scope::WatchScope;
-use crate::api::{AccessPolicy, RoleAssignment, Vault};
+use crate::api::{AccessPolicy, RoleAssignment, SecretSync, Vault};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
@@ -172,6 +172,17 @@ pub fn vault_rules() -> Vec<PolicyRule> {
         // controller.rs `pod_trouble`: why a vault's pods are not ready (unschedulable,
         // image pull, crash loop), listed by the vault's selector labels; never watched.
         rule::<Pod>(None, &["list"]),
+        // sync/reconcile.rs: the SecretSync controller (watch), its status (apply).
+        rule::<SecretSync>(None, &WATCH),
+        rule::<SecretSync>(Some("status"), &["patch"]),
+        // ... a sync reads the vault as its `serviceAccountName`: a token of that account
+        // for the vault's audience only (TokenRequest), never kept.
+        rule::<ServiceAccount>(Some("token"), &["create"]),
+        // ... rollout restarts (`rolloutRestartTargets`, `kvault.dev/restart-on`): listed
+        // (by selector, or to find the annotation) and patched like `kubectl rollout
+        // restart`. StatefulSets are already covered above.
+        rule::<Deployment>(None, &["list", "patch"]),
+        rule::<DaemonSet>(None, &["list", "patch"]),
     ]
 }
 

@@ -173,6 +173,49 @@ fn version_of(id: &str) -> String {
     ObjectId::version_of(id).unwrap_or_default().to_string()
 }
 
+/// One object version as the vault returns it to `c`: its version id and content (for a
+/// key, only the public members). Shared by mounts and the operator's SecretSync.
+pub async fn material_of(
+    c: &crate::client::VaultClient,
+    kind: ObjectType,
+    name: &str,
+    version: Option<&str>,
+) -> Result<(String, Material), ClientError> {
+    match kind {
+        ObjectType::Secret => {
+            let b = c.get_secret(name, version).await?;
+            let value = b
+                .value
+                .ok_or_else(|| ClientError::decode("the secret bundle has no value"))?;
+            Ok((
+                version_of(&b.id),
+                Material::Secret {
+                    value: Zeroizing::new(value),
+                    content_type: b.content_type,
+                    certificate_backed: b.kid.is_some(),
+                },
+            ))
+        }
+        ObjectType::Key => {
+            let mut jwk = c.get_key(name, version).await?.key;
+            let version = version_of(jwk.kid.as_deref().unwrap_or_default());
+            // Only public members are ever used (the API never returns others).
+            jwk.d = None;
+            jwk.p = None;
+            jwk.q = None;
+            jwk.dp = None;
+            jwk.dq = None;
+            jwk.qi = None;
+            jwk.k = None;
+            Ok((version, Material::Key(Box::new(jwk))))
+        }
+        ObjectType::Cert => {
+            let b = c.get_certificate_der(name, version).await?;
+            Ok((version_of(&b.id), Material::Cert(b.cer)))
+        }
+    }
+}
+
 fn outcome(r: &Result<(), &ClientError>) -> &'static str {
     match r {
         Ok(()) => "ok",

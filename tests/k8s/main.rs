@@ -18,6 +18,7 @@ mod operator;
 mod scale;
 mod schema;
 mod served;
+mod sync;
 mod workload_identity;
 
 use cluster::Cluster;
@@ -51,7 +52,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("operator_reconciles_both_authorization_modes", |c| {
         Box::pin(operator::reconciles_both_modes(c))
     }),
-    ("operator_pushes_the_policy_to_a_served_vault", |c| {
+    ("operator_pushes_the_policy_to_a_served_vault_and_syncs_secrets", |c| {
         Box::pin(served::served_vault_gets_its_policy(c))
     }),
     ("operator_soft_deletes_and_recovers_a_vault", |c| {

@@ -339,6 +339,7 @@ pub async fn served_vault_gets_its_policy(c: Cluster) -> Result<()> {
             .arg(certs.join("ca.crt"))
             .arg("--test-vault-address")
             .arg(format!("https://127.0.0.1:{port}"))
+            .args(["--sync-debounce", "1s", "--restart-min-interval", "2s"])
             .env("KUBECONFIG", &c.kubeconfig)
             .env("RUST_LOG", "info,kvault=debug")
             .env("TMPDIR", dir.path()),
@@ -353,6 +354,10 @@ pub async fn served_vault_gets_its_policy(c: Cluster) -> Result<()> {
                    "metadata": {"name": "web-reads-secrets", "namespace": NS},
                    "spec": {"vaultRef": {"name": VAULT}, "role": "Key Vault Secrets User",
                             "principal": {"kind": "ServiceAccount", "name": "web"}}}),
+            json!({"apiVersion": "kvault.dev/v1alpha1", "kind": "RoleAssignment",
+                   "metadata": {"name": "writer-sets-secrets", "namespace": NS},
+                   "spec": {"vaultRef": {"name": VAULT}, "role": "Key Vault Secrets Officer",
+                            "principal": {"kind": "ServiceAccount", "name": "writer"}}}),
             json!({"apiVersion": "kvault.dev/v1alpha1", "kind": "AccessPolicy",
                    "metadata": {"name": "other-mode", "namespace": NS},
                    "spec": {"vaultRef": {"name": VAULT},
@@ -448,6 +453,18 @@ pub async fn served_vault_gets_its_policy(c: Cluster) -> Result<()> {
             &format!("https://{VAULT}.{NS}.svc"),
             &certs.join("ca.crt"),
             dir.path(),
+        )
+        .await?;
+        let writer_token = token_for(&c, "writer").await?;
+        crate::sync::secret_sync_follows_the_vault(
+            &c,
+            crate::sync::Served {
+                ns: NS,
+                vault: VAULT,
+                vault_url: format!("https://127.0.0.1:{port}"),
+                http,
+                writer_token,
+            },
         )
         .await?;
         anyhow::Ok(())
