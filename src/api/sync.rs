@@ -56,11 +56,7 @@ pub const MAX_SYNCED_OBJECTS_SHOWN: usize = 100;
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Keys", type_ = "integer", json_path = ".status.keyCount"),
-    printcolumn(
-        name = "Synced",
-        type_ = "date",
-        json_path = ".status.lastSyncTime"
-    ),
+    printcolumn(name = "Synced", type_ = "date", json_path = ".status.lastSyncTime"),
     printcolumn(
         name = "Age",
         type_ = "date",

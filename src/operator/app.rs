@@ -399,14 +399,16 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     }
     let syncs = async {
         if opts.secret_sync {
-            let targets = scope.targets().into_iter().map(|t| t.map(str::to_string)).collect();
+            let targets = scope
+                .targets()
+                .into_iter()
+                .map(|t| t.map(str::to_string))
+                .collect();
             sync::reconcile::run(client.clone(), targets, sync_ctx, sync_rx).await;
         }
     };
-    let run_controller = futures_util::future::join(
-        futures_util::future::join_all(controllers),
-        syncs,
-    );
+    let run_controller =
+        futures_util::future::join(futures_util::future::join_all(controllers), syncs);
     let lost = tokio::select! {
         _ = run_controller => false,
         _ = leader::hold(&client, &namespace, &identity) => true,

@@ -290,7 +290,14 @@ pub fn compile_with(
         ));
     }
     if let Some(sync) = &settings.sync_events {
-        add_sync_subscription(&mut document, sync, ns, name, &mut header_versions, &mut warnings);
+        add_sync_subscription(
+            &mut document,
+            sync,
+            ns,
+            name,
+            &mut header_versions,
+            &mut warnings,
+        );
     }
     // The document names its issuers, so the server's own do not matter here.
     document.compile(&[]).map_err(CompileError::Invalid)?;

@@ -52,9 +52,10 @@ const TESTS: &[(&str, TestFn)] = &[
     ("operator_reconciles_both_authorization_modes", |c| {
         Box::pin(operator::reconciles_both_modes(c))
     }),
-    ("operator_pushes_the_policy_to_a_served_vault_and_syncs_secrets", |c| {
-        Box::pin(served::served_vault_gets_its_policy(c))
-    }),
+    (
+        "operator_pushes_the_policy_to_a_served_vault_and_syncs_secrets",
+        |c| Box::pin(served::served_vault_gets_its_policy(c)),
+    ),
     ("operator_soft_deletes_and_recovers_a_vault", |c| {
         Box::pin(operator::soft_delete_and_recover(c))
     }),

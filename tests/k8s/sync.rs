@@ -143,13 +143,11 @@ pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result
         value_of(&first, "BATCH_TOKEN").is_none(),
         "the selector took a secret tagged app=batch"
     );
-    let owner = first
-        .metadata
-        .owner_references
-        .clone()
-        .unwrap_or_default();
+    let owner = first.metadata.owner_references.clone().unwrap_or_default();
     ensure!(
-        owner.iter().any(|o| o.kind == "SecretSync" && o.name == "web-env" && o.controller == Some(true)),
+        owner
+            .iter()
+            .any(|o| o.kind == "SecretSync" && o.name == "web-env" && o.controller == Some(true)),
         "the Secret is not owned by its SecretSync: {owner:?}"
     );
     let managers: Vec<String> = first
@@ -163,10 +161,14 @@ pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result
         managers.iter().any(|m| m == "kvault-secretsync"),
         "the Secret's field managers: {managers:?}"
     );
-    let st = wait_for("SecretSync web-env Ready", Duration::from_secs(30), || async {
-        let st = sync_status(c, ns, "web-env").await?;
-        Ok((ready(&st).0 == "True").then_some(st))
-    })
+    let st = wait_for(
+        "SecretSync web-env Ready",
+        Duration::from_secs(30),
+        || async {
+            let st = sync_status(c, ns, "web-env").await?;
+            Ok((ready(&st).0 == "True").then_some(st))
+        },
+    )
     .await?;
     ensure!(st["keyCount"] == 4, "status: {st}");
     // The first sync is a baseline: nothing is restarted.
@@ -206,18 +208,32 @@ pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result
         Ok(r.1.is_some().then_some(r))
     })
     .await?;
-    ensure!(web.0 == gen0 + 1, "web's template changed {} times", web.0 - gen0);
-    let csi = wait_for("csi-reader restarted (restart-on)", Duration::from_secs(30), || async {
-        let r = restarts(c, ns, "csi-reader").await?;
-        Ok(r.1.is_some().then_some(r))
-    })
+    ensure!(
+        web.0 == gen0 + 1,
+        "web's template changed {} times",
+        web.0 - gen0
+    );
+    let csi = wait_for(
+        "csi-reader restarted (restart-on)",
+        Duration::from_secs(30),
+        || async {
+            let r = restarts(c, ns, "csi-reader").await?;
+            Ok(r.1.is_some().then_some(r))
+        },
+    )
     .await?;
     // A sync that changes nothing (a new version of an unrelated secret, a resync)
     // restarts nothing.
     put_secret(&s, "batch-token", "b2", json!({"app": "batch"})).await?;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    ensure!(restarts(c, ns, "web").await? == web, "web was restarted for nothing");
-    ensure!(restarts(c, ns, "csi-reader").await? == csi, "csi-reader was restarted for nothing");
+    ensure!(
+        restarts(c, ns, "web").await? == web,
+        "web was restarted for nothing"
+    );
+    ensure!(
+        restarts(c, ns, "csi-reader").await? == csi,
+        "csi-reader was restarted for nothing"
+    );
     let st = sync_status(c, ns, "web-env").await?;
     ensure!(
         st["restartedHash"] == st["dataHash"],
@@ -239,11 +255,15 @@ pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result
         false,
     )
     .await?;
-    let (_, reason, message) = wait_for("nobody-env Ready=False", Duration::from_secs(30), || async {
-        let st = sync_status(c, ns, "nobody-env").await?;
-        let r = ready(&st);
-        Ok((r.0 == "False").then_some(r))
-    })
+    let (_, reason, message) = wait_for(
+        "nobody-env Ready=False",
+        Duration::from_secs(30),
+        || async {
+            let st = sync_status(c, ns, "nobody-env").await?;
+            let r = ready(&st);
+            Ok((r.0 == "False").then_some(r))
+        },
+    )
     .await?;
     ensure!(reason == "Forbidden", "reason {reason}: {message}");
     ensure!(

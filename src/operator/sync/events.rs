@@ -189,9 +189,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let header = headers
-        .get(PROOF_HEADER)
-        .and_then(|h| h.to_str().ok());
+    let header = headers.get(PROOF_HEADER).and_then(|h| h.to_str().ok());
     if !r.proof.verify(&namespace, &vault, header) {
         tracing::warn!(%namespace, %vault, "sync event refused: no valid proof");
         return StatusCode::UNAUTHORIZED;
@@ -277,7 +275,10 @@ mod tests {
         );
         let value = sub.auth_header.as_ref().unwrap().value.as_ref().unwrap();
         assert!(s.proof.verify("team-a", "payments", Some(value.expose())));
-        assert!(!sub.included_event_types.contains(&EventType::SecretNearExpiry));
+        assert!(
+            !sub.included_event_types
+                .contains(&EventType::SecretNearExpiry)
+        );
     }
 
     #[test]
@@ -290,12 +291,7 @@ mod tests {
         assert!(change_of("ns", "v", &event("Other", "db")).is_none());
     }
 
-    async fn post_event(
-        app: Router,
-        path: &str,
-        auth: Option<&str>,
-        body: Vec<u8>,
-    ) -> StatusCode {
+    async fn post_event(app: Router, path: &str, auth: Option<&str>, body: Vec<u8>) -> StatusCode {
         let mut req = axum::http::Request::post(path);
         if let Some(a) = auth {
             req = req.header(PROOF_HEADER, a);
@@ -340,7 +336,10 @@ mod tests {
             StatusCode::NO_CONTENT
         );
         let got = rx.try_recv().unwrap();
-        assert_eq!((got.namespace.as_str(), got.vault.as_str()), ("team-a", "payments"));
+        assert_eq!(
+            (got.namespace.as_str(), got.vault.as_str()),
+            ("team-a", "payments")
+        );
         assert_eq!(got.object.as_deref(), Some("db"));
         // Queue full (capacity 1): 503, the vault retries.
         assert_eq!(

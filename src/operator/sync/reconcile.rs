@@ -158,7 +158,10 @@ impl VaultAccess for ServiceAccountAccess {
             .status
             .map(|s| Zeroizing::new(s.token))
             .ok_or_else(|| {
-                SyncFailure::new(reason::VAULT_UNAVAILABLE, "the TokenRequest returned no token")
+                SyncFailure::new(
+                    reason::VAULT_UNAVAILABLE,
+                    "the TokenRequest returned no token",
+                )
             })?;
         let client = VaultClient::new(ClientConfig {
             url: crate::operator::push::vault_address(url),
@@ -303,14 +306,18 @@ pub async fn reconcile_sync(sync: Arc<SecretSync>, ctx: Arc<SyncContext>) -> Res
         status.restarted_hash = status.data_hash.clone();
         status.last_restart_time = Some(now.to_string());
         if !restarted.is_empty() {
-            let note = format!("restarted {}: the Secret's data changed", restarted.join(", "));
+            let note = format!(
+                "restarted {}: the Secret's data changed",
+                restarted.join(", ")
+            );
             publish(&ctx, &sync, EventType::Normal, "RolloutRestart", &note).await;
         }
     }
     let time = Time(now);
-    status.conditions = merge_conditions(&old.conditions, &[ready], sync.metadata.generation, &time);
-    // An unchanged pass leaves the status alone, apart from the sync time (not patched
-    // on every pass for nothing: only with a change or once per refresh).
+    status.conditions =
+        merge_conditions(&old.conditions, &[ready], sync.metadata.generation, &time);
+    // A successful pass records its sync time (once per refresh, or per event); a failing
+    // one patches only when the status says something new.
     let changed = {
         let mut a = status.clone();
         let mut b = old.clone();
@@ -340,7 +347,14 @@ pub async fn reconcile_sync(sync: Arc<SecretSync>, ctx: Arc<SyncContext>) -> Res
         };
         publish(&ctx, &sync, type_, &c.reason, &c.message).await;
     } else if result.is_ok() && old.data_hash != status.data_hash && old.data_hash.is_some() {
-        publish(&ctx, &sync, EventType::Normal, "Updated", "the Secret's data changed").await;
+        publish(
+            &ctx,
+            &sync,
+            EventType::Normal,
+            "Updated",
+            "the Secret's data changed",
+        )
+        .await;
     }
     Ok(if next == Duration::MAX {
         Action::await_change()
@@ -404,7 +418,11 @@ async fn sync_once(
             .await
             .map_err(|e| SyncFailure::from_client(&e, &format!("reading {what}"), &principal))?;
         if names.len() < crate::api::sync::MAX_SYNCED_OBJECTS_SHOWN {
-            names.push(format!("{}/{}@{version}", o.spec.kind.as_str(), o.spec.name));
+            names.push(format!(
+                "{}/{}@{version}",
+                o.spec.kind.as_str(),
+                o.spec.name
+            ));
         }
         fetched.push((o.key, o.spec, material));
     }
@@ -539,7 +557,10 @@ async fn list_workloads(
     ns: &str,
     lp: &ListParams,
 ) -> Result<Vec<Listed>, kube::Error> {
-    fn listed<T>(items: Vec<T>, template: impl Fn(&T) -> Option<&k8s_openapi::api::core::v1::PodTemplateSpec>) -> Vec<Listed>
+    fn listed<T>(
+        items: Vec<T>,
+        template: impl Fn(&T) -> Option<&k8s_openapi::api::core::v1::PodTemplateSpec>,
+    ) -> Vec<Listed>
     where
         T: ResourceExt,
     {
@@ -556,41 +577,65 @@ async fn list_workloads(
     }
     Ok(match kind {
         WorkloadKind::Deployment => listed(
-            Api::<Deployment>::namespaced(client.clone(), ns).list(lp).await?.items,
+            Api::<Deployment>::namespaced(client.clone(), ns)
+                .list(lp)
+                .await?
+                .items,
             |d| d.spec.as_ref().map(|s| &s.template),
         ),
         WorkloadKind::StatefulSet => listed(
-            Api::<StatefulSet>::namespaced(client.clone(), ns).list(lp).await?.items,
+            Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .list(lp)
+                .await?
+                .items,
             |d| d.spec.as_ref().map(|s| &s.template),
         ),
         WorkloadKind::DaemonSet => listed(
-            Api::<DaemonSet>::namespaced(client.clone(), ns).list(lp).await?.items,
+            Api::<DaemonSet>::namespaced(client.clone(), ns)
+                .list(lp)
+                .await?
+                .items,
             |d| d.spec.as_ref().map(|s| &s.template),
         ),
     })
 }
 
 /// `kubectl rollout restart` of one workload.
-pub async fn restart_workload(client: &Client, w: &Workload, by: &str, at: &Timestamp) -> Result<(), kube::Error> {
+pub async fn restart_workload(
+    client: &Client,
+    w: &Workload,
+    by: &str,
+    at: &Timestamp,
+) -> Result<(), kube::Error> {
     let patch = restart::restart_patch(&at.to_string(), by);
     let pp = PatchParams::default();
     let p = Patch::Merge(&patch);
     match w.kind {
         WorkloadKind::Deployment => {
-            Api::<Deployment>::namespaced(client.clone(), &w.namespace).patch(&w.name, &pp, &p).await?;
+            Api::<Deployment>::namespaced(client.clone(), &w.namespace)
+                .patch(&w.name, &pp, &p)
+                .await?;
         }
         WorkloadKind::StatefulSet => {
-            Api::<StatefulSet>::namespaced(client.clone(), &w.namespace).patch(&w.name, &pp, &p).await?;
+            Api::<StatefulSet>::namespaced(client.clone(), &w.namespace)
+                .patch(&w.name, &pp, &p)
+                .await?;
         }
         WorkloadKind::DaemonSet => {
-            Api::<DaemonSet>::namespaced(client.clone(), &w.namespace).patch(&w.name, &pp, &p).await?;
+            Api::<DaemonSet>::namespaced(client.clone(), &w.namespace)
+                .patch(&w.name, &pp, &p)
+                .await?;
         }
     }
     Ok(())
 }
 
 /// The workloads a target names (a missing one by name is skipped with an event).
-async fn resolve_target(client: &Client, ns: &str, t: &RestartTarget) -> Result<Vec<Workload>, String> {
+async fn resolve_target(
+    client: &Client,
+    ns: &str,
+    t: &RestartTarget,
+) -> Result<Vec<Workload>, String> {
     let kind = WorkloadKind::parse(&t.kind).ok_or_else(|| format!("unknown kind {}", t.kind))?;
     let names = match (&t.name, &t.selector) {
         (Some(name), _) => vec![name.clone()],
@@ -684,7 +729,10 @@ pub fn controller(client: &Client, namespace: Option<&str>) -> Controller<Secret
         api_in::<SecretSync>(client, namespace),
         watcher::Config::default().any_semantic(),
     )
-    .owns(api_in::<PartialObjectMeta<Secret>>(client, namespace), written)
+    .owns(
+        api_in::<PartialObjectMeta<Secret>>(client, namespace),
+        written,
+    )
 }
 
 /// Workloads that mount through the CSI provider and name the changed objects in their
@@ -719,25 +767,39 @@ impl WatcherRestarts {
         let now = Timestamp::now().as_second();
         let mut hit = Vec::new();
         for kind in WorkloadKind::ALL {
-            match list_workloads(&self.client, kind, &change.namespace, &ListParams::default()).await {
+            match list_workloads(
+                &self.client,
+                kind,
+                &change.namespace,
+                &ListParams::default(),
+            )
+            .await
+            {
                 Ok(listed) => {
                     for l in listed {
-                        let Some(value) = l.template_annotations.get(restart::RESTART_ON_ANNOTATION)
+                        let Some(value) =
+                            l.template_annotations.get(restart::RESTART_ON_ANNOTATION)
                         else {
                             continue;
                         };
                         match restart::parse_restart_on(value) {
-                            Ok(w) if restart::watches(&w, &change.vault, object) => hit.push(Workload {
-                                kind,
-                                namespace: change.namespace.clone(),
-                                name: l.name,
-                            }),
+                            Ok(w) if restart::watches(&w, &change.vault, object) => {
+                                hit.push(Workload {
+                                    kind,
+                                    namespace: change.namespace.clone(),
+                                    name: l.name,
+                                })
+                            }
                             Ok(_) => {}
-                            Err(e) => tracing::warn!(namespace = %change.namespace, workload = %l.name, error = %e, "bad kvault.dev/restart-on annotation"),
+                            Err(e) => {
+                                tracing::warn!(namespace = %change.namespace, workload = %l.name, error = %e, "bad kvault.dev/restart-on annotation")
+                            }
                         }
                     }
                 }
-                Err(e) => tracing::warn!(namespace = %change.namespace, kind = kind.as_str(), error = %e, "cannot list workloads for restart-on"),
+                Err(e) => {
+                    tracing::warn!(namespace = %change.namespace, kind = kind.as_str(), error = %e, "cannot list workloads for restart-on")
+                }
             }
         }
         if hit.is_empty() {
@@ -755,7 +817,11 @@ impl WatcherRestarts {
     pub async fn run(self: Arc<Self>) {
         loop {
             let now = Timestamp::now();
-            let due: Vec<(Workload, i64)> = self.pending().iter().map(|(w, t)| (w.clone(), *t)).collect();
+            let due: Vec<(Workload, i64)> = self
+                .pending()
+                .iter()
+                .map(|(w, t)| (w.clone(), *t))
+                .collect();
             let mut next = Duration::from_secs(3600);
             for (w, changed) in due {
                 let last = self.last_restart(&w).await;
@@ -763,9 +829,15 @@ impl WatcherRestarts {
                     RestartDecision::Now => {
                         // Taken out first: a change arriving during the patch re-marks it.
                         self.pending().remove(&w);
-                        match restart_workload(&self.client, &w, "kvault.dev/restart-on", &now).await {
-                            Ok(()) => tracing::info!(workload = %w, namespace = %w.namespace, "rollout restart (restart-on)"),
-                            Err(e) => tracing::warn!(workload = %w, namespace = %w.namespace, error = %e, "cannot restart (restart-on)"),
+                        match restart_workload(&self.client, &w, "kvault.dev/restart-on", &now)
+                            .await
+                        {
+                            Ok(()) => {
+                                tracing::info!(workload = %w, namespace = %w.namespace, "rollout restart (restart-on)")
+                            }
+                            Err(e) => {
+                                tracing::warn!(workload = %w, namespace = %w.namespace, error = %e, "cannot restart (restart-on)")
+                            }
                         }
                     }
                     RestartDecision::Wait(d) => next = next.min(d),
@@ -781,7 +853,9 @@ impl WatcherRestarts {
 
     async fn last_restart(&self, w: &Workload) -> Option<i64> {
         let lp = ListParams::default().fields(&format!("metadata.name={}", w.name));
-        let listed = list_workloads(&self.client, w.kind, &w.namespace, &lp).await.ok()?;
+        let listed = list_workloads(&self.client, w.kind, &w.namespace, &lp)
+            .await
+            .ok()?;
         listed
             .first()?
             .template_annotations
@@ -793,7 +867,10 @@ impl WatcherRestarts {
 /// Turns vault changes into reconciles of the affected syncs and restart-on restarts.
 pub async fn dispatch(
     mut changes: tokio::sync::mpsc::Receiver<VaultChange>,
-    controllers: Vec<(Store<SecretSync>, tokio::sync::mpsc::UnboundedSender<ObjectRef<SecretSync>>)>,
+    controllers: Vec<(
+        Store<SecretSync>,
+        tokio::sync::mpsc::UnboundedSender<ObjectRef<SecretSync>>,
+    )>,
     watchers: Arc<WatcherRestarts>,
 ) {
     while let Some(change) = changes.recv().await {
@@ -883,15 +960,27 @@ mod tests {
     #[test]
     fn a_change_reaches_the_syncs_that_read_it() {
         let s = sync("team-a", "payments", &["db-password"], false);
-        assert!(affected(&s, &change("team-a", "payments", Some("DB-password"))));
+        assert!(affected(
+            &s,
+            &change("team-a", "payments", Some("DB-password"))
+        ));
         assert!(!affected(&s, &change("team-a", "payments", Some("other"))));
-        assert!(!affected(&s, &change("team-b", "payments", Some("db-password"))));
-        assert!(!affected(&s, &change("team-a", "orders", Some("db-password"))));
+        assert!(!affected(
+            &s,
+            &change("team-b", "payments", Some("db-password"))
+        ));
+        assert!(!affected(
+            &s,
+            &change("team-a", "orders", Some("db-password"))
+        ));
         // A policy change may change what the sync may read.
         assert!(affected(&s, &change("team-a", "payments", None)));
         // A selector may take any new secret.
         let s = sync("team-a", "payments", &[], true);
-        assert!(affected(&s, &change("team-a", "payments", Some("anything"))));
+        assert!(affected(
+            &s,
+            &change("team-a", "payments", Some("anything"))
+        ));
     }
 
     #[test]

@@ -113,15 +113,11 @@ pub fn parse_restart_on(value: &str) -> Result<Vec<WatchedObject>, String> {
     let mut out = Vec::new();
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let Some((vault, object)) = entry.split_once('/') else {
-            return Err(format!(
-                "'{entry}' is not <vault>/<object> (or <vault>/*)"
-            ));
+            return Err(format!("'{entry}' is not <vault>/<object> (or <vault>/*)"));
         };
         let (vault, object) = (vault.trim(), object.trim());
         if vault.is_empty() || object.is_empty() || object.contains('/') {
-            return Err(format!(
-                "'{entry}' is not <vault>/<object> (or <vault>/*)"
-            ));
+            return Err(format!("'{entry}' is not <vault>/<object> (or <vault>/*)"));
         }
         out.push(WatchedObject {
             vault: vault.to_string(),
@@ -136,8 +132,7 @@ pub fn parse_restart_on(value: &str) -> Result<Vec<WatchedObject>, String> {
 pub fn watches(watched: &[WatchedObject], vault: &str, object: &str) -> bool {
     watched.iter().any(|w| {
         w.vault == vault
-            && w
-                .object
+            && w.object
                 .as_deref()
                 .is_none_or(|o| o.eq_ignore_ascii_case(object))
     })
