@@ -175,9 +175,9 @@ pub fn vault_rules() -> Vec<PolicyRule> {
         // sync/reconcile.rs: the SecretSync controller (watch), its status (apply).
         rule::<SecretSync>(None, &WATCH),
         rule::<SecretSync>(Some("status"), &["patch"]),
-        // ... a sync reads the vault as its `serviceAccountName`: a token of that account
-        // for the vault's audience only (TokenRequest), never kept.
-        rule::<ServiceAccount>(Some("token"), &["create"]),
+        // (A sync reads as its `serviceAccountName` with a token of the operator's own token
+        // service: no TokenRequest for other accounts. The ServiceAccount is read by name
+        // with the webhook's `get` rule.)
         // ... rollout restarts (`rolloutRestartTargets`, `kvault.dev/restart-on`): listed
         // (by selector, or to find the annotation) and patched like `kubectl rollout
         // restart`. StatefulSets are already covered above.
@@ -644,6 +644,24 @@ mod tests {
             Arc::new(FakeEndpoint::default()),
         ));
         let namespace = scope.targets()[0].map(str::to_string);
+        let sync_ctx = Arc::new(crate::operator::sync::reconcile::SyncContext::new(
+            client.clone(),
+            Arc::new(crate::operator::sync::reconcile::ServiceAccountAccess {
+                client: client.clone(),
+                ca_file: None,
+                issuer: None,
+            }),
+            Default::default(),
+        ));
+        let syncs = tokio::spawn(
+            crate::operator::sync::reconcile::controller(&client, namespace.as_deref())
+                .run(
+                    crate::operator::sync::reconcile::reconcile_sync,
+                    crate::operator::sync::reconcile::error_policy,
+                    sync_ctx,
+                )
+                .for_each(|_| async {}),
+        );
         let running = tokio::spawn(
             controller(client, namespace.as_deref())
                 .run(reconcile, error_policy, ctx)
@@ -651,7 +669,9 @@ mod tests {
         );
         let mut seen = BTreeSet::new();
         let mut open_watches = Vec::new();
-        while seen.iter().filter(|(v, _)| v == "watch").count() < 10 {
+        // The Vault controller's ten and the SecretSync controller's SecretSyncs (its
+        // Secrets are among the ten).
+        while seen.iter().filter(|(v, _)| v == "watch").count() < 11 {
             let (a, accept, _, reply) = next_with_accept(&mut handle).await;
             assert!(
                 check::allowed_in(&a, "kvault-system", "kvault-operator", scope),
@@ -676,6 +696,7 @@ mod tests {
             seen.insert((a.verb.clone(), format!("{}/{}", a.group, a.resource)));
         }
         running.abort();
+        syncs.abort();
         seen.iter()
             .filter(|(v, _)| v == "watch")
             .map(|(_, r)| r.clone())
@@ -690,6 +711,7 @@ mod tests {
         assert_eq!(watched, in_one_namespace);
         let want: BTreeSet<String> = [
             "kvault.dev/vaults",
+            "kvault.dev/secretsyncs",
             "kvault.dev/accesspolicies",
             "kvault.dev/roleassignments",
             "apps/statefulsets",

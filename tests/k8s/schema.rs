@@ -223,6 +223,38 @@ pub async fn bad_objects_are_refused(c: Cluster) -> Result<()> {
             ),
             "a ServiceAccount is always the cluster issuer's",
         ),
+        (
+            grant(
+                "SecretSync",
+                ns,
+                "empty",
+                json!({"vaultRef": {"name": "v"}, "serviceAccountName": "web"}),
+            ),
+            "a SecretSync needs at least one entry in objects or selectors",
+        ),
+        (
+            grant(
+                "SecretSync",
+                ns,
+                "tls-bulk",
+                json!({"vaultRef": {"name": "v"}, "serviceAccountName": "web",
+                       "selectors": [{"namePrefix": "web-"}],
+                       "target": {"type": "kubernetes.io/tls"}}),
+            ),
+            "a kubernetes.io/tls target takes one certificate's secret",
+        ),
+        (
+            grant(
+                "SecretSync",
+                ns,
+                "restart-both",
+                json!({"vaultRef": {"name": "v"}, "serviceAccountName": "web",
+                       "objects": [{"objectName": "db"}],
+                       "rolloutRestartTargets": [{"kind": "Deployment", "name": "web",
+                                                  "selector": {"matchLabels": {"app": "web"}}}]}),
+            ),
+            "a rollout restart target needs exactly one of name and selector",
+        ),
     ];
     let mut failures = vec![];
     for (obj, needle) in &cases {

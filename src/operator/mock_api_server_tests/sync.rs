@@ -162,6 +162,34 @@ async fn vault_read_and_secret_applied(api: &mut ApiServer, existing: Option<Val
     apply
 }
 
+impl ApiServer {
+    /// A status apply, answered with the whole SecretSync as the API server does.
+    async fn sync_status_patched(&mut self) -> Seen {
+        let seen = self
+            .answer(StatusCode::OK, |s| {
+                let mut obj = serde_json::to_value(secret_sync(None).as_ref()).unwrap();
+                obj["status"] = s.body["status"].clone();
+                obj
+            })
+            .await;
+        seen.assert_sync_apply(&status_path());
+        seen
+    }
+
+    /// A restart patch of Deployment `name`, answered with a whole Deployment.
+    async fn deployment_restarted(&mut self, name: &str) -> Seen {
+        let name = name.to_string();
+        self.answer(StatusCode::OK, move |s| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": name, "namespace": NS},
+                   "spec": {"selector": {"matchLabels": {"app": name}},
+                            "template": {"metadata": s.body["spec"]["template"]["metadata"].clone(),
+                                         "spec": {"containers": [{"name": "app", "image": "busybox"}]}}}})
+        })
+        .await
+    }
+}
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
@@ -194,8 +222,7 @@ async fn a_first_sync_writes_an_owned_secret_and_restarts_nothing() {
         );
         assert_eq!(body["metadata"]["labels"]["kvault.dev/secret-sync"], SYNC);
         // No restart patch: the next request is the status.
-        let status = api.echo(StatusCode::OK).await;
-        status.assert_sync_apply(&status_path());
+        let status = api.sync_status_patched().await;
         let st = &status.body["status"];
         assert_eq!(ready(st)["status"], "True");
         assert_eq!(ready(st)["reason"], "Synced");
@@ -220,7 +247,8 @@ async fn a_first_sync_writes_an_owned_secret_and_restarts_nothing() {
 
 fn synced_status(hash: &str, restarted: &str, last_restart: Option<&str>) -> SecretSyncStatus {
     serde_json::from_value(json!({
-        "conditions": [{"type": "Ready", "status": "True", "reason": "Synced", "message": "",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Synced",
+                        "message": "1 keys from 1 objects in Secret web-env",
                         "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}],
         "observedGeneration": 1,
         "secretName": "web-env",
@@ -229,7 +257,8 @@ fn synced_status(hash: &str, restarted: &str, last_restart: Option<&str>) -> Sec
         "restartedHash": restarted,
         "lastChangeTime": "2026-01-01T00:00:00Z",
         "lastRestartTime": last_restart,
-        "syncedObjects": ["secret/db-password@v0"],
+        "lastSyncTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+        "syncedObjects": ["secret/db-password@v1"],
     }))
     .unwrap()
 }
@@ -253,7 +282,7 @@ async fn changed_data_restarts_the_targets_once() {
     let new_hash = within(async {
         vault_read_and_secret_applied(&mut api, Some(ours())).await;
         // The restart, as `kubectl rollout restart` does it.
-        let restart = api.echo(StatusCode::OK).await;
+        let restart = api.deployment_restarted("web").await;
         assert_eq!(
             (restart.method.clone(), restart.path.as_str()),
             (
@@ -273,8 +302,7 @@ async fn changed_data_restarts_the_targets_once() {
                 .unwrap()
                 .contains("Deployment web")
         );
-        let status = api.echo(StatusCode::OK).await;
-        status.assert_sync_apply(&status_path());
+        let status = api.sync_status_patched().await;
         let st = &status.body["status"];
         assert_ne!(st["dataHash"], "old");
         assert_eq!(st["restartedHash"], st["dataHash"]);
@@ -287,17 +315,13 @@ async fn changed_data_restarts_the_targets_once() {
     .await;
     reconcile.await.unwrap().unwrap();
 
-    // The same data again: no restart, no event.
+    // The same data again: no restart, no event, and no status patch (each would be a
+    // watch event, and another pass).
     let (ctx, mut api) = context(fake_vault(false), timing);
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let sync = secret_sync(Some(synced_status(&new_hash, &new_hash, Some(&now))));
     let reconcile = tokio::spawn(reconcile_sync(sync, ctx));
-    within(async {
-        vault_read_and_secret_applied(&mut api, Some(ours())).await;
-        let status = api.echo(StatusCode::OK).await;
-        status.assert_sync_apply(&status_path());
-    })
-    .await;
+    within(vault_read_and_secret_applied(&mut api, Some(ours()))).await;
     reconcile.await.unwrap().unwrap();
     // Nothing more was asked of the API server.
     within(async { assert!(api.0.next_request().await.is_none()) }).await;
@@ -318,8 +342,7 @@ async fn a_restart_inside_the_rate_limit_waits_for_it() {
     within(async {
         vault_read_and_secret_applied(&mut api, Some(ours())).await;
         // No restart patch yet: the status comes next and keeps the old restartedHash.
-        let status = api.echo(StatusCode::OK).await;
-        status.assert_sync_apply(&status_path());
+        let status = api.sync_status_patched().await;
         assert_eq!(status.body["status"]["restartedHash"], "old");
         let event = api.echo(StatusCode::CREATED).await;
         assert_eq!(event.body["reason"], "Updated");
@@ -343,8 +366,7 @@ async fn a_secret_it_did_not_create_is_left_alone() {
         let get = api.answer(StatusCode::OK, move |_| theirs).await;
         assert_eq!(get.method, Method::GET);
         // No apply: the status says why.
-        let status = api.echo(StatusCode::OK).await;
-        status.assert_sync_apply(&status_path());
+        let status = api.sync_status_patched().await;
         let r = ready(&status.body["status"]);
         assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("False"), Some("SecretNotOwned")));
         assert!(r["message"].as_str().unwrap().contains("adopt"));
@@ -363,8 +385,7 @@ async fn a_principal_without_grants_gets_no_secret_and_a_reason() {
     within(async {
         api.answer(StatusCode::OK, |_| vault_json()).await;
         // Neither read nor written: straight to the status.
-        let status = api.echo(StatusCode::OK).await;
-        status.assert_sync_apply(&status_path());
+        let status = api.sync_status_patched().await;
         let r = ready(&status.body["status"]);
         assert_eq!(
             (r["status"].as_str(), r["reason"].as_str()),
@@ -389,7 +410,7 @@ async fn a_missing_vault_is_said_and_retried_soon() {
     let reconcile = tokio::spawn(reconcile_sync(secret_sync(None), ctx));
     within(async {
         api.not_found().await;
-        let status = api.echo(StatusCode::OK).await;
+        let status = api.sync_status_patched().await;
         let r = ready(&status.body["status"]);
         assert_eq!(r["reason"], "VaultNotFound");
         api.echo(StatusCode::CREATED).await;

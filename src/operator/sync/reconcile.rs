@@ -14,11 +14,10 @@ use crate::provider::params::ObjectSpec;
 use crate::provider::render::Material;
 use crate::wire::secrets::SecretItem;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, PartialObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -41,6 +40,7 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const VAULT_NOT_FOUND: &str = "VaultNotFound";
     pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+    pub const TOKEN_SERVICE_DISABLED: &str = "TokenServiceDisabled";
     pub const FORBIDDEN: &str = "Forbidden";
     pub const OBJECT_NOT_FOUND: &str = "ObjectNotFound";
     pub const TOO_MANY_OBJECTS: &str = "TooManyObjects";
@@ -107,11 +107,65 @@ pub trait VaultAccess: Send + Sync {
     ) -> Result<Box<dyn VaultReader>, SyncFailure>;
 }
 
-/// The real access: a TokenRequest for the sync's ServiceAccount with the vault's URL as
-/// audience, then HTTPS to the vault. The token lives only for the sync and is never logged.
+/// The operator's token service, as the vaults trust it: its signing keys, issuer and
+/// tenant.
+#[derive(Clone)]
+pub struct TokenIssuer {
+    pub keys: Arc<std::sync::RwLock<crate::identity::signing::KeyRing>>,
+    pub issuer: String,
+    pub tenant: String,
+}
+
+/// The real access: an access token for the sync's ServiceAccount from the operator's own
+/// token service (the issuer every vault trusts for service accounts), with the vault's URL
+/// as audience — the token a pod of that ServiceAccount would get by workload identity, so
+/// the vault's grants decide. No TokenRequest: the operator needs no right to mint
+/// Kubernetes tokens of other accounts. The token lives only for the sync, never logged.
 pub struct ServiceAccountAccess {
     pub client: Client,
     pub ca_file: Option<PathBuf>,
+    /// `None`: the operator runs without workload identity, so it has no token service.
+    pub issuer: Option<TokenIssuer>,
+}
+
+impl ServiceAccountAccess {
+    fn token(
+        issuer: &TokenIssuer,
+        namespace: &str,
+        service_account: &str,
+        audience: &str,
+    ) -> Result<Zeroizing<String>, String> {
+        let principal = crate::policy::Principal {
+            identity: crate::policy::Identity::ServiceAccount {
+                namespace: namespace.into(),
+                name: service_account.into(),
+            },
+            groups: vec![],
+            application: None,
+            issuer: issuer.issuer.clone(),
+        };
+        let now = Timestamp::now().as_second();
+        let uti = crate::crypto::random::<12>()
+            .map(|b| crate::crypto::hex(&b))
+            .map_err(|_| "no randomness".to_string())?;
+        let claims = crate::identity::exchange::access_claims(
+            &issuer.issuer,
+            &issuer.tenant,
+            &principal,
+            audience,
+            now,
+            SYNC_TOKEN_SECONDS,
+            uti,
+        );
+        let ring = issuer
+            .keys
+            .read()
+            .map_err(|_| "the signing keys are unavailable".to_string())?;
+        let key = ring
+            .active(now)
+            .ok_or_else(|| "the token service has no signing key yet".to_string())?;
+        key.sign(&claims).map_err(|e| format!("signing failed: {e}"))
+    }
 }
 
 #[async_trait::async_trait]
@@ -122,47 +176,28 @@ impl VaultAccess for ServiceAccountAccess {
         namespace: &str,
         service_account: &str,
     ) -> Result<Box<dyn VaultReader>, SyncFailure> {
+        let Some(issuer) = &self.issuer else {
+            return Err(SyncFailure::new(
+                reason::TOKEN_SERVICE_DISABLED,
+                "SecretSync reads as its ServiceAccount through the operator's token service; run the operator with --workload-identity true",
+            ));
+        };
         let url = vault
             .url()
             .ok_or_else(|| SyncFailure::new(reason::VAULT_NOT_FOUND, "the Vault has no name"))?;
         let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![url.clone()],
-                expiration_seconds: Some(SYNC_TOKEN_SECONDS),
-                bound_object_ref: None,
-            },
-            ..Default::default()
-        };
-        let minted = match sas
-            .create_token_request(service_account, &PostParams::default(), &request)
-            .await
-        {
-            Ok(m) => m,
-            Err(kube::Error::Api(s)) if s.is_not_found() => {
+        match sas.get_opt(service_account).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
                 return Err(SyncFailure::new(
                     reason::SERVICE_ACCOUNT_NOT_FOUND,
                     format!("ServiceAccount {namespace}/{service_account} does not exist"),
                 ));
             }
-            Err(e) => {
-                return Err(SyncFailure::new(
-                    reason::VAULT_UNAVAILABLE,
-                    format!(
-                        "cannot get a token of ServiceAccount {namespace}/{service_account} for {url}: {e}"
-                    ),
-                ));
-            }
-        };
-        let token = minted
-            .status
-            .map(|s| Zeroizing::new(s.token))
-            .ok_or_else(|| {
-                SyncFailure::new(
-                    reason::VAULT_UNAVAILABLE,
-                    "the TokenRequest returned no token",
-                )
-            })?;
+            Err(e) => return Err(SyncFailure::new(reason::VAULT_UNAVAILABLE, e.to_string())),
+        }
+        let token = Self::token(issuer, namespace, service_account, &url)
+            .map_err(|e| SyncFailure::new(reason::VAULT_UNAVAILABLE, e))?;
         let client = VaultClient::new(ClientConfig {
             url: crate::operator::push::vault_address(url),
             token,
@@ -316,8 +351,9 @@ pub async fn reconcile_sync(sync: Arc<SecretSync>, ctx: Arc<SyncContext>) -> Res
     let time = Time(now);
     status.conditions =
         merge_conditions(&old.conditions, &[ready], sync.metadata.generation, &time);
-    // A successful pass records its sync time (once per refresh, or per event); a failing
-    // one patches only when the status says something new.
+    // Patched only when it says something new, or to refresh a sync time older than half
+    // the refresh interval: every status patch is a watch event that triggers another pass,
+    // so patching each pass's time would loop.
     let changed = {
         let mut a = status.clone();
         let mut b = old.clone();
@@ -325,7 +361,12 @@ pub async fn reconcile_sync(sync: Arc<SecretSync>, ctx: Arc<SyncContext>) -> Res
         b.last_sync_time = None;
         a != b
     };
-    if changed || result.is_ok() {
+    let stale = old
+        .last_sync_time
+        .as_deref()
+        .and_then(seconds_of)
+        .is_none_or(|t| now.as_second() - t >= (refresh.as_secs() / 2) as i64);
+    if changed || (result.is_ok() && stale) {
         patch_status(&ctx.client, &ns, &name, &status).await?;
     }
     let was = old
