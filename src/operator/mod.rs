@@ -20,6 +20,7 @@ pub mod scope;
 pub mod service_accounts;
 pub mod soft_delete;
 pub mod status;
+pub mod sync;
 pub mod volumes;
 pub mod webhook;
 
