@@ -192,6 +192,17 @@ fn a_dsn_from_several_objects() {
     )
     .unwrap();
     assert_eq!(text(&d, "DATABASE_URL"), "postgres://app:p@ss@db/app");
+    // urlencode for passwords with URL characters in them (as in Jinja2, `/` is kept).
+    let d = opaque(
+        &[(
+            "u",
+            "postgres://{{ objects.user }}:{{ objects.password | urlencode }}@db/app",
+        )],
+        MergePolicy::Replace,
+        plain(&[("user", "app"), ("password", "p@ss/w:rd")]),
+    )
+    .unwrap();
+    assert_eq!(text(&d, "u"), "postgres://app:p%40ss/w%3Ard@db/app");
 }
 
 #[test]
@@ -286,6 +297,23 @@ fn undefined_is_an_error_not_empty() {
         let m = e.to_string();
         assert!(m.starts_with("template 'k': undefined value"), "{t}: {m}");
         assert!(!m.contains("hunter22"), "{m}");
+    }
+    // Optional objects, said so explicitly, are fine.
+    let d = opaque(
+        &[
+            ("a", "{% if 'nope' in objects %}x{% else %}none{% endif %}"),
+            (
+                "b",
+                "{% if objects.nope is defined %}x{% else %}none{% endif %}",
+            ),
+            ("c", "{{ objects.nope | default('none') }}"),
+        ],
+        MergePolicy::Replace,
+        plain(&[("password", "hunter22")]),
+    )
+    .unwrap();
+    for k in ["a", "b", "c"] {
+        assert_eq!(text(&d, k), "none", "{k}");
     }
 }
 
