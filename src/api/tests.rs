@@ -43,6 +43,7 @@ fn crds_dir_is_current() {
         vec![
             "accesspolicies.kvault.dev.yaml",
             "roleassignments.kvault.dev.yaml",
+            "secretsyncs.kvault.dev.yaml",
             "vaults.kvault.dev.yaml"
         ]
     );

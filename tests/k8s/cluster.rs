@@ -200,6 +200,7 @@ pub fn crd_documents() -> Result<Vec<Value>> {
         "vaults.kvault.dev.yaml",
         "accesspolicies.kvault.dev.yaml",
         "roleassignments.kvault.dev.yaml",
+        "secretsyncs.kvault.dev.yaml",
     ] {
         out.extend(manifests(&repo().join("crds").join(name))?);
     }
