@@ -93,7 +93,7 @@ impl RenderError {
 }
 
 /// Renders the Secret's data: each fetched `(key, spec, material)` as the provider renders
-/// it, then the templates (see the module docs of `docs/sync.md`), the merge policy, the
+/// it, then the templates (docs/sync.md, "Templates"), the merge policy, the
 /// target type's rules and the size bounds.
 pub fn render_data(
     secret_type: SecretType,
