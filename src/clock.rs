@@ -102,9 +102,82 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
 }
 
+/// A Go duration as Kubernetes resources write them (`5m`, `1h30m`, `1.5h`, `500ms`): one
+/// or more `<number>[.<fraction>]<unit>` with units `ms`, `s`, `m`, `h`. The `SecretSync`
+/// schema admits these, and [`parse_duration`] takes neither compounds nor fractions.
+pub fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("'{s}' is not a duration like 30s, 5m, 1h30m or 1.5h");
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut nanos: u128 = 0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(num_len);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let unit_nanos: u128 = match unit {
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(bad()),
+        };
+        let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+        if whole.is_empty() || (num.contains('.') && frac.is_empty()) {
+            return Err(bad());
+        }
+        let whole: u128 = whole.parse().map_err(|_| bad())?;
+        // The fraction to nanosecond precision (digits beyond it are dropped).
+        let mut frac_nanos: u128 = 0;
+        let mut scale = unit_nanos;
+        for d in frac.chars() {
+            let d = d.to_digit(10).ok_or_else(bad)?;
+            scale /= 10;
+            frac_nanos += u128::from(d) * scale;
+        }
+        nanos = nanos
+            .checked_add(whole.checked_mul(unit_nanos).ok_or_else(bad)?)
+            .and_then(|n| n.checked_add(frac_nanos))
+            .ok_or_else(bad)?;
+        rest = tail;
+    }
+    let nanos = u64::try_from(nanos).map_err(|_| bad())?;
+    Ok(std::time::Duration::from_nanos(nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        let d = |s: &str| parse_go_duration(s).unwrap();
+        assert_eq!(d("5m").as_secs(), 300);
+        assert_eq!(d("1h30m").as_secs(), 5400);
+        assert_eq!(d("1.5h").as_secs(), 5400);
+        assert_eq!(d("500ms").as_millis(), 500);
+        assert_eq!(d("1m0.5s").as_millis(), 60_500);
+        assert_eq!(d("10s"), std::time::Duration::from_secs(10));
+        for bad in [
+            "",
+            "5",
+            "5d",
+            "m",
+            "1.h",
+            ".5h",
+            "5 m",
+            "1h-2m",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {
