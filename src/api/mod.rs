@@ -58,9 +58,9 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         RoleAssignment::crd(),
         SecretSync::crd(),
     ]
-        .into_iter()
-        .map(kubernetes_formats)
-        .collect()
+    .into_iter()
+    .map(kubernetes_formats)
+    .collect()
 }
 
 /// `Vault::crd()` with the root-level rule on `metadata.name`.

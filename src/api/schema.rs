@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 pub const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// A DNS-1123 subdomain (names of Secrets, ServiceAccounts and workloads).
-pub const DNS_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const DNS_SUBDOMAIN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// `/` for the whole vault, or one object: `/secrets/<name>`, `/keys/<name>`,
 /// `/certificates/<name>` (object names as the vault allows them).

@@ -54,11 +54,7 @@ pub const MAX_RESTART_TARGETS: usize = 16;
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Keys", type_ = "integer", json_path = ".status.keyCount"),
-    printcolumn(
-        name = "Synced",
-        type_ = "date",
-        json_path = ".status.lastSyncTime"
-    ),
+    printcolumn(name = "Synced", type_ = "date", json_path = ".status.lastSyncTime"),
     printcolumn(
         name = "Age",
         type_ = "date",

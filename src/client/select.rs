@@ -75,7 +75,9 @@ pub struct Selected {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
-    #[error("{what} matches {matched} secrets; at most {max} are taken (narrow it or raise its maximum)")]
+    #[error(
+        "{what} matches {matched} secrets; at most {max} are taken (narrow it or raise its maximum)"
+    )]
     TooMany {
         what: String,
         matched: usize,
@@ -149,7 +151,10 @@ impl Selector {
                 rule: self.key_naming.as_str(),
             });
         }
-        Ok(format!("{}{base}", self.key_prefix.as_deref().unwrap_or("")))
+        Ok(format!(
+            "{}{base}",
+            self.key_prefix.as_deref().unwrap_or("")
+        ))
     }
 
     /// The secrets of `listing` this selector takes, in name order, each with its key.
@@ -304,7 +309,9 @@ mod tests {
     #[test]
     fn strip_prefix_refuses_a_name_that_is_only_the_prefix() {
         let s = selector(Some("web"), &[], KeyNaming::StripPrefix);
-        let err = s.select(&[item("web", &[]), item("web-a", &[])]).unwrap_err();
+        let err = s
+            .select(&[item("web", &[]), item("web-a", &[])])
+            .unwrap_err();
         assert!(matches!(err, SelectError::EmptyKey { ref name, .. } if name == "web"));
         assert!(err.to_string().contains("StripPrefix"), "{err}");
     }
@@ -398,7 +405,10 @@ mod tests {
     #[test]
     fn rules_parse_case_insensitively() {
         assert_eq!(KeyNaming::parse("envvar"), Some(KeyNaming::EnvVar));
-        assert_eq!(KeyNaming::parse("StripPrefix"), Some(KeyNaming::StripPrefix));
+        assert_eq!(
+            KeyNaming::parse("StripPrefix"),
+            Some(KeyNaming::StripPrefix)
+        );
         assert_eq!(KeyNaming::parse("upper"), None);
     }
 }
