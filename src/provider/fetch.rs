@@ -12,6 +12,7 @@ use super::render::Material;
 use crate::client::{ClientError, VaultClient};
 use crate::error_chain::{render, with_cause};
 use crate::wire::ObjectId;
+use crate::wire::secrets::SecretItem;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -73,11 +74,13 @@ pub struct VersionInfo {
     pub enabled: bool,
 }
 
-/// A cached answer: one object version or a version listing.
+/// A cached answer: one object version, a version listing, or the listing of a vault's
+/// secrets (names, attributes and tags; never values) for selections.
 #[derive(Debug)]
 pub enum Answer {
     One(Box<Versioned>),
     Versions(Vec<VersionInfo>),
+    Secrets(Vec<SecretItem>),
 }
 
 impl Answer {
@@ -104,6 +107,20 @@ impl Answer {
                     + 128
             }
             Answer::Versions(v) => v.len() * 96 + 64,
+            Answer::Secrets(items) => {
+                items
+                    .iter()
+                    .map(|i| {
+                        i.id.len()
+                            + i.content_type.as_ref().map_or(0, String::len)
+                            + i.tags
+                                .as_ref()
+                                .map_or(0, |t| t.iter().map(|(k, v)| k.len() + v.len() + 48).sum())
+                            + 128
+                    })
+                    .sum::<usize>()
+                    + 64
+            }
         }
     }
 }
@@ -116,7 +133,8 @@ struct CacheKey {
     /// SHA-256 of the CA bundle the answer was verified with.
     ca: [u8; 32],
     kind: ObjectType,
-    /// Lower-cased: object names compare case-insensitively.
+    /// Lower-cased: object names compare case-insensitively. `""` with `listing`: the
+    /// listing of every object of `kind` (object names are never empty).
     name: String,
     /// `""` for the latest version.
     version: String,
@@ -648,6 +666,27 @@ impl Fetcher {
         .await
     }
 
+    /// The vault's secrets as the pod may list them (for selections): one listing per
+    /// mount, cached like any answer (for the same token only).
+    pub async fn secrets(&self, pod: &PodClient, audience: &str) -> MountResult<Arc<Answer>> {
+        let key = CacheKey {
+            identity: pod.identity,
+            vault: pod.vault.clone(),
+            ca: pod.ca,
+            kind: ObjectType::Secret,
+            name: String::new(),
+            version: String::new(),
+            listing: true,
+        };
+        self.cached(key, self.fresh_until(pod), || async {
+            self.call(ObjectType::Secret, || pod.client.list_secrets())
+                .await
+                .map(|items| Arc::new(Answer::Secrets(items)))
+                .map_err(|e| describe_error(&e, "the list of secrets", &pod.vault, audience))
+        })
+        .await
+    }
+
     /// Every version of an object, newest first.
     pub async fn versions(
         &self,
@@ -717,7 +756,7 @@ impl Fetcher {
             .await?;
         match answer.as_ref() {
             Answer::Versions(v) => Ok(v.clone()),
-            Answer::One(_) => Err(MountError::new(ErrorCode::Internal, "cache mix-up")),
+            _ => Err(MountError::new(ErrorCode::Internal, "cache mix-up")),
         }
     }
 }
@@ -736,7 +775,15 @@ pub fn newest_first(mut listed: Vec<VersionInfo>) -> Vec<VersionInfo> {
 pub fn one(answer: &Answer) -> MountResult<&Versioned> {
     match answer {
         Answer::One(v) => Ok(v.as_ref()),
-        Answer::Versions(_) => Err(MountError::new(ErrorCode::Internal, "cache mix-up")),
+        _ => Err(MountError::new(ErrorCode::Internal, "cache mix-up")),
+    }
+}
+
+/// The listed secrets inside a cache answer.
+pub fn secrets(answer: &Answer) -> MountResult<&[SecretItem]> {
+    match answer {
+        Answer::Secrets(items) => Ok(items),
+        _ => Err(MountError::new(ErrorCode::Internal, "cache mix-up")),
     }
 }
 

@@ -7,19 +7,28 @@
 
 use super::error::{ErrorCode, MountError, MountResult};
 use serde::Deserialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 mod objects;
+mod selection;
 
-pub use objects::parse_objects;
 use objects::valid_dns_label;
+pub use objects::{ObjectList, parse_objects};
+pub use selection::{SelectionSpec, expand_selections};
 
 /// The driver's default file mode when `permission` is empty (it always sends "420").
 pub const DEFAULT_PERMISSION: u32 = 0o644;
 /// Most objects one SecretProviderClass may list.
 pub const MAX_OBJECTS: usize = 256;
+/// Most objects one mount may have once its selections are expanded: the listed objects
+/// plus every selected secret.
+pub const MAX_MOUNT_OBJECTS: usize = 256;
+/// `objectMaxCount` when an entry selecting secrets gives none.
+pub const DEFAULT_SELECTION_MAX: usize = 100;
+/// The largest `objectMaxCount` accepted.
+pub const MAX_SELECTION_MAX: usize = 500;
 /// Largest `objects` parameter accepted.
 pub const MAX_OBJECTS_YAML: usize = 256 * 1024;
 /// Most versions `objectVersionHistory` may ask for.
@@ -187,7 +196,11 @@ pub struct MountSpec {
     pub vault_url: String,
     pub audience: String,
     pub ca: CaSource,
+    /// The objects `objects` names one by one.
     pub objects: Vec<ObjectSpec>,
+    /// The entries of `objects` that select secrets (by name prefix and/or tags),
+    /// expanded at mount time against the vault's listing ([`expand_selections`]).
+    pub selections: Vec<SelectionSpec>,
     /// The pod's token for `audience`; never logged.
     pub token: Zeroizing<String>,
     /// The token's `exp` (Unix seconds) if it could be read; bounds cache lifetimes.
@@ -201,6 +214,7 @@ impl std::fmt::Debug for MountSpec {
             .field("vault_url", &self.vault_url)
             .field("audience", &self.audience)
             .field("objects", &self.objects.len())
+            .field("selections", &self.selections.len())
             .field("pod", &self.pod)
             .finish_non_exhaustive()
     }
@@ -623,7 +637,10 @@ pub fn parse_mount_for(
             "the 'objects' parameter is missing: list the objects to mount (objectName, objectType)",
         ));
     }
-    let objects = parse_objects(objects_yaml, default_mode)?;
+    let ObjectList {
+        objects,
+        selections,
+    } = parse_objects(objects_yaml, default_mode)?;
     let tokens = attrs.tokens.as_ref().map(|s| s.as_str());
     let token = match token_audience {
         Some(identity) => select_identity_token(tokens, identity)?,
@@ -635,6 +652,7 @@ pub fn parse_mount_for(
         audience,
         ca,
         objects,
+        selections,
         token,
         token_expiry,
         pod,
@@ -980,7 +998,7 @@ mod tests {
     }
 
     fn objects(yaml: &str) -> MountResult<Vec<ObjectSpec>> {
-        parse_objects(yaml, 0o644)
+        parse_objects(yaml, 0o644).map(|l| l.objects)
     }
 
     #[test]

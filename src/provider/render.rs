@@ -277,7 +277,7 @@ mod tests {
     use aws_lc_rs::signature::KeyPair;
 
     fn spec(yaml: &str) -> ObjectSpec {
-        parse_objects(yaml, 0o644).unwrap().remove(0)
+        parse_objects(yaml, 0o644).unwrap().objects.remove(0)
     }
 
     fn secret(value: &str, ct: Option<&str>, cert: bool) -> Material {

@@ -4,12 +4,15 @@
 
 use super::error::{ErrorCode, MountError, MountResult};
 use super::exchange::{Exchanger, client_id};
-use super::fetch::{Fetcher, PodClient, one};
+use super::fetch::{Fetcher, PodClient, one, secrets};
 use super::metrics::{ProviderMetrics, ResultLabel};
-use super::params::{CaSource, ObjectSpec, PodInfo, parse_mount_for, validate_path};
+use super::params::{
+    CaSource, MountSpec, ObjectSpec, PodInfo, expand_selections, parse_mount_for, validate_path,
+};
 use super::pb;
 use super::render::render;
 use futures_util::future::try_join_all;
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,8 +103,11 @@ impl Provider {
             Ok(c) => c,
             Err(e) => return (Some(pod), Err(e)),
         };
-        let objects = spec
-            .objects
+        let objects = match self.objects_of(&client, &spec).await {
+            Ok(o) => o,
+            Err(e) => return (Some(pod), Err(e)),
+        };
+        let objects = objects
             .iter()
             .map(|o| self.mount_object(&client, o, &spec.audience));
         let rendered = match try_join_all(objects).await {
@@ -109,6 +115,20 @@ impl Provider {
             Err(e) => return (Some(pod), Err(e)),
         };
         (Some(pod), self.respond(rendered))
+    }
+
+    /// The objects of a mount: the named ones and, when entries select secrets, the secrets
+    /// they select from one listing of the vault's secrets (as the pod).
+    async fn objects_of<'a>(
+        &self,
+        client: &PodClient,
+        spec: &'a MountSpec,
+    ) -> MountResult<Cow<'a, [ObjectSpec]>> {
+        if spec.selections.is_empty() {
+            return Ok(Cow::Borrowed(&spec.objects));
+        }
+        let listing = self.fetcher.secrets(client, &spec.audience).await?;
+        expand_selections(&spec.objects, &spec.selections, secrets(&listing)?).map(Cow::Owned)
     }
 
     /// The vault token for a mount: the pod's workload-identity token exchanged for the

@@ -1239,6 +1239,152 @@ async fn the_example_secret_provider_class_mounts() {
     v.stop().await;
 }
 
+fn tagged(value: &str, tags: &[(&str, &str)]) -> kvault::wire::SecretSetParameters {
+    kvault::wire::SecretSetParameters {
+        tags: Some(
+            tags.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..set(value)
+    }
+}
+
+#[tokio::test]
+async fn selections_mount_every_tagged_secret_and_fail_whole_over_their_bound() {
+    let spc: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/provider/bulk-selection.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spc["spec"]["provider"], "kvault");
+    let example = spc["spec"]["parameters"]["objects"].as_str().unwrap();
+
+    // No cache: every mount lists the vault again.
+    let (fx, v, p) = started(pod_policy(json!({"enabled": false})), &["--cache-ttl", "0"]).await;
+    let admin = v.client();
+    let web_a = admin
+        .set_secret("web-a", &tagged("value-a", &[("app", "web")]))
+        .await
+        .unwrap();
+    admin
+        .set_secret(
+            "web-b",
+            &tagged("value-b", &[("app", "web"), ("tier", "front")]),
+        )
+        .await
+        .unwrap();
+    admin
+        .set_secret("api", &tagged("value-x", &[("app", "api")]))
+        .await
+        .unwrap();
+    admin
+        .set_secret("web-upper", &tagged("value-u", &[("app", "WEB")]))
+        .await
+        .unwrap();
+    let mut off = tagged("value-off", &[("app", "web")]);
+    off.attributes = Some(kvault::wire::secrets::SecretAttributes {
+        enabled: Some(false),
+        ..Default::default()
+    });
+    admin.set_secret("web-off", &off).await.unwrap();
+    admin
+        .set_secret("DB-User", &set("value-user"))
+        .await
+        .unwrap();
+    admin
+        .set_secret("db-password", &set("value-pw"))
+        .await
+        .unwrap();
+    admin
+        .set_secret("api-token", &set("value-tok"))
+        .await
+        .unwrap();
+    let web = fx.token_for(WEB, json!({}));
+    let mut c = p.client().await;
+
+    // Every secret tagged app=web: exactly that value, enabled ones only.
+    let tagged_web = "- objectTags: app=web\n  objectType: secret\n";
+    let r = mount(&mut c, attributes(&v.url, &web, tagged_web, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(paths(&r), vec!["web-a", "web-b"]);
+    assert_eq!(file(&r, "web-a").contents, b"value-a");
+    assert_eq!(file(&r, "web-b").contents, b"value-b");
+    assert_eq!(file(&r, "web-a").mode, 0o644);
+    assert_eq!(version_of(&r, "secret/web-a"), last(&web_a.id));
+
+    // The example: tags under web/, the db- prefix as environment names, a named object.
+    let r = mount(&mut c, attributes(&v.url, &web, example, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        paths(&r),
+        vec![
+            "api-token",
+            "web/web-a",
+            "web/web-b",
+            "env/DB_PASSWORD",
+            "env/DB_USER"
+        ]
+    );
+    assert_eq!(file(&r, "env/DB_USER").contents, b"value-user");
+    assert_eq!(file(&r, "env/DB_PASSWORD").mode, 0o440);
+    assert_eq!(file(&r, "web/web-b").mode, 0o644);
+    assert_eq!(file(&r, "api-token").contents, b"value-tok");
+
+    // A new secret with the tag shows up on the next mount.
+    admin
+        .set_secret("web-c", &tagged("value-c", &[("app", "web")]))
+        .await
+        .unwrap();
+    let r = mount(&mut c, attributes(&v.url, &web, tagged_web, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(paths(&r), vec!["web-a", "web-b", "web-c"]);
+
+    // Over its bound: the whole mount fails, the named object with it.
+    let bounded = "- objectName: api-token\n  objectType: secret\n- objectTags: app=web\n  objectType: secret\n  objectMaxCount: 2\n";
+    let e = mount(&mut c, attributes(&v.url, &web, bounded, json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
+    assert!(
+        e.message()
+            .contains("objects[1]: the selector of tags app=web matches 3 secrets; at most 2"),
+        "{}",
+        e.message()
+    );
+    assert!(!e.message().contains("value-"), "{}", e.message());
+    // A selected secret colliding with a named one.
+    let clash = "- objectName: api\n  objectType: secret\n  objectAlias: web-a\n- objectTags: app=web\n  objectType: secret\n";
+    let e = mount(&mut c, attributes(&v.url, &web, clash, json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().contains("two objects write the file 'web-a'"),
+        "{}",
+        e.message()
+    );
+    // A pod that may not list the vault's secrets gets nothing, and no value leaks.
+    let other = fx.token_for(OTHER, json!({}));
+    let e = mount(&mut c, attributes(&v.url, &other, tagged_web, json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    assert!(
+        e.message().contains("the list of secrets"),
+        "{}",
+        e.message()
+    );
+    assert!(!e.message().contains("value-"), "{}", e.message());
+    p.stop().await;
+    v.stop().await;
+}
+
 /// A token service as the operator runs it: it trusts the cluster issuer (the fixture's)
 /// for assertions with the workload-identity audience and signs access tokens the vault
 /// trusts as speaking for that issuer. Returns its authority and the vault issuer entry.

@@ -1,9 +1,11 @@
 //! The `objects` parameter: a YAML list of the objects to mount, parsed and validated.
 
+use super::selection::{is_selection, validate_selection};
 use super::*;
+use std::collections::BTreeMap;
 
 /// Object names as the vault accepts them: 1–127 letters, digits and hyphens.
-fn valid_object_name(s: &str) -> bool {
+pub(super) fn valid_object_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 127 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
@@ -54,26 +56,45 @@ fn scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
     d.deserialize_string(V)
 }
 
-/// One `objects` entry as written.
+/// One `objects` entry as written: one object (`objectName`), or a selection of secrets
+/// (`objectNamePrefix` and/or `objectTags`, see [`super::selection`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawObject {
+pub(super) struct RawObject {
     #[serde(default, deserialize_with = "scalar")]
-    object_name: Option<String>,
+    pub(super) object_name: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
-    object_type: Option<String>,
+    pub(super) object_type: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
-    object_version: Option<String>,
+    pub(super) object_version: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
-    object_version_history: Option<String>,
+    pub(super) object_version_history: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
-    object_alias: Option<String>,
+    pub(super) object_alias: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
-    object_format: Option<String>,
+    pub(super) object_format: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
-    object_encoding: Option<String>,
+    pub(super) object_encoding: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
-    file_permission: Option<String>,
+    pub(super) file_permission: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub(super) object_name_prefix: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub(super) object_tags: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub(super) object_key_naming: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub(super) object_key_prefix: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub(super) object_max_count: Option<String>,
+}
+
+/// The validated `objects` parameter: the objects named one by one, and the entries that
+/// select secrets (expanded at mount time, [`super::expand_selections`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectList {
+    pub objects: Vec<ObjectSpec>,
+    pub selections: Vec<SelectionSpec>,
 }
 
 /// The Azure provider's shape: `array:` of YAML strings, each an object.
@@ -101,7 +122,7 @@ fn yaml_error(e: impl std::fmt::Display) -> String {
 
 /// Parses `objects`: a YAML list of maps (the Vault/AWS shape) or `array:` of YAML strings
 /// (the Azure shape). `default_mode` applies where `filePermission` is absent.
-pub fn parse_objects(yaml: &str, default_mode: u32) -> MountResult<Vec<ObjectSpec>> {
+pub fn parse_objects(yaml: &str, default_mode: u32) -> MountResult<ObjectList> {
     if yaml.len() > MAX_OBJECTS_YAML {
         return Err(MountError::invalid(format!(
             "the 'objects' parameter is {} bytes; at most {MAX_OBJECTS_YAML} are accepted",
@@ -149,19 +170,24 @@ pub fn parse_objects(yaml: &str, default_mode: u32) -> MountResult<Vec<ObjectSpe
             raws.len()
         )));
     }
-    let objects = raws
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            validate_object(raw, default_mode)
-                .map_err(|m| MountError::invalid(format!("objects[{i}]: {m}")))
-        })
-        .collect::<MountResult<Vec<_>>>()?;
-    check_paths(&objects)?;
-    Ok(objects)
+    let mut objects = Vec::new();
+    let mut selections = Vec::new();
+    for (i, raw) in raws.into_iter().enumerate() {
+        let at = |m: String| MountError::invalid(format!("objects[{i}]: {m}"));
+        if is_selection(&raw) {
+            selections.push(validate_selection(raw, i, default_mode).map_err(at)?);
+        } else {
+            objects.push(validate_object(raw, default_mode).map_err(at)?);
+        }
+    }
+    check_paths(&explicit_files(&objects)?)?;
+    Ok(ObjectList {
+        objects,
+        selections,
+    })
 }
 
-fn trimmed(v: Option<String>) -> Option<String> {
+pub(super) fn trimmed(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
@@ -227,18 +253,7 @@ fn validate_object(raw: RawObject, default_mode: u32) -> Result<ObjectSpec, Stri
             "objectFormat pfx of '{name}' needs objectType secret (the certificate's secret holds the PFX)"
         ));
     }
-    let encoding = match trimmed(raw.object_encoding).map(|s| s.to_ascii_lowercase()) {
-        None => ObjectEncoding::Utf8,
-        Some(e) if e == "utf-8" || e == "utf8" => ObjectEncoding::Utf8,
-        Some(e) if e == "hex" => ObjectEncoding::Hex,
-        Some(e) if e == "base64" => ObjectEncoding::Base64,
-        Some(e) => {
-            return Err(format!(
-                "objectEncoding '{}' of '{name}' is not one of utf-8, hex, base64",
-                e.escape_debug()
-            ));
-        }
-    };
+    let encoding = parse_encoding(raw.object_encoding, &format!("'{name}'"))?;
     if encoding != ObjectEncoding::Utf8 && kind != ObjectType::Secret {
         return Err(format!(
             "objectEncoding of '{name}' applies to secrets only (keys and certificates are written as PEM)"
@@ -260,30 +275,61 @@ fn validate_object(raw: RawObject, default_mode: u32) -> Result<ObjectSpec, Stri
     })
 }
 
-/// Every file path the objects will produce, checked for duplicates and for a path that
-/// would be both a file and a directory.
-fn check_paths(objects: &[ObjectSpec]) -> MountResult<()> {
-    let mut paths = BTreeSet::new();
+/// `objectEncoding` (`what`: where it is, for the message).
+pub(super) fn parse_encoding(v: Option<String>, what: &str) -> Result<ObjectEncoding, String> {
+    match trimmed(v).map(|s| s.to_ascii_lowercase()) {
+        None => Ok(ObjectEncoding::Utf8),
+        Some(e) if e == "utf-8" || e == "utf8" => Ok(ObjectEncoding::Utf8),
+        Some(e) if e == "hex" => Ok(ObjectEncoding::Hex),
+        Some(e) if e == "base64" => Ok(ObjectEncoding::Base64),
+        Some(e) => Err(format!(
+            "objectEncoding '{}' of {what} is not one of utf-8, hex, base64",
+            e.escape_debug()
+        )),
+    }
+}
+
+/// A file a mount writes and what writes it, for messages (`secret 'db'`).
+pub(super) type FileOwner = (String, String);
+
+/// Every file path the named objects produce (with version history, `<file>/<index>`),
+/// each with the object that writes it.
+pub(super) fn explicit_files(objects: &[ObjectSpec]) -> MountResult<Vec<FileOwner>> {
+    let mut files = Vec::new();
     for o in objects {
         let base = o.file_name();
         if o.history > 1 {
             for i in 0..o.history {
                 let p = format!("{base}/{i}");
                 validate_path(&p).map_err(MountError::invalid)?;
-                if !paths.insert(p) {
-                    return Err(duplicate(o));
-                }
+                files.push((p, o.describe()));
             }
-        } else if !paths.insert(base.to_string()) {
-            return Err(duplicate(o));
+        } else {
+            files.push((base.to_string(), o.describe()));
         }
     }
-    for p in &paths {
+    Ok(files)
+}
+
+/// Every file path of a mount, checked for duplicates and for a path that would be both a
+/// file and a directory; a refusal names both writers.
+pub(super) fn check_paths(files: &[FileOwner]) -> MountResult<()> {
+    let mut paths: BTreeMap<&str, &str> = BTreeMap::new();
+    for (path, owner) in files {
+        if let Some(first) = paths.insert(path, owner) {
+            return Err(MountError::invalid(format!(
+                "two objects write the file '{path}': {first} and {owner}; give one of them an objectAlias (or, for selected secrets, another objectKeyPrefix or objectKeyNaming)"
+            )));
+        }
+    }
+    for (p, owner) in &paths {
         let mut prefix = String::new();
         for element in p.split('/') {
-            if !prefix.is_empty() && paths.contains(&prefix) {
+            if !prefix.is_empty()
+                && let Some(file_owner) = paths.get(prefix.as_str())
+            {
                 return Err(MountError::invalid(format!(
-                    "'{prefix}' would be both a file and a directory (of '{p}'); give one of the objects another objectAlias"
+                    "'{prefix}' would be both a file and a directory (of '{p}'): {file_owner} writes the file, {owner} the directory; give one of the objects another objectAlias"
                 )));
             }
             if !prefix.is_empty() {
@@ -293,12 +339,4 @@ fn check_paths(objects: &[ObjectSpec]) -> MountResult<()> {
         }
     }
     Ok(())
-}
-
-fn duplicate(o: &ObjectSpec) -> MountError {
-    MountError::invalid(format!(
-        "two objects write the file '{}'; give {} an objectAlias",
-        o.file_name(),
-        o.describe()
-    ))
 }
