@@ -382,13 +382,14 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         Arc::new(sync::reconcile::ServiceAccountAccess {
             client: client.clone(),
             ca_file: endpoint.ca_file.clone(),
-            issuer: workload_identity.as_ref().zip(settings.token_service.as_ref()).map(
-                |(w, ts)| sync::reconcile::TokenIssuer {
+            issuer: workload_identity
+                .as_ref()
+                .zip(settings.token_service.as_ref())
+                .map(|(w, ts)| sync::reconcile::TokenIssuer {
                     keys: w.ring.clone(),
                     issuer: ts.authority.clone(),
                     tenant: opts.workload_identity.workload_identity_tenant.clone(),
-                },
-            ),
+                }),
         }),
         sync::restart::RestartTiming {
             debounce: opts.sync_debounce,

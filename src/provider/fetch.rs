@@ -618,47 +618,10 @@ impl Fetcher {
         };
         self.cached(key, self.fresh_until(pod), || async {
             let c = &pod.client;
-            let fetched = match kind {
-                ObjectType::Secret => self
-                    .call(kind, || c.get_secret(name, version))
-                    .await
-                    .and_then(|b| {
-                        let value = b
-                            .value
-                            .ok_or_else(|| ClientError::decode("the secret bundle has no value"))?;
-                        Ok(Versioned {
-                            version: version_of(&b.id),
-                            material: Material::Secret {
-                                value: Zeroizing::new(value),
-                                content_type: b.content_type,
-                                certificate_backed: b.kid.is_some(),
-                            },
-                        })
-                    }),
-                ObjectType::Key => self.call(kind, || c.get_key(name, version)).await.map(|b| {
-                    let mut jwk = b.key;
-                    let version = version_of(jwk.kid.as_deref().unwrap_or_default());
-                    // Only public members are ever used (the API never returns others).
-                    jwk.d = None;
-                    jwk.p = None;
-                    jwk.q = None;
-                    jwk.dp = None;
-                    jwk.dq = None;
-                    jwk.qi = None;
-                    jwk.k = None;
-                    Versioned {
-                        version,
-                        material: Material::Key(Box::new(jwk)),
-                    }
-                }),
-                ObjectType::Cert => self
-                    .call(kind, || c.get_certificate_der(name, version))
-                    .await
-                    .map(|b| Versioned {
-                        version: version_of(&b.id),
-                        material: Material::Cert(b.cer),
-                    }),
-            };
+            let fetched = self
+                .call(kind, || material_of(c, kind, name, version))
+                .await
+                .map(|(version, material)| Versioned { version, material });
             fetched
                 .map(|v| Arc::new(Answer::One(Box::new(v))))
                 .map_err(|e| describe_error(&e, &what, &pod.vault, audience))

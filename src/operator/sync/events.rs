@@ -62,7 +62,7 @@ impl EventProof {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, probe.as_ref());
         Self {
             key: Arc::new(key),
-            fingerprint: hex::encode(&digest.as_ref()[..8]),
+            fingerprint: hex::encode(digest.as_ref().get(..8).unwrap_or_default()),
         }
     }
 

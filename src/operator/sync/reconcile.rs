@@ -164,7 +164,8 @@ impl ServiceAccountAccess {
         let key = ring
             .active(now)
             .ok_or_else(|| "the token service has no signing key yet".to_string())?;
-        key.sign(&claims).map_err(|e| format!("signing failed: {e}"))
+        key.sign(&claims)
+            .map_err(|e| format!("signing failed: {e}"))
     }
 }
 
