@@ -784,15 +784,17 @@ pub fn controller(client: &Client, namespace: Option<&str>) -> Controller<Secret
 /// user redoes it).
 pub struct WatcherRestarts {
     client: Client,
+    recorder: Recorder,
     timing: RestartTiming,
     pending: Mutex<HashMap<Workload, i64>>,
     wake: tokio::sync::Notify,
 }
 
 impl WatcherRestarts {
-    pub fn new(client: Client, timing: RestartTiming) -> Arc<Self> {
+    pub fn new(client: Client, recorder: Recorder, timing: RestartTiming) -> Arc<Self> {
         Arc::new(Self {
             client,
+            recorder,
             timing,
             pending: Mutex::default(),
             wake: tokio::sync::Notify::new(),
@@ -875,7 +877,8 @@ impl WatcherRestarts {
                             .await
                         {
                             Ok(()) => {
-                                tracing::info!(workload = %w, namespace = %w.namespace, "rollout restart (restart-on)")
+                                tracing::info!(workload = %w, namespace = %w.namespace, "rollout restart (restart-on)");
+                                self.record(&w).await;
                             }
                             Err(e) => {
                                 tracing::warn!(workload = %w, namespace = %w.namespace, error = %e, "cannot restart (restart-on)")
@@ -890,6 +893,30 @@ impl WatcherRestarts {
                 _ = tokio::time::sleep(next.max(Duration::from_millis(200))) => {}
                 _ = self.wake.notified() => {}
             }
+        }
+    }
+
+    /// A `RolloutRestart` Event on the workload; best effort.
+    async fn record(&self, w: &Workload) {
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("apps/v1".into()),
+            kind: Some(w.kind.as_str().into()),
+            name: Some(w.name.clone()),
+            namespace: Some(w.namespace.clone()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "RolloutRestart".into(),
+            note: Some(format!(
+                "restarted by the operator: a vault object named in {} has a new version",
+                restart::RESTART_ON_ANNOTATION
+            )),
+            action: "Restart".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            tracing::warn!(workload = %w, error = %e, "cannot publish an event");
         }
     }
 
@@ -951,7 +978,7 @@ pub async fn run(
         );
     }
     let tasks = changes.map(|changes| {
-        let watchers = WatcherRestarts::new(client.clone(), ctx.timing);
+        let watchers = WatcherRestarts::new(client.clone(), ctx.recorder.clone(), ctx.timing);
         (
             tokio::spawn(dispatch(changes, routes, watchers.clone())),
             tokio::spawn(watchers.run()),
