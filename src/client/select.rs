@@ -228,27 +228,30 @@ pub fn parse_tags(s: &str) -> Result<BTreeMap<String, String>, SelectError> {
     Ok(tags)
 }
 
+/// A listed secret with these tags, enabled (for the tests of every selection's user).
+#[cfg(test)]
+pub(crate) fn listed(name: &str, tags: &[(&str, &str)]) -> SecretItem {
+    SecretItem {
+        id: format!("https://v.example/secrets/{name}"),
+        attributes: crate::wire::secrets::SecretAttributes {
+            enabled: Some(true),
+            ..Default::default()
+        },
+        tags: (!tags.is_empty()).then(|| {
+            tags.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        }),
+        content_type: None,
+        managed: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::secrets::SecretAttributes;
 
-    fn item(name: &str, tags: &[(&str, &str)]) -> SecretItem {
-        SecretItem {
-            id: format!("https://v.example/secrets/{name}"),
-            attributes: SecretAttributes {
-                enabled: Some(true),
-                ..Default::default()
-            },
-            tags: (!tags.is_empty()).then(|| {
-                tags.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            }),
-            content_type: None,
-            managed: None,
-        }
-    }
+    use super::listed as item;
 
     fn selector(prefix: Option<&str>, tags: &[(&str, &str)], naming: KeyNaming) -> Selector {
         Selector {

@@ -301,7 +301,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         sync::events::SyncEventSettings {
             endpoint_base: opts.workload_identity.authority_host(&settings.namespace),
             ca_bundle: ca.cert_pem.clone(),
-            proof: sync::events::EventProof::from_ca(&ca),
+            proof: sync::events::EventProof::new(ca.derive_mac_key(sync::events::PROOF_PURPOSE)),
         }
     });
     let events_router = match &sync_events {

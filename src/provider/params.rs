@@ -12,11 +12,10 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 mod objects;
-mod selection;
 
+pub use objects::selection::{SelectionSpec, expand_selections};
 use objects::valid_dns_label;
 pub use objects::{ObjectList, parse_objects};
-pub use selection::{SelectionSpec, expand_selections};
 
 /// The driver's default file mode when `permission` is empty (it always sends "420").
 pub const DEFAULT_PERMISSION: u32 = 0o644;

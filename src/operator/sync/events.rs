@@ -24,8 +24,9 @@ pub const SUBSCRIPTION_NAME: &str = "kvault-operator-sync";
 pub const EVENTS_ROUTE: &str = "/sync/events/{namespace}/{vault}";
 /// The header that carries the proof.
 pub const PROOF_HEADER: &str = "Authorization";
-/// The CA-derived key's purpose.
-const PROOF_PURPOSE: &str = "kvault operator: secret sync event proof v1";
+/// The purpose the proof key is derived for from the operator CA's private key
+/// (`Ca::derive_mac_key`): every replica derives the same key.
+pub const PROOF_PURPOSE: &str = "kvault operator: secret sync event proof v1";
 /// Triggers waiting for the dispatcher; a full queue answers 503 and the vault retries.
 pub const QUEUE: usize = 1024;
 
@@ -53,10 +54,6 @@ impl PartialEq for EventProof {
 impl Eq for EventProof {}
 
 impl EventProof {
-    pub fn from_ca(ca: &super::super::ca::Ca) -> Self {
-        Self::new(ca.derive_mac_key(PROOF_PURPOSE))
-    }
-
     pub fn new(key: hmac::Key) -> Self {
         let probe = hmac::sign(&key, b"fingerprint");
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, probe.as_ref());

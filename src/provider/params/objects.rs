@@ -1,8 +1,10 @@
 //! The `objects` parameter: a YAML list of the objects to mount, parsed and validated.
 
-use super::selection::{is_selection, validate_selection};
 use super::*;
+use selection::{is_selection, validate_selection};
 use std::collections::BTreeMap;
+
+pub(super) mod selection;
 
 /// Object names as the vault accepts them: 1–127 letters, digits and hyphens.
 pub(super) fn valid_object_name(s: &str) -> bool {

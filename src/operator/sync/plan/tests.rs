@@ -1,7 +1,6 @@
 use super::*;
 use crate::api::grants::VaultRef;
 use crate::api::sync::{KeyNaming, SyncTarget};
-use crate::wire::secrets::SecretAttributes;
 
 fn spec(objects: Vec<SyncObject>, selectors: Vec<SyncSelector>) -> SecretSyncSpec {
     SecretSyncSpec {
@@ -37,22 +36,7 @@ fn sel(prefix: Option<&str>, naming: KeyNaming) -> SyncSelector {
     }
 }
 
-fn item(name: &str, tags: &[(&str, &str)]) -> SecretItem {
-    SecretItem {
-        id: format!("https://team.example/secrets/{name}"),
-        attributes: SecretAttributes {
-            enabled: Some(true),
-            ..Default::default()
-        },
-        tags: (!tags.is_empty()).then(|| {
-            tags.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        }),
-        content_type: None,
-        managed: None,
-    }
-}
+use crate::client::select::listed as item;
 
 fn err(s: &SecretSyncSpec) -> String {
     plan("sync", s).unwrap_err().to_string()

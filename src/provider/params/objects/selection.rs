@@ -5,10 +5,10 @@
 //! listing comes in, the objects go out. The selection rules themselves are
 //! [`crate::client::select`], shared with the operator's `SecretSync`.
 
-use super::objects::{
+use super::super::*;
+use super::{
     FileOwner, RawObject, check_paths, explicit_files, parse_encoding, trimmed, valid_object_name,
 };
-use super::*;
 use crate::client::select::{KeyNaming, Selector, parse_tags};
 use crate::wire::secrets::SecretItem;
 
@@ -251,25 +251,9 @@ fn owner(spec: &ObjectSpec, s: &SelectionSpec) -> FileOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::secrets::SecretAttributes;
     use std::collections::BTreeMap;
 
-    fn item(name: &str, tags: &[(&str, &str)]) -> SecretItem {
-        SecretItem {
-            id: format!("https://v.example/secrets/{name}"),
-            attributes: SecretAttributes {
-                enabled: Some(true),
-                ..Default::default()
-            },
-            tags: (!tags.is_empty()).then(|| {
-                tags.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            }),
-            content_type: None,
-            managed: None,
-        }
-    }
+    use crate::client::select::listed as item;
 
     fn parse(yaml: &str) -> MountResult<ObjectList> {
         parse_objects(yaml, 0o644)
