@@ -300,6 +300,10 @@ pub async fn reconcile_sync(sync: Arc<SecretSync>, ctx: Arc<SyncContext>) -> Res
             let targets = !sync.spec.rollout_restart_targets.is_empty();
             match restart::decide(&state, targets, now.as_second(), ctx.timing) {
                 RestartDecision::Baseline => status.restarted_hash = Some(w.hash.clone()),
+                // Without targets the data is the baseline of targets added later.
+                RestartDecision::Nothing if !targets => {
+                    status.restarted_hash = Some(w.hash.clone())
+                }
                 RestartDecision::Nothing => {}
                 RestartDecision::Now => restart_now = true,
                 RestartDecision::Wait(d) => next = next.min(d.max(Duration::from_millis(500))),
@@ -318,7 +322,9 @@ pub async fn reconcile_sync(sync: Arc<SecretSync>, ctx: Arc<SyncContext>) -> Res
         }
         Err(f) => {
             next = match f.reason {
-                reason::INVALID_SPEC => Duration::MAX,
+                // Only a new spec fixes a spec the plan refused; data the render refused
+                // may change in the vault, so that is retried every refresh.
+                reason::INVALID_SPEC if planned.is_err() => Duration::MAX,
                 reason::VAULT_NOT_FOUND | reason::SERVICE_ACCOUNT_NOT_FOUND => {
                     WAIT_FOR_VAULT.min(refresh)
                 }
