@@ -715,3 +715,59 @@ fn grants_are_bound_to_the_issuer_they_name() {
     assert!(!compiled.allows(&dev_admin("https://login.example.org"), &list));
     assert!(compiled.allows(&caller_sa("team-a", "web"), &list));
 }
+
+fn with_sync_events(seed: &[u8]) -> OperatorSettings {
+    let mut s = settings();
+    s.sync_events = Some(crate::operator::sync::events::SyncEventSettings {
+        endpoint_base: "https://kvault-operator-webhook.kvault-system.svc".into(),
+        ca_bundle: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+        proof: crate::operator::sync::events::EventProof::new(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            seed,
+        )),
+    });
+    s
+}
+
+#[test]
+fn the_operator_subscribes_itself_to_every_vaults_new_versions() {
+    let plain = vault("team-a", "payments", VaultSpec::default());
+    let s = with_sync_events(b"k1");
+    let c = compile(&plain, &[], &[], 1, &s).unwrap();
+    let subs = &c.document.events.as_ref().unwrap().subscriptions;
+    assert_eq!(subs.len(), 1);
+    let sub = &subs[0];
+    assert_eq!(sub.name, "kvault-operator-sync");
+    assert_eq!(
+        sub.endpoint,
+        "https://kvault-operator-webhook.kvault-system.svc/sync/events/team-a/payments"
+    );
+    let proof = sub.auth_header.as_ref().unwrap().value.as_ref().unwrap();
+    let events = s.sync_events.as_ref().unwrap();
+    assert!(
+        events
+            .proof
+            .verify("team-a", "payments", Some(proof.expose()))
+    );
+    // The server accepts it, and the digest names the key's fingerprint, never the proof.
+    c.document.compile(&[]).unwrap();
+    let again = compile(&plain, &[], &[], 1, &with_sync_events(b"k1")).unwrap();
+    assert_eq!(c.digest, again.digest);
+    let other_key = compile(&plain, &[], &[], 1, &with_sync_events(b"k2")).unwrap();
+    assert_ne!(c.digest, other_key.digest);
+    // Next to the user's own subscriptions; a user subscription of its name is replaced.
+    let v = with_notifications(serde_json::json!({"subscriptions": [
+        {"name": "plain", "endpoint": "https://ok.example.test/"},
+        {"name": "kvault-operator-sync", "endpoint": "https://elsewhere.example.test/"}
+    ]}));
+    let c = compile(&v, &[], &[], 1, &s).unwrap();
+    let subs = &c.document.events.as_ref().unwrap().subscriptions;
+    let names: Vec<&str> = subs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["plain", "kvault-operator-sync"]);
+    assert!(subs[1].endpoint.contains("/sync/events/team-a/"));
+    assert!(
+        c.warnings.iter().any(|w| w.contains("operator's own")),
+        "{:?}",
+        c.warnings
+    );
+}
