@@ -302,5 +302,22 @@ pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result
         .await?
         .context("Secret theirs is gone")?;
     ensure!(value_of(&theirs, "db-password").as_deref() == Some("mine"));
+
+    // Deleting the SecretSync deletes its Secret (owner reference, garbage collection);
+    // the foreign Secret stays.
+    c.dynamic_api("kvault.dev/v1alpha1", "SecretSync", Some(ns))
+        .await?
+        .delete("web-env", &Default::default())
+        .await?;
+    wait_for(
+        "Secret web-env garbage-collected",
+        Duration::from_secs(60),
+        || async { Ok(secret_data(c, ns, "web-env").await?.is_none().then_some(())) },
+    )
+    .await?;
+    ensure!(
+        secret_data(c, ns, "theirs").await?.is_some(),
+        "Secret theirs was deleted"
+    );
     Ok(())
 }
