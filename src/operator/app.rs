@@ -292,6 +292,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     crate::openmetrics::register_build_and_process(&mut registry, "operator");
     let metrics = Metrics::default().register(&mut registry);
+    let sync_metrics = sync::reconcile::SyncMetrics::default().register(&mut registry);
     let connections =
         crate::listener::ConnectionMetrics::register(&mut registry, "kvault_operator_");
     // Vault events reach the SecretSyncs through the HTTPS listener, when it runs.
@@ -377,25 +378,28 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     ));
     leading.store(true, std::sync::atomic::Ordering::Relaxed);
     let namespace = settings.namespace.clone();
-    let sync_ctx = Arc::new(sync::reconcile::SyncContext::new(
-        client.clone(),
-        Arc::new(sync::reconcile::ServiceAccountAccess {
-            client: client.clone(),
-            ca_file: endpoint.ca_file.clone(),
-            issuer: workload_identity
-                .as_ref()
-                .zip(settings.token_service.as_ref())
-                .map(|(w, ts)| sync::reconcile::TokenIssuer {
-                    keys: w.ring.clone(),
-                    issuer: ts.authority.clone(),
-                    tenant: opts.workload_identity.workload_identity_tenant.clone(),
-                }),
-        }),
-        sync::restart::RestartTiming {
-            debounce: opts.sync_debounce,
-            min_interval: opts.restart_min_interval,
-        },
-    ));
+    let sync_ctx = Arc::new(
+        sync::reconcile::SyncContext::new(
+            client.clone(),
+            Arc::new(sync::reconcile::ServiceAccountAccess {
+                client: client.clone(),
+                ca_file: endpoint.ca_file.clone(),
+                issuer: workload_identity
+                    .as_ref()
+                    .zip(settings.token_service.as_ref())
+                    .map(|(w, ts)| sync::reconcile::TokenIssuer {
+                        keys: w.ring.clone(),
+                        issuer: ts.authority.clone(),
+                        tenant: opts.workload_identity.workload_identity_tenant.clone(),
+                    }),
+            }),
+            sync::restart::RestartTiming {
+                debounce: opts.sync_debounce,
+                min_interval: opts.restart_min_interval,
+            },
+        )
+        .with_metrics(sync_metrics),
+    );
     let ctx = Arc::new(
         Context::new(client.clone(), settings, metrics, ca, Arc::new(endpoint))
             .with_token_service_keys(workload_identity.as_ref().map(|w| w.ring.clone())),

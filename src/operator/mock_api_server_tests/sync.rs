@@ -7,7 +7,7 @@ use crate::api::{SecretSync, SecretSyncStatus, Vault};
 use crate::client::ClientError;
 use crate::operator::fixtures;
 use crate::operator::sync::reconcile::{
-    SyncContext, SyncFailure, VaultAccess, VaultReader, reconcile_sync,
+    ReasonLabel, SyncContext, SyncFailure, VaultAccess, VaultReader, reconcile_sync,
 };
 use crate::operator::sync::restart::RestartTiming;
 use crate::provider::params::ObjectSpec;
@@ -204,6 +204,7 @@ fn ready(status: &Value) -> &Value {
 #[tokio::test]
 async fn a_first_sync_writes_an_owned_secret_and_restarts_nothing() {
     let (ctx, mut api) = context(fake_vault(false), RestartTiming::default());
+    let metrics = ctx.metrics.clone();
     let sync = secret_sync(None);
     let reconcile = tokio::spawn(reconcile_sync(sync, ctx));
     within(async {
@@ -243,6 +244,11 @@ async fn a_first_sync_writes_an_owned_secret_and_restarts_nothing() {
     .await;
     let action = reconcile.await.unwrap().unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let synced = ReasonLabel {
+        reason: "Synced".into(),
+    };
+    assert_eq!(metrics.syncs.get_or_create(&synced).get(), 1);
+    assert_eq!(metrics.restarts.get(), 0);
 }
 
 fn synced_status(hash: &str, restarted: &str, last_restart: Option<&str>) -> SecretSyncStatus {

@@ -23,6 +23,10 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -220,12 +224,43 @@ impl VaultReader for VaultClient {
     }
 }
 
+/// The SecretSync metrics.
+#[derive(Debug, Default, Clone)]
+pub struct SyncMetrics {
+    /// Passes by their `Ready` reason (`Synced` or why not).
+    pub syncs: Family<ReasonLabel, Counter>,
+    /// Workloads restarted (targets and `kvault.dev/restart-on`).
+    pub restarts: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+impl SyncMetrics {
+    pub fn register(self, registry: &mut Registry) -> Self {
+        registry.register(
+            "kvault_operator_secret_syncs",
+            "SecretSync passes, by the reason of their Ready condition",
+            self.syncs.clone(),
+        );
+        registry.register(
+            "kvault_operator_rollout_restarts",
+            "Workloads restarted because vault data they use changed",
+            self.restarts.clone(),
+        );
+        self
+    }
+}
+
 /// What every sync reconcile shares.
 pub struct SyncContext {
     pub client: Client,
     pub recorder: Recorder,
     pub access: Arc<dyn VaultAccess>,
     pub timing: RestartTiming,
+    pub metrics: SyncMetrics,
     failures: Mutex<HashMap<ObjectRef<SecretSync>, u32>>,
 }
 
@@ -240,8 +275,14 @@ impl SyncContext {
             client,
             access,
             timing,
+            metrics: SyncMetrics::default(),
             failures: Mutex::default(),
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: SyncMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<SecretSync>, u32>> {
@@ -355,6 +396,12 @@ pub async fn reconcile_sync(sync: Arc<SecretSync>, ctx: Arc<SyncContext>) -> Res
             publish(&ctx, &sync, EventType::Normal, "RolloutRestart", &note).await;
         }
     }
+    ctx.metrics
+        .syncs
+        .get_or_create(&ReasonLabel {
+            reason: ready.reason.to_string(),
+        })
+        .inc();
     let time = Time(now);
     status.conditions =
         merge_conditions(&old.conditions, &[ready], sync.metadata.generation, &time);
@@ -731,6 +778,7 @@ async fn restart_targets(
             match restart_workload(&ctx.client, &w, by, at).await {
                 Ok(()) => {
                     tracing::info!(namespace = ns, workload = %w, by, "rollout restart");
+                    ctx.metrics.restarts.inc();
                     done.push(w.to_string());
                 }
                 Err(e) => {
@@ -791,16 +839,23 @@ pub fn controller(client: &Client, namespace: Option<&str>) -> Controller<Secret
 pub struct WatcherRestarts {
     client: Client,
     recorder: Recorder,
+    restarts: Counter,
     timing: RestartTiming,
     pending: Mutex<HashMap<Workload, i64>>,
     wake: tokio::sync::Notify,
 }
 
 impl WatcherRestarts {
-    pub fn new(client: Client, recorder: Recorder, timing: RestartTiming) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        restarts: Counter,
+        timing: RestartTiming,
+    ) -> Arc<Self> {
         Arc::new(Self {
             client,
             recorder,
+            restarts,
             timing,
             pending: Mutex::default(),
             wake: tokio::sync::Notify::new(),
@@ -884,6 +939,7 @@ impl WatcherRestarts {
                         {
                             Ok(()) => {
                                 tracing::info!(workload = %w, namespace = %w.namespace, "rollout restart (restart-on)");
+                                self.restarts.inc();
                                 self.record(&w).await;
                             }
                             Err(e) => {
@@ -984,7 +1040,12 @@ pub async fn run(
         );
     }
     let tasks = changes.map(|changes| {
-        let watchers = WatcherRestarts::new(client.clone(), ctx.recorder.clone(), ctx.timing);
+        let watchers = WatcherRestarts::new(
+            client.clone(),
+            ctx.recorder.clone(),
+            ctx.metrics.restarts.clone(),
+            ctx.timing,
+        );
         (
             tokio::spawn(dispatch(changes, routes, watchers.clone())),
             tokio::spawn(watchers.run()),
