@@ -270,6 +270,56 @@ pub fn public_key_der(jwk: &JsonWebKey) -> Result<Vec<u8>, String> {
 }
 
 #[cfg(test)]
+pub(crate) mod fixture {
+    //! A test certificate for every renderer's tests.
+    use base64::Engine;
+
+    /// A CA and a leaf signed by it: the leaf's key (PKCS#8 PEM), the leaf and CA PEMs, and the
+    /// vault's two ways of storing the certificate's secret (PEM bundle, base64 PFX).
+    pub struct CertFixture {
+        pub key_pem: String,
+        pub leaf_pem: String,
+        pub ca_pem: String,
+        pub pem_bundle: String,
+        pub pfx_b64: String,
+    }
+
+    pub fn cert_fixture() -> CertFixture {
+        use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "ca");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["leaf.test".into()]).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, "leaf");
+        let leaf = p.signed_by(&key, &issuer).unwrap();
+        let chain = PrivateKeyChain::new(
+            b"id".to_vec(),
+            PrivateKey::from_der(&key.serialize_der()).unwrap(),
+            [
+                Certificate::from_der(leaf.der()).unwrap(),
+                Certificate::from_der(ca_cert.der()).unwrap(),
+            ],
+        );
+        let mut ks = KeyStore::new();
+        ks.add_entry("leaf", KeyStoreEntry::PrivateKeyChain(chain));
+        let pfx = ks.writer("").write().unwrap();
+        let key_pem = key.serialize_pem();
+        let (leaf_pem, ca_pem) = (leaf.pem(), ca_cert.pem());
+        CertFixture {
+            pem_bundle: format!("{key_pem}{leaf_pem}{ca_pem}"),
+            pfx_b64: base64::engine::general_purpose::STANDARD.encode(pfx),
+            key_pem,
+            leaf_pem,
+            ca_pem,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::provider::params::{ObjectType, parse_objects};
@@ -356,33 +406,8 @@ mod tests {
     }
 
     fn pfx_fixture() -> (String, String, String) {
-        use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(rcgen::DnType::CommonName, "ca");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(vec!["leaf.test".into()]).unwrap();
-        p.distinguished_name.push(rcgen::DnType::CommonName, "leaf");
-        let leaf = p.signed_by(&key, &issuer).unwrap();
-        let chain = PrivateKeyChain::new(
-            b"id".to_vec(),
-            PrivateKey::from_der(&key.serialize_der()).unwrap(),
-            [
-                Certificate::from_der(leaf.der()).unwrap(),
-                Certificate::from_der(ca_cert.der()).unwrap(),
-            ],
-        );
-        let mut ks = KeyStore::new();
-        ks.add_entry("leaf", KeyStoreEntry::PrivateKeyChain(chain));
-        let pfx = ks.writer("").write().unwrap();
-        (
-            base64::engine::general_purpose::STANDARD.encode(pfx),
-            leaf.pem(),
-            ca_cert.pem(),
-        )
+        let f = super::fixture::cert_fixture();
+        (f.pfx_b64, f.leaf_pem, f.ca_pem)
     }
 
     #[test]
