@@ -138,6 +138,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _free_port_pair() -> int:
+    """A free port P with P+1 free too: `kvault dev --listen P` serves its token service on
+    P+1 by default, and a random P+1 may be taken (a flake seen in CI)."""
+    for _ in range(50):
+        port = _free_port()
+        if port >= 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+
+
 def _jwt_exp(token: str) -> Optional[int]:
     """Best-effort read of the `exp` claim (used only to set AccessToken.expires_on)."""
     try:
@@ -575,7 +591,7 @@ class VaultFactory:
         state_dir.mkdir()
         log_dir = base / "logs"
         log_dir.mkdir()
-        port = _free_port()
+        port = _free_port_pair()
         url = f"https://{name}.{VAULT_DOMAIN}:{port}"
         cmd = [KVAULT_BIN, "dev", "--state-dir", str(state_dir), "--listen", f"127.0.0.1:{port}", "--url", url]
         if retention_days is not None:

@@ -86,6 +86,8 @@ impl Drop for Dev {
 fn start_dev(state: &Path, port: u16) -> Dev {
     let dev = Dev(Command::new(BIN)
         .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+        // Not the default port+1, which another test may hold.
+        .args(["--identity-listen", "127.0.0.1:0"])
         .arg("--state-dir")
         .arg(state)
         .stdout(Stdio::null())
