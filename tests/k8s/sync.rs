@@ -303,6 +303,66 @@ pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result
         .context("Secret theirs is gone")?;
     ensure!(value_of(&theirs, "db-password").as_deref() == Some("mine"));
 
+    // A kubernetes.io/tls Secret from a certificate created in the vault: the certificate's
+    // secret (key and chain, PEM) split into tls.key and tls.crt.
+    let body = json!({"policy": {
+        "key_props": {"kty": "EC", "crv": "P-256", "exportable": true, "reuse_key": false},
+        "secret_props": {"contentType": "application/x-pem-file"},
+        "x509_props": {"subject": "CN=web.example.test", "validity_months": 12},
+        "issuer": {"name": "Self"}}});
+    let resp = s
+        .http
+        .post(format!(
+            "{}/certificates/web-tls/create?api-version=7.5",
+            s.vault_url
+        ))
+        .bearer_auth(&s.writer_token)
+        .json(&body)
+        .send()
+        .await?;
+    ensure!(
+        resp.status().is_success(),
+        "creating certificate web-tls: HTTP {}: {}",
+        resp.status(),
+        resp.text().await.unwrap_or_default()
+    );
+    c.apply(
+        &json!({"apiVersion": "kvault.dev/v1alpha1", "kind": "SecretSync",
+                "metadata": {"name": "web-tls", "namespace": ns},
+                "spec": {"vaultRef": {"name": s.vault}, "serviceAccountName": "web",
+                         "objects": [{"objectName": "web-tls"}],
+                         "target": {"type": "kubernetes.io/tls"}}}),
+        false,
+    )
+    .await?;
+    let tls = wait_for("Secret web-tls", Duration::from_secs(30), || async {
+        match secret_data(c, ns, "web-tls").await? {
+            Some(sec) => Ok(Some(sec)),
+            None => Err(anyhow!(
+                "no Secret yet; status {}",
+                sync_status(c, ns, "web-tls").await?
+            )),
+        }
+    })
+    .await?;
+    ensure!(
+        tls.type_.as_deref() == Some("kubernetes.io/tls"),
+        "type {:?}",
+        tls.type_
+    );
+    let keys: Vec<String> = tls.data.iter().flatten().map(|(k, _)| k.clone()).collect();
+    ensure!(keys == ["tls.crt", "tls.key"], "keys {keys:?}");
+    let crt = value_of(&tls, "tls.crt").unwrap_or_default();
+    let key = value_of(&tls, "tls.key").unwrap_or_default();
+    ensure!(
+        crt.starts_with("-----BEGIN CERTIFICATE-----") && !crt.contains("PRIVATE KEY"),
+        "tls.crt is not the certificate alone"
+    );
+    ensure!(
+        key.contains("-----BEGIN PRIVATE KEY-----") && !key.contains("CERTIFICATE"),
+        "tls.key is not the private key alone"
+    );
+
     // Deleting the SecretSync deletes its Secret (owner reference, garbage collection);
     // the foreign Secret stays.
     c.dynamic_api("kvault.dev/v1alpha1", "SecretSync", Some(ns))
