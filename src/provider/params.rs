@@ -134,6 +134,25 @@ impl ObjectSpec {
         self.alias.as_deref().unwrap_or(&self.name)
     }
 
+    /// A secret taken by a selection (`client::select`): its latest version, under the
+    /// selected key.
+    pub fn selected(
+        selected: crate::client::select::Selected,
+        encoding: ObjectEncoding,
+        mode: u32,
+    ) -> Self {
+        Self {
+            name: selected.name,
+            kind: ObjectType::Secret,
+            version: None,
+            history: 0,
+            alias: Some(selected.key),
+            format: ObjectFormat::Pem,
+            encoding,
+            mode,
+        }
+    }
+
     /// Where this object appears in messages: `secret 'db-password'`.
     pub fn describe(&self) -> String {
         format!("{} '{}'", self.kind.as_str(), self.name)

@@ -215,16 +215,7 @@ pub fn expand_selections(
                     one.name
                 ))
             })?;
-            let spec = ObjectSpec {
-                name: one.name,
-                kind: ObjectType::Secret,
-                version: None,
-                history: 0,
-                alias: Some(one.key),
-                format: ObjectFormat::Pem,
-                encoding: s.encoding,
-                mode: s.mode,
-            };
+            let spec = ObjectSpec::selected(one, s.encoding, s.mode);
             files.push(owner(&spec, s));
             all.push(spec);
         }
