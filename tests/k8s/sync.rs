@@ -90,6 +90,44 @@ fn ready(status: &Value) -> (String, String, String) {
     (s("status"), s("reason"), s("message"))
 }
 
+async fn apply_sync(c: &Cluster, ns: &str, name: &str, spec: Value) -> Result<()> {
+    c.apply(
+        &json!({"apiVersion": "kvault.dev/v1alpha1", "kind": "SecretSync",
+                "metadata": {"name": name, "namespace": ns}, "spec": spec}),
+        false,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The Secret a sync writes, once it is there (the sync's status in the timeout message).
+async fn written(c: &Cluster, ns: &str, name: &str, timeout: Duration) -> Result<Secret> {
+    wait_for(&format!("Secret {name}"), timeout, || async {
+        match secret_data(c, ns, name).await? {
+            Some(sec) => Ok(Some(sec)),
+            None => Err(anyhow!(
+                "no Secret yet; status {}",
+                sync_status(c, ns, name).await?
+            )),
+        }
+    })
+    .await
+}
+
+/// The (reason, message) of a sync's Ready=False, once it says so.
+async fn not_ready(c: &Cluster, ns: &str, name: &str) -> Result<(String, String)> {
+    let (_, reason, message) = wait_for(
+        &format!("{name} Ready=False"),
+        Duration::from_secs(30),
+        || async {
+            let r = ready(&sync_status(c, ns, name).await?);
+            Ok((r.0 == "False").then_some(r))
+        },
+    )
+    .await?;
+    Ok((reason, message))
+}
+
 pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result<()> {
     let ns = s.ns;
     put_secret(&s, "db-password", "v1", json!({})).await?;
@@ -106,27 +144,20 @@ pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result
         false,
     )
     .await?;
-    c.apply(
-        &json!({"apiVersion": "kvault.dev/v1alpha1", "kind": "SecretSync",
-                "metadata": {"name": "web-env", "namespace": ns},
-                "spec": {"vaultRef": {"name": s.vault}, "serviceAccountName": "web",
-                         "objects": [{"objectName": "db-password"}],
-                         "selectors": [{"tags": {"app": "web"}, "keyNaming": "EnvVar"}],
-                         "target": {"templates": {"dsn": "postgres://app:{{ objects['db-password'] }}@db/app"},
-                                    "mergePolicy": "Merge"},
-                         "refreshInterval": "10m",
-                         "rolloutRestartTargets": [{"kind": "Deployment", "name": "web"}]}}),
-        false,
+    apply_sync(
+        c,
+        ns,
+        "web-env",
+        json!({"vaultRef": {"name": s.vault}, "serviceAccountName": "web",
+               "objects": [{"objectName": "db-password"}],
+               "selectors": [{"tags": {"app": "web"}, "keyNaming": "EnvVar"}],
+               "target": {"templates": {"dsn": "postgres://app:{{ objects['db-password'] }}@db/app"},
+                          "mergePolicy": "Merge"},
+               "refreshInterval": "10m",
+               "rolloutRestartTargets": [{"kind": "Deployment", "name": "web"}]}),
     )
     .await?;
-    let first = wait_for("Secret web-env", Duration::from_secs(60), || async {
-        let st = sync_status(c, ns, "web-env").await?;
-        match secret_data(c, ns, "web-env").await? {
-            Some(sec) => Ok(Some(sec)),
-            None => Err(anyhow!("no Secret yet; status {st}")),
-        }
-    })
-    .await?;
+    let first = written(c, ns, "web-env", Duration::from_secs(60)).await?;
     for (key, want) in [
         ("db-password", "v1"),
         ("WEB_API_KEY", "k1"),
@@ -247,24 +278,15 @@ pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result
         false,
     )
     .await?;
-    c.apply(
-        &json!({"apiVersion": "kvault.dev/v1alpha1", "kind": "SecretSync",
-                "metadata": {"name": "nobody-env", "namespace": ns},
-                "spec": {"vaultRef": {"name": s.vault}, "serviceAccountName": "nobody",
-                         "objects": [{"objectName": "db-password"}]}}),
-        false,
+    apply_sync(
+        c,
+        ns,
+        "nobody-env",
+        json!({"vaultRef": {"name": s.vault}, "serviceAccountName": "nobody",
+               "objects": [{"objectName": "db-password"}]}),
     )
     .await?;
-    let (_, reason, message) = wait_for(
-        "nobody-env Ready=False",
-        Duration::from_secs(30),
-        || async {
-            let st = sync_status(c, ns, "nobody-env").await?;
-            let r = ready(&st);
-            Ok((r.0 == "False").then_some(r))
-        },
-    )
-    .await?;
+    let (reason, message) = not_ready(c, ns, "nobody-env").await?;
     ensure!(reason == "Forbidden", "reason {reason}: {message}");
     ensure!(
         message.contains("nobody"),
@@ -283,20 +305,16 @@ pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result
         false,
     )
     .await?;
-    c.apply(
-        &json!({"apiVersion": "kvault.dev/v1alpha1", "kind": "SecretSync",
-                "metadata": {"name": "takeover", "namespace": ns},
-                "spec": {"vaultRef": {"name": s.vault}, "serviceAccountName": "web",
-                         "objects": [{"objectName": "db-password"}],
-                         "target": {"name": "theirs"}}}),
-        false,
+    apply_sync(
+        c,
+        ns,
+        "takeover",
+        json!({"vaultRef": {"name": s.vault}, "serviceAccountName": "web",
+               "objects": [{"objectName": "db-password"}],
+               "target": {"name": "theirs"}}),
     )
     .await?;
-    let (_, reason, _) = wait_for("takeover Ready=False", Duration::from_secs(30), || async {
-        let r = ready(&sync_status(c, ns, "takeover").await?);
-        Ok((r.0 == "False").then_some(r))
-    })
-    .await?;
+    let (reason, _) = not_ready(c, ns, "takeover").await?;
     ensure!(reason == "SecretNotOwned", "reason {reason}");
     let theirs = secret_data(c, ns, "theirs")
         .await?
@@ -326,25 +344,16 @@ pub async fn secret_sync_follows_the_vault(c: &Cluster, s: Served<'_>) -> Result
         resp.status(),
         resp.text().await.unwrap_or_default()
     );
-    c.apply(
-        &json!({"apiVersion": "kvault.dev/v1alpha1", "kind": "SecretSync",
-                "metadata": {"name": "web-tls", "namespace": ns},
-                "spec": {"vaultRef": {"name": s.vault}, "serviceAccountName": "web",
-                         "objects": [{"objectName": "web-tls"}],
-                         "target": {"type": "kubernetes.io/tls"}}}),
-        false,
+    apply_sync(
+        c,
+        ns,
+        "web-tls",
+        json!({"vaultRef": {"name": s.vault}, "serviceAccountName": "web",
+               "objects": [{"objectName": "web-tls"}],
+               "target": {"type": "kubernetes.io/tls"}}),
     )
     .await?;
-    let tls = wait_for("Secret web-tls", Duration::from_secs(30), || async {
-        match secret_data(c, ns, "web-tls").await? {
-            Some(sec) => Ok(Some(sec)),
-            None => Err(anyhow!(
-                "no Secret yet; status {}",
-                sync_status(c, ns, "web-tls").await?
-            )),
-        }
-    })
-    .await?;
+    let tls = written(c, ns, "web-tls", Duration::from_secs(30)).await?;
     ensure!(
         tls.type_.as_deref() == Some("kubernetes.io/tls"),
         "type {:?}",
