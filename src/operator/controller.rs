@@ -281,7 +281,7 @@ async fn apply_vault(vault: Arc<Vault>, ctx: &Context) -> Result<Action, Error> 
         new_status.applied_policy_digest = Some(digest);
     }
     if vault.status.as_ref() != Some(&new_status) {
-        patch_status(&ctx.client, &ns, &name, &new_status).await?;
+        apply_status::<Vault>(&ctx.client, &ns, &name, &new_status, FIELD_MANAGER).await?;
         publish_transition(ctx, &vault, &new_status).await;
     }
     if let Some(e) = refusal {
@@ -623,19 +623,28 @@ async fn cluster_jwks(ctx: &Context) -> Result<String, Error> {
     Ok(jwks)
 }
 
-async fn patch_status(
+/// Server-side apply of `status` to the status subresource of `K` `ns/name`, as
+/// `field_manager`, forced: the one way every controller of the operator writes a status.
+pub async fn apply_status<K>(
     client: &Client,
     ns: &str,
     name: &str,
-    status: &VaultStatus,
-) -> Result<(), Error> {
-    let api: Api<Vault> = Api::namespaced(client.clone(), ns);
+    status: &impl Serialize,
+    field_manager: &str,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
     let body = serde_json::json!({
-        "apiVersion": Vault::api_version(&()),
-        "kind": Vault::kind(&()),
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     });
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let pp = PatchParams::apply(field_manager).force();
     api.patch_status(name, &pp, &Patch::Apply(&body)).await?;
     Ok(())
 }

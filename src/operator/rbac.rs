@@ -139,12 +139,12 @@ pub fn vault_rules() -> Vec<PolicyRule> {
         // controller.rs `controller` (watch); `reconcile_grant` and `purge_expired` (get);
         // the soft-delete finalizer (kube's `finalizer` patches metadata.finalizers).
         rule::<Vault>(None, &["get", "list", "watch", "patch"]),
-        // controller.rs `patch_status` (server-side apply of the status).
+        // controller.rs `apply_status` (server-side apply of the status).
         rule::<Vault>(Some("status"), &["patch"]),
         // The grants' controllers and `watches` (app.rs, controller.rs), `sync_policy` (list).
         rule::<AccessPolicy>(None, &WATCH),
         rule::<RoleAssignment>(None, &WATCH),
-        // controller.rs `patch_grant_status`.
+        // controller.rs `apply_status`.
         rule::<AccessPolicy>(Some("status"), &["patch"]),
         rule::<RoleAssignment>(Some("status"), &["patch"]),
         // Owned objects: applied by `apply_objects`, watched by `controller`.

@@ -34,34 +34,13 @@ pub(super) async fn report_grant(
     }
     match grant.kind {
         GrantKind::AccessPolicy => {
-            patch_grant_status::<AccessPolicy>(&ctx.client, ns, &grant.name, &new).await
+            apply_status::<AccessPolicy>(&ctx.client, ns, &grant.name, &new, FIELD_MANAGER).await?
         }
         GrantKind::RoleAssignment => {
-            patch_grant_status::<RoleAssignment>(&ctx.client, ns, &grant.name, &new).await
+            apply_status::<RoleAssignment>(&ctx.client, ns, &grant.name, &new, FIELD_MANAGER)
+                .await?
         }
     }
-}
-
-pub(super) async fn patch_grant_status<K>(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    status: &GrantStatus,
-) -> Result<(), Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let body = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(name, &pp, &Patch::Apply(&body)).await?;
     Ok(())
 }
 
@@ -125,7 +104,7 @@ pub async fn reconcile_grant<G: Grant>(grant: Arc<G>, ctx: Arc<Context>) -> Resu
         &now,
     );
     if let Some(new) = pending {
-        patch_grant_status::<G>(&ctx.client, &ns, &name, &new).await?;
+        apply_status::<G>(&ctx.client, &ns, &name, &new, FIELD_MANAGER).await?;
     }
     let vault_ready = vault
         .as_ref()

@@ -27,6 +27,14 @@ pub const PROOF_HEADER: &str = "Authorization";
 /// The purpose the proof key is derived for from the operator CA's private key
 /// (`Ca::derive_mac_key`): every replica derives the same key.
 pub const PROOF_PURPOSE: &str = "kvault operator: secret sync event proof v1";
+/// The event types that may change what a sync writes: new versions, and policy changes
+/// (grants may have changed).
+pub const TRIGGERS: [EventType; 4] = [
+    EventType::SecretNewVersionCreated,
+    EventType::KeyNewVersionCreated,
+    EventType::CertificateNewVersionCreated,
+    EventType::VaultAccessPolicyChanged,
+];
 /// Triggers waiting for the dispatcher; a full queue answers 503 and the vault retries.
 pub const QUEUE: usize = 1024;
 
@@ -108,12 +116,7 @@ impl SyncEventSettings {
                 "{}/sync/events/{namespace}/{vault}",
                 self.endpoint_base.trim_end_matches('/')
             ),
-            included_event_types: vec![
-                EventType::SecretNewVersionCreated,
-                EventType::KeyNewVersionCreated,
-                EventType::CertificateNewVersionCreated,
-                EventType::VaultAccessPolicyChanged,
-            ],
+            included_event_types: TRIGGERS.to_vec(),
             subject_begins_with: None,
             auth_header: Some(AuthHeader {
                 name: PROOF_HEADER.into(),
@@ -143,14 +146,9 @@ pub struct VaultChange {
 
 /// The trigger an accepted event becomes (`None`: an event type that changes no data).
 pub fn change_of(namespace: &str, vault: &str, event: &CloudEvent) -> Option<VaultChange> {
-    let short = event.type_.strip_prefix("Microsoft.KeyVault.")?;
-    let object = match short {
-        "SecretNewVersionCreated" | "KeyNewVersionCreated" | "CertificateNewVersionCreated" => {
-            Some(event.data.object_name.clone())
-        }
-        "VaultAccessPolicyChanged" => None,
-        _ => return None,
-    };
+    let kind = TRIGGERS.into_iter().find(|t| t.as_str() == event.type_)?;
+    let object =
+        (kind != EventType::VaultAccessPolicyChanged).then(|| event.data.object_name.clone());
     Some(VaultChange {
         namespace: namespace.into(),
         vault: vault.into(),

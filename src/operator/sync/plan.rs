@@ -170,8 +170,8 @@ impl PlanError {
             | PlanError::Select {
                 source: SelectError::TooMany { .. },
                 ..
-            } => "TooManyObjects",
-            _ => "InvalidSpec",
+            } => super::reason::TOO_MANY_OBJECTS,
+            _ => super::reason::INVALID_SPEC,
         }
     }
 }
@@ -526,17 +526,8 @@ pub fn expand(
                 let field = format!("spec.selectors[{i}]");
                 check_key(&field, &s.key)?;
                 out.push(PlannedObject {
-                    spec: ObjectSpec {
-                        name: s.name,
-                        kind: ObjectType::Secret,
-                        version: None,
-                        history: 0,
-                        alias: Some(s.key.clone()),
-                        format: ObjectFormat::Pem,
-                        encoding: ObjectEncoding::Utf8,
-                        mode: DEFAULT_PERMISSION,
-                    },
-                    key: s.key,
+                    key: s.key.clone(),
+                    spec: ObjectSpec::selected(s, ObjectEncoding::Utf8, DEFAULT_PERMISSION),
                     origin: Origin::Selector(i),
                 });
                 if out.len() > MAX_SYNC_TOTAL {

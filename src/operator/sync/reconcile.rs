@@ -4,9 +4,10 @@
 
 use super::events::VaultChange;
 use super::plan::{self, SYNC_LABEL, SyncPlan};
+use super::reason;
 use super::render::{self, Ownership, SYNC_FIELD_MANAGER};
 use super::restart::{self, RestartDecision, RestartState, RestartTiming};
-use crate::api::{RestartTarget, SecretSync, SecretSyncStatus, Vault};
+use crate::api::{RestartTarget, SecretSync, Vault};
 use crate::client::{ClientConfig, ClientError, VaultClient};
 use crate::operator::scope::api_in;
 use crate::operator::status::{Wanted, merge_conditions};
@@ -37,22 +38,6 @@ use zeroize::Zeroizing;
 pub const SYNC_TOKEN_SECONDS: i64 = 600;
 /// Requeue when the vault or the ServiceAccount is missing (they usually come soon).
 pub const WAIT_FOR_VAULT: Duration = Duration::from_secs(30);
-
-/// The reasons of the `Ready` condition.
-pub mod reason {
-    pub const SYNCED: &str = "Synced";
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    pub const VAULT_NOT_FOUND: &str = "VaultNotFound";
-    pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
-    pub const TOKEN_SERVICE_DISABLED: &str = "TokenServiceDisabled";
-    pub const FORBIDDEN: &str = "Forbidden";
-    pub const OBJECT_NOT_FOUND: &str = "ObjectNotFound";
-    pub const TOO_MANY_OBJECTS: &str = "TooManyObjects";
-    pub const TEMPLATE_ERROR: &str = "TemplateError";
-    pub const SECRET_NOT_OWNED: &str = "SecretNotOwned";
-    pub const VAULT_UNAVAILABLE: &str = "VaultUnavailable";
-    pub const APPLY_FAILED: &str = "ApplyFailed";
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -421,7 +406,14 @@ pub async fn reconcile_sync(sync: Arc<SecretSync>, ctx: Arc<SyncContext>) -> Res
         .and_then(seconds_of)
         .is_none_or(|t| now.as_second() - t >= (refresh.as_secs() / 2) as i64);
     if changed || (result.is_ok() && stale) {
-        patch_status(&ctx.client, &ns, &name, &status).await?;
+        crate::operator::controller::apply_status::<SecretSync>(
+            &ctx.client,
+            &ns,
+            &name,
+            &status,
+            SYNC_FIELD_MANAGER,
+        )
+        .await?;
     }
     let was = old
         .conditions
@@ -565,23 +557,6 @@ async fn sync_once(
         keys: u32::try_from(rendered.data.len()).unwrap_or(u32::MAX),
         objects: names,
     })
-}
-
-async fn patch_status(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    status: &SecretSyncStatus,
-) -> Result<(), Error> {
-    let api: Api<SecretSync> = Api::namespaced(client.clone(), ns);
-    let body = serde_json::json!({
-        "apiVersion": SecretSync::api_version(&()),
-        "kind": SecretSync::kind(&()),
-        "status": status,
-    });
-    let pp = PatchParams::apply(SYNC_FIELD_MANAGER).force();
-    api.patch_status(name, &pp, &Patch::Apply(&body)).await?;
-    Ok(())
 }
 
 /// One event about a SecretSync; best effort.

@@ -84,10 +84,12 @@ impl RenderError {
     /// The `Ready` condition's reason.
     pub fn reason(&self) -> &'static str {
         match self {
-            RenderError::Template { .. } => "TemplateError",
-            RenderError::TooLarge { what, .. } if what.starts_with("template") => "TemplateError",
-            RenderError::TooLarge { .. } => "TooManyObjects",
-            _ => "InvalidSpec",
+            RenderError::Template { .. } => super::reason::TEMPLATE_ERROR,
+            RenderError::TooLarge { what, .. } if what.starts_with("template") => {
+                super::reason::TEMPLATE_ERROR
+            }
+            RenderError::TooLarge { .. } => super::reason::TOO_MANY_OBJECTS,
+            _ => super::reason::INVALID_SPEC,
         }
     }
 }
